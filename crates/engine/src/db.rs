@@ -1,0 +1,367 @@
+//! SQLite persistence: schema and migrations, the single writer thread with group
+//! commit, and read connections for message bodies.
+
+use crate::store::StoreError;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use tokio::sync::oneshot;
+
+/// Schema migrations, applied in order; `meta.schema_version` records how many ran.
+/// Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE queues (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL, region TEXT NOT NULL, name TEXT NOT NULL,
+    attributes TEXT NOT NULL, tags TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, modified_ms INTEGER NOT NULL, last_purge_ms INTEGER,
+    UNIQUE (account, region, name)
+);
+CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY,
+    queue_id INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attributes TEXT, system_attributes TEXT,
+    sender_id TEXT NOT NULL,
+    group_id TEXT, dedup_id TEXT,
+    sent_ms INTEGER NOT NULL,
+    visible_at_ms INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    first_receive_ms INTEGER NOT NULL DEFAULT 0,
+    receipt_token INTEGER NOT NULL DEFAULT 0,
+    dlq_source_queue_id INTEGER
+);
+CREATE INDEX messages_by_queue ON messages (queue_id, seq);
+CREATE TABLE dedup (
+    queue_id INTEGER NOT NULL, scope TEXT NOT NULL, dedup_id TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL, message_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (queue_id, scope, dedup_id)
+);
+CREATE TABLE move_tasks (
+    handle TEXT PRIMARY KEY, source_queue_id INTEGER NOT NULL, source_arn TEXT NOT NULL,
+    destination_arn TEXT, max_per_second INTEGER, status TEXT NOT NULL,
+    moved INTEGER NOT NULL, to_move INTEGER NOT NULL, started_ms INTEGER NOT NULL,
+    failure_reason TEXT, max_seq INTEGER NOT NULL
+);
+"#];
+
+/// One row of `messages`, as the writer inserts it.
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    pub seq: i64,
+    pub queue_id: i64,
+    pub message_id: String,
+    pub body: String,
+    pub attributes: Option<String>,
+    pub system_attributes: Option<String>,
+    pub sender_id: String,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub sent_ms: i64,
+    pub visible_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct MoveTaskRow {
+    pub handle: String,
+    pub source_queue_id: i64,
+    pub source_arn: String,
+    pub destination_arn: Option<String>,
+    pub max_per_second: Option<i64>,
+    pub status: String,
+    pub moved: i64,
+    pub to_move: i64,
+    pub started_ms: i64,
+    pub failure_reason: Option<String>,
+    pub max_seq: i64,
+}
+
+/// A write the writer thread applies inside a group-commit transaction.
+#[derive(Debug, Clone)]
+pub enum SqlOp {
+    InsertQueue { id: i64, account: String, region: String, name: String, attributes: String, tags: String, now: i64 },
+    UpdateQueue { id: i64, attributes: String, tags: String, modified_ms: i64 },
+    SetLastPurge { id: i64, at: i64 },
+    DeleteQueue { id: i64 },
+    InsertMessage(Box<MessageRow>),
+    DeleteMessage { seq: i64 },
+    UpdateVisibility { seq: i64, visible_at_ms: i64, receive_count: i64, first_receive_ms: i64, receipt_token: i64 },
+    MoveMessage { seq: i64, to_queue: i64, dlq_source_queue_id: Option<i64>, visible_at_ms: i64, reset_receives: bool },
+    PurgeMessages { queue_id: i64, max_seq: i64 },
+    InsertDedup { queue_id: i64, scope: String, dedup_id: String, expires_ms: i64, message_id: String, seq: i64 },
+    PruneDedup { now: i64 },
+    SetMeta { key: &'static str, value: String },
+    UpsertMoveTask(Box<MoveTaskRow>),
+}
+
+pub type CommitHook = Box<dyn FnOnce() + Send>;
+
+pub struct WriteItem {
+    pub ops: Vec<SqlOp>,
+    /// Runs on the writer thread after the commit, before the caller is told:
+    /// this is where new messages become visible in the in-memory indexes.
+    pub on_commit: Option<CommitHook>,
+    pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+pub fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+pub struct Database {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<WriteItem>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn configure(conn: &Connection, durable: bool) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "OFF" })?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+impl Database {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path, durable: bool) -> Result<(Database, Connection), StoreError> {
+        let conn = Connection::open(path).map_err(internal)?;
+        configure(&conn, durable).map_err(internal)?;
+        migrate(&conn)?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(internal)?;
+        if check != "ok" {
+            return Err(StoreError::Internal(format!("database {} is damaged: {check}", path.display())));
+        }
+        let load_conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(internal)?;
+        configure(&load_conn, durable).map_err(internal)?;
+        let (tx, rx) = mpsc::channel::<WriteItem>();
+        let thread = std::thread::Builder::new()
+            .name("sluice-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(internal)?;
+        Ok((
+            Database {
+                path: path.to_owned(),
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(thread)),
+                readers: Mutex::new(Vec::new()),
+            },
+            load_conn,
+        ))
+    }
+
+    pub fn submit(&self, item: WriteItem) -> Result<(), StoreError> {
+        let guard = self.writer.lock().map_err(internal)?;
+        match guard.as_ref() {
+            Some(tx) => tx.send(item).map_err(|_| StoreError::Internal("writer stopped".into())),
+            None => Err(StoreError::Internal("store is shut down".into())),
+        }
+    }
+
+    /// Runs `f` on a read connection (committed data only).
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.readers.lock().map_err(internal)?.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(internal)?;
+                c.busy_timeout(std::time::Duration::from_secs(10)).map_err(internal)?;
+                c
+            }
+        };
+        let result = f(&conn).map_err(internal);
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Stops the writer after it has committed everything already submitted.
+    pub fn shutdown(&self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        if let Some(handle) = self.writer_thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has_meta: bool = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", [], |r| r.get::<_, i64>(0))
+        .map_err(internal)?
+        > 0;
+    let mut version: usize = if has_meta {
+        conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(internal)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Internal(format!(
+            "data directory has schema version {version}, newer than this binary's {}",
+            MIGRATIONS.len()
+        )));
+    }
+    while version < MIGRATIONS.len() {
+        let tx = conn.unchecked_transaction().map_err(internal)?;
+        tx.execute_batch(MIGRATIONS[version]).map_err(internal)?;
+        version += 1;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            params![version.to_string()],
+        )
+        .map_err(internal)?;
+        tx.commit().map_err(internal)?;
+    }
+    Ok(())
+}
+
+/// Most writes one group commit takes; bounds the latency of the first in line.
+const MAX_GROUP: usize = 4096;
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteItem>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let result = apply_batch(&mut conn, &batch);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "group commit failed; {} writes rejected", batch.len());
+        }
+        for item in batch {
+            if result.is_ok() {
+                if let Some(hook) = item.on_commit {
+                    hook();
+                }
+            }
+            if let Some(done) = item.done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}
+
+fn apply_batch(conn: &mut Connection, batch: &[WriteItem]) -> Result<(), StoreError> {
+    if batch.iter().all(|i| i.ops.is_empty()) {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(internal)?;
+    for item in batch {
+        for op in &item.ops {
+            apply(&tx, op).map_err(internal)?;
+        }
+    }
+    tx.commit().map_err(internal)
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
+    match op {
+        SqlOp::InsertQueue { id, account, region, name, attributes, tags, now } => {
+            tx.prepare_cached(
+                "INSERT INTO queues (id, account, region, name, attributes, tags, created_ms, modified_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?7)",
+            )?
+            .execute(params![id, account, region, name, attributes, tags, now])?;
+        }
+        SqlOp::UpdateQueue { id, attributes, tags, modified_ms } => {
+            tx.prepare_cached("UPDATE queues SET attributes=?2, tags=?3, modified_ms=?4 WHERE id=?1")?
+                .execute(params![id, attributes, tags, modified_ms])?;
+        }
+        SqlOp::SetLastPurge { id, at } => {
+            tx.prepare_cached("UPDATE queues SET last_purge_ms=?2 WHERE id=?1")?.execute(params![id, at])?;
+        }
+        SqlOp::DeleteQueue { id } => {
+            tx.prepare_cached("DELETE FROM messages WHERE queue_id=?1")?.execute(params![id])?;
+            tx.prepare_cached("DELETE FROM dedup WHERE queue_id=?1")?.execute(params![id])?;
+            tx.prepare_cached("DELETE FROM queues WHERE id=?1")?.execute(params![id])?;
+        }
+        SqlOp::InsertMessage(m) => {
+            tx.prepare_cached(
+                "INSERT INTO messages (seq, queue_id, message_id, body, attributes, system_attributes, sender_id, group_id, dedup_id, sent_ms, visible_at_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+            )?
+            .execute(params![
+                m.seq,
+                m.queue_id,
+                m.message_id,
+                m.body,
+                m.attributes,
+                m.system_attributes,
+                m.sender_id,
+                m.group_id,
+                m.dedup_id,
+                m.sent_ms,
+                m.visible_at_ms
+            ])?;
+        }
+        SqlOp::DeleteMessage { seq } => {
+            tx.prepare_cached("DELETE FROM messages WHERE seq=?1")?.execute(params![seq])?;
+        }
+        SqlOp::UpdateVisibility { seq, visible_at_ms, receive_count, first_receive_ms, receipt_token } => {
+            tx.prepare_cached(
+                "UPDATE messages SET visible_at_ms=?2, receive_count=?3, first_receive_ms=?4, receipt_token=?5 WHERE seq=?1",
+            )?
+            .execute(params![seq, visible_at_ms, receive_count, first_receive_ms, receipt_token])?;
+        }
+        SqlOp::MoveMessage { seq, to_queue, dlq_source_queue_id, visible_at_ms, reset_receives } => {
+            tx.prepare_cached(
+                "UPDATE messages SET queue_id=?2, dlq_source_queue_id=?3, visible_at_ms=?4, receipt_token=0,
+                 receive_count=CASE WHEN ?5 THEN 0 ELSE receive_count END,
+                 first_receive_ms=CASE WHEN ?5 THEN 0 ELSE first_receive_ms END WHERE seq=?1",
+            )?
+            .execute(params![seq, to_queue, dlq_source_queue_id, visible_at_ms, reset_receives])?;
+        }
+        SqlOp::PurgeMessages { queue_id, max_seq } => {
+            tx.prepare_cached("DELETE FROM messages WHERE queue_id=?1 AND seq<=?2")?.execute(params![queue_id, max_seq])?;
+        }
+        SqlOp::InsertDedup { queue_id, scope, dedup_id, expires_ms, message_id, seq } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO dedup (queue_id, scope, dedup_id, expires_ms, message_id, seq) VALUES (?1,?2,?3,?4,?5,?6)",
+            )?
+            .execute(params![queue_id, scope, dedup_id, expires_ms, message_id, seq])?;
+        }
+        SqlOp::PruneDedup { now } => {
+            tx.prepare_cached("DELETE FROM dedup WHERE expires_ms<=?1")?.execute(params![now])?;
+        }
+        SqlOp::SetMeta { key, value } => {
+            tx.prepare_cached("INSERT INTO meta (key, value) VALUES (?1,?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value")?
+                .execute(params![key, value])?;
+        }
+        SqlOp::UpsertMoveTask(t) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO move_tasks (handle, source_queue_id, source_arn, destination_arn, max_per_second, status, moved, to_move, started_ms, failure_reason, max_seq) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+            )?
+            .execute(params![
+                t.handle,
+                t.source_queue_id,
+                t.source_arn,
+                t.destination_arn,
+                t.max_per_second,
+                t.status,
+                t.moved,
+                t.to_move,
+                t.started_ms,
+                t.failure_reason,
+                t.max_seq
+            ])?;
+        }
+    }
+    Ok(())
+}

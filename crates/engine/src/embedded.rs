@@ -1,0 +1,890 @@
+//! The embedded backend: queues' in-memory indexes, rebuilt from SQLite at start,
+//! with every write going through the group-commit writer.
+
+use crate::clock::Clock;
+use crate::db::{internal, CommitHook, Database, MessageRow, MoveTaskRow, SqlOp, WriteItem};
+use crate::limits::*;
+use crate::queue_state::{DedupEntry, MsgMeta, MsgState, QueueState};
+use crate::store::*;
+use base64::Engine as _;
+use rusqlite::params;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use tokio::sync::{oneshot, Notify};
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Data directory; `None` keeps the database in a temporary directory that is
+    /// removed on exit (`--in-memory`), without fsync.
+    pub data_dir: Option<PathBuf>,
+    /// fsync every group commit (SQLite `synchronous=FULL`).
+    pub durable: bool,
+    /// Skip AWS's 60-second rules (PurgeQueueInProgress, QueueDeletedRecently): for tests.
+    pub relax_cooldowns: bool,
+}
+
+struct QueueHandle {
+    state: Mutex<QueueState>,
+    notify: Arc<Notify>,
+}
+
+impl QueueHandle {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // A panic while holding the lock leaves indexes as they were mid-operation;
+        // continuing is safer than poisoning every later request for the queue.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    by_key: HashMap<QueueKey, Arc<QueueHandle>>,
+    by_id: HashMap<i64, Arc<QueueHandle>>,
+    deleted_at: HashMap<QueueKey, u64>,
+}
+
+struct TaskState {
+    row: MoveTaskRow,
+}
+
+pub struct EmbeddedStore {
+    db: Database,
+    clock: Arc<dyn Clock>,
+    options: EmbeddedOptions,
+    registry: RwLock<Registry>,
+    next_seq: AtomicI64,
+    next_queue_id: AtomicI64,
+    tasks: Mutex<Vec<TaskState>>,
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+const HANDLE_VERSION: u8 = 1;
+
+fn encode_handle(queue_id: i64, seq: i64, token: u64) -> String {
+    let mut bytes = Vec::with_capacity(25);
+    bytes.push(HANDLE_VERSION);
+    bytes.extend_from_slice(&queue_id.to_be_bytes());
+    bytes.extend_from_slice(&seq.to_be_bytes());
+    bytes.extend_from_slice(&token.to_be_bytes());
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn decode_handle(handle: &str) -> Option<(i64, i64, u64)> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(handle.trim()).ok()?;
+    if bytes.len() != 25 || bytes[0] != HANDLE_VERSION {
+        return None;
+    }
+    let queue_id = i64::from_be_bytes(bytes[1..9].try_into().ok()?);
+    let seq = i64::from_be_bytes(bytes[9..17].try_into().ok()?);
+    let token = u64::from_be_bytes(bytes[17..25].try_into().ok()?);
+    Some((queue_id, seq, token))
+}
+
+fn new_token() -> u64 {
+    // Zero marks "never received".
+    rand::random::<u64>() | 1
+}
+
+pub fn sequence_number(seq: i64) -> String {
+    (SEQUENCE_NUMBER_BASE + seq as u128).to_string()
+}
+
+fn to_json(map: &std::collections::BTreeMap<String, String>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
+}
+
+impl EmbeddedStore {
+    pub fn open(options: EmbeddedOptions, clock: Arc<dyn Clock>) -> Result<EmbeddedStore, StoreError> {
+        let (dir, temp_dir) = match &options.data_dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let t = tempfile::Builder::new().prefix("sluice-").tempdir().map_err(internal)?;
+                (t.path().to_owned(), Some(t))
+            }
+        };
+        std::fs::create_dir_all(&dir).map_err(internal)?;
+        let durable = options.durable && options.data_dir.is_some();
+        let (db, conn) = Database::open(&dir.join("sluice.db"), durable)?;
+        let store = EmbeddedStore {
+            db,
+            clock,
+            options,
+            registry: RwLock::new(Registry::default()),
+            next_seq: AtomicI64::new(1),
+            next_queue_id: AtomicI64::new(1),
+            tasks: Mutex::new(Vec::new()),
+            _temp_dir: temp_dir,
+        };
+        store.load(&conn).map_err(internal)?;
+        Ok(store)
+    }
+
+    /// Rebuilds the in-memory indexes from the database.
+    fn load(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+        let now = self.clock.now_ms();
+        let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        let mut max_queue_id = 0;
+        {
+            let mut stmt = conn.prepare(
+                "SELECT id, account, region, name, attributes, tags, created_ms, modified_ms, last_purge_ms FROM queues",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    QueueKey::new(&r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?),
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
+                ))
+            })?;
+            for row in rows {
+                let (id, key, attrs, tags, created, modified, last_purge) = row?;
+                let attrs: Attributes = serde_json::from_str(&attrs).unwrap_or_default();
+                let tags: Tags = serde_json::from_str(&tags).unwrap_or_default();
+                let mut state = QueueState::new(id, key.clone(), attrs, tags, created as u64, modified as u64);
+                state.last_purge_ms = last_purge.map(|v| v as u64);
+                let handle = Arc::new(QueueHandle { state: Mutex::new(state), notify: Arc::new(Notify::new()) });
+                reg.by_key.insert(key, handle.clone());
+                reg.by_id.insert(id, handle);
+                max_queue_id = max_queue_id.max(id);
+            }
+        }
+        let mut max_seq: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key='last_seq'", [], |r| r.get::<_, String>(0))
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        {
+            let mut stmt = conn.prepare(
+                "SELECT seq, queue_id, group_id, sent_ms, visible_at_ms, receive_count, first_receive_ms, receipt_token, dlq_source_queue_id FROM messages ORDER BY seq",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut groups: HashMap<String, Arc<str>> = HashMap::new();
+            while let Some(r) = rows.next()? {
+                let seq: i64 = r.get(0)?;
+                max_seq = max_seq.max(seq);
+                let queue_id: i64 = r.get(1)?;
+                let Some(handle) = reg.by_id.get(&queue_id) else { continue };
+                let group: Option<String> = r.get(2)?;
+                let group = group.map(|g| groups.entry(g.clone()).or_insert_with(|| Arc::from(g.as_str())).clone());
+                let visible_at = r.get::<_, i64>(4)? as u64;
+                let receive_count = r.get::<_, i64>(5)? as u32;
+                let token = r.get::<_, i64>(7)? as u64;
+                let state = if visible_at <= now {
+                    MsgState::Visible
+                } else if token != 0 {
+                    MsgState::InFlight
+                } else {
+                    MsgState::Delayed
+                };
+                handle.lock().insert(MsgMeta {
+                    seq,
+                    sent_ms: r.get::<_, i64>(3)? as u64,
+                    visible_at_ms: visible_at,
+                    receive_count,
+                    first_receive_ms: r.get::<_, i64>(6)? as u64,
+                    receipt_token: token,
+                    group,
+                    state,
+                    dlq_source: r.get(8)?,
+                });
+            }
+        }
+        {
+            let mut stmt =
+                conn.prepare("SELECT queue_id, scope, dedup_id, expires_ms, message_id, seq FROM dedup WHERE expires_ms > ?1")?;
+            let mut rows = stmt.query(params![now as i64])?;
+            while let Some(r) = rows.next()? {
+                let queue_id: i64 = r.get(0)?;
+                if let Some(handle) = reg.by_id.get(&queue_id) {
+                    handle.lock().dedup.insert(
+                        (r.get(1)?, r.get(2)?),
+                        DedupEntry { expires_ms: r.get::<_, i64>(3)? as u64, message_id: r.get(4)?, seq: r.get(5)? },
+                    );
+                }
+            }
+        }
+        {
+            let mut stmt = conn.prepare(
+                "SELECT handle, source_queue_id, source_arn, destination_arn, max_per_second, status, moved, to_move, started_ms, failure_reason, max_seq FROM move_tasks",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(MoveTaskRow {
+                    handle: r.get(0)?,
+                    source_queue_id: r.get(1)?,
+                    source_arn: r.get(2)?,
+                    destination_arn: r.get(3)?,
+                    max_per_second: r.get(4)?,
+                    status: r.get(5)?,
+                    moved: r.get(6)?,
+                    to_move: r.get(7)?,
+                    started_ms: r.get(8)?,
+                    failure_reason: r.get(9)?,
+                    max_seq: r.get(10)?,
+                })
+            })?;
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            for row in rows {
+                tasks.push(TaskState { row: row? });
+            }
+        }
+        self.next_seq.store(max_seq + 1, Ordering::SeqCst);
+        self.next_queue_id.store(max_queue_id + 1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handle(&self, key: &QueueKey) -> Result<Arc<QueueHandle>, StoreError> {
+        self.registry().by_key.get(key).cloned().ok_or(StoreError::QueueDoesNotExist)
+    }
+
+    fn commit<T>(&self, value: T, ops: Vec<SqlOp>, on_commit: Option<CommitHook>) -> Result<Durable<T>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.db.submit(WriteItem { ops, on_commit, done: Some(tx) })?;
+        Ok(Durable { value, commit: Some(rx) })
+    }
+
+    fn info(state: &QueueState) -> QueueInfo {
+        QueueInfo {
+            key: state.key.clone(),
+            attributes: state.attributes.clone(),
+            tags: state.tags.clone(),
+            created_ms: state.created_ms,
+            modified_ms: state.modified_ms,
+        }
+    }
+
+    fn update_queue_op(state: &QueueState) -> SqlOp {
+        SqlOp::UpdateQueue {
+            id: state.id,
+            attributes: to_json(&state.attributes),
+            tags: to_json(&state.tags),
+            modified_ms: state.modified_ms as i64,
+        }
+    }
+
+    fn read_messages(&self, seqs: &[i64]) -> Result<HashMap<i64, ReceivedMessage>, StoreError> {
+        self.db.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT message_id, body, attributes, system_attributes, sender_id, group_id, dedup_id, sent_ms, dlq_source_queue_id FROM messages WHERE seq=?1",
+            )?;
+            let mut out = HashMap::new();
+            for seq in seqs {
+                let row = stmt.query_row(params![seq], |r| {
+                    Ok(ReceivedMessage {
+                        message_id: r.get(0)?,
+                        receipt_handle: String::new(),
+                        body: r.get(1)?,
+                        attributes: r.get(2)?,
+                        system_attributes: r.get(3)?,
+                        sender_id: r.get(4)?,
+                        group_id: r.get(5)?,
+                        dedup_id: r.get(6)?,
+                        sent_ms: r.get::<_, i64>(7)? as u64,
+                        receive_count: 0,
+                        first_receive_ms: 0,
+                        sequence_number: None,
+                        dead_letter_source_arn: r.get::<_, Option<i64>>(8)?.map(|id| id.to_string()),
+                    })
+                });
+                match row {
+                    Ok(m) => {
+                        out.insert(*seq, m);
+                    }
+                    Err(rusqlite::Error::QueryReturnedNoRows) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Stops the writer after everything submitted so far is committed.
+    pub fn shutdown(&self) {
+        self.db.shutdown();
+    }
+
+    fn queue_arn_by_id(&self, id: i64) -> Option<String> {
+        self.registry().by_id.get(&id).map(|h| h.lock().key.arn())
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn create_queue(&self, key: &QueueKey, attributes: Attributes, tags: Tags)
+        -> Result<Durable<(QueueInfo, bool)>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = reg.by_key.get(key) {
+            let info = Self::info(&existing.lock());
+            return self.commit((info, false), vec![], None);
+        }
+        if let Some(at) = reg.deleted_at.get(key) {
+            if !self.options.relax_cooldowns && now < at + QUEUE_COOLDOWN_MS {
+                return Err(StoreError::QueueDeletedRecently);
+            }
+        }
+        reg.deleted_at.remove(key);
+        let id = self.next_queue_id.fetch_add(1, Ordering::SeqCst);
+        let state = QueueState::new(id, key.clone(), attributes, tags, now, now);
+        let op = SqlOp::InsertQueue {
+            id,
+            account: key.account.clone(),
+            region: key.region.clone(),
+            name: key.name.clone(),
+            attributes: to_json(&state.attributes),
+            tags: to_json(&state.tags),
+            now: now as i64,
+        };
+        let info = Self::info(&state);
+        let handle = Arc::new(QueueHandle { state: Mutex::new(state), notify: Arc::new(Notify::new()) });
+        reg.by_key.insert(key.clone(), handle.clone());
+        reg.by_id.insert(id, handle);
+        self.commit((info, true), vec![op], None)
+    }
+
+    fn get_queue(&self, key: &QueueKey) -> Result<QueueInfo, StoreError> {
+        Ok(Self::info(&self.handle(key)?.lock()))
+    }
+
+    fn list_queues(&self, account: &str, region: &str, prefix: &str) -> Vec<QueueKey> {
+        let mut keys: Vec<QueueKey> = self
+            .registry()
+            .by_key
+            .keys()
+            .filter(|k| k.account == account && k.region == region && k.name.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn delete_queue(&self, key: &QueueKey) -> Result<Durable<()>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        let handle = reg.by_key.remove(key).ok_or(StoreError::QueueDoesNotExist)?;
+        let id = {
+            let mut st = handle.lock();
+            st.deleted = true;
+            st.id
+        };
+        reg.by_id.remove(&id);
+        reg.deleted_at.insert(key.clone(), now);
+        handle.notify.notify_waiters();
+        self.commit((), vec![SqlOp::DeleteQueue { id }], None)
+    }
+
+    fn set_queue_attributes(&self, key: &QueueKey, attributes: Attributes) -> Result<Durable<()>, StoreError> {
+        let handle = self.handle(key)?;
+        let mut st = handle.lock();
+        let mut merged = st.attributes.clone();
+        merged.extend(attributes);
+        st.set_attributes(merged);
+        st.modified_ms = self.clock.now_ms();
+        let op = Self::update_queue_op(&st);
+        drop(st);
+        self.commit((), vec![op], None)
+    }
+
+    fn tag_queue(&self, key: &QueueKey, tags: Tags) -> Result<Durable<()>, StoreError> {
+        let handle = self.handle(key)?;
+        let mut st = handle.lock();
+        st.tags.extend(tags);
+        let op = Self::update_queue_op(&st);
+        drop(st);
+        self.commit((), vec![op], None)
+    }
+
+    fn untag_queue(&self, key: &QueueKey, keys: &[String]) -> Result<Durable<()>, StoreError> {
+        let handle = self.handle(key)?;
+        let mut st = handle.lock();
+        for k in keys {
+            st.tags.remove(k);
+        }
+        let op = Self::update_queue_op(&st);
+        drop(st);
+        self.commit((), vec![op], None)
+    }
+
+    fn purge_queue(&self, key: &QueueKey) -> Result<Durable<()>, StoreError> {
+        let now = self.clock.now_ms();
+        let handle = self.handle(key)?;
+        let mut st = handle.lock();
+        if let Some(last) = st.last_purge_ms {
+            if !self.options.relax_cooldowns && now < last + QUEUE_COOLDOWN_MS {
+                return Err(StoreError::PurgeInProgress);
+            }
+        }
+        st.last_purge_ms = Some(now);
+        let max_seq = self.next_seq.load(Ordering::SeqCst) - 1;
+        for seq in st.all_seqs_up_to(max_seq) {
+            st.remove(seq);
+        }
+        let ops = vec![SqlOp::PurgeMessages { queue_id: st.id, max_seq }, SqlOp::SetLastPurge { id: st.id, at: now as i64 }];
+        drop(st);
+        self.commit((), ops, None)
+    }
+
+    fn queue_counts(&self, key: &QueueKey) -> Result<QueueCounts, StoreError> {
+        Ok(self.handle(key)?.lock().counts(self.clock.now_ms()))
+    }
+
+    fn send_messages(&self, key: &QueueKey, messages: Vec<NewMessage>)
+        -> Result<Durable<Vec<SendOutcome>>, StoreError> {
+        let now = self.clock.now_ms();
+        let handle = self.handle(key)?;
+        let mut st = handle.lock();
+        if st.deleted {
+            return Err(StoreError::QueueDoesNotExist);
+        }
+        let fifo = st.config.fifo;
+        let mut ops = Vec::with_capacity(messages.len() + 1);
+        let mut metas = Vec::with_capacity(messages.len());
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut last_seq = None;
+        for m in messages {
+            if fifo {
+                if let Some(dedup_id) = &m.dedup_id {
+                    let scope = st.dedup_scope(m.group_id.as_deref());
+                    if let Some(e) = st.dedup.get(&(scope.clone(), dedup_id.clone())) {
+                        if e.expires_ms > now {
+                            outcomes.push(SendOutcome {
+                                message_id: e.message_id.clone(),
+                                sequence_number: Some(sequence_number(e.seq)),
+                                duplicate: true,
+                            });
+                            continue;
+                        }
+                    }
+                }
+            }
+            let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+            last_seq = Some(seq);
+            let message_id = uuid::Uuid::new_v4().to_string();
+            let delay_ms = m.delay_s.map(|d| d * 1000).unwrap_or(st.config.delay_ms);
+            if fifo {
+                if let Some(dedup_id) = &m.dedup_id {
+                    let scope = st.dedup_scope(m.group_id.as_deref());
+                    let expires_ms = now + DEDUP_WINDOW_MS;
+                    st.dedup.insert(
+                        (scope.clone(), dedup_id.clone()),
+                        DedupEntry { expires_ms, message_id: message_id.clone(), seq },
+                    );
+                    ops.push(SqlOp::InsertDedup {
+                        queue_id: st.id,
+                        scope,
+                        dedup_id: dedup_id.clone(),
+                        expires_ms: expires_ms as i64,
+                        message_id: message_id.clone(),
+                        seq,
+                    });
+                }
+            }
+            metas.push(MsgMeta {
+                seq,
+                sent_ms: now,
+                visible_at_ms: now + delay_ms,
+                receive_count: 0,
+                first_receive_ms: 0,
+                receipt_token: 0,
+                group: m.group_id.as_deref().map(Arc::from),
+                state: if delay_ms > 0 { MsgState::Delayed } else { MsgState::Visible },
+                dlq_source: None,
+            });
+            outcomes.push(SendOutcome {
+                message_id: message_id.clone(),
+                sequence_number: fifo.then(|| sequence_number(seq)),
+                duplicate: false,
+            });
+            ops.push(SqlOp::InsertMessage(Box::new(MessageRow {
+                seq,
+                queue_id: st.id,
+                message_id,
+                body: m.body,
+                attributes: m.attributes,
+                system_attributes: m.system_attributes,
+                sender_id: m.sender_id,
+                group_id: m.group_id,
+                dedup_id: m.dedup_id,
+                sent_ms: now as i64,
+                visible_at_ms: (now + delay_ms) as i64,
+            })));
+        }
+        if let Some(seq) = last_seq {
+            ops.push(SqlOp::SetMeta { key: "last_seq", value: seq.to_string() });
+        }
+        drop(st);
+        let hook_handle = handle.clone();
+        let hook: CommitHook = Box::new(move || {
+            let mut st = hook_handle.lock();
+            if st.deleted {
+                return;
+            }
+            for meta in metas {
+                st.insert(meta);
+            }
+            drop(st);
+            hook_handle.notify.notify_waiters();
+        });
+        self.commit(outcomes, ops, Some(hook))
+    }
+
+    fn receive_messages(&self, key: &QueueKey, params: &ReceiveParams)
+        -> Result<Durable<Vec<ReceivedMessage>>, StoreError> {
+        let now = self.clock.now_ms();
+        let handle = self.handle(key)?;
+        let redrive = handle.lock().config.redrive.clone();
+        let dlq = redrive.as_ref().and_then(|r| self.registry().by_key.get(&r.dead_letter_target).cloned());
+        let mut st = handle.lock();
+        if st.deleted {
+            return Err(StoreError::QueueDoesNotExist);
+        }
+        if dlq.is_none() {
+            // A RedrivePolicy whose target is gone: messages stay in the source queue.
+            st.config.redrive = None;
+        }
+        let visibility_ms = params.visibility_timeout_s.map(|v| v * 1000).unwrap_or(st.config.visibility_timeout_ms);
+        let outcome = st.receive(now, params.max_messages, visibility_ms, params.attempt_id.as_deref(), new_token);
+        st.config.redrive = redrive;
+        let source_id = st.id;
+        drop(st);
+
+        let mut ops = Vec::new();
+        for t in &outcome.taken {
+            ops.push(SqlOp::UpdateVisibility {
+                seq: t.seq,
+                visible_at_ms: t.visible_at_ms as i64,
+                receive_count: t.receive_count as i64,
+                first_receive_ms: t.first_receive_ms as i64,
+                receipt_token: t.receipt_token as i64,
+            });
+        }
+        let mut hook: Option<CommitHook> = None;
+        if let (Some(dlq), false) = (dlq, outcome.to_dead_letter.is_empty()) {
+            let dlq_id = dlq.lock().id;
+            let mut moved = Vec::new();
+            for mut meta in outcome.to_dead_letter {
+                ops.push(SqlOp::MoveMessage {
+                    seq: meta.seq,
+                    to_queue: dlq_id,
+                    dlq_source_queue_id: Some(source_id),
+                    visible_at_ms: now as i64,
+                    reset_receives: false,
+                });
+                meta.state = MsgState::Visible;
+                meta.visible_at_ms = now;
+                meta.receipt_token = 0;
+                meta.dlq_source = Some(source_id);
+                moved.push(meta);
+            }
+            hook = Some(Box::new(move || {
+                let mut st = dlq.lock();
+                if !st.deleted {
+                    for m in moved {
+                        st.insert(m);
+                    }
+                }
+                drop(st);
+                dlq.notify.notify_waiters();
+            }));
+        }
+        let seqs: Vec<i64> = outcome.taken.iter().map(|t| t.seq).collect();
+        let mut rows = self.read_messages(&seqs)?;
+        let fifo = handle.lock().config.fifo;
+        let mut out = Vec::with_capacity(seqs.len());
+        for t in outcome.taken {
+            let Some(mut m) = rows.remove(&t.seq) else { continue };
+            m.receipt_handle = encode_handle(source_id, t.seq, t.receipt_token);
+            m.receive_count = t.receive_count;
+            m.first_receive_ms = t.first_receive_ms;
+            m.sequence_number = fifo.then(|| sequence_number(t.seq));
+            m.dead_letter_source_arn = t.dlq_source.and_then(|id| self.queue_arn_by_id(id));
+            out.push(m);
+        }
+        self.commit(out, ops, hook)
+    }
+
+    fn delete_message(&self, key: &QueueKey, receipt_handle: &str) -> Result<Durable<()>, StoreError> {
+        let now = self.clock.now_ms();
+        let handle = self.handle(key)?;
+        let (queue_id, seq, token) = decode_handle(receipt_handle).ok_or(StoreError::ReceiptHandleInvalid)?;
+        let mut st = handle.lock();
+        if queue_id != st.id {
+            return Err(StoreError::ReceiptHandleInvalid);
+        }
+        st.advance(now);
+        let Some(meta) = st.get(seq) else {
+            // Already deleted: AWS answers success.
+            return Ok(Durable::ready(()));
+        };
+        if meta.receipt_token != token {
+            // An older receipt: "the request succeeds, but the message might not be deleted".
+            return Ok(Durable::ready(()));
+        }
+        if st.config.fifo && meta.state != MsgState::InFlight {
+            return Err(StoreError::ReceiptHandleExpired);
+        }
+        st.remove(seq);
+        drop(st);
+        // Deleting a FIFO message may unblock its group.
+        handle.notify.notify_waiters();
+        self.commit((), vec![SqlOp::DeleteMessage { seq }], None)
+    }
+
+    fn change_visibility(&self, key: &QueueKey, receipt_handle: &str, timeout_s: u64)
+        -> Result<Durable<()>, StoreError> {
+        let now = self.clock.now_ms();
+        let handle = self.handle(key)?;
+        let (queue_id, seq, token) = decode_handle(receipt_handle).ok_or(StoreError::ReceiptHandleInvalid)?;
+        let mut st = handle.lock();
+        if queue_id != st.id {
+            return Err(StoreError::ReceiptHandleInvalid);
+        }
+        let meta = st.change_visibility(seq, token, now, timeout_s)?;
+        drop(st);
+        if timeout_s == 0 {
+            handle.notify.notify_waiters();
+        }
+        self.commit(
+            (),
+            vec![SqlOp::UpdateVisibility {
+                seq,
+                visible_at_ms: meta.visible_at_ms as i64,
+                receive_count: meta.receive_count as i64,
+                first_receive_ms: meta.first_receive_ms as i64,
+                receipt_token: meta.receipt_token as i64,
+            }],
+            None,
+        )
+    }
+
+    fn wait_signal(&self, key: &QueueKey) -> Result<(Arc<Notify>, Option<u64>), StoreError> {
+        let handle = self.handle(key)?;
+        let next = handle.lock().next_event_ms();
+        Ok((handle.notify.clone(), next))
+    }
+
+    fn dead_letter_sources(&self, dlq: &QueueKey) -> Result<Vec<QueueKey>, StoreError> {
+        let reg = self.registry();
+        if !reg.by_key.contains_key(dlq) {
+            return Err(StoreError::QueueDoesNotExist);
+        }
+        let mut out: Vec<QueueKey> = reg
+            .by_key
+            .values()
+            .filter_map(|h| {
+                let st = h.lock();
+                st.config.redrive.as_ref().filter(|r| &r.dead_letter_target == dlq).map(|_| st.key.clone())
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn start_move_task(&self, source: &QueueKey, destination: Option<&QueueKey>, max_per_second: Option<u32>)
+        -> Result<Durable<String>, StoreError> {
+        let now = self.clock.now_ms();
+        let handle = self.handle(source)?;
+        if destination.is_some_and(|d| !self.registry().by_key.contains_key(d)) {
+            return Err(StoreError::MoveTask("The destination queue does not exist.".into()));
+        }
+        if self.dead_letter_sources(source)?.is_empty() {
+            return Err(StoreError::MoveTask("Source queue must be configured as a Dead Letter Queue.".into()));
+        }
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let source_arn = source.arn();
+        if tasks.iter().any(|t| t.row.source_arn == source_arn && t.row.status == "RUNNING") {
+            return Err(StoreError::MoveTask("There is already a task running. Only one active task is allowed for a source queue arn at a given time.".into()));
+        }
+        let st = handle.lock();
+        let max_seq = self.next_seq.load(Ordering::SeqCst) - 1;
+        let to_move = st.count_up_to(max_seq);
+        let source_queue_id = st.id;
+        drop(st);
+        let task_id = uuid::Uuid::new_v4().to_string();
+        let handle_text = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::json!({"taskId": task_id, "sourceArn": source_arn}).to_string());
+        let row = MoveTaskRow {
+            handle: handle_text.clone(),
+            source_queue_id,
+            source_arn,
+            destination_arn: destination.map(QueueKey::arn),
+            max_per_second: max_per_second.map(i64::from),
+            status: "RUNNING".into(),
+            moved: 0,
+            to_move: to_move as i64,
+            started_ms: now as i64,
+            failure_reason: None,
+            max_seq,
+        };
+        tasks.push(TaskState { row: row.clone() });
+        drop(tasks);
+        self.commit(handle_text, vec![SqlOp::UpsertMoveTask(Box::new(row))], None)
+    }
+
+    fn list_move_tasks(&self, source: &QueueKey, max_results: usize) -> Result<Vec<MoveTask>, StoreError> {
+        self.handle(source)?;
+        let arn = source.arn();
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<MoveTask> = tasks.iter().filter(|t| t.row.source_arn == arn).map(|t| task_view(&t.row)).collect();
+        out.sort_by(|a, b| b.started_ms.cmp(&a.started_ms));
+        out.truncate(max_results);
+        Ok(out)
+    }
+
+    fn cancel_move_task(&self, handle: &str) -> Result<Durable<MoveTask>, StoreError> {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let task = tasks.iter_mut().find(|t| t.row.handle == handle).ok_or(StoreError::MoveTaskNotFound)?;
+        if task.row.status != "RUNNING" {
+            return Err(StoreError::MoveTask("Only active tasks can be cancelled.".into()));
+        }
+        task.row.status = "CANCELLED".into();
+        let row = task.row.clone();
+        drop(tasks);
+        self.commit(task_view(&row), vec![SqlOp::UpsertMoveTask(Box::new(row))], None)
+    }
+
+    fn run_move_tasks(&self, budget_per_task: u64) -> Result<Durable<u64>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ops = Vec::new();
+        let mut hooks: Vec<(Arc<QueueHandle>, Vec<MsgMeta>)> = Vec::new();
+        let mut total = 0;
+        for task in tasks.iter_mut().filter(|t| t.row.status == "RUNNING") {
+            let source = self.registry().by_id.get(&task.row.source_queue_id).cloned();
+            let Some(source) = source else {
+                task.row.status = "FAILED".into();
+                task.row.failure_reason = Some("AWS.SimpleQueueService.NonExistentQueue".into());
+                ops.push(SqlOp::UpsertMoveTask(Box::new(task.row.clone())));
+                continue;
+            };
+            let fixed_destination = match &task.row.destination_arn {
+                Some(arn) => match QueueKey::from_arn(arn).and_then(|k| self.registry().by_key.get(&k).cloned()) {
+                    Some(h) => Some(h),
+                    None => {
+                        task.row.status = "FAILED".into();
+                        task.row.failure_reason = Some("AWS.SimpleQueueService.NonExistentQueue".into());
+                        ops.push(SqlOp::UpsertMoveTask(Box::new(task.row.clone())));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let mut st = source.lock();
+            let taken = st.take_visible_up_to(now, task.row.max_seq, budget_per_task as usize);
+            let remaining = st.count_up_to(task.row.max_seq);
+            drop(st);
+            for mut meta in taken {
+                let dest = fixed_destination
+                    .clone()
+                    .or_else(|| meta.dlq_source.and_then(|id| self.registry().by_id.get(&id).cloned()));
+                let Some(dest) = dest else {
+                    // The message's original queue is gone: put it back and fail the task.
+                    source.lock().insert(meta);
+                    task.row.status = "FAILED".into();
+                    task.row.failure_reason = Some("AWS.SimpleQueueService.NonExistentQueue".into());
+                    break;
+                };
+                let dest_id = dest.lock().id;
+                ops.push(SqlOp::MoveMessage {
+                    seq: meta.seq,
+                    to_queue: dest_id,
+                    dlq_source_queue_id: None,
+                    visible_at_ms: now as i64,
+                    reset_receives: true,
+                });
+                meta.state = MsgState::Visible;
+                meta.visible_at_ms = now;
+                meta.receive_count = 0;
+                meta.first_receive_ms = 0;
+                meta.receipt_token = 0;
+                meta.dlq_source = None;
+                task.row.moved += 1;
+                total += 1;
+                match hooks.iter_mut().find(|(h, _)| Arc::ptr_eq(h, &dest)) {
+                    Some((_, v)) => v.push(meta),
+                    None => hooks.push((dest, vec![meta])),
+                }
+            }
+            if task.row.status == "RUNNING" && remaining == 0 {
+                task.row.status = "COMPLETED".into();
+            }
+            ops.push(SqlOp::UpsertMoveTask(Box::new(task.row.clone())));
+        }
+        drop(tasks);
+        if ops.is_empty() {
+            return Ok(Durable::ready(0));
+        }
+        let hook: CommitHook = Box::new(move || {
+            for (dest, metas) in hooks {
+                let mut st = dest.lock();
+                if !st.deleted {
+                    for m in metas {
+                        st.insert(m);
+                    }
+                }
+                drop(st);
+                dest.notify.notify_waiters();
+            }
+        });
+        self.commit(total, ops, Some(hook))
+    }
+
+    fn expire(&self) -> Result<Durable<u64>, StoreError> {
+        let now = self.clock.now_ms();
+        let handles: Vec<Arc<QueueHandle>> = self.registry().by_key.values().cloned().collect();
+        let mut ops = Vec::new();
+        for h in handles {
+            let mut st = h.lock();
+            for seq in st.expired(now) {
+                st.remove(seq);
+                ops.push(SqlOp::DeleteMessage { seq });
+            }
+            st.prune_dedup(now);
+        }
+        let n = ops.len() as u64;
+        ops.push(SqlOp::PruneDedup { now: now as i64 });
+        self.commit(n, ops, None)
+    }
+}
+
+fn task_view(row: &MoveTaskRow) -> MoveTask {
+    MoveTask {
+        handle: row.handle.clone(),
+        source_arn: row.source_arn.clone(),
+        destination_arn: row.destination_arn.clone(),
+        max_per_second: row.max_per_second.map(|v| v as u32),
+        status: row.status.clone(),
+        moved: row.moved as u64,
+        to_move: row.to_move as u64,
+        started_ms: row.started_ms as u64,
+        failure_reason: row.failure_reason.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipt_handles_round_trip_and_reject_garbage() {
+        let h = encode_handle(3, 99, 12345);
+        assert_eq!(decode_handle(&h), Some((3, 99, 12345)));
+        assert_eq!(decode_handle("not-a-handle"), None);
+        assert_eq!(decode_handle(""), None);
+    }
+
+    #[test]
+    fn sequence_numbers_have_aws_shape_and_grow() {
+        let a = sequence_number(1);
+        let b = sequence_number(2);
+        assert_eq!(a.len(), 20);
+        assert!(a < b);
+    }
+}

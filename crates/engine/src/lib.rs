@@ -1,0 +1,14 @@
+//! Sluice's storage engine: the domain-level `Store` trait and its embedded backend
+//! (in-memory indexes over SQLite, one writer thread with group commit).
+
+pub mod clock;
+pub mod conformance;
+pub mod db;
+pub mod embedded;
+pub mod limits;
+pub mod queue_state;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use store::*;

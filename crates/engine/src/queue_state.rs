@@ -1,0 +1,490 @@
+//! One queue's in-memory indexes: which messages are visible, delayed or in flight,
+//! FIFO group blocking, deduplication and receive-attempt history. Pure state: time
+//! is passed in, and persistence is the caller's job.
+
+use crate::limits::*;
+use crate::store::{Attributes, QueueCounts, QueueKey, Tags};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// The attributes the engine acts on, parsed from the queue's attribute map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub fifo: bool,
+    pub visibility_timeout_ms: u64,
+    pub delay_ms: u64,
+    pub retention_ms: u64,
+    pub content_based_dedup: bool,
+    /// DeduplicationScope=messageGroup: dedup ids are scoped per message group.
+    pub dedup_per_group: bool,
+    pub redrive: Option<Redrive>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redrive {
+    pub dead_letter_target: QueueKey,
+    pub max_receive_count: u32,
+}
+
+fn num(attrs: &Attributes, name: &str, default: u64) -> u64 {
+    attrs.get(name).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
+impl QueueConfig {
+    pub fn from_attributes(attrs: &Attributes) -> QueueConfig {
+        let redrive = attrs.get("RedrivePolicy").and_then(|p| parse_redrive_policy(p));
+        QueueConfig {
+            fifo: attrs.get("FifoQueue").is_some_and(|v| v == "true"),
+            visibility_timeout_ms: num(attrs, "VisibilityTimeout", DEFAULT_VISIBILITY_TIMEOUT_S) * 1000,
+            delay_ms: num(attrs, "DelaySeconds", 0) * 1000,
+            retention_ms: num(attrs, "MessageRetentionPeriod", DEFAULT_RETENTION_S) * 1000,
+            content_based_dedup: attrs.get("ContentBasedDeduplication").is_some_and(|v| v == "true"),
+            dedup_per_group: attrs.get("DeduplicationScope").is_some_and(|v| v == "messageGroup"),
+            redrive,
+        }
+    }
+}
+
+/// `{"deadLetterTargetArn":"arn:…","maxReceiveCount":"5"}`; AWS accepts the count as
+/// a string or a number.
+pub fn parse_redrive_policy(policy: &str) -> Option<Redrive> {
+    let v: serde_json::Value = serde_json::from_str(policy).ok()?;
+    let arn = v.get("deadLetterTargetArn")?.as_str()?;
+    let count = match v.get("maxReceiveCount")? {
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        serde_json::Value::Number(n) => n.as_u64()? as u32,
+        _ => return None,
+    };
+    Some(Redrive { dead_letter_target: QueueKey::from_arn(arn)?, max_receive_count: count })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsgState {
+    Delayed,
+    Visible,
+    InFlight,
+}
+
+#[derive(Debug, Clone)]
+pub struct MsgMeta {
+    pub seq: i64,
+    pub sent_ms: u64,
+    pub visible_at_ms: u64,
+    pub receive_count: u32,
+    pub first_receive_ms: u64,
+    pub receipt_token: u64,
+    pub group: Option<Arc<str>>,
+    pub state: MsgState,
+    pub dlq_source: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DedupEntry {
+    pub expires_ms: u64,
+    pub message_id: String,
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    expires_ms: u64,
+    taken: Vec<(i64, u64)>,
+}
+
+/// A message handed out by a receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    pub seq: i64,
+    pub receipt_token: u64,
+    pub receive_count: u32,
+    pub first_receive_ms: u64,
+    pub visible_at_ms: u64,
+    pub dlq_source: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct ReceiveOutcome {
+    pub taken: Vec<Taken>,
+    /// Messages whose receive count exceeded maxReceiveCount: to the dead-letter queue.
+    pub to_dead_letter: Vec<MsgMeta>,
+}
+
+#[derive(Debug)]
+pub struct QueueState {
+    pub id: i64,
+    pub key: QueueKey,
+    pub attributes: Attributes,
+    pub tags: Tags,
+    pub created_ms: u64,
+    pub modified_ms: u64,
+    pub last_purge_ms: Option<u64>,
+    pub config: QueueConfig,
+    pub deleted: bool,
+    msgs: HashMap<i64, MsgMeta>,
+    visible: BTreeSet<i64>,
+    timers: BTreeSet<(u64, i64)>,
+    by_sent: BTreeSet<(u64, i64)>,
+    inflight_groups: HashMap<Arc<str>, u32>,
+    pub dedup: HashMap<(String, String), DedupEntry>,
+    attempts: HashMap<String, Attempt>,
+}
+
+impl QueueState {
+    pub fn new(id: i64, key: QueueKey, attributes: Attributes, tags: Tags, created_ms: u64, modified_ms: u64) -> Self {
+        let config = QueueConfig::from_attributes(&attributes);
+        QueueState {
+            id,
+            key,
+            attributes,
+            tags,
+            created_ms,
+            modified_ms,
+            last_purge_ms: None,
+            config,
+            deleted: false,
+            msgs: HashMap::new(),
+            visible: BTreeSet::new(),
+            timers: BTreeSet::new(),
+            by_sent: BTreeSet::new(),
+            inflight_groups: HashMap::new(),
+            dedup: HashMap::new(),
+            attempts: HashMap::new(),
+        }
+    }
+
+    pub fn set_attributes(&mut self, attributes: Attributes) {
+        self.config = QueueConfig::from_attributes(&attributes);
+        self.attributes = attributes;
+    }
+
+    pub fn len(&self) -> usize {
+        self.msgs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
+    pub fn get(&self, seq: i64) -> Option<&MsgMeta> {
+        self.msgs.get(&seq)
+    }
+
+    pub fn max_seq(&self) -> Option<i64> {
+        self.msgs.keys().max().copied()
+    }
+
+    /// Adds a message in whatever state its fields describe.
+    pub fn insert(&mut self, meta: MsgMeta) {
+        let seq = meta.seq;
+        match meta.state {
+            MsgState::Visible => {
+                self.visible.insert(seq);
+            }
+            MsgState::Delayed | MsgState::InFlight => {
+                self.timers.insert((meta.visible_at_ms, seq));
+            }
+        }
+        if meta.state == MsgState::InFlight {
+            if let Some(g) = &meta.group {
+                *self.inflight_groups.entry(g.clone()).or_default() += 1;
+            }
+        }
+        self.by_sent.insert((meta.sent_ms, seq));
+        self.msgs.insert(seq, meta);
+    }
+
+    pub fn remove(&mut self, seq: i64) -> Option<MsgMeta> {
+        let meta = self.msgs.remove(&seq)?;
+        self.visible.remove(&seq);
+        self.timers.remove(&(meta.visible_at_ms, seq));
+        self.by_sent.remove(&(meta.sent_ms, seq));
+        if meta.state == MsgState::InFlight {
+            self.release_group(&meta.group);
+        }
+        Some(meta)
+    }
+
+    fn release_group(&mut self, group: &Option<Arc<str>>) {
+        if let Some(g) = group {
+            if let Some(n) = self.inflight_groups.get_mut(g) {
+                *n -= 1;
+                if *n == 0 {
+                    self.inflight_groups.remove(g);
+                }
+            }
+        }
+    }
+
+    /// Makes due delayed and in-flight messages visible.
+    pub fn advance(&mut self, now: u64) {
+        while let Some(&(at, seq)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(meta) = self.msgs.get_mut(&seq) else { continue };
+            let was_inflight = meta.state == MsgState::InFlight;
+            meta.state = MsgState::Visible;
+            let group = meta.group.clone();
+            self.visible.insert(seq);
+            if was_inflight {
+                self.release_group(&group);
+            }
+        }
+    }
+
+    /// When the next delayed or in-flight message becomes visible.
+    pub fn next_event_ms(&self) -> Option<u64> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    pub fn counts(&mut self, now: u64) -> QueueCounts {
+        self.advance(now);
+        let mut c = QueueCounts { visible: self.visible.len() as u64, ..Default::default() };
+        for (_, seq) in &self.timers {
+            match self.msgs.get(seq).map(|m| m.state) {
+                Some(MsgState::InFlight) => c.in_flight += 1,
+                Some(MsgState::Delayed) => c.delayed += 1,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// Picks up to `max` visible messages, makes them in flight until
+    /// `now + visibility_ms`, and sets aside those that exceeded maxReceiveCount.
+    pub fn receive(
+        &mut self,
+        now: u64,
+        max: usize,
+        visibility_ms: u64,
+        attempt_id: Option<&str>,
+        mut new_token: impl FnMut() -> u64,
+    ) -> ReceiveOutcome {
+        self.advance(now);
+        self.attempts.retain(|_, a| a.expires_ms > now);
+        if let Some(id) = attempt_id {
+            if let Some(attempt) = self.attempts.get(id) {
+                // A retried attempt returns the same messages while they are still
+                // in flight under the same receipt.
+                let again: Vec<Taken> = attempt
+                    .taken
+                    .iter()
+                    .filter_map(|(seq, token)| {
+                        let m = self.msgs.get(seq)?;
+                        (m.state == MsgState::InFlight && m.receipt_token == *token).then(|| Taken {
+                            seq: *seq,
+                            receipt_token: *token,
+                            receive_count: m.receive_count,
+                            first_receive_ms: m.first_receive_ms,
+                            visible_at_ms: m.visible_at_ms,
+                            dlq_source: m.dlq_source,
+                        })
+                    })
+                    .collect();
+                if !again.is_empty() {
+                    return ReceiveOutcome { taken: again, to_dead_letter: vec![] };
+                }
+            }
+        }
+        let mut chosen = Vec::new();
+        let mut skipped_groups: Vec<Arc<str>> = Vec::new();
+        let mut taken_groups: Vec<Arc<str>> = Vec::new();
+        for &seq in &self.visible {
+            if chosen.len() >= max {
+                break;
+            }
+            let meta = &self.msgs[&seq];
+            if self.config.fifo {
+                if let Some(g) = &meta.group {
+                    if skipped_groups.contains(g) {
+                        continue;
+                    }
+                    let blocked = self.inflight_groups.contains_key(g) && !taken_groups.contains(g);
+                    if blocked {
+                        skipped_groups.push(g.clone());
+                        continue;
+                    }
+                    if !taken_groups.contains(g) {
+                        taken_groups.push(g.clone());
+                    }
+                }
+            }
+            chosen.push(seq);
+        }
+        let mut out = ReceiveOutcome::default();
+        for seq in chosen {
+            self.visible.remove(&seq);
+            let redrive_limit = self.config.redrive.as_ref().map(|r| r.max_receive_count);
+            let meta = self.msgs.get_mut(&seq).expect("visible message is indexed");
+            if redrive_limit.is_some_and(|limit| meta.receive_count >= limit) {
+                let meta = self.msgs.remove(&seq).expect("indexed");
+                self.by_sent.remove(&(meta.sent_ms, seq));
+                out.to_dead_letter.push(meta);
+                continue;
+            }
+            meta.receive_count += 1;
+            if meta.first_receive_ms == 0 {
+                meta.first_receive_ms = now;
+            }
+            meta.receipt_token = new_token();
+            meta.visible_at_ms = now + visibility_ms;
+            meta.state = MsgState::InFlight;
+            let group = meta.group.clone();
+            let taken = Taken {
+                seq,
+                receipt_token: meta.receipt_token,
+                receive_count: meta.receive_count,
+                first_receive_ms: meta.first_receive_ms,
+                visible_at_ms: meta.visible_at_ms,
+                dlq_source: meta.dlq_source,
+            };
+            self.timers.insert((taken.visible_at_ms, seq));
+            if let Some(g) = group {
+                *self.inflight_groups.entry(g).or_default() += 1;
+            }
+            out.taken.push(taken);
+        }
+        if let Some(id) = attempt_id {
+            if !out.taken.is_empty() {
+                self.attempts.insert(
+                    id.to_owned(),
+                    Attempt {
+                        expires_ms: now + RECEIVE_ATTEMPT_WINDOW_MS,
+                        taken: out.taken.iter().map(|t| (t.seq, t.receipt_token)).collect(),
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// Sets a new visibility timeout on an in-flight message. Returns the updated
+    /// (visible_at, receive_count, first_receive, token).
+    pub fn change_visibility(
+        &mut self,
+        seq: i64,
+        token: u64,
+        now: u64,
+        timeout_s: u64,
+    ) -> Result<MsgMeta, crate::store::StoreError> {
+        use crate::store::StoreError;
+        self.advance(now);
+        let meta = self.msgs.get(&seq).ok_or(StoreError::ReceiptHandleInvalid)?.clone();
+        if meta.state != MsgState::InFlight {
+            return Err(StoreError::MessageNotInflight);
+        }
+        if meta.receipt_token != token {
+            return Err(StoreError::ReceiptHandleExpired);
+        }
+        if now + timeout_s * 1000 > meta.first_receive_ms + MAX_VISIBILITY_TIMEOUT_S * 1000 {
+            return Err(StoreError::VisibilityLimitExceeded);
+        }
+        self.timers.remove(&(meta.visible_at_ms, seq));
+        let m = self.msgs.get_mut(&seq).expect("present");
+        m.visible_at_ms = now + timeout_s * 1000;
+        if timeout_s == 0 {
+            m.state = MsgState::Visible;
+            let group = m.group.clone();
+            self.visible.insert(seq);
+            self.release_group(&group);
+        } else {
+            self.timers.insert((m.visible_at_ms, seq));
+        }
+        Ok(self.msgs[&seq].clone())
+    }
+
+    /// Messages older than the retention period.
+    pub fn expired(&self, now: u64) -> Vec<i64> {
+        let retention = self.config.retention_ms;
+        self.by_sent
+            .iter()
+            .take_while(|(sent, _)| sent + retention <= now)
+            .map(|(_, seq)| *seq)
+            .collect()
+    }
+
+    pub fn all_seqs_up_to(&self, max_seq: i64) -> Vec<i64> {
+        self.msgs.keys().copied().filter(|s| *s <= max_seq).collect()
+    }
+
+    /// Visible messages with `seq <= max_seq`, oldest first, for a move task.
+    pub fn take_visible_up_to(&mut self, now: u64, max_seq: i64, n: usize) -> Vec<MsgMeta> {
+        self.advance(now);
+        let seqs: Vec<i64> = self.visible.iter().copied().take_while(|s| *s <= max_seq).take(n).collect();
+        seqs.into_iter().filter_map(|s| self.remove(s)).collect()
+    }
+
+    /// Messages that a move task started at `max_seq` has left to move.
+    pub fn count_up_to(&self, max_seq: i64) -> u64 {
+        self.msgs.keys().filter(|s| **s <= max_seq).count() as u64
+    }
+
+    pub fn dedup_scope(&self, group: Option<&str>) -> String {
+        if self.config.dedup_per_group {
+            group.unwrap_or_default().to_owned()
+        } else {
+            String::new()
+        }
+    }
+
+    pub fn prune_dedup(&mut self, now: u64) {
+        self.dedup.retain(|_, e| e.expires_ms > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(fifo: bool) -> QueueState {
+        let mut attrs = Attributes::new();
+        if fifo {
+            attrs.insert("FifoQueue".into(), "true".into());
+        }
+        QueueState::new(1, QueueKey::new("1", "r", "q"), attrs, Tags::new(), 0, 0)
+    }
+
+    fn msg(seq: i64, group: Option<&str>) -> MsgMeta {
+        MsgMeta {
+            seq,
+            sent_ms: 0,
+            visible_at_ms: 0,
+            receive_count: 0,
+            first_receive_ms: 0,
+            receipt_token: 0,
+            group: group.map(Arc::from),
+            state: MsgState::Visible,
+            dlq_source: None,
+        }
+    }
+
+    #[test]
+    fn fifo_group_is_blocked_while_in_flight() {
+        let mut s = state(true);
+        s.insert(msg(1, Some("a")));
+        s.insert(msg(2, Some("a")));
+        s.insert(msg(3, Some("b")));
+        let mut t = 0;
+        let r = s.receive(0, 1, 30_000, None, || {
+            t += 1;
+            t
+        });
+        assert_eq!(r.taken.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![1]);
+        let r = s.receive(0, 10, 30_000, None, || 9);
+        assert_eq!(r.taken.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![3]);
+        s.remove(1);
+        let r = s.receive(0, 10, 30_000, None, || 9);
+        assert_eq!(r.taken.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn fifo_receive_returns_several_of_one_group_in_order() {
+        let mut s = state(true);
+        for i in 1..=4 {
+            s.insert(msg(i, Some("g")));
+        }
+        let r = s.receive(0, 10, 30_000, None, || 1);
+        assert_eq!(r.taken.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    }
+}

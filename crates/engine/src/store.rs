@@ -1,0 +1,206 @@
+//! The domain-level storage interface every backend implements.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{oneshot, Notify};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueKey {
+    pub account: String,
+    pub region: String,
+    pub name: String,
+}
+
+impl QueueKey {
+    pub fn new(account: &str, region: &str, name: &str) -> Self {
+        QueueKey { account: account.into(), region: region.into(), name: name.into() }
+    }
+    pub fn arn(&self) -> String {
+        format!("arn:aws:sqs:{}:{}:{}", self.region, self.account, self.name)
+    }
+    /// Parses `arn:aws:sqs:<region>:<account>:<name>`.
+    pub fn from_arn(arn: &str) -> Option<QueueKey> {
+        let mut parts = arn.split(':');
+        if parts.next()? != "arn" {
+            return None;
+        }
+        let _partition = parts.next()?;
+        if parts.next()? != "sqs" {
+            return None;
+        }
+        let region = parts.next()?;
+        let account = parts.next()?;
+        let name = parts.next()?;
+        if parts.next().is_some() || region.is_empty() || account.is_empty() || name.is_empty() {
+            return None;
+        }
+        Some(QueueKey::new(account, region, name))
+    }
+}
+
+pub type Attributes = BTreeMap<String, String>;
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub key: QueueKey,
+    pub attributes: Attributes,
+    pub tags: Tags,
+    pub created_ms: u64,
+    pub modified_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    pub body: String,
+    /// Message attributes as the service serialised them; opaque to the engine.
+    pub attributes: Option<String>,
+    pub system_attributes: Option<String>,
+    pub sender_id: String,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    /// Per-message delay; `None` means the queue's DelaySeconds.
+    pub delay_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendOutcome {
+    pub message_id: String,
+    pub sequence_number: Option<String>,
+    /// The send was a FIFO duplicate within the deduplication interval.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReceiveParams {
+    pub max_messages: usize,
+    pub visibility_timeout_s: Option<u64>,
+    pub attempt_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    pub attributes: Option<String>,
+    pub system_attributes: Option<String>,
+    pub sender_id: String,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub sent_ms: u64,
+    pub receive_count: u32,
+    pub first_receive_ms: u64,
+    pub sequence_number: Option<String>,
+    pub dead_letter_source_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveTask {
+    pub handle: String,
+    pub source_arn: String,
+    pub destination_arn: Option<String>,
+    pub max_per_second: Option<u32>,
+    pub status: String,
+    pub moved: u64,
+    pub to_move: u64,
+    pub started_ms: u64,
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("queue does not exist")]
+    QueueDoesNotExist,
+    #[error("a queue already exists with the same name and a different value for attribute {0}")]
+    QueueAlreadyExists(String),
+    #[error("queue deleted recently")]
+    QueueDeletedRecently,
+    #[error("purge in progress")]
+    PurgeInProgress,
+    #[error("receipt handle is invalid")]
+    ReceiptHandleInvalid,
+    #[error("receipt handle has expired")]
+    ReceiptHandleExpired,
+    #[error("message not in flight")]
+    MessageNotInflight,
+    #[error("total visibility timeout beyond limit")]
+    VisibilityLimitExceeded,
+    #[error("move task: {0}")]
+    MoveTask(String),
+    #[error("no such move task")]
+    MoveTaskNotFound,
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+/// A result that becomes valid once the write holding it is durable.
+pub struct Durable<T> {
+    pub(crate) value: T,
+    pub(crate) commit: Option<oneshot::Receiver<Result<(), StoreError>>>,
+}
+
+impl<T> Durable<T> {
+    pub fn ready(value: T) -> Self {
+        Durable { value, commit: None }
+    }
+    pub async fn wait(self) -> Result<T, StoreError> {
+        if let Some(rx) = self.commit {
+            rx.await.map_err(|_| StoreError::Internal("writer stopped".into()))??;
+        }
+        Ok(self.value)
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Everything SQS needs from storage. Methods are synchronous and never block on
+/// disk for writes: they return a [`Durable`] that resolves when the group commit
+/// holding the write is fsynced.
+pub trait Store: Send + Sync {
+    fn create_queue(&self, key: &QueueKey, attributes: Attributes, tags: Tags)
+        -> Result<Durable<(QueueInfo, bool)>, StoreError>;
+    fn get_queue(&self, key: &QueueKey) -> Result<QueueInfo, StoreError>;
+    fn list_queues(&self, account: &str, region: &str, prefix: &str) -> Vec<QueueKey>;
+    fn delete_queue(&self, key: &QueueKey) -> Result<Durable<()>, StoreError>;
+    /// Replaces the named attributes (others are kept).
+    fn set_queue_attributes(&self, key: &QueueKey, attributes: Attributes) -> Result<Durable<()>, StoreError>;
+    fn tag_queue(&self, key: &QueueKey, tags: Tags) -> Result<Durable<()>, StoreError>;
+    fn untag_queue(&self, key: &QueueKey, keys: &[String]) -> Result<Durable<()>, StoreError>;
+    fn purge_queue(&self, key: &QueueKey) -> Result<Durable<()>, StoreError>;
+    fn queue_counts(&self, key: &QueueKey) -> Result<QueueCounts, StoreError>;
+
+    fn send_messages(&self, key: &QueueKey, messages: Vec<NewMessage>)
+        -> Result<Durable<Vec<SendOutcome>>, StoreError>;
+    fn receive_messages(&self, key: &QueueKey, params: &ReceiveParams)
+        -> Result<Durable<Vec<ReceivedMessage>>, StoreError>;
+    fn delete_message(&self, key: &QueueKey, receipt_handle: &str) -> Result<Durable<()>, StoreError>;
+    fn change_visibility(&self, key: &QueueKey, receipt_handle: &str, timeout_s: u64)
+        -> Result<Durable<()>, StoreError>;
+
+    /// What a long poll waits on: notified when messages may have become available,
+    /// and the time at which a delayed or in-flight message next becomes visible.
+    fn wait_signal(&self, key: &QueueKey) -> Result<(Arc<Notify>, Option<u64>), StoreError>;
+
+    /// Queues whose RedrivePolicy names `dlq`.
+    fn dead_letter_sources(&self, dlq: &QueueKey) -> Result<Vec<QueueKey>, StoreError>;
+
+    fn start_move_task(&self, source: &QueueKey, destination: Option<&QueueKey>, max_per_second: Option<u32>)
+        -> Result<Durable<String>, StoreError>;
+    fn list_move_tasks(&self, source: &QueueKey, max_results: usize) -> Result<Vec<MoveTask>, StoreError>;
+    fn cancel_move_task(&self, handle: &str) -> Result<Durable<MoveTask>, StoreError>;
+    /// Moves up to `budget` messages for each running task; returns how many moved.
+    fn run_move_tasks(&self, budget_per_task: u64) -> Result<Durable<u64>, StoreError>;
+
+    /// Deletes messages past their retention period and expired dedup entries.
+    fn expire(&self) -> Result<Durable<u64>, StoreError>;
+}

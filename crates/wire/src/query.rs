@@ -1,0 +1,218 @@
+//! The Query protocol's request side: form parameters such as
+//! `MessageAttribute.1.Value.StringValue=x` decoded, with the service model, into the
+//! same JSON value a JSON-protocol client would have sent, so one typed request per
+//! operation serves both protocols.
+
+use crate::model::{Member, Model, Shape};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// How a service names members on the wire where the model does not say.
+/// SNS's model carries `locationName`s; SQS's current (JSON) model lost them.
+pub trait QueryNaming {
+    /// Name of `member` of `structure` in form keys and XML; for a flattened list or
+    /// map, the name each element or entry is written under.
+    fn member_name(&self, model: &Model, structure: &str, member: &Member) -> String {
+        let _ = structure;
+        if let Some(name) = &member.location_name {
+            return name.clone();
+        }
+        if let Some(Shape::List { member_location_name: Some(n), flattened: true, .. }) =
+            model.shape(&member.target)
+        {
+            return n.clone();
+        }
+        member.name.clone()
+    }
+
+    /// Names of the key and value of one map entry.
+    fn map_entry_names(&self, model: &Model, map_shape: &str) -> (String, String) {
+        match model.shape(map_shape) {
+            Some(Shape::Map { key_name, value_name, .. }) => (
+                key_name.clone().unwrap_or_else(|| "key".into()),
+                value_name.clone().unwrap_or_else(|| "value".into()),
+            ),
+            _ => ("key".into(), "value".into()),
+        }
+    }
+}
+
+/// Naming taken from the model alone.
+pub struct ModelNaming;
+impl QueryNaming for ModelNaming {}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryDecodeError {
+    #[error("value {value} for parameter {param} is invalid")]
+    InvalidValue { param: String, value: String },
+}
+
+pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+/// Decodes the parameters of one operation's input structure.
+pub fn decode(
+    model: &Model,
+    naming: &dyn QueryNaming,
+    input_shape: &str,
+    params: &[(String, String)],
+) -> Result<Value, QueryDecodeError> {
+    let map: HashMap<&str, &str> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let decoder = Decoder { model, naming, params: &map };
+    Ok(decoder.structure(input_shape, "")?.unwrap_or_else(|| Value::Object(Map::new())))
+}
+
+struct Decoder<'a> {
+    model: &'a Model,
+    naming: &'a dyn QueryNaming,
+    params: &'a HashMap<&'a str, &'a str>,
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+impl Decoder<'_> {
+    fn has_prefix(&self, prefix: &str) -> bool {
+        let dotted = format!("{prefix}.");
+        self.params.keys().any(|k| *k == prefix || k.starts_with(&dotted))
+    }
+
+    /// Sorted distinct numeric indices `i` of keys `prefix.i` / `prefix.i.…`.
+    fn indices(&self, prefix: &str) -> Vec<u64> {
+        let dotted = format!("{prefix}.");
+        let mut out: Vec<u64> = self
+            .params
+            .keys()
+            .filter_map(|k| k.strip_prefix(&dotted))
+            .filter_map(|rest| rest.split('.').next()?.parse().ok())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn value(&self, shape_name: &str, key: &str) -> Result<Option<Value>, QueryDecodeError> {
+        let Some(shape) = self.model.shape(shape_name) else { return Ok(None) };
+        match shape {
+            Shape::Structure { .. } => self.structure(shape_name, key),
+            Shape::List { member, member_location_name, flattened } => {
+                let element_prefix = if *flattened {
+                    key.to_owned()
+                } else {
+                    join(key, member_location_name.as_deref().unwrap_or("member"))
+                };
+                let indices = self.indices(&element_prefix);
+                if indices.is_empty() {
+                    // `Name=` alone is how Query sends an empty list.
+                    return Ok(self.params.get(key).map(|_| Value::Array(vec![])));
+                }
+                let mut items = Vec::new();
+                for i in indices {
+                    if let Some(v) = self.value(member, &format!("{element_prefix}.{i}"))? {
+                        items.push(v);
+                    }
+                }
+                Ok(Some(Value::Array(items)))
+            }
+            Shape::Map { key: key_shape, value: value_shape, flattened, .. } => {
+                let (key_name, value_name) = self.naming.map_entry_names(self.model, shape_name);
+                let entry_prefix = if *flattened { key.to_owned() } else { join(key, "entry") };
+                let indices = self.indices(&entry_prefix);
+                if indices.is_empty() {
+                    return Ok(None);
+                }
+                let mut obj = Map::new();
+                for i in indices {
+                    let entry = format!("{entry_prefix}.{i}");
+                    let k = self.value(key_shape, &join(&entry, &key_name))?;
+                    let v = self.value(value_shape, &join(&entry, &value_name))?;
+                    if let Some(Value::String(k)) = k {
+                        obj.insert(k, v.unwrap_or(Value::Null));
+                    }
+                }
+                Ok(Some(Value::Object(obj)))
+            }
+            Shape::String | Shape::Blob | Shape::Timestamp => {
+                Ok(self.params.get(key).map(|v| Value::String((*v).to_owned())))
+            }
+            Shape::Integer | Shape::Long => match self.params.get(key) {
+                None => Ok(None),
+                Some(raw) => raw
+                    .trim()
+                    .parse::<i64>()
+                    .map(|n| Some(Value::from(n)))
+                    .map_err(|_| QueryDecodeError::InvalidValue { param: key.into(), value: (*raw).into() }),
+            },
+            Shape::Double => match self.params.get(key) {
+                None => Ok(None),
+                Some(raw) => raw
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(|n| Some(Value::Number(n)))
+                    .ok_or_else(|| QueryDecodeError::InvalidValue { param: key.into(), value: (*raw).into() }),
+            },
+            Shape::Boolean => match self.params.get(key) {
+                None => Ok(None),
+                Some(raw) => match raw.to_ascii_lowercase().as_str() {
+                    "true" => Ok(Some(Value::Bool(true))),
+                    "false" => Ok(Some(Value::Bool(false))),
+                    _ => Err(QueryDecodeError::InvalidValue { param: key.into(), value: (*raw).into() }),
+                },
+            },
+        }
+    }
+
+    fn structure(&self, shape_name: &str, prefix: &str) -> Result<Option<Value>, QueryDecodeError> {
+        let Some(Shape::Structure { members, .. }) = self.model.shape(shape_name) else {
+            return Ok(None);
+        };
+        if !prefix.is_empty() && !self.has_prefix(prefix) {
+            return Ok(None);
+        }
+        let mut obj = Map::new();
+        for member in members {
+            let name = self.naming.member_name(self.model, shape_name, member);
+            if let Some(v) = self.value(&member.target, &join(prefix, &name))? {
+                obj.insert(member.name.clone(), v);
+            }
+        }
+        Ok(Some(Value::Object(obj)))
+    }
+}
+
+/// The first required member missing from `value`, searched depth-first, as AWS
+/// names it in "The request must contain the parameter X."
+pub fn first_missing_required(model: &Model, shape_name: &str, value: &Value) -> Option<String> {
+    match (model.shape(shape_name)?, value) {
+        (Shape::Structure { members, required }, Value::Object(obj)) => {
+            for r in required {
+                if obj.get(r).is_none_or(Value::is_null) {
+                    return Some(r.clone());
+                }
+            }
+            for m in members {
+                if let Some(v) = obj.get(&m.name) {
+                    if let Some(missing) = first_missing_required(model, &m.target, v) {
+                        return Some(missing);
+                    }
+                }
+            }
+            None
+        }
+        (Shape::List { member, .. }, Value::Array(items)) => {
+            items.iter().find_map(|v| first_missing_required(model, member, v))
+        }
+        (Shape::Map { value: value_shape, .. }, Value::Object(obj)) => {
+            obj.values().find_map(|v| first_missing_required(model, value_shape, v))
+        }
+        _ => None,
+    }
+}
