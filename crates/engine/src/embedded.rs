@@ -777,7 +777,8 @@ impl Store for EmbeddedStore {
                 None => None,
             };
             let mut st = source.lock();
-            let taken = st.take_visible_up_to(now, task.row.max_seq, budget_per_task as usize);
+            let budget = task.row.max_per_second.map(|r| r as u64).unwrap_or(budget_per_task);
+            let taken = st.take_visible_up_to(now, task.row.max_seq, budget as usize);
             let remaining = st.count_up_to(task.row.max_seq);
             drop(st);
             for mut meta in taken {

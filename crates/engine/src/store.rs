@@ -198,7 +198,8 @@ pub trait Store: Send + Sync {
         -> Result<Durable<String>, StoreError>;
     fn list_move_tasks(&self, source: &QueueKey, max_results: usize) -> Result<Vec<MoveTask>, StoreError>;
     fn cancel_move_task(&self, handle: &str) -> Result<Durable<MoveTask>, StoreError>;
-    /// Moves up to `budget` messages for each running task; returns how many moved.
+    /// One second's work of every running move task: each moves up to its
+    /// MaxNumberOfMessagesPerSecond, or `budget_per_task` when it set none.
     fn run_move_tasks(&self, budget_per_task: u64) -> Result<Durable<u64>, StoreError>;
 
     /// Deletes messages past their retention period and expired dedup entries.

@@ -1,1 +1,6 @@
+//! Service semantics: request validation and AWS behaviour, on top of the engine.
 
+pub mod context;
+pub mod sqs;
+
+pub use context::RequestContext;

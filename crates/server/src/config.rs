@@ -1,0 +1,160 @@
+//! Configuration: flags win over `SLUICE_*` environment variables (both read by
+//! clap), which win over the TOML file, which wins over defaults.
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4566";
+pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
+/// LocalStack's and moto's default account, which tools already expect.
+pub const DEFAULT_ACCOUNT: &str = "000000000000";
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about = "AWS messaging (SQS) on your own machine, durable and faithful")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, env = "SLUICE_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the database.
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep nothing after exit: data lives in a temporary directory, without fsync.
+    #[arg(long, env = "SLUICE_IN_MEMORY")]
+    pub in_memory: bool,
+    /// TOML configuration file.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Account id used when the access key is not a 12-digit account id.
+    #[arg(long, env = "SLUICE_ACCOUNT")]
+    pub account: Option<String>,
+    /// Region used when a request carries no SigV4 credential scope.
+    #[arg(long, env = "SLUICE_REGION")]
+    pub region: Option<String>,
+    /// Acknowledge writes without waiting for fsync (faster, not crash-safe).
+    #[arg(long, env = "SLUICE_NO_FSYNC")]
+    pub no_fsync: bool,
+    /// Skip AWS's 60-second rules (PurgeQueueInProgress, QueueDeletedRecently).
+    #[arg(long, env = "SLUICE_RELAX_COOLDOWNS")]
+    pub relax_cooldowns: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub in_memory: Option<bool>,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub fsync: Option<bool>,
+    pub relax_cooldowns: Option<bool>,
+    #[serde(default)]
+    pub queues: Vec<QueueConfig>,
+}
+
+/// A queue created at start if missing (and brought to these attributes and tags if present).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub name: String,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: Option<PathBuf>,
+    pub account: String,
+    pub region: String,
+    pub fsync: bool,
+    pub relax_cooldowns: bool,
+    pub queues: Vec<QueueConfig>,
+}
+
+impl Settings {
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
+        let file: FileConfig = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen = args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen: SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("invalid listen address {listen}: {e}"))?;
+        let in_memory = args.in_memory || file.in_memory.unwrap_or(false);
+        let data_dir = if in_memory {
+            None
+        } else {
+            Some(args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()))
+        };
+        let account = args.account.clone().or(file.account).unwrap_or_else(|| DEFAULT_ACCOUNT.into());
+        if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+            anyhow::bail!("account must be 12 digits, got {account}");
+        }
+        Ok(Settings {
+            listen,
+            data_dir,
+            account,
+            region: args.region.clone().or(file.region).unwrap_or_else(|| DEFAULT_REGION.into()),
+            fsync: !args.no_fsync && file.fsync.unwrap_or(true),
+            relax_cooldowns: args.relax_cooldowns || file.relax_cooldowns.unwrap_or(false),
+            queues: file.queues,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:5000\"\nregion = \"eu-west-1\"\n[[queues]]\nname = \"orders\"\nattributes = { VisibilityTimeout = \"60\" }\n",
+        )
+        .unwrap();
+        let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.listen.port(), 5000);
+        assert_eq!(s.region, "eu-west-1");
+        assert_eq!(s.account, DEFAULT_ACCOUNT);
+        assert_eq!(s.queues[0].attributes["VisibilityTimeout"], "60");
+        let args = ServeArgs { config: Some(path), listen: Some("127.0.0.1:6000".into()), ..Default::default() };
+        assert_eq!(Settings::resolve(&args).unwrap().listen.port(), 6000);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        assert!(Settings::resolve(&ServeArgs { config: Some(path), ..Default::default() }).is_err());
+        assert!(Settings::resolve(&ServeArgs { account: Some("12".into()), ..Default::default() }).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! The listener's request handling: route by protocol (X-Amz-Target for JSON,
+//! `Action` for Query), derive the caller's account and region, render responses
+//! and errors per protocol.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use serde_json::Value;
+use sluice_services::sqs::{errors, SqsService, XMLNS};
+use sluice_services::RequestContext;
+use sluice_wire::xml::XmlResponse;
+use sluice_wire::AwsError;
+use std::sync::Arc;
+
+/// Largest request body accepted: a 1 MiB batch grows when form-encoded.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+pub struct AppState {
+    pub sqs: SqsService,
+    pub default_account: String,
+    pub default_region: String,
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Account from a 12-digit access key id (as LocalStack users expect), else the default.
+fn account_for(access_key: &str, default: &str) -> String {
+    if access_key.len() == 12 && access_key.chars().all(|c| c.is_ascii_digit()) {
+        access_key.to_owned()
+    } else {
+        default.to_owned()
+    }
+}
+
+enum Protocol {
+    Json,
+    Query,
+}
+
+pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> Response<Body> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = request.into_parts();
+    if parts.method == Method::GET && parts.uri.path() == "/health" {
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{\"status\":\"ok\"}"))
+            .unwrap_or_default();
+    }
+    let target = header_str(&parts.headers, "x-amz-target").map(str::to_owned);
+    let protocol = if target.is_some() { Protocol::Json } else { Protocol::Query };
+    let body = match to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = AwsError::new(413, "RequestEntityTooLarge", "RequestEntityTooLarge", "Request body is too large.");
+            return error_response(&protocol, &e, &request_id);
+        }
+    };
+
+    let query_params = parts.uri.query().map(|q| sluice_wire::query::parse_form(q.as_bytes())).unwrap_or_default();
+    let scope = header_str(&parts.headers, "authorization")
+        .and_then(sluice_wire::sigv4::scope_from_authorization)
+        .or_else(|| {
+            query_params
+                .iter()
+                .find(|(k, _)| k == "X-Amz-Credential")
+                .and_then(|(_, v)| sluice_wire::sigv4::scope_from_credential(v))
+        });
+    let access_key = scope.as_ref().map(|s| s.access_key_id.clone()).unwrap_or_else(|| "AKIAIOSFODNN7EXAMPLE".into());
+    let ctx = RequestContext {
+        account: account_for(&access_key, &state.default_account),
+        region: scope.as_ref().map(|s| s.region.clone()).unwrap_or_else(|| state.default_region.clone()),
+        host: header_str(&parts.headers, "host")
+            .map(str::to_owned)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .unwrap_or_else(|| "localhost:4566".into()),
+        scheme: "http".into(),
+        request_id: request_id.clone(),
+        access_key_id: access_key,
+        path: parts.uri.path().to_owned(),
+    };
+
+    match protocol {
+        Protocol::Json => {
+            let target = target.unwrap_or_default();
+            let action = match target.split_once('.') {
+                Some(("AmazonSQS", action)) => action.to_owned(),
+                _ => return error_response(&protocol, &errors::unknown_operation(&target, false), &request_id),
+            };
+            let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
+                Value::Object(Default::default())
+            } else {
+                match serde_json::from_slice(&body) {
+                    Ok(v) => v,
+                    Err(e) => return error_response(&protocol, &errors::serialization(e.to_string()), &request_id),
+                }
+            };
+            match state.sqs.handle(&ctx, &action, input, false).await {
+                Ok(output) => json_response(&output, &request_id),
+                Err(e) => error_response(&protocol, &e, &request_id),
+            }
+        }
+        Protocol::Query => {
+            let mut params = query_params;
+            params.extend(sluice_wire::query::parse_form(&body));
+            let Some(action) = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()) else {
+                let e = AwsError::new(400, "MissingAction", "MissingAction", "The request must contain the parameter Action.");
+                return error_response(&protocol, &e, &request_id);
+            };
+            let result = match state.sqs.decode_query(&ctx, &action, &params) {
+                Ok(input) => state.sqs.handle(&ctx, &action, input, true).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(output) => {
+                    let xml = XmlResponse { model: state.sqs.model(), naming: SqsService::naming(), xmlns: XMLNS };
+                    let text = xml.render(&action, Some(&output), &request_id);
+                    Response::builder()
+                        .status(StatusCode::OK)
+                        .header(header::CONTENT_TYPE, "text/xml")
+                        .header("x-amzn-RequestId", request_id.as_str())
+                        .body(Body::from(text))
+                        .unwrap_or_default()
+                }
+                Err(e) => error_response(&protocol, &e, &request_id),
+            }
+        }
+    }
+}
+
+fn json_response(output: &Value, request_id: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-amz-json-1.0")
+        .header("x-amzn-RequestId", request_id)
+        .body(Body::from(serde_json::to_vec(output).unwrap_or_default()))
+        .unwrap_or_default()
+}
+
+fn error_response(protocol: &Protocol, e: &AwsError, request_id: &str) -> Response<Body> {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let builder = Response::builder().status(status).header("x-amzn-RequestId", request_id);
+    match protocol {
+        Protocol::Json => {
+            let mut builder = builder.header(header::CONTENT_TYPE, "application/x-amz-json-1.0");
+            if let Ok(v) = HeaderValue::from_str(&e.query_error_header()) {
+                builder = builder.header("x-amzn-query-error", v);
+            }
+            builder.body(Body::from(e.json_body())).unwrap_or_default()
+        }
+        Protocol::Query => builder
+            .header(header::CONTENT_TYPE, "text/xml")
+            .body(Body::from(e.query_xml_body(request_id)))
+            .unwrap_or_default(),
+    }
+}

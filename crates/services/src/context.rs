@@ -1,0 +1,15 @@
+/// Who is calling and where: derived by the listener from the request.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub account: String,
+    pub region: String,
+    /// `Host` header, used to build queue URLs the way the client addressed us.
+    pub host: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    pub request_id: String,
+    /// Access key id of the caller, reported as the SenderId system attribute.
+    pub access_key_id: String,
+    /// Request path, for Query requests POSTed to a queue URL.
+    pub path: String,
+}

@@ -1,0 +1,975 @@
+//! Amazon SQS: one handler per operation, shared by the JSON 1.0 and Query protocols.
+
+pub mod attributes;
+pub mod errors;
+pub mod messages;
+pub mod naming;
+pub mod types;
+
+use crate::RequestContext;
+use base64::Engine as _;
+use errors::*;
+use messages::*;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use sluice_engine::{Attributes, Clock, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, Store};
+use sluice_wire::md5::md5_hex;
+use sluice_wire::{AwsError, Model};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use types::*;
+
+/// The stripped botocore model, `scripts/strip-model.py sqs 2012-11-05`.
+pub const MODEL_JSON: &str = include_str!("../../../wire/models/sqs.json");
+/// Namespace of SQS Query responses.
+pub const XMLNS: &str = "http://queue.amazonaws.com/doc/2012-11-05/";
+
+/// Most entries in any SQS batch request.
+const MAX_BATCH_ENTRIES: usize = 10;
+/// Batch entry ids: alphanumeric, `-` and `_`, at most 80 characters.
+const MAX_BATCH_ID_LEN: usize = 80;
+/// Queue names: at most 80 characters including a `.fifo` suffix.
+const MAX_QUEUE_NAME_LEN: usize = 80;
+/// "Maximum number of results to include in the response. Value range is 1 to 1000."
+const MAX_LIST_RESULTS: i64 = 1000;
+/// At most 50 tags per queue (SQS quotas).
+const MAX_TAGS: usize = 50;
+/// AddPermission accepts at most 7 actions.
+const MAX_PERMISSION_ACTIONS: usize = 7;
+/// Long polls wait at most 20 seconds.
+const MAX_WAIT_SECONDS: i64 = 20;
+/// StartMessageMoveTask's MaxNumberOfMessagesPerSecond: 1–500.
+const MAX_MOVE_RATE: i64 = 500;
+
+pub struct SqsService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    model: Model,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl attributes::QueueLookup for SqsService {
+    fn queue_attributes(&self, key: &QueueKey) -> Option<Attributes> {
+        self.store.get_queue(key).ok().map(|i| i.attributes)
+    }
+}
+
+fn parse<T: DeserializeOwned>(input: Value) -> Result<T, AwsError> {
+    serde_json::from_value(input).map_err(|e| serialization(e.to_string()))
+}
+
+fn require<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, AwsError> {
+    value.as_deref().ok_or_else(|| missing_parameter(name))
+}
+
+fn valid_batch_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_BATCH_ID_LEN && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Checks a batch's size and entry ids, as every SQS batch action does first.
+fn check_batch<'a>(ids: impl Iterator<Item = Option<&'a str>>, count: usize, entry_shape: &str) -> Result<(), AwsError> {
+    if count == 0 {
+        return Err(empty_batch(entry_shape));
+    }
+    if count > MAX_BATCH_ENTRIES {
+        return Err(too_many_entries(count));
+    }
+    let mut seen = Vec::new();
+    for id in ids {
+        let id = id.ok_or_else(|| missing_parameter("Id"))?;
+        if !valid_batch_id(id) {
+            return Err(invalid_batch_entry_id());
+        }
+        if seen.contains(&id) {
+            return Err(batch_ids_not_distinct(id));
+        }
+        seen.push(id);
+    }
+    Ok(())
+}
+
+fn failed_entry(id: &str, e: &AwsError) -> Value {
+    json!({"Id": id, "SenderFault": e.status < 500, "Code": e.query_code, "Message": e.message})
+}
+
+fn valid_queue_name(name: &str, fifo: bool) -> bool {
+    let base = if fifo { name.strip_suffix(".fifo").unwrap_or(name) } else { name };
+    !base.is_empty()
+        && name.len() <= MAX_QUEUE_NAME_LEN
+        && base.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn region_from_host(host: &str) -> Option<String> {
+    // sqs.<region>.amazonaws.com, sqs.<region>.localhost.localstack.cloud, <region>.queue.amazonaws.com
+    let host = host.split(':').next()?;
+    let labels: Vec<&str> = host.split('.').collect();
+    let looks_like_region = |s: &str| s.contains('-') && s.chars().any(|c| c.is_ascii_digit());
+    if labels.len() >= 3 && labels[0] == "sqs" && looks_like_region(labels[1]) {
+        return Some(labels[1].to_owned());
+    }
+    if labels.len() >= 3 && labels[1] == "queue" && looks_like_region(labels[0]) {
+        return Some(labels[0].to_owned());
+    }
+    None
+}
+
+fn page_token(name: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(name)
+}
+
+fn decode_page_token(token: &str) -> Result<String, AwsError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| invalid_parameter_value("Invalid NextToken value."))
+}
+
+/// A validated message, ready for the store, with the digests SendMessage returns.
+struct PreparedMessage {
+    message: NewMessage,
+    md5_body: String,
+    md5_attributes: Option<String>,
+    md5_system_attributes: Option<String>,
+    size: usize,
+}
+
+impl SqsService {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, shutdown: watch::Receiver<bool>) -> Self {
+        let model = Model::from_json(MODEL_JSON).expect("embedded SQS model is valid");
+        SqsService { store, clock, model, shutdown }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn naming() -> &'static naming::SqsNaming {
+        &naming::SqsNaming
+    }
+
+    /// Decodes a Query request's parameters into the operation's JSON input.
+    pub fn decode_query(&self, ctx: &RequestContext, action: &str, params: &[(String, String)]) -> Result<Value, AwsError> {
+        let op = self.model.operations.get(action).ok_or_else(|| unknown_operation(action, true))?;
+        let Some(shape) = &op.input else { return Ok(json!({})) };
+        let mut value = sluice_wire::query::decode(&self.model, Self::naming(), shape, params).map_err(|e| match e {
+            sluice_wire::query::QueryDecodeError::InvalidValue { param, value } => {
+                invalid_parameter_value(format!("Value {value} for parameter {param} is invalid."))
+            }
+        })?;
+        // A Query request POSTed to the queue URL names the queue by its path.
+        if let Value::Object(obj) = &mut value {
+            let takes_url = matches!(self.model.shape(shape), Some(sluice_wire::Shape::Structure { members, .. }) if members.iter().any(|m| m.name == "QueueUrl"));
+            let segments: Vec<&str> = ctx.path.split('/').filter(|s| !s.is_empty()).collect();
+            if takes_url && !obj.contains_key("QueueUrl") && segments.len() == 2 {
+                obj.insert("QueueUrl".into(), Value::String(format!("{}://{}{}", ctx.scheme, ctx.host, ctx.path)));
+            }
+        }
+        Ok(value)
+    }
+
+    /// Runs one operation. `query` selects Query-protocol error wording where the
+    /// protocols differ.
+    pub async fn handle(&self, ctx: &RequestContext, action: &str, input: Value, query: bool) -> Result<Value, AwsError> {
+        let op = self.model.operations.get(action).ok_or_else(|| unknown_operation(action, query))?;
+        if !input.is_object() {
+            return Err(serialization("Request body must be a JSON object."));
+        }
+        if let Some(shape) = &op.input {
+            if let Some(missing) = sluice_wire::query::first_missing_required(&self.model, shape, &input) {
+                return Err(missing_parameter(&missing));
+            }
+        }
+        match action {
+            "CreateQueue" => self.create_queue(ctx, parse(input)?).await,
+            "GetQueueUrl" => self.get_queue_url(ctx, parse(input)?),
+            "ListQueues" => self.list_queues(ctx, parse(input)?),
+            "DeleteQueue" => self.delete_queue(ctx, parse(input)?).await,
+            "GetQueueAttributes" => self.get_queue_attributes(ctx, parse(input)?),
+            "SetQueueAttributes" => self.set_queue_attributes(ctx, parse(input)?).await,
+            "PurgeQueue" => self.purge_queue(ctx, parse(input)?).await,
+            "SendMessage" => self.send_message(ctx, parse(input)?).await,
+            "SendMessageBatch" => self.send_message_batch(ctx, parse(input)?).await,
+            "ReceiveMessage" => self.receive_message(ctx, parse(input)?).await,
+            "DeleteMessage" => self.delete_message(ctx, parse(input)?).await,
+            "DeleteMessageBatch" => self.delete_message_batch(ctx, parse(input)?).await,
+            "ChangeMessageVisibility" => self.change_message_visibility(ctx, parse(input)?).await,
+            "ChangeMessageVisibilityBatch" => self.change_message_visibility_batch(ctx, parse(input)?).await,
+            "ListDeadLetterSourceQueues" => self.list_dead_letter_source_queues(ctx, parse(input)?),
+            "TagQueue" => self.tag_queue(ctx, parse(input)?).await,
+            "UntagQueue" => self.untag_queue(ctx, parse(input)?).await,
+            "ListQueueTags" => self.list_queue_tags(ctx, parse(input)?),
+            "AddPermission" => self.add_permission(ctx, parse(input)?).await,
+            "RemovePermission" => self.remove_permission(ctx, parse(input)?).await,
+            "StartMessageMoveTask" => self.start_message_move_task(ctx, parse(input)?).await,
+            "ListMessageMoveTasks" => self.list_message_move_tasks(ctx, parse(input)?),
+            "CancelMessageMoveTask" => self.cancel_message_move_task(parse(input)?).await,
+            other => Err(unknown_operation(other, query)),
+        }
+    }
+
+    // ---- queue addressing ----
+
+    fn queue_key(&self, ctx: &RequestContext, url: &Option<String>) -> Result<QueueKey, AwsError> {
+        let url = require(url, "QueueUrl")?;
+        let (host, path) = match url.split_once("://") {
+            Some((_, rest)) => match rest.split_once('/') {
+                Some((host, path)) => (host, path),
+                None => (rest, ""),
+            },
+            None => ("", url),
+        };
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let (account, name) = match segments.as_slice() {
+            [account, name] => (account.to_string(), name.to_string()),
+            [name] if !url.contains("://") => (ctx.account.clone(), name.to_string()),
+            _ => return Err(invalid_address(format!("The address {url} is not valid for this endpoint."))),
+        };
+        let region = region_from_host(host).unwrap_or_else(|| ctx.region.clone());
+        Ok(QueueKey { account, region, name })
+    }
+
+    fn queue_url(ctx: &RequestContext, key: &QueueKey) -> String {
+        format!("{}://{}/{}/{}", ctx.scheme, ctx.host, key.account, key.name)
+    }
+
+    fn info(&self, key: &QueueKey) -> Result<QueueInfo, AwsError> {
+        self.store.get_queue(key).map_err(|e| from_store(e, &key.name, ""))
+    }
+
+    fn key_from_arn(arn: &str, param: &str) -> Result<QueueKey, AwsError> {
+        QueueKey::from_arn(arn).ok_or_else(|| {
+            invalid_parameter_value(format!(
+                "You must use this format to specify the {param}: arn:<partition>:<service>:<region>:<account-id>:<resource-id>"
+            ))
+        })
+    }
+
+    // ---- queues ----
+
+    async fn create_queue(&self, ctx: &RequestContext, req: CreateQueueRequest) -> Result<Value, AwsError> {
+        let name = require(&req.queue_name, "QueueName")?;
+        let fifo = req.attributes.get("FifoQueue").is_some_and(|v| v == "true");
+        if name.ends_with(".fifo") != fifo {
+            return Err(invalid_parameter_value(
+                "The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in length.",
+            ));
+        }
+        if !valid_queue_name(name, fifo) {
+            return Err(invalid_parameter_value(
+                "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length",
+            ));
+        }
+        let key = QueueKey { account: ctx.account.clone(), region: ctx.region.clone(), name: name.to_owned() };
+        let mut requested = attributes::validate(&req.attributes, fifo, true, &key, self)?;
+        // A standard queue does not report FifoQueue at all.
+        if requested.get("FifoQueue").is_some_and(|v| v == "false") {
+            requested.remove("FifoQueue");
+        }
+        validate_tags(&req.tags)?;
+        let url = Self::queue_url(ctx, &key);
+        let matches_existing = |info: &QueueInfo| -> Result<(), AwsError> {
+            for (k, v) in &requested {
+                let current = info.attributes.get(k).map(String::as_str).unwrap_or("");
+                if current != v {
+                    return Err(queue_already_exists(k));
+                }
+            }
+            if !fifo && info.attributes.get("FifoQueue").is_some_and(|v| v == "true") {
+                return Err(queue_already_exists("FifoQueue"));
+            }
+            Ok(())
+        };
+        if let Ok(info) = self.store.get_queue(&key) {
+            matches_existing(&info)?;
+            return Ok(json!({"QueueUrl": url}));
+        }
+        let mut full = attributes::defaults(fifo);
+        full.extend(requested.clone());
+        full.retain(|_, v| !v.is_empty());
+        let (info, created) = self
+            .store
+            .create_queue(&key, full, req.tags.clone())
+            .map_err(|e| from_store(e, name, ""))?
+            .wait()
+            .await
+            .map_err(|e| from_store(e, name, ""))?;
+        if !created {
+            matches_existing(&info)?;
+        }
+        Ok(json!({"QueueUrl": url}))
+    }
+
+    fn get_queue_url(&self, ctx: &RequestContext, req: GetQueueUrlRequest) -> Result<Value, AwsError> {
+        let name = require(&req.queue_name, "QueueName")?;
+        let account = req.queue_owner_account_id.clone().unwrap_or_else(|| ctx.account.clone());
+        let key = QueueKey { account, region: ctx.region.clone(), name: name.to_owned() };
+        self.info(&key)?;
+        Ok(json!({"QueueUrl": Self::queue_url(ctx, &key)}))
+    }
+
+    fn paginate(&self, ctx: &RequestContext, keys: Vec<QueueKey>, next_token: &Option<String>, max_results: Option<i64>, member: &str)
+        -> Result<Value, AwsError> {
+        if let Some(m) = max_results {
+            if !(1..=MAX_LIST_RESULTS).contains(&m) {
+                return Err(invalid_value_reason("MaxResults", m, "MaxResults must be an integer between 1 and 1000."));
+            }
+        }
+        let after = next_token.as_deref().map(decode_page_token).transpose()?;
+        let mut keys: Vec<QueueKey> = keys.into_iter().filter(|k| after.as_ref().is_none_or(|a| &k.name > a)).collect();
+        let limit = max_results.unwrap_or(MAX_LIST_RESULTS) as usize;
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        let mut out = Map::new();
+        if !keys.is_empty() {
+            out.insert(member.into(), keys.iter().map(|k| Value::String(Self::queue_url(ctx, k))).collect());
+        }
+        if more && max_results.is_some() {
+            if let Some(last) = keys.last() {
+                out.insert("NextToken".into(), page_token(&last.name).into());
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn list_queues(&self, ctx: &RequestContext, req: ListQueuesRequest) -> Result<Value, AwsError> {
+        let prefix = req.queue_name_prefix.clone().unwrap_or_default();
+        let keys = self.store.list_queues(&ctx.account, &ctx.region, &prefix);
+        self.paginate(ctx, keys, &req.next_token, req.max_results, "QueueUrls")
+    }
+
+    async fn delete_queue(&self, ctx: &RequestContext, req: QueueUrlRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let map = |e| from_store(e, &key.name, "");
+        self.store.delete_queue(&key).map_err(map)?.wait().await.map_err(map)?;
+        Ok(json!({}))
+    }
+
+    fn get_queue_attributes(&self, ctx: &RequestContext, req: GetQueueAttributesRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let info = self.info(&key)?;
+        for n in &req.attribute_names {
+            if n != "All" && !attributes::is_known(n) {
+                return Err(invalid_attribute_name(format!("Unknown Attribute {n}.")));
+            }
+        }
+        if req.attribute_names.is_empty() {
+            return Ok(json!({}));
+        }
+        let counts = self.store.queue_counts(&key).map_err(|e| from_store(e, &key.name, ""))?;
+        let mut all: BTreeMap<String, String> = info.attributes.clone();
+        all.retain(|_, v| !v.is_empty());
+        all.insert("ApproximateNumberOfMessages".into(), counts.visible.to_string());
+        all.insert("ApproximateNumberOfMessagesNotVisible".into(), counts.in_flight.to_string());
+        all.insert("ApproximateNumberOfMessagesDelayed".into(), counts.delayed.to_string());
+        all.insert("CreatedTimestamp".into(), (info.created_ms / 1000).to_string());
+        all.insert("LastModifiedTimestamp".into(), (info.modified_ms / 1000).to_string());
+        all.insert("QueueArn".into(), key.arn());
+        let want_all = req.attribute_names.iter().any(|n| n == "All");
+        all.retain(|k, _| want_all || req.attribute_names.contains(k));
+        if all.is_empty() {
+            return Ok(json!({}));
+        }
+        Ok(json!({"Attributes": all}))
+    }
+
+    async fn set_queue_attributes(&self, ctx: &RequestContext, req: SetQueueAttributesRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let info = self.info(&key)?;
+        let fifo = info.attributes.get("FifoQueue").is_some_and(|v| v == "true");
+        let attrs = req.attributes.unwrap_or_default();
+        let validated = attributes::validate(&attrs, fifo, false, &key, self)?;
+        let map = |e| from_store(e, &key.name, "");
+        self.store.set_queue_attributes(&key, validated).map_err(map)?.wait().await.map_err(map)?;
+        Ok(json!({}))
+    }
+
+    async fn purge_queue(&self, ctx: &RequestContext, req: QueueUrlRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let url = Self::queue_url(ctx, &key);
+        let map = |e| from_store(e, &url, "");
+        self.store.purge_queue(&key).map_err(map)?.wait().await.map_err(map)?;
+        Ok(json!({}))
+    }
+
+    // ---- messages ----
+
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
+        &self,
+        ctx: &RequestContext,
+        info: &QueueInfo,
+        body: &Option<String>,
+        delay: Option<i64>,
+        attrs: &MessageAttributeMap,
+        system_attrs: &MessageAttributeMap,
+        group: &Option<String>,
+        dedup: &Option<String>,
+    ) -> Result<PreparedMessage, AwsError> {
+        let fifo = info.attributes.get("FifoQueue").is_some_and(|v| v == "true");
+        let body = require(body, "MessageBody")?;
+        validate_body(body)?;
+        if let Some(d) = delay {
+            if fifo {
+                return Err(invalid_value_reason(
+                    "DelaySeconds",
+                    d,
+                    "The request include parameter that is not valid for this queue type.",
+                ));
+            }
+            if !(0..=MAX_DELAY_SECONDS).contains(&d) {
+                return Err(invalid_value_reason("DelaySeconds", d, "DelaySeconds must be >= 0 and <= 900."));
+            }
+        }
+        let attrs_size = validate_attributes(attrs, "user")?;
+        validate_system_attributes(system_attrs)?;
+        let size = body.len() + attrs_size;
+        let max: usize = info.attributes.get("MaximumMessageSize").and_then(|v| v.parse().ok()).unwrap_or(1_048_576);
+        if size > max {
+            return Err(invalid_parameter_value(format!(
+                "One or more parameters are invalid. Reason: Message must be shorter than {max} bytes."
+            )));
+        }
+        if let Some(g) = group {
+            validate_fifo_id("MessageGroupId", g)?;
+        } else if fifo {
+            return Err(missing_parameter("MessageGroupId"));
+        }
+        let dedup_id = match dedup {
+            Some(d) if fifo => {
+                validate_fifo_id("MessageDeduplicationId", d)?;
+                Some(d.clone())
+            }
+            Some(d) => {
+                return Err(invalid_value_reason(
+                    "MessageDeduplicationId",
+                    d,
+                    "The request include parameter that is not valid for this queue type.",
+                ))
+            }
+            None if fifo => {
+                if info.attributes.get("ContentBasedDeduplication").is_some_and(|v| v == "true") {
+                    // Content-based deduplication: SHA-256 of the body only.
+                    Some(hex::encode(Sha256::digest(body.as_bytes())))
+                } else {
+                    return Err(invalid_parameter_value(
+                        "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+                    ));
+                }
+            }
+            None => None,
+        };
+        Ok(PreparedMessage {
+            message: NewMessage {
+                body: body.to_owned(),
+                attributes: store_attributes(attrs),
+                system_attributes: store_attributes(system_attrs),
+                sender_id: ctx.access_key_id.clone(),
+                group_id: group.clone(),
+                dedup_id,
+                delay_s: delay.map(|d| d as u64),
+            },
+            md5_body: md5_hex(body.as_bytes()),
+            md5_attributes: md5_of_attributes(attrs),
+            md5_system_attributes: md5_of_attributes(system_attrs),
+            size,
+        })
+    }
+
+    fn send_result(p: &PreparedMessage, message_id: &str, sequence_number: &Option<String>) -> Map<String, Value> {
+        let mut out = Map::new();
+        out.insert("MD5OfMessageBody".into(), p.md5_body.clone().into());
+        if let Some(m) = &p.md5_attributes {
+            out.insert("MD5OfMessageAttributes".into(), m.clone().into());
+        }
+        if let Some(m) = &p.md5_system_attributes {
+            out.insert("MD5OfMessageSystemAttributes".into(), m.clone().into());
+        }
+        out.insert("MessageId".into(), message_id.into());
+        if let Some(s) = sequence_number {
+            out.insert("SequenceNumber".into(), s.clone().into());
+        }
+        out
+    }
+
+    async fn send_message(&self, ctx: &RequestContext, req: SendMessageRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let info = self.info(&key)?;
+        let prepared = self.prepare(
+            ctx,
+            &info,
+            &req.message_body,
+            req.delay_seconds,
+            &req.message_attributes,
+            &req.message_system_attributes,
+            &req.message_group_id,
+            &req.message_deduplication_id,
+        )?;
+        let map = |e| from_store(e, &key.name, "");
+        let outcomes = self
+            .store
+            .send_messages(&key, vec![prepared.message.clone()])
+            .map_err(map)?
+            .wait()
+            .await
+            .map_err(map)?;
+        let o = outcomes.first().ok_or_else(|| internal("send returned no outcome"))?;
+        Ok(Value::Object(Self::send_result(&prepared, &o.message_id, &o.sequence_number)))
+    }
+
+    async fn send_message_batch(&self, ctx: &RequestContext, req: SendMessageBatchRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let info = self.info(&key)?;
+        check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "SendMessageBatchRequestEntry")?;
+        let mut failed = Vec::new();
+        let mut prepared = Vec::new();
+        let mut total = 0;
+        for e in &req.entries {
+            let id = e.id.clone().unwrap_or_default();
+            match self.prepare(
+                ctx,
+                &info,
+                &e.message_body,
+                e.delay_seconds,
+                &e.message_attributes,
+                &e.message_system_attributes,
+                &e.message_group_id,
+                &e.message_deduplication_id,
+            ) {
+                Ok(p) => {
+                    total += p.size;
+                    prepared.push((id, p));
+                }
+                Err(err) => {
+                    total += e.message_body.as_ref().map(String::len).unwrap_or(0);
+                    failed.push(failed_entry(&id, &err));
+                }
+            }
+        }
+        if total > MAX_BATCH_BYTES {
+            return Err(batch_request_too_long(total));
+        }
+        let mut successful = Vec::new();
+        if !prepared.is_empty() {
+            let map = |e| from_store(e, &key.name, "");
+            let outcomes = self
+                .store
+                .send_messages(&key, prepared.iter().map(|(_, p)| p.message.clone()).collect())
+                .map_err(map)?
+                .wait()
+                .await
+                .map_err(map)?;
+            for ((id, p), o) in prepared.iter().zip(outcomes) {
+                let mut entry = Self::send_result(p, &o.message_id, &o.sequence_number);
+                entry.insert("Id".into(), id.clone().into());
+                successful.push(Value::Object(entry));
+            }
+        }
+        Ok(json!({"Successful": successful, "Failed": failed}))
+    }
+
+    async fn receive_message(&self, ctx: &RequestContext, req: ReceiveMessageRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let info = self.info(&key)?;
+        let max = req.max_number_of_messages.unwrap_or(1);
+        if !(1..=10).contains(&max) {
+            return Err(invalid_value_reason("MaxNumberOfMessages", max, "Must be between 1 and 10, if provided."));
+        }
+        if let Some(v) = req.visibility_timeout {
+            if !(0..=43_200).contains(&v) {
+                return Err(invalid_value_reason("VisibilityTimeout", v, "Must be >= 0 and <= 43200, if provided."));
+            }
+        }
+        let wait = match req.wait_time_seconds {
+            Some(w) => w,
+            None => info.attributes.get("ReceiveMessageWaitTimeSeconds").and_then(|v| v.parse().ok()).unwrap_or(0),
+        };
+        if !(0..=MAX_WAIT_SECONDS).contains(&wait) {
+            return Err(invalid_value_reason("WaitTimeSeconds", wait, "Must be >= 0 and <= 20, if provided."));
+        }
+        let fifo = info.attributes.get("FifoQueue").is_some_and(|v| v == "true");
+        let params = ReceiveParams {
+            max_messages: max as usize,
+            visibility_timeout_s: req.visibility_timeout.map(|v| v as u64),
+            attempt_id: if fifo { req.receive_request_attempt_id.clone() } else { None },
+        };
+        let messages = self.receive_with_wait(&key, &params, wait as u64).await?;
+        if messages.is_empty() {
+            return Ok(json!({}));
+        }
+        let mut system_names = req.attribute_names.clone();
+        system_names.extend(req.message_system_attribute_names.iter().cloned());
+        let out: Vec<Value> = messages.iter().map(|m| self.message_json(m, &system_names, &req.message_attribute_names)).collect();
+        Ok(json!({"Messages": out}))
+    }
+
+    /// Receives, waiting up to `wait_s` for messages: woken by sends, visibility
+    /// changes and the next timer of the queue, never by polling.
+    async fn receive_with_wait(&self, key: &QueueKey, params: &ReceiveParams, wait_s: u64) -> Result<Vec<ReceivedMessage>, AwsError> {
+        let map = |e| from_store(e, &key.name, "");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_s);
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let (notify, next_event) = self.store.wait_signal(key).map_err(map)?;
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let messages = self.store.receive_messages(key, params).map_err(map)?.wait().await.map_err(map)?;
+            let now = tokio::time::Instant::now();
+            if !messages.is_empty() || now >= deadline || *shutdown.borrow() {
+                return Ok(messages);
+            }
+            let mut wake = deadline;
+            if let Some(at) = next_event {
+                let in_ms = at.saturating_sub(self.clock.now_ms());
+                wake = wake.min(now + Duration::from_millis(in_ms));
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    fn message_json(&self, m: &ReceivedMessage, system_names: &[String], attribute_names: &[String]) -> Value {
+        let mut out = Map::new();
+        out.insert("MessageId".into(), m.message_id.clone().into());
+        out.insert("ReceiptHandle".into(), m.receipt_handle.clone().into());
+        out.insert("MD5OfBody".into(), md5_hex(m.body.as_bytes()).into());
+        out.insert("Body".into(), m.body.clone().into());
+        let want = |n: &str| system_names.iter().any(|s| s == "All" || s == n);
+        let mut sys = Map::new();
+        if want("SenderId") {
+            sys.insert("SenderId".into(), m.sender_id.clone().into());
+        }
+        if want("SentTimestamp") {
+            sys.insert("SentTimestamp".into(), m.sent_ms.to_string().into());
+        }
+        if want("ApproximateReceiveCount") {
+            sys.insert("ApproximateReceiveCount".into(), m.receive_count.to_string().into());
+        }
+        if want("ApproximateFirstReceiveTimestamp") {
+            sys.insert("ApproximateFirstReceiveTimestamp".into(), m.first_receive_ms.to_string().into());
+        }
+        if let (true, Some(s)) = (want("SequenceNumber"), &m.sequence_number) {
+            sys.insert("SequenceNumber".into(), s.clone().into());
+        }
+        if let (true, Some(d)) = (want("MessageDeduplicationId"), &m.dedup_id) {
+            sys.insert("MessageDeduplicationId".into(), d.clone().into());
+        }
+        if let (true, Some(g)) = (want("MessageGroupId"), &m.group_id) {
+            sys.insert("MessageGroupId".into(), g.clone().into());
+        }
+        if let (true, Some(arn)) = (want("DeadLetterQueueSourceArn"), &m.dead_letter_source_arn) {
+            sys.insert("DeadLetterQueueSourceArn".into(), arn.clone().into());
+        }
+        let system_attrs = load_attributes(m.system_attributes.as_deref());
+        if let (true, Some(trace)) = (want("AWSTraceHeader"), system_attrs.get("AWSTraceHeader").and_then(|v| v.string_value.clone())) {
+            sys.insert("AWSTraceHeader".into(), trace.into());
+        }
+        if !sys.is_empty() {
+            out.insert("Attributes".into(), Value::Object(sys));
+        }
+        let mut attrs = load_attributes(m.attributes.as_deref());
+        attrs.retain(|name, _| attribute_requested(attribute_names, name));
+        if let Some(md5) = md5_of_attributes(&attrs) {
+            out.insert("MD5OfMessageAttributes".into(), md5.into());
+            let map: Map<String, Value> = attrs.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect();
+            out.insert("MessageAttributes".into(), Value::Object(map));
+        }
+        Value::Object(out)
+    }
+
+    async fn delete_one(&self, key: &QueueKey, handle: &str) -> Result<(), AwsError> {
+        let map = |e| from_store(e, &key.name, handle);
+        self.store.delete_message(key, handle).map_err(map)?.wait().await.map_err(map)
+    }
+
+    async fn delete_message(&self, ctx: &RequestContext, req: DeleteMessageRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let handle = require(&req.receipt_handle, "ReceiptHandle")?;
+        self.info(&key)?;
+        self.delete_one(&key, handle).await?;
+        Ok(json!({}))
+    }
+
+    async fn delete_message_batch(&self, ctx: &RequestContext, req: DeleteMessageBatchRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        self.info(&key)?;
+        check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "DeleteMessageBatchRequestEntry")?;
+        let mut successful = Vec::new();
+        let mut failed = Vec::new();
+        for e in &req.entries {
+            let id = e.id.clone().unwrap_or_default();
+            let result = match &e.receipt_handle {
+                Some(h) => self.delete_one(&key, h).await,
+                None => Err(missing_parameter("ReceiptHandle")),
+            };
+            match result {
+                Ok(()) => successful.push(json!({"Id": id})),
+                Err(err) => failed.push(failed_entry(&id, &err)),
+            }
+        }
+        Ok(json!({"Successful": successful, "Failed": failed}))
+    }
+
+    async fn change_one(&self, key: &QueueKey, handle: &str, timeout: i64) -> Result<(), AwsError> {
+        if !(0..=43_200).contains(&timeout) {
+            return Err(invalid_value_reason(
+                "VisibilityTimeout",
+                timeout,
+                "VisibilityTimeout must be an integer between 0 and 43200",
+            ));
+        }
+        let map = |e| from_store(e, &key.name, handle);
+        self.store.change_visibility(key, handle, timeout as u64).map_err(map)?.wait().await.map_err(map)
+    }
+
+    async fn change_message_visibility(&self, ctx: &RequestContext, req: ChangeMessageVisibilityRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let handle = require(&req.receipt_handle, "ReceiptHandle")?;
+        let timeout = req.visibility_timeout.ok_or_else(|| missing_parameter("VisibilityTimeout"))?;
+        self.info(&key)?;
+        self.change_one(&key, handle, timeout).await?;
+        Ok(json!({}))
+    }
+
+    async fn change_message_visibility_batch(&self, ctx: &RequestContext, req: ChangeMessageVisibilityBatchRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        self.info(&key)?;
+        check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "ChangeMessageVisibilityBatchRequestEntry")?;
+        let mut successful = Vec::new();
+        let mut failed = Vec::new();
+        for e in &req.entries {
+            let id = e.id.clone().unwrap_or_default();
+            let result = match (&e.receipt_handle, e.visibility_timeout) {
+                (Some(h), Some(t)) => self.change_one(&key, h, t).await,
+                (None, _) => Err(missing_parameter("ReceiptHandle")),
+                (_, None) => Err(missing_parameter("VisibilityTimeout")),
+            };
+            match result {
+                Ok(()) => successful.push(json!({"Id": id})),
+                Err(err) => failed.push(failed_entry(&id, &err)),
+            }
+        }
+        Ok(json!({"Successful": successful, "Failed": failed}))
+    }
+
+    // ---- dead-letter queues and move tasks ----
+
+    fn list_dead_letter_source_queues(&self, ctx: &RequestContext, req: ListDeadLetterSourceQueuesRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let sources = self.store.dead_letter_sources(&key).map_err(|e| from_store(e, &key.name, ""))?;
+        let mut out = self.paginate(ctx, sources, &req.next_token, req.max_results, "queueUrls")?;
+        // queueUrls is required in the output shape.
+        if let Value::Object(o) = &mut out {
+            o.entry("queueUrls").or_insert_with(|| json!([]));
+        }
+        Ok(out)
+    }
+
+    async fn start_message_move_task(&self, _ctx: &RequestContext, req: StartMessageMoveTaskRequest) -> Result<Value, AwsError> {
+        let source_arn = require(&req.source_arn, "SourceArn")?;
+        let source = Self::key_from_arn(source_arn, "SourceArn")?;
+        if self.store.get_queue(&source).is_err() {
+            return Err(resource_not_found("The resource that you specified for the SourceArn parameter doesn't exist."));
+        }
+        let destination = match &req.destination_arn {
+            Some(arn) => {
+                let d = Self::key_from_arn(arn, "DestinationArn")?;
+                if self.store.get_queue(&d).is_err() {
+                    return Err(resource_not_found("The resource that you specified for the DestinationArn parameter doesn't exist."));
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        if let Some(rate) = req.max_number_of_messages_per_second {
+            if !(1..=MAX_MOVE_RATE).contains(&rate) {
+                return Err(invalid_value_reason(
+                    "MaxNumberOfMessagesPerSecond",
+                    rate,
+                    "MaxNumberOfMessagesPerSecond must be an integer between 1 and 500.",
+                ));
+            }
+        }
+        let map = |e| from_store(e, &source.name, "");
+        let handle = self
+            .store
+            .start_move_task(&source, destination.as_ref(), req.max_number_of_messages_per_second.map(|r| r as u32))
+            .map_err(map)?
+            .wait()
+            .await
+            .map_err(map)?;
+        Ok(json!({"TaskHandle": handle}))
+    }
+
+    fn list_message_move_tasks(&self, _ctx: &RequestContext, req: ListMessageMoveTasksRequest) -> Result<Value, AwsError> {
+        let source_arn = require(&req.source_arn, "SourceArn")?;
+        let source = Self::key_from_arn(source_arn, "SourceArn")?;
+        let max = req.max_results.unwrap_or(1);
+        if !(1..=10).contains(&max) {
+            return Err(invalid_value_reason("MaxResults", max, "MaxResults must be an integer between 1 and 10."));
+        }
+        let tasks = self
+            .store
+            .list_move_tasks(&source, max as usize)
+            .map_err(|_| resource_not_found("The resource that you specified for the SourceArn parameter doesn't exist."))?;
+        let results: Vec<Value> = tasks
+            .into_iter()
+            .map(|t| {
+                let mut o = Map::new();
+                let running = t.status == "RUNNING";
+                if running {
+                    o.insert("TaskHandle".into(), t.handle.into());
+                }
+                o.insert("Status".into(), t.status.into());
+                o.insert("SourceArn".into(), t.source_arn.into());
+                if let Some(d) = t.destination_arn {
+                    o.insert("DestinationArn".into(), d.into());
+                }
+                if let Some(r) = t.max_per_second {
+                    o.insert("MaxNumberOfMessagesPerSecond".into(), r.into());
+                }
+                o.insert("ApproximateNumberOfMessagesMoved".into(), t.moved.into());
+                if running {
+                    o.insert("ApproximateNumberOfMessagesToMove".into(), t.to_move.into());
+                }
+                if let Some(f) = t.failure_reason {
+                    o.insert("FailureReason".into(), f.into());
+                }
+                o.insert("StartedTimestamp".into(), t.started_ms.into());
+                Value::Object(o)
+            })
+            .collect();
+        Ok(json!({"Results": results}))
+    }
+
+    async fn cancel_message_move_task(&self, req: CancelMessageMoveTaskRequest) -> Result<Value, AwsError> {
+        let handle = require(&req.task_handle, "TaskHandle")?;
+        let map = |e| from_store(e, "", "");
+        let task = self.store.cancel_move_task(handle).map_err(map)?.wait().await.map_err(map)?;
+        Ok(json!({"ApproximateNumberOfMessagesMoved": task.moved}))
+    }
+
+    // ---- tags and permissions ----
+
+    async fn tag_queue(&self, ctx: &RequestContext, req: TagQueueRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let info = self.info(&key)?;
+        validate_tags(&req.tags)?;
+        let mut merged = info.tags.clone();
+        merged.extend(req.tags.clone());
+        if merged.len() > MAX_TAGS {
+            return Err(invalid_parameter_value(format!("Too many tags added for queue {}.", key.name)));
+        }
+        let map = |e| from_store(e, &key.name, "");
+        self.store.tag_queue(&key, req.tags).map_err(map)?.wait().await.map_err(map)?;
+        Ok(json!({}))
+    }
+
+    async fn untag_queue(&self, ctx: &RequestContext, req: UntagQueueRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let map = |e| from_store(e, &key.name, "");
+        self.store.untag_queue(&key, &req.tag_keys).map_err(map)?.wait().await.map_err(map)?;
+        Ok(json!({}))
+    }
+
+    fn list_queue_tags(&self, ctx: &RequestContext, req: QueueUrlRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let info = self.info(&key)?;
+        if info.tags.is_empty() {
+            return Ok(json!({}));
+        }
+        Ok(json!({"Tags": info.tags}))
+    }
+
+    async fn add_permission(&self, ctx: &RequestContext, req: AddPermissionRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let info = self.info(&key)?;
+        let label = require(&req.label, "Label")?;
+        if label.is_empty() || label.len() > 80 || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(invalid_value_reason("Label", label, "Label must be 1 to 80 alphanumeric characters, hyphens or underscores."));
+        }
+        if req.aws_account_ids.is_empty() {
+            return Err(missing_parameter("AWSAccountId"));
+        }
+        if req.actions.is_empty() {
+            return Err(missing_parameter("ActionName"));
+        }
+        if req.actions.len() > MAX_PERMISSION_ACTIONS {
+            return Err(over_limit(format!("{} Actions were found, maximum allowed is 7.", req.actions.len())));
+        }
+        const ACTIONS: &[&str] = &[
+            "*", "SendMessage", "ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility", "GetQueueAttributes",
+            "GetQueueUrl", "ListDeadLetterSourceQueues", "PurgeQueue", "ListQueueTags",
+        ];
+        for a in &req.actions {
+            if !ACTIONS.contains(&a.as_str()) {
+                return Err(invalid_value_reason("ActionName", format!("SQS:{a}"), "Please refer to the appropriate WSDL for a list of valid actions."));
+            }
+        }
+        let mut policy = info
+            .attributes
+            .get("Policy")
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .unwrap_or_else(|| json!({"Version": "2012-10-17", "Id": format!("{}/SQSDefaultPolicy", key.arn()), "Statement": []}));
+        let statements = policy.get_mut("Statement").and_then(Value::as_array_mut).ok_or_else(|| internal("stored policy has no Statement list"))?;
+        if statements.iter().any(|s| s.get("Sid").and_then(Value::as_str) == Some(label)) {
+            return Err(invalid_value_reason("Label", label, "Already exists."));
+        }
+        let principals: Vec<String> = req.aws_account_ids.iter().map(|a| format!("arn:aws:iam::{a}:root")).collect();
+        let principal = if principals.len() == 1 { json!(principals[0]) } else { json!(principals) };
+        let actions: Vec<String> = req.actions.iter().map(|a| format!("SQS:{a}")).collect();
+        let action = if actions.len() == 1 { json!(actions[0]) } else { json!(actions) };
+        statements.push(json!({"Sid": label, "Effect": "Allow", "Principal": {"AWS": principal}, "Action": action, "Resource": key.arn()}));
+        let mut attrs = Attributes::new();
+        attrs.insert("Policy".into(), policy.to_string());
+        let map = |e| from_store(e, &key.name, "");
+        self.store.set_queue_attributes(&key, attrs).map_err(map)?.wait().await.map_err(map)?;
+        Ok(json!({}))
+    }
+
+    async fn remove_permission(&self, ctx: &RequestContext, req: RemovePermissionRequest) -> Result<Value, AwsError> {
+        let key = self.queue_key(ctx, &req.queue_url)?;
+        let info = self.info(&key)?;
+        let label = require(&req.label, "Label")?;
+        let not_found = || invalid_value_reason("Label", label, "can't find label on existing policy.");
+        let mut policy = info
+            .attributes
+            .get("Policy")
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .ok_or_else(not_found)?;
+        let statements = policy.get_mut("Statement").and_then(Value::as_array_mut).ok_or_else(not_found)?;
+        let before = statements.len();
+        statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(label));
+        if statements.len() == before {
+            return Err(not_found());
+        }
+        let mut attrs = Attributes::new();
+        attrs.insert("Policy".into(), if statements.is_empty() { String::new() } else { policy.to_string() });
+        let map = |e| from_store(e, &key.name, "");
+        self.store.set_queue_attributes(&key, attrs).map_err(map)?.wait().await.map_err(map)?;
+        Ok(json!({}))
+    }
+}
+
+/// Tag keys 1–128 characters, values at most 256, at most 50 per queue.
+fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+    if tags.len() > MAX_TAGS {
+        return Err(invalid_parameter_value(format!("Too many tags added. A queue can have at most {MAX_TAGS} tags.")));
+    }
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(invalid_parameter_value(format!("Tag key {k} is invalid. Tag keys are 1 to 128 characters.")));
+        }
+        if v.chars().count() > 256 {
+            return Err(invalid_parameter_value(format!("Tag value for key {k} is invalid. Tag values are at most 256 characters.")));
+        }
+    }
+    Ok(())
+}
