@@ -1,1 +1,1 @@
-
+//! See tests/: end-to-end tests with the AWS SDK for Rust.

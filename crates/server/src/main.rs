@@ -1,24 +1,7 @@
 //! `sluice`: the server binary.
 
-mod config;
-mod http;
-
-use anyhow::Context as _;
 use clap::Parser;
-use config::{Cli, Command, Settings};
-use serde_json::json;
-use sluice_engine::{Clock, EmbeddedOptions, EmbeddedStore, Store, SystemClock};
-use sluice_services::sqs::SqsService;
-use sluice_services::RequestContext;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::watch;
-
-/// Messages a move task without MaxNumberOfMessagesPerSecond moves per second
-/// (AWS: "system-optimized", up to 500).
-const DEFAULT_MOVE_RATE: u64 = 500;
-/// How often retention and dedup expiry run.
-const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
+use sluice::config::{Cli, Command, Settings};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -32,139 +15,14 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let settings = Settings::resolve(&args)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(serve(settings))
+            runtime.block_on(async {
+                let server = sluice::app::start(settings).await?;
+                // Tests and scripts read this line to find an ephemeral port.
+                println!("sluice listening on http://{}", server.addr);
+                sluice::app::wait_for_signal().await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                server.stop().await
+            })
         }
     }
-}
-
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = Arc::new(
-        EmbeddedStore::open(
-            EmbeddedOptions {
-                data_dir: settings.data_dir.clone(),
-                durable: settings.fsync,
-                relax_cooldowns: settings.relax_cooldowns,
-            },
-            clock.clone(),
-        )
-        .map_err(|e| anyhow::anyhow!("cannot open the data directory: {e}"))?,
-    );
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let sqs = SqsService::new(store.clone() as Arc<dyn Store>, clock, shutdown_rx);
-    declare_queues(&sqs, &settings).await?;
-
-    let state = Arc::new(http::AppState {
-        sqs,
-        default_account: settings.account.clone(),
-        default_region: settings.region.clone(),
-    });
-    let app = axum::Router::new().fallback(http::handle).with_state(state);
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let addr = listener.local_addr()?;
-    // Tests and scripts read this line to find an ephemeral port.
-    println!("sluice listening on http://{addr}");
-    tracing::info!(%addr, data_dir = ?settings.data_dir, fsync = settings.fsync, "serving");
-
-    let workers = tokio::spawn(run_workers(store.clone(), shutdown_tx.subscribe()));
-    let signal_tx = shutdown_tx.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = signal_tx.send(true);
-        })
-        .await?;
-    let _ = shutdown_tx.send(true);
-    let _ = workers.await;
-    store.shutdown();
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
-/// Background work: retention, dedup expiry and message move tasks, once a second.
-async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        match store.expire() {
-            Ok(d) => {
-                if let Err(e) = d.wait().await {
-                    tracing::warn!(error = %e, "retention sweep failed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
-        }
-        match store.run_move_tasks(DEFAULT_MOVE_RATE) {
-            Ok(d) => {
-                if let Err(e) = d.wait().await {
-                    tracing::warn!(error = %e, "message move step failed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "message move step failed"),
-        }
-    }
-}
-
-/// Creates the queues listed in the config file; existing ones are brought to the
-/// listed attributes and tags.
-async fn declare_queues(sqs: &SqsService, settings: &Settings) -> anyhow::Result<()> {
-    for q in &settings.queues {
-        let ctx = RequestContext {
-            account: q.account.clone().unwrap_or_else(|| settings.account.clone()),
-            region: q.region.clone().unwrap_or_else(|| settings.region.clone()),
-            host: settings.listen.to_string(),
-            scheme: "http".into(),
-            request_id: "config".into(),
-            access_key_id: "sluice-config".into(),
-            path: "/".into(),
-        };
-        let create = json!({"QueueName": q.name, "Attributes": q.attributes, "tags": q.tags});
-        match sqs.handle(&ctx, "CreateQueue", create, false).await {
-            Ok(_) => {}
-            Err(e) if e.json_type == "QueueNameExists" => {
-                let url = format!("http://{}/{}/{}", ctx.host, ctx.account, q.name);
-                let mut attrs = q.attributes.clone();
-                attrs.remove("FifoQueue");
-                if !attrs.is_empty() {
-                    sqs.handle(&ctx, "SetQueueAttributes", json!({"QueueUrl": url, "Attributes": attrs}), false)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("queue {}: {}", q.name, e))?;
-                }
-                if !q.tags.is_empty() {
-                    sqs.handle(&ctx, "TagQueue", json!({"QueueUrl": url, "Tags": q.tags}), false)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("queue {}: {}", q.name, e))?;
-                }
-            }
-            Err(e) => anyhow::bail!("queue {} from the config file: {}", q.name, e),
-        }
-        tracing::info!(queue = %q.name, "declared queue ready");
-    }
-    Ok(())
 }

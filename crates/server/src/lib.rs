@@ -1,0 +1,5 @@
+//! The Sluice server: configuration, the HTTP listener and the process around them.
+
+pub mod app;
+pub mod config;
+pub mod http;
