@@ -94,6 +94,8 @@ pub enum SqlOp {
     InsertDedup { queue_id: i64, scope: String, dedup_id: String, expires_ms: i64, message_id: String, seq: i64 },
     PruneDedup { now: i64 },
     SetMeta { key: &'static str, value: String },
+    /// Raises `meta.last_seq`; batches may commit sends out of order, so never lower it.
+    RaiseLastSeq { seq: i64 },
     UpsertMoveTask(Box<MoveTaskRow>),
 }
 
@@ -343,6 +345,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
         SqlOp::SetMeta { key, value } => {
             tx.prepare_cached("INSERT INTO meta (key, value) VALUES (?1,?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value")?
                 .execute(params![key, value])?;
+        }
+        SqlOp::RaiseLastSeq { seq } => {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('last_seq', ?1) ON CONFLICT(key) DO UPDATE SET value = \
+                 CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+            )?
+            .execute(params![seq.to_string()])?;
         }
         SqlOp::UpsertMoveTask(t) => {
             tx.prepare_cached(

@@ -517,7 +517,7 @@ impl Store for EmbeddedStore {
             })));
         }
         if let Some(seq) = last_seq {
-            ops.push(SqlOp::SetMeta { key: "last_seq", value: seq.to_string() });
+            ops.push(SqlOp::RaiseLastSeq { seq });
         }
         drop(st);
         let hook_handle = handle.clone();

@@ -1,0 +1,128 @@
+//! Starting the real `sluice` binary on an ephemeral port, and raw HTTP against it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Child,
+    pub endpoint: String,
+}
+
+impl Server {
+    pub fn spawn(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::spawn_with_env(data_dir, extra, &[])
+    }
+
+    pub fn spawn_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(data_dir);
+        cmd.args(extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.env("SLUICE_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start sluice");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        let endpoint = line
+            .trim()
+            .strip_prefix("sluice listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        Server { child, endpoint }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+pub const AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000";
+
+/// A JSON 1.0 call: (status, body, x-amzn-query-error header).
+pub fn json_call(agent: &ureq::Agent, endpoint: &str, action: &str, body: &str) -> (u16, String, Option<String>) {
+    try_json_call(agent, endpoint, action, body).expect("request")
+}
+
+/// As [`json_call`], `None` when the connection fails (the server was killed).
+pub fn try_json_call(agent: &ureq::Agent, endpoint: &str, action: &str, body: &str) -> Option<(u16, String, Option<String>)> {
+    let mut resp = agent
+        .post(endpoint)
+        .header("X-Amz-Target", &format!("AmazonSQS.{action}"))
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .header("Authorization", AUTH)
+        .send(body)
+        .ok()?;
+    let status = resp.status().as_u16();
+    let query_error = resp.headers().get("x-amzn-query-error").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut text = String::new();
+    resp.body_mut().as_reader().read_to_string(&mut text).ok()?;
+    Some((status, text, query_error))
+}
+
+/// A Query-protocol call: (status, XML body).
+pub fn query_call(agent: &ureq::Agent, url: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let body: String = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut resp = agent
+        .post(url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Authorization", AUTH)
+        .send(body.as_str())
+        .expect("request");
+    let status = resp.status().as_u16();
+    let mut text = String::new();
+    resp.body_mut().as_reader().read_to_string(&mut text).expect("body");
+    (status, text)
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}

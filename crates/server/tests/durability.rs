@@ -1,0 +1,156 @@
+//! Restart and crash tests against the real binary: SIGTERM stops cleanly with exit 0
+//! and keeps everything; SIGKILL in the middle of load loses no acknowledged send
+//! and brings back no acknowledged delete.
+
+mod common;
+
+use common::*;
+use serde_json::json as j;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn drain(a: &ureq::Agent, endpoint: &str, url: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    loop {
+        let (status, body, _) = json_call(
+            a,
+            endpoint,
+            "ReceiveMessage",
+            &j!({"QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 600, "MessageSystemAttributeNames": ["All"]}).to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+        let msgs = json(&body)["Messages"].as_array().cloned().unwrap_or_default();
+        if msgs.is_empty() {
+            return out;
+        }
+        out.extend(msgs);
+    }
+}
+
+#[test]
+fn graceful_restart_keeps_messages_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let (_, body, _) = json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"durable"}"#);
+    let url = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
+    let (_, body, _) = json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"d.fifo","Attributes":{"FifoQueue":"true"}}"#);
+    let fifo_url = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
+    for i in 0..100 {
+        let (status, _, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": url, "MessageBody": format!("m{i}")}).to_string());
+        assert_eq!(status, 200);
+    }
+    let (_, body, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": fifo_url, "MessageBody": "f1", "MessageGroupId": "g", "MessageDeduplicationId": "1"}).to_string());
+    let seq_before: u128 = json(&body)["SequenceNumber"].as_str().unwrap().parse().unwrap();
+    let (_, body, _) = json_call(&a, &s.endpoint, "ReceiveMessage", &j!({"QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 600}).to_string());
+    let received = json(&body)["Messages"].as_array().cloned().unwrap();
+    assert_eq!(received.len(), 10);
+    let mut deleted = HashSet::new();
+    for m in &received[..5] {
+        let (status, _, _) = json_call(&a, &s.endpoint, "DeleteMessage", &j!({"QueueUrl": url, "ReceiptHandle": m["ReceiptHandle"]}).to_string());
+        assert_eq!(status, 200);
+        deleted.insert(m["Body"].as_str().unwrap().to_owned());
+    }
+    let status = s.terminate();
+    assert!(status.success(), "SIGTERM exits 0, got {status:?}");
+
+    let s = Server::spawn(dir.path(), &[]);
+    let (_, body, _) = json_call(&a, &s.endpoint, "GetQueueAttributes", &j!({"QueueUrl": url, "AttributeNames": ["All"]}).to_string());
+    let attrs = &json(&body)["Attributes"];
+    assert_eq!(attrs["ApproximateNumberOfMessages"], "90");
+    assert_eq!(attrs["ApproximateNumberOfMessagesNotVisible"], "5", "in-flight messages stay in flight");
+    let bodies: HashSet<String> = drain(&a, &s.endpoint, &url).iter().map(|m| m["Body"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(bodies.len(), 90);
+    assert!(bodies.is_disjoint(&deleted));
+    let (_, body, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": fifo_url, "MessageBody": "f1", "MessageGroupId": "g", "MessageDeduplicationId": "1"}).to_string());
+    assert_eq!(json(&body)["SequenceNumber"].as_str().unwrap().parse::<u128>().unwrap(), seq_before, "dedup survives restart");
+    let (_, body, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": fifo_url, "MessageBody": "f2", "MessageGroupId": "g", "MessageDeduplicationId": "2"}).to_string());
+    assert!(json(&body)["SequenceNumber"].as_str().unwrap().parse::<u128>().unwrap() > seq_before);
+}
+
+#[test]
+fn sigkill_under_load_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let deleted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Deletes that were sent: the server may have committed one and died before answering.
+    let delete_attempted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut url = String::new();
+    for round in 0..3 {
+        let s = Server::spawn(dir.path(), &[]);
+        let endpoint = s.endpoint.clone();
+        let a = agent();
+        if round == 0 {
+            let (_, body, _) = json_call(&a, &endpoint, "CreateQueue", r#"{"QueueName":"crash"}"#);
+            url = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
+        }
+        // The queue URL carries the old port; the queue is found by account and name.
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for t in 0..4 {
+            let (endpoint, url, acked, stop) = (endpoint.clone(), url.clone(), acked.clone(), stop.clone());
+            workers.push(std::thread::spawn(move || {
+                let a = agent();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = format!("r{round}-t{t}-{i}");
+                    let req = j!({"QueueUrl": url, "MessageBody": body}).to_string();
+                    match try_json_call(&a, &endpoint, "SendMessage", &req) {
+                        Some((200, _, _)) => {
+                            acked.lock().unwrap().insert(body);
+                        }
+                        _ => return,
+                    }
+                    i += 1;
+                }
+            }));
+        }
+        {
+            let (endpoint, url, deleted, stop) = (endpoint.clone(), url.clone(), deleted.clone(), stop.clone());
+            let delete_attempted = delete_attempted.clone();
+            workers.push(std::thread::spawn(move || {
+                let a = agent();
+                while !stop.load(Ordering::Relaxed) {
+                    // A short visibility timeout, so that messages this consumer held when the
+                    // server was killed are visible again for the final check.
+                    let req = j!({"QueueUrl": url, "MaxNumberOfMessages": 5, "VisibilityTimeout": 1}).to_string();
+                    let Some((status, body, _)) = try_json_call(&a, &endpoint, "ReceiveMessage", &req) else { return };
+                    if status != 200 {
+                        return;
+                    }
+                    for m in json(&body)["Messages"].as_array().cloned().unwrap_or_default() {
+                        let req = j!({"QueueUrl": url, "ReceiptHandle": m["ReceiptHandle"]}).to_string();
+                        delete_attempted.lock().unwrap().insert(m["Body"].as_str().unwrap().to_owned());
+                        match try_json_call(&a, &endpoint, "DeleteMessage", &req) {
+                            Some((200, _, _)) => {
+                                deleted.lock().unwrap().insert(m["Body"].as_str().unwrap().to_owned());
+                            }
+                            _ => return,
+                        }
+                    }
+                }
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        s.kill();
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            let _ = w.join();
+        }
+    }
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    std::thread::sleep(Duration::from_millis(1500));
+    let received: HashSet<String> = drain(&a, &s.endpoint, &url).iter().map(|m| m["Body"].as_str().unwrap().to_owned()).collect();
+    let acked = acked.lock().unwrap();
+    let deleted = deleted.lock().unwrap();
+    let delete_attempted = delete_attempted.lock().unwrap();
+    assert!(acked.len() > 50, "the load generator made progress ({} acked)", acked.len());
+    assert!(!deleted.is_empty(), "the consumer deleted messages");
+    let lost: Vec<&String> = acked.iter().filter(|b| !received.contains(*b) && !delete_attempted.contains(*b)).collect();
+    assert!(lost.is_empty(), "{} acknowledged messages lost, e.g. {:?}", lost.len(), lost.iter().take(5).collect::<Vec<_>>());
+    let resurrected: Vec<&String> = deleted.iter().filter(|b| received.contains(*b)).collect();
+    assert!(resurrected.is_empty(), "deleted messages came back: {:?}", resurrected.iter().take(5).collect::<Vec<_>>());
+}

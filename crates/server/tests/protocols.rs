@@ -1,0 +1,161 @@
+//! Wire-level tests against the real binary: both protocols, h2c, AWS's errors for
+//! bad input, and that bad input changes nothing.
+
+mod common;
+
+use common::*;
+use serde_json::json as j;
+
+fn create(agent: &ureq::Agent, endpoint: &str, name: &str) -> String {
+    let (status, body, _) = json_call(agent, endpoint, "CreateQueue", &j!({"QueueName": name}).to_string());
+    assert_eq!(status, 200, "{body}");
+    json(&body)["QueueUrl"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn query_protocol_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let (status, xml) = query_call(&a, &s.endpoint, &[("Action", "CreateQueue"), ("QueueName", "q1"), ("Attribute.1.Name", "VisibilityTimeout"), ("Attribute.1.Value", "40"), ("Tag.1.Key", "k"), ("Tag.1.Value", "v")]);
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<CreateQueueResponse xmlns=\"http://queue.amazonaws.com/doc/2012-11-05/\"><CreateQueueResult><QueueUrl>"), "{xml}");
+    assert!(xml.contains("<ResponseMetadata><RequestId>"));
+    let url = format!("{}/000000000000/q1", s.endpoint);
+
+    let (status, xml) = query_call(
+        &a,
+        &s.endpoint,
+        &[
+            ("Action", "SendMessage"),
+            ("QueueUrl", &url),
+            ("MessageBody", "a \"quoted\" <body>\r"),
+            ("MessageAttribute.1.Name", "color"),
+            ("MessageAttribute.1.Value.DataType", "String"),
+            ("MessageAttribute.1.Value.StringValue", "blue"),
+        ],
+    );
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<MD5OfMessageAttributes>"), "{xml}");
+    assert!(xml.contains("<MessageId>"));
+
+    // POSTed to the queue URL itself, without QueueUrl.
+    let (status, xml) = query_call(
+        &a,
+        &url,
+        &[("Action", "ReceiveMessage"), ("AttributeName.1", "All"), ("MessageAttributeName.1", "All")],
+    );
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<Body>a &quot;quoted&quot; &lt;body&gt;&#xD;</Body>"), "{xml}");
+    assert!(xml.contains("<MessageAttribute><Name>color</Name><Value><DataType>String</DataType><StringValue>blue</StringValue></Value></MessageAttribute>"), "{xml}");
+    assert!(xml.contains("<Attribute><Name>ApproximateReceiveCount</Name><Value>1</Value></Attribute>"), "{xml}");
+
+    let (_, xml) = query_call(&a, &s.endpoint, &[("Action", "GetQueueAttributes"), ("QueueUrl", &url), ("AttributeName.1", "VisibilityTimeout")]);
+    assert!(xml.contains("<Attribute><Name>VisibilityTimeout</Name><Value>40</Value></Attribute>"), "{xml}");
+    let (_, xml) = query_call(&a, &s.endpoint, &[("Action", "ListQueueTags"), ("QueueUrl", &url)]);
+    assert!(xml.contains("<Tag><Key>k</Key><Value>v</Value></Tag>"), "{xml}");
+    let (_, xml) = query_call(&a, &s.endpoint, &[("Action", "ListQueues")]);
+    assert!(xml.contains(&format!("<QueueUrl>{url}</QueueUrl>")), "{xml}");
+
+    let (status, xml) = query_call(&a, &s.endpoint, &[("Action", "SendMessageBatch"), ("QueueUrl", &url),
+        ("SendMessageBatchRequestEntry.1.Id", "one"), ("SendMessageBatchRequestEntry.1.MessageBody", "1"),
+        ("SendMessageBatchRequestEntry.2.Id", "two"), ("SendMessageBatchRequestEntry.2.MessageBody", "2"),
+        ("SendMessageBatchRequestEntry.2.DelaySeconds", "1000")]);
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<SendMessageBatchResultEntry><Id>one</Id>") || xml.contains("<Id>one</Id>"), "{xml}");
+    assert!(xml.contains("<BatchResultErrorEntry>"), "{xml}");
+    assert!(xml.contains("<Code>InvalidParameterValue</Code>"), "{xml}");
+
+    let (status, xml) = query_call(&a, &s.endpoint, &[("Action", "GetQueueUrl"), ("QueueName", "missing")]);
+    assert_eq!(status, 400);
+    assert!(xml.contains("<ErrorResponse"), "{xml}");
+    assert!(xml.contains("<Type>Sender</Type><Code>AWS.SimpleQueueService.NonExistentQueue</Code>"), "{xml}");
+    let (status, xml) = query_call(&a, &s.endpoint, &[("Action", "FlyToTheMoon")]);
+    assert_eq!(status, 400);
+    assert!(xml.contains("<Code>InvalidAction</Code>"), "{xml}");
+    let (status, xml) = query_call(&a, &s.endpoint, &[("Action", "ReceiveMessage"), ("QueueUrl", &url), ("MaxNumberOfMessages", "ten")]);
+    assert_eq!(status, 400);
+    assert!(xml.contains("<Code>InvalidParameterValue</Code>"), "{xml}");
+}
+
+#[test]
+fn json_errors_carry_the_query_compatible_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let (status, body, header) = json_call(&a, &s.endpoint, "GetQueueUrl", r#"{"QueueName":"nope"}"#);
+    assert_eq!(status, 400);
+    assert_eq!(json(&body)["__type"], "QueueDoesNotExist");
+    assert_eq!(json(&body)["message"], "The specified queue does not exist.");
+    assert_eq!(header.as_deref(), Some("AWS.SimpleQueueService.NonExistentQueue;Sender"));
+}
+
+#[test]
+fn bad_input_gets_aws_errors_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let url = create(&a, &s.endpoint, "keep");
+    let (status, _, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": url, "MessageBody": "stored"}).to_string());
+    assert_eq!(status, 200);
+
+    let long_name = "x".repeat(81);
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("SendMessage", "{not json".into(), "SerializationException"),
+        ("SendMessage", "[1,2]".into(), "SerializationException"),
+        ("SendMessage", j!({"QueueUrl": url, "MessageBody": 5}).to_string(), "SerializationException"),
+        ("SendMessage", j!({"QueueUrl": url}).to_string(), "MissingRequiredParameterException"),
+        ("SendMessage", j!({"QueueUrl": url, "MessageBody": "x".repeat(1_048_577)}).to_string(), "InvalidParameterValueException"),
+        ("SendMessage", j!({"QueueUrl": url, "MessageBody": "bad \u{0}"}).to_string(), "InvalidMessageContents"),
+        ("SendMessage", j!({"QueueUrl": url, "MessageBody": "x", "DelaySeconds": 901}).to_string(), "InvalidParameterValueException"),
+        ("SendMessage", j!({"QueueUrl": url, "MessageBody": "x", "MessageAttributes": {"a": {"DataType": "Weird", "StringValue": "1"}}}).to_string(), "InvalidParameterValueException"),
+        ("SendMessage", j!({"QueueUrl": url, "MessageBody": "x", "MessageAttributes": {"n": {"DataType": "Number", "StringValue": "abc"}}}).to_string(), "InvalidParameterValueException"),
+        ("CreateQueue", j!({"QueueName": long_name}).to_string(), "InvalidParameterValueException"),
+        ("CreateQueue", j!({"QueueName": "bad name"}).to_string(), "InvalidParameterValueException"),
+        ("CreateQueue", j!({"QueueName": "x.fifo"}).to_string(), "InvalidParameterValueException"),
+        ("CreateQueue", j!({"QueueName": "std", "Attributes": {"ContentBasedDeduplication": "true"}}).to_string(), "InvalidAttributeName"),
+        ("CreateQueue", j!({"QueueName": "std", "Attributes": {"Bogus": "1"}}).to_string(), "InvalidAttributeName"),
+        ("SetQueueAttributes", j!({"QueueUrl": url, "Attributes": {"FifoQueue": "true"}}).to_string(), "InvalidAttributeValue"),
+        ("ReceiveMessage", j!({"QueueUrl": url, "MaxNumberOfMessages": 11}).to_string(), "InvalidParameterValueException"),
+        ("ReceiveMessage", j!({"QueueUrl": url, "WaitTimeSeconds": 21}).to_string(), "InvalidParameterValueException"),
+        ("DeleteMessage", j!({"QueueUrl": url, "ReceiptHandle": "garbage"}).to_string(), "ReceiptHandleIsInvalid"),
+        ("ChangeMessageVisibility", j!({"QueueUrl": url, "ReceiptHandle": "garbage", "VisibilityTimeout": 5}).to_string(), "ReceiptHandleIsInvalid"),
+        ("PurgeQueue", j!({"QueueUrl": format!("{}/000000000000/deleted-or-never", s.endpoint)}).to_string(), "QueueDoesNotExist"),
+        ("NoSuchAction", "{}".into(), "UnknownOperationException"),
+    ];
+    for (action, body, expected) in cases {
+        let (status, text, _) = json_call(&a, &s.endpoint, action, &body);
+        assert_eq!(status, 400, "{action} {body:.80}: {text}");
+        assert_eq!(json(&text)["__type"], expected, "{action} {body:.80}");
+    }
+    let (status, body, _) = json_call(&a, &s.endpoint, "ReceiveMessage", &j!({"QueueUrl": url, "MaxNumberOfMessages": 10}).to_string());
+    assert_eq!(status, 200);
+    let msgs = json(&body)["Messages"].as_array().cloned().unwrap();
+    assert_eq!(msgs.len(), 1, "only the valid message was stored");
+    assert_eq!(msgs[0]["Body"], "stored");
+    let (_, body, _) = json_call(&a, &s.endpoint, "ListQueues", "{}");
+    assert_eq!(json(&body)["QueueUrls"].as_array().unwrap().len(), 1, "no queue was created by bad requests");
+
+    // A deleted queue's URL.
+    json_call(&a, &s.endpoint, "DeleteQueue", &j!({"QueueUrl": url}).to_string());
+    let (status, body, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": url, "MessageBody": "x"}).to_string());
+    assert_eq!((status, json(&body)["__type"].as_str()), (400, Some("QueueDoesNotExist")));
+}
+
+#[test]
+fn health_and_http2_prior_knowledge() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let mut resp = a.get(&format!("{}/health", s.endpoint)).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.body_mut().read_to_string().unwrap().contains("ok"));
+    // h2c with prior knowledge, as the Java SDK v2 uses it.
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+            "-H", "X-Amz-Target: AmazonSQS.ListQueues", "-H", "Content-Type: application/x-amz-json-1.0",
+            "-d", "{}", &s.endpoint])
+        .output()
+        .expect("curl is installed");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+}
