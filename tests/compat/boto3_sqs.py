@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Common SQS flows through boto3 (JSON protocol; boto3 verifies the MD5s of bodies
+and attributes itself) and a raw SigV4-signed Query request.
+
+Usage: SLUICE_ENDPOINT=http://127.0.0.1:4566 python3 tests/compat/boto3_sqs.py
+"""
+import json
+import os
+import sys
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+from botocore.exceptions import ClientError
+
+ENDPOINT = os.environ["SLUICE_ENDPOINT"]
+REGION = "us-east-1"
+CREDS = dict(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+sqs = boto3.client("sqs", endpoint_url=ENDPOINT, region_name=REGION, **CREDS)
+NS = {"q": "http://queue.amazonaws.com/doc/2012-11-05/"}
+
+
+def expect_error(code, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except ClientError as e:
+        got = e.response["Error"]["Code"]
+        assert got == code, f"expected {code}, got {got}: {e}"
+        return e
+    raise AssertionError(f"expected {code}, call succeeded")
+
+
+def standard_queue_flow():
+    url = sqs.create_queue(QueueName="boto-std", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
+    assert url.endswith("/000000000000/boto-std"), url
+    # boto3 checks MD5OfMessageBody and MD5OfMessageAttributes on this response.
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody="héllo wörld",
+        MessageAttributes={
+            "str": {"DataType": "String", "StringValue": "v"},
+            "num": {"DataType": "Number.float", "StringValue": "3.14"},
+            "bin": {"DataType": "Binary", "BinaryValue": b"\x00\x01\xff"},
+        },
+        MessageSystemAttributes={"AWSTraceHeader": {"DataType": "String", "StringValue": "Root=1-5759e988-bd862e3fe1be46a994272793"}},
+    )
+    batch = sqs.send_message_batch(
+        QueueUrl=url,
+        Entries=[{"Id": f"e{i}", "MessageBody": f"batch-{i}", "MessageAttributes": {"i": {"DataType": "Number", "StringValue": str(i)}}} for i in range(5)],
+    )
+    assert len(batch["Successful"]) == 5 and not batch.get("Failed"), batch
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"])
+    msgs = got["Messages"]
+    assert len(msgs) == 6, len(msgs)
+    first = next(m for m in msgs if m["Body"] == "héllo wörld")
+    assert first["MessageAttributes"]["bin"]["BinaryValue"] == b"\x00\x01\xff"
+    assert first["Attributes"]["AWSTraceHeader"].startswith("Root=1-")
+    assert first["Attributes"]["ApproximateReceiveCount"] == "1"
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0)
+    deleted = sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs) if m is not first])
+    assert len(deleted["Successful"]) == 5, deleted
+    again = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
+    assert again[0]["Body"] == "héllo wörld"
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"])
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "0" and attrs["VisibilityTimeout"] == "5", attrs
+    sqs.tag_queue(QueueUrl=url, Tags={"team": "a"})
+    assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"team": "a"}
+    assert url in sqs.list_queues(QueueNamePrefix="boto-")["QueueUrls"]
+    expect_error("AWS.SimpleQueueService.NonExistentQueue", sqs.get_queue_url, QueueName="nope")
+    expect_error("InvalidParameterValue", sqs.send_message, QueueUrl=url, MessageBody="x", DelaySeconds=1000)
+    sqs.purge_queue(QueueUrl=url)
+    expect_error("AWS.SimpleQueueService.PurgeQueueInProgress", sqs.purge_queue, QueueUrl=url)
+    return url
+
+
+def fifo_flow():
+    url = sqs.create_queue(QueueName="boto.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    ids = [sqs.send_message(QueueUrl=url, MessageBody=f"m{i}", MessageGroupId="g")["MessageId"] for i in range(3)]
+    dup = sqs.send_message(QueueUrl=url, MessageBody="m0", MessageGroupId="g")["MessageId"]
+    assert dup == ids[0], "content-based deduplication returns the original id"
+    bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+    assert bodies == ["m0", "m1", "m2"], bodies
+    expect_error("MissingParameter", sqs.send_message, QueueUrl=url, MessageBody="x")
+
+
+def dead_letter_flow():
+    dlq = sqs.create_queue(QueueName="boto-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    src = sqs.create_queue(QueueName="boto-src", Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "1"})})["QueueUrl"]
+    assert sqs.list_dead_letter_source_queues(QueueUrl=dlq)["queueUrls"] == [src]
+    sqs.send_message(QueueUrl=src, MessageBody="poison")
+    assert len(sqs.receive_message(QueueUrl=src, VisibilityTimeout=0)["Messages"]) == 1
+    assert "Messages" not in sqs.receive_message(QueueUrl=src)
+    assert sqs.receive_message(QueueUrl=dlq)["Messages"][0]["Body"] == "poison"
+
+
+def query_protocol_flow(url):
+    """A Query request signed with SigV4, as older SDKs send it."""
+    params = {"Action": "SendMessage", "Version": "2012-11-05", "QueueUrl": url, "MessageBody": "via query",
+              "MessageAttribute.1.Name": "k", "MessageAttribute.1.Value.DataType": "String", "MessageAttribute.1.Value.StringValue": "v"}
+    body = urllib.parse.urlencode(params)
+    req = botocore.awsrequest.AWSRequest(method="POST", url=ENDPOINT + "/", data=body,
+                                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials("AKIDEXAMPLE", "secret"), "sqs", REGION).add_auth(req)
+    prepared = req.prepare()
+    http_req = urllib.request.Request(prepared.url, data=body.encode(), headers=dict(prepared.headers), method="POST")
+    with urllib.request.urlopen(http_req) as resp:
+        root = ET.fromstring(resp.read())
+    md5 = root.find("q:SendMessageResult/q:MD5OfMessageBody", NS).text
+    import hashlib
+    assert md5 == hashlib.md5(b"via query").hexdigest(), md5
+    assert root.find("q:SendMessageResult/q:MD5OfMessageAttributes", NS) is not None
+    got = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=1)["Messages"][0]
+    assert got["Body"] == "via query" and got["MessageAttributes"]["k"]["StringValue"] == "v"
+
+
+def main():
+    url = standard_queue_flow()
+    fifo_flow()
+    dead_letter_flow()
+    query_protocol_flow(sqs.create_queue(QueueName="boto-query")["QueueUrl"])
+    print("boto3 SQS compatibility: all flows passed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
