@@ -184,8 +184,14 @@ async fn message_actions_and_digests() {
         .send_message()
         .queue_url(&url)
         .message_body("hello \u{1F600}")
-        .message_attributes("s", MessageAttributeValue::builder().data_type("String").string_value("v").build().unwrap())
-        .message_attributes("n", MessageAttributeValue::builder().data_type("Number.int").string_value("42").build().unwrap())
+        .message_attributes(
+            "s",
+            MessageAttributeValue::builder().data_type("String").string_value("v").build().unwrap(),
+        )
+        .message_attributes(
+            "n",
+            MessageAttributeValue::builder().data_type("Number.int").string_value("42").build().unwrap(),
+        )
         .message_attributes(
             "b",
             MessageAttributeValue::builder()
@@ -234,8 +240,15 @@ async fn message_actions_and_digests() {
     assert!(sys.contains_key(&MessageSystemAttributeName::SentTimestamp));
     assert!(sys.contains_key(&MessageSystemAttributeName::ApproximateFirstReceiveTimestamp));
 
-    let handle = |body: &str| msgs.iter().find(|m| m.body() == Some(body)).unwrap().receipt_handle().unwrap().to_owned();
-    c.change_message_visibility().queue_url(&url).receipt_handle(handle("one")).visibility_timeout(0).send().await.unwrap();
+    let handle =
+        |body: &str| msgs.iter().find(|m| m.body() == Some(body)).unwrap().receipt_handle().unwrap().to_owned();
+    c.change_message_visibility()
+        .queue_url(&url)
+        .receipt_handle(handle("one"))
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
     let cmvb = c
         .change_message_visibility_batch()
         .queue_url(&url)
@@ -292,7 +305,8 @@ async fn message_actions_and_digests() {
     // Batch rules.
     let err = c.send_message_batch().queue_url(&url).send().await.unwrap_err().into_service_error();
     assert_eq!(code(&err), "MissingParameter", "Entries is a required member");
-    let err = c.send_message_batch().queue_url(&url).set_entries(Some(vec![])).send().await.unwrap_err().into_service_error();
+    let err =
+        c.send_message_batch().queue_url(&url).set_entries(Some(vec![])).send().await.unwrap_err().into_service_error();
     assert!(err.is_empty_batch_request(), "{err:?}");
     let dup = c
         .send_message_batch()
@@ -306,7 +320,8 @@ async fn message_actions_and_digests() {
     assert!(dup.is_batch_entry_ids_not_distinct());
     let mut many = c.send_message_batch().queue_url(&url);
     for i in 0..11 {
-        many = many.entries(SendMessageBatchRequestEntry::builder().id(format!("e{i}")).message_body("x").build().unwrap());
+        many = many
+            .entries(SendMessageBatchRequestEntry::builder().id(format!("e{i}")).message_body("x").build().unwrap());
     }
     let err = many.send().await.unwrap_err().into_service_error();
     assert!(err.is_too_many_entries_in_batch_request());
@@ -336,7 +351,9 @@ async fn fifo_queue_behaviour() {
     let dup = c.send_message().queue_url(&url).message_body("a1").message_group_id("a").send().await.unwrap();
     assert_eq!(a.message_id(), dup.message_id(), "content-based dedup");
     let a2 = c.send_message().queue_url(&url).message_body("a2").message_group_id("a").send().await.unwrap();
-    assert!(a2.sequence_number().unwrap().parse::<u128>().unwrap() > a.sequence_number().unwrap().parse::<u128>().unwrap());
+    assert!(
+        a2.sequence_number().unwrap().parse::<u128>().unwrap() > a.sequence_number().unwrap().parse::<u128>().unwrap()
+    );
     c.send_message().queue_url(&url).message_body("b1").message_group_id("b").send().await.unwrap();
 
     let err = c.send_message().queue_url(&url).message_body("x").send().await.unwrap_err().into_service_error();
@@ -406,7 +423,7 @@ async fn dead_letter_queue_and_move_tasks() {
         .queue_url
         .unwrap();
     let sources = c.list_dead_letter_source_queues().queue_url(&dlq_url).send().await.unwrap();
-    assert_eq!(sources.queue_urls(), [src_url.clone()]);
+    assert_eq!(sources.queue_urls(), std::slice::from_ref(&src_url));
 
     c.send_message().queue_url(&src_url).message_body("poison").send().await.unwrap();
     let r = c.receive_message().queue_url(&src_url).visibility_timeout(0).send().await.unwrap();

@@ -91,7 +91,8 @@ pub async fn queue_lifecycle(f: Factory) {
     let (_, created) = h.store.create_queue(&key, Attributes::new(), Tags::new()).unwrap().wait().await.unwrap();
     assert!(!created, "second create returns the existing queue");
     h.queue("other", &[]).await;
-    let names: Vec<String> = h.store.list_queues("000000000000", "us-east-1", "ord").into_iter().map(|k| k.name).collect();
+    let names: Vec<String> =
+        h.store.list_queues("000000000000", "us-east-1", "ord").into_iter().map(|k| k.name).collect();
     assert_eq!(names, vec!["orders"]);
     assert!(h.store.list_queues("000000000000", "eu-west-1", "").is_empty(), "regions are separate namespaces");
     h.store.delete_queue(&key).unwrap().wait().await.unwrap();
@@ -311,10 +312,8 @@ pub async fn restart_keeps_state(f: Factory) {
     h.delete(&q, &first[0].receipt_handle).await;
     assert!(h.send_fifo(&fifo, "a", "g", "d1").await.duplicate, "dedup history survives restart");
     let after = h.send_fifo(&fifo, "b", "g", "d2").await;
-    let (b, a): (u128, u128) = (
-        after.sequence_number.unwrap().parse().unwrap(),
-        before.sequence_number.unwrap().parse().unwrap(),
-    );
+    let (b, a): (u128, u128) =
+        (after.sequence_number.unwrap().parse().unwrap(), before.sequence_number.unwrap().parse().unwrap());
     assert!(b > a, "sequence numbers keep increasing across restarts");
 }
 

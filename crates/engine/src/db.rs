@@ -82,20 +82,69 @@ pub struct MoveTaskRow {
 /// A write the writer thread applies inside a group-commit transaction.
 #[derive(Debug, Clone)]
 pub enum SqlOp {
-    InsertQueue { id: i64, account: String, region: String, name: String, attributes: String, tags: String, now: i64 },
-    UpdateQueue { id: i64, attributes: String, tags: String, modified_ms: i64 },
-    SetLastPurge { id: i64, at: i64 },
-    DeleteQueue { id: i64 },
+    InsertQueue {
+        id: i64,
+        account: String,
+        region: String,
+        name: String,
+        attributes: String,
+        tags: String,
+        now: i64,
+    },
+    UpdateQueue {
+        id: i64,
+        attributes: String,
+        tags: String,
+        modified_ms: i64,
+    },
+    SetLastPurge {
+        id: i64,
+        at: i64,
+    },
+    DeleteQueue {
+        id: i64,
+    },
     InsertMessage(Box<MessageRow>),
-    DeleteMessage { seq: i64 },
-    UpdateVisibility { seq: i64, visible_at_ms: i64, receive_count: i64, first_receive_ms: i64, receipt_token: i64 },
-    MoveMessage { seq: i64, to_queue: i64, dlq_source_queue_id: Option<i64>, visible_at_ms: i64, reset_receives: bool },
-    PurgeMessages { queue_id: i64, max_seq: i64 },
-    InsertDedup { queue_id: i64, scope: String, dedup_id: String, expires_ms: i64, message_id: String, seq: i64 },
-    PruneDedup { now: i64 },
-    SetMeta { key: &'static str, value: String },
+    DeleteMessage {
+        seq: i64,
+    },
+    UpdateVisibility {
+        seq: i64,
+        visible_at_ms: i64,
+        receive_count: i64,
+        first_receive_ms: i64,
+        receipt_token: i64,
+    },
+    MoveMessage {
+        seq: i64,
+        to_queue: i64,
+        dlq_source_queue_id: Option<i64>,
+        visible_at_ms: i64,
+        reset_receives: bool,
+    },
+    PurgeMessages {
+        queue_id: i64,
+        max_seq: i64,
+    },
+    InsertDedup {
+        queue_id: i64,
+        scope: String,
+        dedup_id: String,
+        expires_ms: i64,
+        message_id: String,
+        seq: i64,
+    },
+    PruneDedup {
+        now: i64,
+    },
+    SetMeta {
+        key: &'static str,
+        value: String,
+    },
     /// Raises `meta.last_seq`; batches may commit sends out of order, so never lower it.
-    RaiseLastSeq { seq: i64 },
+    RaiseLastSeq {
+        seq: i64,
+    },
     UpsertMoveTask(Box<MoveTaskRow>),
 }
 
@@ -331,7 +380,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
             .execute(params![seq, to_queue, dlq_source_queue_id, visible_at_ms, reset_receives])?;
         }
         SqlOp::PurgeMessages { queue_id, max_seq } => {
-            tx.prepare_cached("DELETE FROM messages WHERE queue_id=?1 AND seq<=?2")?.execute(params![queue_id, max_seq])?;
+            tx.prepare_cached("DELETE FROM messages WHERE queue_id=?1 AND seq<=?2")?
+                .execute(params![queue_id, max_seq])?;
         }
         SqlOp::InsertDedup { queue_id, scope, dedup_id, expires_ms, message_id, seq } => {
             tx.prepare_cached(
@@ -343,8 +393,10 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
             tx.prepare_cached("DELETE FROM dedup WHERE expires_ms<=?1")?.execute(params![now])?;
         }
         SqlOp::SetMeta { key, value } => {
-            tx.prepare_cached("INSERT INTO meta (key, value) VALUES (?1,?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value")?
-                .execute(params![key, value])?;
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1,?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            )?
+            .execute(params![key, value])?;
         }
         SqlOp::RaiseLastSeq { seq } => {
             tx.prepare_cached(

@@ -195,8 +195,9 @@ impl EmbeddedStore {
             }
         }
         {
-            let mut stmt =
-                conn.prepare("SELECT queue_id, scope, dedup_id, expires_ms, message_id, seq FROM dedup WHERE expires_ms > ?1")?;
+            let mut stmt = conn.prepare(
+                "SELECT queue_id, scope, dedup_id, expires_ms, message_id, seq FROM dedup WHERE expires_ms > ?1",
+            )?;
             let mut rows = stmt.query(params![now as i64])?;
             while let Some(r) = rows.next()? {
                 let queue_id: i64 = r.get(0)?;
@@ -317,8 +318,12 @@ impl EmbeddedStore {
 }
 
 impl Store for EmbeddedStore {
-    fn create_queue(&self, key: &QueueKey, attributes: Attributes, tags: Tags)
-        -> Result<Durable<(QueueInfo, bool)>, StoreError> {
+    fn create_queue(
+        &self,
+        key: &QueueKey,
+        attributes: Attributes,
+        tags: Tags,
+    ) -> Result<Durable<(QueueInfo, bool)>, StoreError> {
         let now = self.clock.now_ms();
         let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = reg.by_key.get(key) {
@@ -426,7 +431,8 @@ impl Store for EmbeddedStore {
         for seq in st.all_seqs_up_to(max_seq) {
             st.remove(seq);
         }
-        let ops = vec![SqlOp::PurgeMessages { queue_id: st.id, max_seq }, SqlOp::SetLastPurge { id: st.id, at: now as i64 }];
+        let ops =
+            vec![SqlOp::PurgeMessages { queue_id: st.id, max_seq }, SqlOp::SetLastPurge { id: st.id, at: now as i64 }];
         drop(st);
         self.commit((), ops, None)
     }
@@ -435,8 +441,11 @@ impl Store for EmbeddedStore {
         Ok(self.handle(key)?.lock().counts(self.clock.now_ms()))
     }
 
-    fn send_messages(&self, key: &QueueKey, messages: Vec<NewMessage>)
-        -> Result<Durable<Vec<SendOutcome>>, StoreError> {
+    fn send_messages(
+        &self,
+        key: &QueueKey,
+        messages: Vec<NewMessage>,
+    ) -> Result<Durable<Vec<SendOutcome>>, StoreError> {
         let now = self.clock.now_ms();
         let handle = self.handle(key)?;
         let mut st = handle.lock();
@@ -535,8 +544,11 @@ impl Store for EmbeddedStore {
         self.commit(outcomes, ops, Some(hook))
     }
 
-    fn receive_messages(&self, key: &QueueKey, params: &ReceiveParams)
-        -> Result<Durable<Vec<ReceivedMessage>>, StoreError> {
+    fn receive_messages(
+        &self,
+        key: &QueueKey,
+        params: &ReceiveParams,
+    ) -> Result<Durable<Vec<ReceivedMessage>>, StoreError> {
         let now = self.clock.now_ms();
         let handle = self.handle(key)?;
         let redrive = handle.lock().config.redrive.clone();
@@ -637,8 +649,12 @@ impl Store for EmbeddedStore {
         self.commit((), vec![SqlOp::DeleteMessage { seq }], None)
     }
 
-    fn change_visibility(&self, key: &QueueKey, receipt_handle: &str, timeout_s: u64)
-        -> Result<Durable<()>, StoreError> {
+    fn change_visibility(
+        &self,
+        key: &QueueKey,
+        receipt_handle: &str,
+        timeout_s: u64,
+    ) -> Result<Durable<()>, StoreError> {
         let now = self.clock.now_ms();
         let handle = self.handle(key)?;
         let (queue_id, seq, token) = decode_handle(receipt_handle).ok_or(StoreError::ReceiptHandleInvalid)?;
@@ -687,8 +703,12 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
-    fn start_move_task(&self, source: &QueueKey, destination: Option<&QueueKey>, max_per_second: Option<u32>)
-        -> Result<Durable<String>, StoreError> {
+    fn start_move_task(
+        &self,
+        source: &QueueKey,
+        destination: Option<&QueueKey>,
+        max_per_second: Option<u32>,
+    ) -> Result<Durable<String>, StoreError> {
         let now = self.clock.now_ms();
         let handle = self.handle(source)?;
         if destination.is_some_and(|d| !self.registry().by_key.contains_key(d)) {
@@ -732,8 +752,9 @@ impl Store for EmbeddedStore {
         self.handle(source)?;
         let arn = source.arn();
         let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<MoveTask> = tasks.iter().filter(|t| t.row.source_arn == arn).map(|t| task_view(&t.row)).collect();
-        out.sort_by(|a, b| b.started_ms.cmp(&a.started_ms));
+        let mut out: Vec<MoveTask> =
+            tasks.iter().filter(|t| t.row.source_arn == arn).map(|t| task_view(&t.row)).collect();
+        out.sort_by_key(|t| std::cmp::Reverse(t.started_ms));
         out.truncate(max_results);
         Ok(out)
     }

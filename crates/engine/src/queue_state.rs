@@ -272,7 +272,7 @@ impl QueueState {
                     .iter()
                     .filter_map(|(seq, token)| {
                         let m = self.msgs.get(seq)?;
-                        (m.state == MsgState::InFlight && m.receipt_token == *token).then(|| Taken {
+                        (m.state == MsgState::InFlight && m.receipt_token == *token).then_some(Taken {
                             seq: *seq,
                             receipt_token: *token,
                             receive_count: m.receive_count,
@@ -397,11 +397,7 @@ impl QueueState {
     /// Messages older than the retention period.
     pub fn expired(&self, now: u64) -> Vec<i64> {
         let retention = self.config.retention_ms;
-        self.by_sent
-            .iter()
-            .take_while(|(sent, _)| sent + retention <= now)
-            .map(|(_, seq)| *seq)
-            .collect()
+        self.by_sent.iter().take_while(|(sent, _)| sent + retention <= now).map(|(_, seq)| *seq).collect()
     }
 
     pub fn all_seqs_up_to(&self, max_seq: i64) -> Vec<i64> {

@@ -167,8 +167,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// disk for writes: they return a [`Durable`] that resolves when the group commit
 /// holding the write is fsynced.
 pub trait Store: Send + Sync {
-    fn create_queue(&self, key: &QueueKey, attributes: Attributes, tags: Tags)
-        -> Result<Durable<(QueueInfo, bool)>, StoreError>;
+    fn create_queue(
+        &self,
+        key: &QueueKey,
+        attributes: Attributes,
+        tags: Tags,
+    ) -> Result<Durable<(QueueInfo, bool)>, StoreError>;
     fn get_queue(&self, key: &QueueKey) -> Result<QueueInfo, StoreError>;
     fn list_queues(&self, account: &str, region: &str, prefix: &str) -> Vec<QueueKey>;
     fn delete_queue(&self, key: &QueueKey) -> Result<Durable<()>, StoreError>;
@@ -181,11 +185,18 @@ pub trait Store: Send + Sync {
 
     fn send_messages(&self, key: &QueueKey, messages: Vec<NewMessage>)
         -> Result<Durable<Vec<SendOutcome>>, StoreError>;
-    fn receive_messages(&self, key: &QueueKey, params: &ReceiveParams)
-        -> Result<Durable<Vec<ReceivedMessage>>, StoreError>;
+    fn receive_messages(
+        &self,
+        key: &QueueKey,
+        params: &ReceiveParams,
+    ) -> Result<Durable<Vec<ReceivedMessage>>, StoreError>;
     fn delete_message(&self, key: &QueueKey, receipt_handle: &str) -> Result<Durable<()>, StoreError>;
-    fn change_visibility(&self, key: &QueueKey, receipt_handle: &str, timeout_s: u64)
-        -> Result<Durable<()>, StoreError>;
+    fn change_visibility(
+        &self,
+        key: &QueueKey,
+        receipt_handle: &str,
+        timeout_s: u64,
+    ) -> Result<Durable<()>, StoreError>;
 
     /// What a long poll waits on: notified when messages may have become available,
     /// and the time at which a delayed or in-flight message next becomes visible.
@@ -194,8 +205,12 @@ pub trait Store: Send + Sync {
     /// Queues whose RedrivePolicy names `dlq`.
     fn dead_letter_sources(&self, dlq: &QueueKey) -> Result<Vec<QueueKey>, StoreError>;
 
-    fn start_move_task(&self, source: &QueueKey, destination: Option<&QueueKey>, max_per_second: Option<u32>)
-        -> Result<Durable<String>, StoreError>;
+    fn start_move_task(
+        &self,
+        source: &QueueKey,
+        destination: Option<&QueueKey>,
+        max_per_second: Option<u32>,
+    ) -> Result<Durable<String>, StoreError>;
     fn list_move_tasks(&self, source: &QueueKey, max_results: usize) -> Result<Vec<MoveTask>, StoreError>;
     fn cancel_move_task(&self, handle: &str) -> Result<Durable<MoveTask>, StoreError>;
     /// One second's work of every running move task: each moves up to its

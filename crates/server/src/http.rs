@@ -106,7 +106,12 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
             let mut params = query_params;
             params.extend(sluice_wire::query::parse_form(&body));
             let Some(action) = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()) else {
-                let e = AwsError::new(400, "MissingAction", "MissingAction", "The request must contain the parameter Action.");
+                let e = AwsError::new(
+                    400,
+                    "MissingAction",
+                    "MissingAction",
+                    "The request must contain the parameter Action.",
+                );
                 return error_response(&protocol, &e, &request_id);
             };
             let result = match state.sqs.decode_query(&ctx, &action, &params) {

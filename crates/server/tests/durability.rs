@@ -36,20 +36,42 @@ fn graceful_restart_keeps_messages_and_state() {
     let a = agent();
     let (_, body, _) = json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"durable"}"#);
     let url = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
-    let (_, body, _) = json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"d.fifo","Attributes":{"FifoQueue":"true"}}"#);
+    let (_, body, _) =
+        json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"d.fifo","Attributes":{"FifoQueue":"true"}}"#);
     let fifo_url = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
     for i in 0..100 {
-        let (status, _, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": url, "MessageBody": format!("m{i}")}).to_string());
+        let (status, _, _) = json_call(
+            &a,
+            &s.endpoint,
+            "SendMessage",
+            &j!({"QueueUrl": url, "MessageBody": format!("m{i}")}).to_string(),
+        );
         assert_eq!(status, 200);
     }
-    let (_, body, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": fifo_url, "MessageBody": "f1", "MessageGroupId": "g", "MessageDeduplicationId": "1"}).to_string());
+    let (_, body, _) = json_call(
+        &a,
+        &s.endpoint,
+        "SendMessage",
+        &j!({"QueueUrl": fifo_url, "MessageBody": "f1", "MessageGroupId": "g", "MessageDeduplicationId": "1"})
+            .to_string(),
+    );
     let seq_before: u128 = json(&body)["SequenceNumber"].as_str().unwrap().parse().unwrap();
-    let (_, body, _) = json_call(&a, &s.endpoint, "ReceiveMessage", &j!({"QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 600}).to_string());
+    let (_, body, _) = json_call(
+        &a,
+        &s.endpoint,
+        "ReceiveMessage",
+        &j!({"QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 600}).to_string(),
+    );
     let received = json(&body)["Messages"].as_array().cloned().unwrap();
     assert_eq!(received.len(), 10);
     let mut deleted = HashSet::new();
     for m in &received[..5] {
-        let (status, _, _) = json_call(&a, &s.endpoint, "DeleteMessage", &j!({"QueueUrl": url, "ReceiptHandle": m["ReceiptHandle"]}).to_string());
+        let (status, _, _) = json_call(
+            &a,
+            &s.endpoint,
+            "DeleteMessage",
+            &j!({"QueueUrl": url, "ReceiptHandle": m["ReceiptHandle"]}).to_string(),
+        );
         assert_eq!(status, 200);
         deleted.insert(m["Body"].as_str().unwrap().to_owned());
     }
@@ -57,16 +79,34 @@ fn graceful_restart_keeps_messages_and_state() {
     assert!(status.success(), "SIGTERM exits 0, got {status:?}");
 
     let s = Server::spawn(dir.path(), &[]);
-    let (_, body, _) = json_call(&a, &s.endpoint, "GetQueueAttributes", &j!({"QueueUrl": url, "AttributeNames": ["All"]}).to_string());
+    let (_, body, _) =
+        json_call(&a, &s.endpoint, "GetQueueAttributes", &j!({"QueueUrl": url, "AttributeNames": ["All"]}).to_string());
     let attrs = &json(&body)["Attributes"];
     assert_eq!(attrs["ApproximateNumberOfMessages"], "90");
     assert_eq!(attrs["ApproximateNumberOfMessagesNotVisible"], "5", "in-flight messages stay in flight");
-    let bodies: HashSet<String> = drain(&a, &s.endpoint, &url).iter().map(|m| m["Body"].as_str().unwrap().to_owned()).collect();
+    let bodies: HashSet<String> =
+        drain(&a, &s.endpoint, &url).iter().map(|m| m["Body"].as_str().unwrap().to_owned()).collect();
     assert_eq!(bodies.len(), 90);
     assert!(bodies.is_disjoint(&deleted));
-    let (_, body, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": fifo_url, "MessageBody": "f1", "MessageGroupId": "g", "MessageDeduplicationId": "1"}).to_string());
-    assert_eq!(json(&body)["SequenceNumber"].as_str().unwrap().parse::<u128>().unwrap(), seq_before, "dedup survives restart");
-    let (_, body, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": fifo_url, "MessageBody": "f2", "MessageGroupId": "g", "MessageDeduplicationId": "2"}).to_string());
+    let (_, body, _) = json_call(
+        &a,
+        &s.endpoint,
+        "SendMessage",
+        &j!({"QueueUrl": fifo_url, "MessageBody": "f1", "MessageGroupId": "g", "MessageDeduplicationId": "1"})
+            .to_string(),
+    );
+    assert_eq!(
+        json(&body)["SequenceNumber"].as_str().unwrap().parse::<u128>().unwrap(),
+        seq_before,
+        "dedup survives restart"
+    );
+    let (_, body, _) = json_call(
+        &a,
+        &s.endpoint,
+        "SendMessage",
+        &j!({"QueueUrl": fifo_url, "MessageBody": "f2", "MessageGroupId": "g", "MessageDeduplicationId": "2"})
+            .to_string(),
+    );
     assert!(json(&body)["SequenceNumber"].as_str().unwrap().parse::<u128>().unwrap() > seq_before);
 }
 
@@ -143,14 +183,21 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
     let s = Server::spawn(dir.path(), &[]);
     let a = agent();
     std::thread::sleep(Duration::from_millis(1500));
-    let received: HashSet<String> = drain(&a, &s.endpoint, &url).iter().map(|m| m["Body"].as_str().unwrap().to_owned()).collect();
+    let received: HashSet<String> =
+        drain(&a, &s.endpoint, &url).iter().map(|m| m["Body"].as_str().unwrap().to_owned()).collect();
     let acked = acked.lock().unwrap();
     let deleted = deleted.lock().unwrap();
     let delete_attempted = delete_attempted.lock().unwrap();
     assert!(acked.len() > 50, "the load generator made progress ({} acked)", acked.len());
     assert!(!deleted.is_empty(), "the consumer deleted messages");
-    let lost: Vec<&String> = acked.iter().filter(|b| !received.contains(*b) && !delete_attempted.contains(*b)).collect();
-    assert!(lost.is_empty(), "{} acknowledged messages lost, e.g. {:?}", lost.len(), lost.iter().take(5).collect::<Vec<_>>());
+    let lost: Vec<&String> =
+        acked.iter().filter(|b| !received.contains(*b) && !delete_attempted.contains(*b)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged messages lost, e.g. {:?}",
+        lost.len(),
+        lost.iter().take(5).collect::<Vec<_>>()
+    );
     let resurrected: Vec<&String> = deleted.iter().filter(|b| received.contains(*b)).collect();
     assert!(resurrected.is_empty(), "deleted messages came back: {:?}", resurrected.iter().take(5).collect::<Vec<_>>());
 }

@@ -17,9 +17,25 @@ fn query_protocol_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::spawn(dir.path(), &[]);
     let a = agent();
-    let (status, xml) = query_call(&a, &s.endpoint, &[("Action", "CreateQueue"), ("QueueName", "q1"), ("Attribute.1.Name", "VisibilityTimeout"), ("Attribute.1.Value", "40"), ("Tag.1.Key", "k"), ("Tag.1.Value", "v")]);
+    let (status, xml) = query_call(
+        &a,
+        &s.endpoint,
+        &[
+            ("Action", "CreateQueue"),
+            ("QueueName", "q1"),
+            ("Attribute.1.Name", "VisibilityTimeout"),
+            ("Attribute.1.Value", "40"),
+            ("Tag.1.Key", "k"),
+            ("Tag.1.Value", "v"),
+        ],
+    );
     assert_eq!(status, 200, "{xml}");
-    assert!(xml.contains("<CreateQueueResponse xmlns=\"http://queue.amazonaws.com/doc/2012-11-05/\"><CreateQueueResult><QueueUrl>"), "{xml}");
+    assert!(
+        xml.contains(
+            "<CreateQueueResponse xmlns=\"http://queue.amazonaws.com/doc/2012-11-05/\"><CreateQueueResult><QueueUrl>"
+        ),
+        "{xml}"
+    );
     assert!(xml.contains("<ResponseMetadata><RequestId>"));
     let url = format!("{}/000000000000/q1", s.endpoint);
 
@@ -50,17 +66,30 @@ fn query_protocol_round_trip() {
     assert!(xml.contains("<MessageAttribute><Name>color</Name><Value><DataType>String</DataType><StringValue>blue</StringValue></Value></MessageAttribute>"), "{xml}");
     assert!(xml.contains("<Attribute><Name>ApproximateReceiveCount</Name><Value>1</Value></Attribute>"), "{xml}");
 
-    let (_, xml) = query_call(&a, &s.endpoint, &[("Action", "GetQueueAttributes"), ("QueueUrl", &url), ("AttributeName.1", "VisibilityTimeout")]);
+    let (_, xml) = query_call(
+        &a,
+        &s.endpoint,
+        &[("Action", "GetQueueAttributes"), ("QueueUrl", &url), ("AttributeName.1", "VisibilityTimeout")],
+    );
     assert!(xml.contains("<Attribute><Name>VisibilityTimeout</Name><Value>40</Value></Attribute>"), "{xml}");
     let (_, xml) = query_call(&a, &s.endpoint, &[("Action", "ListQueueTags"), ("QueueUrl", &url)]);
     assert!(xml.contains("<Tag><Key>k</Key><Value>v</Value></Tag>"), "{xml}");
     let (_, xml) = query_call(&a, &s.endpoint, &[("Action", "ListQueues")]);
     assert!(xml.contains(&format!("<QueueUrl>{url}</QueueUrl>")), "{xml}");
 
-    let (status, xml) = query_call(&a, &s.endpoint, &[("Action", "SendMessageBatch"), ("QueueUrl", &url),
-        ("SendMessageBatchRequestEntry.1.Id", "one"), ("SendMessageBatchRequestEntry.1.MessageBody", "1"),
-        ("SendMessageBatchRequestEntry.2.Id", "two"), ("SendMessageBatchRequestEntry.2.MessageBody", "2"),
-        ("SendMessageBatchRequestEntry.2.DelaySeconds", "1000")]);
+    let (status, xml) = query_call(
+        &a,
+        &s.endpoint,
+        &[
+            ("Action", "SendMessageBatch"),
+            ("QueueUrl", &url),
+            ("SendMessageBatchRequestEntry.1.Id", "one"),
+            ("SendMessageBatchRequestEntry.1.MessageBody", "1"),
+            ("SendMessageBatchRequestEntry.2.Id", "two"),
+            ("SendMessageBatchRequestEntry.2.MessageBody", "2"),
+            ("SendMessageBatchRequestEntry.2.DelaySeconds", "1000"),
+        ],
+    );
     assert_eq!(status, 200, "{xml}");
     assert!(xml.contains("<SendMessageBatchResultEntry><Id>one</Id>") || xml.contains("<Id>one</Id>"), "{xml}");
     assert!(xml.contains("<BatchResultErrorEntry>"), "{xml}");
@@ -73,7 +102,11 @@ fn query_protocol_round_trip() {
     let (status, xml) = query_call(&a, &s.endpoint, &[("Action", "FlyToTheMoon")]);
     assert_eq!(status, 400);
     assert!(xml.contains("<Code>InvalidAction</Code>"), "{xml}");
-    let (status, xml) = query_call(&a, &s.endpoint, &[("Action", "ReceiveMessage"), ("QueueUrl", &url), ("MaxNumberOfMessages", "ten")]);
+    let (status, xml) = query_call(
+        &a,
+        &s.endpoint,
+        &[("Action", "ReceiveMessage"), ("QueueUrl", &url), ("MaxNumberOfMessages", "ten")],
+    );
     assert_eq!(status, 400);
     assert!(xml.contains("<Code>InvalidParameterValue</Code>"), "{xml}");
 }
@@ -96,7 +129,8 @@ fn bad_input_gets_aws_errors_and_changes_nothing() {
     let s = Server::spawn(dir.path(), &[]);
     let a = agent();
     let url = create(&a, &s.endpoint, "keep");
-    let (status, _, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": url, "MessageBody": "stored"}).to_string());
+    let (status, _, _) =
+        json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": url, "MessageBody": "stored"}).to_string());
     assert_eq!(status, 200);
 
     let long_name = "x".repeat(81);
@@ -128,7 +162,8 @@ fn bad_input_gets_aws_errors_and_changes_nothing() {
         assert_eq!(status, 400, "{action} {body:.80}: {text}");
         assert_eq!(json(&text)["__type"], expected, "{action} {body:.80}");
     }
-    let (status, body, _) = json_call(&a, &s.endpoint, "ReceiveMessage", &j!({"QueueUrl": url, "MaxNumberOfMessages": 10}).to_string());
+    let (status, body, _) =
+        json_call(&a, &s.endpoint, "ReceiveMessage", &j!({"QueueUrl": url, "MaxNumberOfMessages": 10}).to_string());
     assert_eq!(status, 200);
     let msgs = json(&body)["Messages"].as_array().cloned().unwrap();
     assert_eq!(msgs.len(), 1, "only the valid message was stored");
@@ -138,7 +173,8 @@ fn bad_input_gets_aws_errors_and_changes_nothing() {
 
     // A deleted queue's URL.
     json_call(&a, &s.endpoint, "DeleteQueue", &j!({"QueueUrl": url}).to_string());
-    let (status, body, _) = json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": url, "MessageBody": "x"}).to_string());
+    let (status, body, _) =
+        json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": url, "MessageBody": "x"}).to_string());
     assert_eq!((status, json(&body)["__type"].as_str()), (400, Some("QueueDoesNotExist")));
 }
 
@@ -152,9 +188,21 @@ fn health_and_http2_prior_knowledge() {
     assert!(resp.body_mut().read_to_string().unwrap().contains("ok"));
     // h2c with prior knowledge, as the Java SDK v2 uses it.
     let out = std::process::Command::new("curl")
-        .args(["-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
-            "-H", "X-Amz-Target: AmazonSQS.ListQueues", "-H", "Content-Type: application/x-amz-json-1.0",
-            "-d", "{}", &s.endpoint])
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "-H",
+            "X-Amz-Target: AmazonSQS.ListQueues",
+            "-H",
+            "Content-Type: application/x-amz-json-1.0",
+            "-d",
+            "{}",
+            &s.endpoint,
+        ])
         .output()
         .expect("curl is installed");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");

@@ -14,22 +14,9 @@ pub struct Member {
 
 #[derive(Debug, Clone)]
 pub enum Shape {
-    Structure {
-        members: Vec<Member>,
-        required: Vec<String>,
-    },
-    List {
-        member: String,
-        member_location_name: Option<String>,
-        flattened: bool,
-    },
-    Map {
-        key: String,
-        value: String,
-        key_name: Option<String>,
-        value_name: Option<String>,
-        flattened: bool,
-    },
+    Structure { members: Vec<Member>, required: Vec<String> },
+    List { member: String, member_location_name: Option<String>, flattened: bool },
+    Map { key: String, value: String, key_name: Option<String>, value_name: Option<String>, flattened: bool },
     String,
     Integer,
     Long,
@@ -68,10 +55,7 @@ impl Model {
         let root: Value = serde_json::from_str(text).map_err(|e| ModelError(e.to_string()))?;
         let metadata = root.get("metadata").ok_or_else(|| ModelError("no metadata".into()))?;
         let mut shapes = HashMap::new();
-        let raw_shapes = root
-            .get("shapes")
-            .and_then(Value::as_object)
-            .ok_or_else(|| ModelError("no shapes".into()))?;
+        let raw_shapes = root.get("shapes").and_then(Value::as_object).ok_or_else(|| ModelError("no shapes".into()))?;
         for (name, raw) in raw_shapes {
             shapes.insert(name.clone(), parse_shape(name, raw)?);
         }
@@ -102,10 +86,8 @@ impl Model {
 }
 
 fn parse_shape(name: &str, raw: &Value) -> Result<Shape, ModelError> {
-    let kind = raw
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ModelError(format!("shape {name} has no type")))?;
+    let kind =
+        raw.get("type").and_then(Value::as_str).ok_or_else(|| ModelError(format!("shape {name} has no type")))?;
     let flattened = raw.get("flattened").and_then(Value::as_bool).unwrap_or(false);
     Ok(match kind {
         "structure" => {

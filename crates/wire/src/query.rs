@@ -17,9 +17,7 @@ pub trait QueryNaming {
         if let Some(name) = &member.location_name {
             return name.clone();
         }
-        if let Some(Shape::List { member_location_name: Some(n), flattened: true, .. }) =
-            model.shape(&member.target)
-        {
+        if let Some(Shape::List { member_location_name: Some(n), flattened: true, .. }) = model.shape(&member.target) {
             return n.clone();
         }
         member.name.clone()
@@ -28,10 +26,9 @@ pub trait QueryNaming {
     /// Names of the key and value of one map entry.
     fn map_entry_names(&self, model: &Model, map_shape: &str) -> (String, String) {
         match model.shape(map_shape) {
-            Some(Shape::Map { key_name, value_name, .. }) => (
-                key_name.clone().unwrap_or_else(|| "key".into()),
-                value_name.clone().unwrap_or_else(|| "value".into()),
-            ),
+            Some(Shape::Map { key_name, value_name, .. }) => {
+                (key_name.clone().unwrap_or_else(|| "key".into()), value_name.clone().unwrap_or_else(|| "value".into()))
+            }
             _ => ("key".into(), "value".into()),
         }
     }

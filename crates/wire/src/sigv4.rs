@@ -12,10 +12,7 @@ pub struct CredentialScope {
 
 pub fn scope_from_authorization(header: &str) -> Option<CredentialScope> {
     let rest = header.trim().strip_prefix("AWS4-HMAC-SHA256")?;
-    let credential = rest
-        .split(',')
-        .map(str::trim)
-        .find_map(|part| part.strip_prefix("Credential="))?;
+    let credential = rest.split(',').map(str::trim).find_map(|part| part.strip_prefix("Credential="))?;
     scope_from_credential(credential)
 }
 

@@ -35,9 +35,7 @@ impl XmlResponse<'_> {
         let _ = write!(out, "<{operation}Response xmlns=\"{}\">", self.xmlns);
         let op = self.model.operations.get(operation);
         if let (Some(shape), Some(value)) = (op.and_then(|o| o.output.as_deref()), output) {
-            let wrapper = op
-                .and_then(|o| o.result_wrapper.clone())
-                .unwrap_or_else(|| format!("{operation}Result"));
+            let wrapper = op.and_then(|o| o.result_wrapper.clone()).unwrap_or_else(|| format!("{operation}Result"));
             let _ = write!(out, "<{wrapper}>");
             self.members(&mut out, shape, value);
             let _ = write!(out, "</{wrapper}>");
@@ -51,8 +49,7 @@ impl XmlResponse<'_> {
     }
 
     fn members(&self, out: &mut String, shape_name: &str, value: &Value) {
-        let (Some(Shape::Structure { members, .. }), Value::Object(obj)) = (self.model.shape(shape_name), value)
-        else {
+        let (Some(Shape::Structure { members, .. }), Value::Object(obj)) = (self.model.shape(shape_name), value) else {
             return;
         };
         for member in members {

@@ -80,7 +80,12 @@ pub fn json_call(agent: &ureq::Agent, endpoint: &str, action: &str, body: &str) 
 }
 
 /// As [`json_call`], `None` when the connection fails (the server was killed).
-pub fn try_json_call(agent: &ureq::Agent, endpoint: &str, action: &str, body: &str) -> Option<(u16, String, Option<String>)> {
+pub fn try_json_call(
+    agent: &ureq::Agent,
+    endpoint: &str,
+    action: &str,
+    body: &str,
+) -> Option<(u16, String, Option<String>)> {
     let mut resp = agent
         .post(endpoint)
         .header("X-Amz-Target", &format!("AmazonSQS.{action}"))
@@ -97,11 +102,7 @@ pub fn try_json_call(agent: &ureq::Agent, endpoint: &str, action: &str, body: &s
 
 /// A Query-protocol call: (status, XML body).
 pub fn query_call(agent: &ureq::Agent, url: &str, form: &[(&str, &str)]) -> (u16, String) {
-    let body: String = form
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    let body: String = form.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&");
     let mut resp = agent
         .post(url)
         .header("Content-Type", "application/x-www-form-urlencoded")

@@ -153,7 +153,11 @@ fn validate_redrive_policy(
         // An empty RedrivePolicy removes it.
         return Ok(String::new());
     }
-    let bad = || invalid_attribute_value(format!("Invalid value for the parameter RedrivePolicy. Reason: Redrive policy is not a valid JSON map. {value}"));
+    let bad = || {
+        invalid_attribute_value(format!(
+            "Invalid value for the parameter RedrivePolicy. Reason: Redrive policy is not a valid JSON map. {value}"
+        ))
+    };
     let v: serde_json::Value = serde_json::from_str(value).map_err(|_| bad())?;
     let obj = v.as_object().ok_or_else(bad)?;
     let arn = obj
@@ -172,7 +176,9 @@ fn validate_redrive_policy(
         ));
     }
     let target = QueueKey::from_arn(arn).ok_or_else(|| {
-        invalid_attribute_value(format!("Value {value} for parameter RedrivePolicy is invalid. Reason: Invalid value for deadLetterTargetArn."))
+        invalid_attribute_value(format!(
+            "Value {value} for parameter RedrivePolicy is invalid. Reason: Invalid value for deadLetterTargetArn."
+        ))
     })?;
     let target_attrs = lookup.queue_attributes(&target).ok_or_else(|| {
         invalid_attribute_value(format!(
@@ -220,9 +226,7 @@ fn validate_redrive_allow_policy(value: &str) -> Result<String, AwsError> {
         return Ok(String::new());
     }
     let bad = |reason: &str| {
-        invalid_attribute_value(format!(
-            "Value {value} for parameter RedriveAllowPolicy is invalid. Reason: {reason}"
-        ))
+        invalid_attribute_value(format!("Value {value} for parameter RedriveAllowPolicy is invalid. Reason: {reason}"))
     };
     let v: serde_json::Value = serde_json::from_str(value).map_err(|_| bad("Invalid JSON."))?;
     let permission = v

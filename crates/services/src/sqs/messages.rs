@@ -75,9 +75,9 @@ pub fn validate_attributes(attrs: &MessageAttributeMap, kind: &str) -> Result<us
         }
         let value_len = if base == "Binary" {
             let raw = value.binary_value.as_deref().unwrap_or("");
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(raw)
-                .map_err(|_| invalid_parameter_value(format!("The message ({kind}) attribute '{name}' has an invalid binary value.")))?;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(raw).map_err(|_| {
+                invalid_parameter_value(format!("The message ({kind}) attribute '{name}' has an invalid binary value."))
+            })?;
             if bytes.is_empty() {
                 return Err(invalid_parameter_value(format!(
                     "The message ({kind}) attribute '{name}' must contain a non-empty message attribute value for message attribute type '{data_type}'."
@@ -109,16 +109,17 @@ pub fn validate_attributes(attrs: &MessageAttributeMap, kind: &str) -> Result<us
 /// SQS Number attributes: up to 38 significant digits, between -10^128 and 10^126.
 fn valid_number(s: &str) -> bool {
     let t = s.trim();
-    !t.is_empty() && t.parse::<f64>().is_ok_and(f64::is_finite) && !t.eq_ignore_ascii_case("nan") && !t.to_ascii_lowercase().contains("inf")
+    !t.is_empty()
+        && t.parse::<f64>().is_ok_and(f64::is_finite)
+        && !t.eq_ignore_ascii_case("nan")
+        && !t.to_ascii_lowercase().contains("inf")
 }
 
 /// System attributes on send: only AWSTraceHeader exists, and it is a String.
 pub fn validate_system_attributes(attrs: &MessageAttributeMap) -> Result<(), AwsError> {
     for (name, value) in attrs {
         if name != "AWSTraceHeader" {
-            return Err(invalid_parameter_value(format!(
-                "Message system attribute name '{name}' is invalid."
-            )));
+            return Err(invalid_parameter_value(format!("Message system attribute name '{name}' is invalid.")));
         }
         if value.data_type.as_deref() != Some("String") || value.string_value.as_deref().unwrap_or("").is_empty() {
             return Err(invalid_parameter_value(
@@ -203,6 +204,9 @@ pub fn load_attributes(stored: Option<&str>) -> MessageAttributeMap {
 /// a `prefix.*` pattern, or the exact name.
 pub fn attribute_requested(requested: &[String], name: &str) -> bool {
     requested.iter().any(|r| {
-        r == "All" || r == ".*" || r == name || r.strip_suffix(".*").is_some_and(|p| name.starts_with(&format!("{p}.")) || name == p)
+        r == "All"
+            || r == ".*"
+            || r == name
+            || r.strip_suffix(".*").is_some_and(|p| name.starts_with(&format!("{p}.")) || name == p)
     })
 }

@@ -66,11 +66,17 @@ fn require<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, AwsErro
 }
 
 fn valid_batch_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_BATCH_ID_LEN && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !id.is_empty()
+        && id.len() <= MAX_BATCH_ID_LEN
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Checks a batch's size and entry ids, as every SQS batch action does first.
-fn check_batch<'a>(ids: impl Iterator<Item = Option<&'a str>>, count: usize, entry_shape: &str) -> Result<(), AwsError> {
+fn check_batch<'a>(
+    ids: impl Iterator<Item = Option<&'a str>>,
+    count: usize,
+    entry_shape: &str,
+) -> Result<(), AwsError> {
     if count == 0 {
         return Err(empty_batch(entry_shape));
     }
@@ -152,14 +158,20 @@ impl SqsService {
     }
 
     /// Decodes a Query request's parameters into the operation's JSON input.
-    pub fn decode_query(&self, ctx: &RequestContext, action: &str, params: &[(String, String)]) -> Result<Value, AwsError> {
+    pub fn decode_query(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, AwsError> {
         let op = self.model.operations.get(action).ok_or_else(|| unknown_operation(action, true))?;
         let Some(shape) = &op.input else { return Ok(json!({})) };
-        let mut value = sluice_wire::query::decode(&self.model, Self::naming(), shape, params).map_err(|e| match e {
-            sluice_wire::query::QueryDecodeError::InvalidValue { param, value } => {
-                invalid_parameter_value(format!("Value {value} for parameter {param} is invalid."))
-            }
-        })?;
+        let mut value =
+            sluice_wire::query::decode(&self.model, Self::naming(), shape, params).map_err(|e| match e {
+                sluice_wire::query::QueryDecodeError::InvalidValue { param, value } => {
+                    invalid_parameter_value(format!("Value {value} for parameter {param} is invalid."))
+                }
+            })?;
         // A Query request POSTed to the queue URL names the queue by its path.
         if let Value::Object(obj) = &mut value {
             let takes_url = matches!(self.model.shape(shape), Some(sluice_wire::Shape::Structure { members, .. }) if members.iter().any(|m| m.name == "QueueUrl"));
@@ -173,7 +185,13 @@ impl SqsService {
 
     /// Runs one operation. `query` selects Query-protocol error wording where the
     /// protocols differ.
-    pub async fn handle(&self, ctx: &RequestContext, action: &str, input: Value, query: bool) -> Result<Value, AwsError> {
+    pub async fn handle(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        input: Value,
+        query: bool,
+    ) -> Result<Value, AwsError> {
         let op = self.model.operations.get(action).ok_or_else(|| unknown_operation(action, query))?;
         if !input.is_object() {
             return Err(serialization("Request body must be a JSON object."));
@@ -311,8 +329,14 @@ impl SqsService {
         Ok(json!({"QueueUrl": Self::queue_url(ctx, &key)}))
     }
 
-    fn paginate(&self, ctx: &RequestContext, keys: Vec<QueueKey>, next_token: &Option<String>, max_results: Option<i64>, member: &str)
-        -> Result<Value, AwsError> {
+    fn paginate(
+        &self,
+        ctx: &RequestContext,
+        keys: Vec<QueueKey>,
+        next_token: &Option<String>,
+        max_results: Option<i64>,
+        member: &str,
+    ) -> Result<Value, AwsError> {
         if let Some(m) = max_results {
             if !(1..=MAX_LIST_RESULTS).contains(&m) {
                 return Err(invalid_value_reason("MaxResults", m, "MaxResults must be an integer between 1 and 1000."));
@@ -376,7 +400,11 @@ impl SqsService {
         Ok(json!({"Attributes": all}))
     }
 
-    async fn set_queue_attributes(&self, ctx: &RequestContext, req: SetQueueAttributesRequest) -> Result<Value, AwsError> {
+    async fn set_queue_attributes(
+        &self,
+        ctx: &RequestContext,
+        req: SetQueueAttributesRequest,
+    ) -> Result<Value, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         let info = self.info(&key)?;
         let fifo = info.attributes.get("FifoQueue").is_some_and(|v| v == "true");
@@ -509,13 +537,8 @@ impl SqsService {
             &req.message_deduplication_id,
         )?;
         let map = |e| from_store(e, &key.name, "");
-        let outcomes = self
-            .store
-            .send_messages(&key, vec![prepared.message.clone()])
-            .map_err(map)?
-            .wait()
-            .await
-            .map_err(map)?;
+        let outcomes =
+            self.store.send_messages(&key, vec![prepared.message.clone()]).map_err(map)?.wait().await.map_err(map)?;
         let o = outcomes.first().ok_or_else(|| internal("send returned no outcome"))?;
         Ok(Value::Object(Self::send_result(&prepared, &o.message_id, &o.sequence_number)))
     }
@@ -602,13 +625,19 @@ impl SqsService {
         }
         let mut system_names = req.attribute_names.clone();
         system_names.extend(req.message_system_attribute_names.iter().cloned());
-        let out: Vec<Value> = messages.iter().map(|m| self.message_json(m, &system_names, &req.message_attribute_names)).collect();
+        let out: Vec<Value> =
+            messages.iter().map(|m| self.message_json(m, &system_names, &req.message_attribute_names)).collect();
         Ok(json!({"Messages": out}))
     }
 
     /// Receives, waiting up to `wait_s` for messages: woken by sends, visibility
     /// changes and the next timer of the queue, never by polling.
-    async fn receive_with_wait(&self, key: &QueueKey, params: &ReceiveParams, wait_s: u64) -> Result<Vec<ReceivedMessage>, AwsError> {
+    async fn receive_with_wait(
+        &self,
+        key: &QueueKey,
+        params: &ReceiveParams,
+        wait_s: u64,
+    ) -> Result<Vec<ReceivedMessage>, AwsError> {
         let map = |e| from_store(e, &key.name, "");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_s);
         let mut shutdown = self.shutdown.clone();
@@ -668,7 +697,9 @@ impl SqsService {
             sys.insert("DeadLetterQueueSourceArn".into(), arn.clone().into());
         }
         let system_attrs = load_attributes(m.system_attributes.as_deref());
-        if let (true, Some(trace)) = (want("AWSTraceHeader"), system_attrs.get("AWSTraceHeader").and_then(|v| v.string_value.clone())) {
+        if let (true, Some(trace)) =
+            (want("AWSTraceHeader"), system_attrs.get("AWSTraceHeader").and_then(|v| v.string_value.clone()))
+        {
             sys.insert("AWSTraceHeader".into(), trace.into());
         }
         if !sys.is_empty() {
@@ -697,7 +728,11 @@ impl SqsService {
         Ok(json!({}))
     }
 
-    async fn delete_message_batch(&self, ctx: &RequestContext, req: DeleteMessageBatchRequest) -> Result<Value, AwsError> {
+    async fn delete_message_batch(
+        &self,
+        ctx: &RequestContext,
+        req: DeleteMessageBatchRequest,
+    ) -> Result<Value, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         self.info(&key)?;
         check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "DeleteMessageBatchRequestEntry")?;
@@ -729,7 +764,11 @@ impl SqsService {
         self.store.change_visibility(key, handle, timeout as u64).map_err(map)?.wait().await.map_err(map)
     }
 
-    async fn change_message_visibility(&self, ctx: &RequestContext, req: ChangeMessageVisibilityRequest) -> Result<Value, AwsError> {
+    async fn change_message_visibility(
+        &self,
+        ctx: &RequestContext,
+        req: ChangeMessageVisibilityRequest,
+    ) -> Result<Value, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         let handle = require(&req.receipt_handle, "ReceiptHandle")?;
         let timeout = req.visibility_timeout.ok_or_else(|| missing_parameter("VisibilityTimeout"))?;
@@ -738,10 +777,18 @@ impl SqsService {
         Ok(json!({}))
     }
 
-    async fn change_message_visibility_batch(&self, ctx: &RequestContext, req: ChangeMessageVisibilityBatchRequest) -> Result<Value, AwsError> {
+    async fn change_message_visibility_batch(
+        &self,
+        ctx: &RequestContext,
+        req: ChangeMessageVisibilityBatchRequest,
+    ) -> Result<Value, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         self.info(&key)?;
-        check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "ChangeMessageVisibilityBatchRequestEntry")?;
+        check_batch(
+            req.entries.iter().map(|e| e.id.as_deref()),
+            req.entries.len(),
+            "ChangeMessageVisibilityBatchRequestEntry",
+        )?;
         let mut successful = Vec::new();
         let mut failed = Vec::new();
         for e in &req.entries {
@@ -761,7 +808,11 @@ impl SqsService {
 
     // ---- dead-letter queues and move tasks ----
 
-    fn list_dead_letter_source_queues(&self, ctx: &RequestContext, req: ListDeadLetterSourceQueuesRequest) -> Result<Value, AwsError> {
+    fn list_dead_letter_source_queues(
+        &self,
+        ctx: &RequestContext,
+        req: ListDeadLetterSourceQueuesRequest,
+    ) -> Result<Value, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         let sources = self.store.dead_letter_sources(&key).map_err(|e| from_store(e, &key.name, ""))?;
         let mut out = self.paginate(ctx, sources, &req.next_token, req.max_results, "queueUrls")?;
@@ -772,17 +823,25 @@ impl SqsService {
         Ok(out)
     }
 
-    async fn start_message_move_task(&self, _ctx: &RequestContext, req: StartMessageMoveTaskRequest) -> Result<Value, AwsError> {
+    async fn start_message_move_task(
+        &self,
+        _ctx: &RequestContext,
+        req: StartMessageMoveTaskRequest,
+    ) -> Result<Value, AwsError> {
         let source_arn = require(&req.source_arn, "SourceArn")?;
         let source = Self::key_from_arn(source_arn, "SourceArn")?;
         if self.store.get_queue(&source).is_err() {
-            return Err(resource_not_found("The resource that you specified for the SourceArn parameter doesn't exist."));
+            return Err(resource_not_found(
+                "The resource that you specified for the SourceArn parameter doesn't exist.",
+            ));
         }
         let destination = match &req.destination_arn {
             Some(arn) => {
                 let d = Self::key_from_arn(arn, "DestinationArn")?;
                 if self.store.get_queue(&d).is_err() {
-                    return Err(resource_not_found("The resource that you specified for the DestinationArn parameter doesn't exist."));
+                    return Err(resource_not_found(
+                        "The resource that you specified for the DestinationArn parameter doesn't exist.",
+                    ));
                 }
                 Some(d)
             }
@@ -808,17 +867,20 @@ impl SqsService {
         Ok(json!({"TaskHandle": handle}))
     }
 
-    fn list_message_move_tasks(&self, _ctx: &RequestContext, req: ListMessageMoveTasksRequest) -> Result<Value, AwsError> {
+    fn list_message_move_tasks(
+        &self,
+        _ctx: &RequestContext,
+        req: ListMessageMoveTasksRequest,
+    ) -> Result<Value, AwsError> {
         let source_arn = require(&req.source_arn, "SourceArn")?;
         let source = Self::key_from_arn(source_arn, "SourceArn")?;
         let max = req.max_results.unwrap_or(1);
         if !(1..=10).contains(&max) {
             return Err(invalid_value_reason("MaxResults", max, "MaxResults must be an integer between 1 and 10."));
         }
-        let tasks = self
-            .store
-            .list_move_tasks(&source, max as usize)
-            .map_err(|_| resource_not_found("The resource that you specified for the SourceArn parameter doesn't exist."))?;
+        let tasks = self.store.list_move_tasks(&source, max as usize).map_err(|_| {
+            resource_not_found("The resource that you specified for the SourceArn parameter doesn't exist.")
+        })?;
         let results: Vec<Value> = tasks
             .into_iter()
             .map(|t| {
@@ -892,8 +954,15 @@ impl SqsService {
         let key = self.queue_key(ctx, &req.queue_url)?;
         let info = self.info(&key)?;
         let label = require(&req.label, "Label")?;
-        if label.is_empty() || label.len() > 80 || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(invalid_value_reason("Label", label, "Label must be 1 to 80 alphanumeric characters, hyphens or underscores."));
+        if label.is_empty()
+            || label.len() > 80
+            || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid_value_reason(
+                "Label",
+                label,
+                "Label must be 1 to 80 alphanumeric characters, hyphens or underscores.",
+            ));
         }
         if req.aws_account_ids.is_empty() {
             return Err(missing_parameter("AWSAccountId"));
@@ -905,20 +974,34 @@ impl SqsService {
             return Err(over_limit(format!("{} Actions were found, maximum allowed is 7.", req.actions.len())));
         }
         const ACTIONS: &[&str] = &[
-            "*", "SendMessage", "ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility", "GetQueueAttributes",
-            "GetQueueUrl", "ListDeadLetterSourceQueues", "PurgeQueue", "ListQueueTags",
+            "*",
+            "SendMessage",
+            "ReceiveMessage",
+            "DeleteMessage",
+            "ChangeMessageVisibility",
+            "GetQueueAttributes",
+            "GetQueueUrl",
+            "ListDeadLetterSourceQueues",
+            "PurgeQueue",
+            "ListQueueTags",
         ];
         for a in &req.actions {
             if !ACTIONS.contains(&a.as_str()) {
-                return Err(invalid_value_reason("ActionName", format!("SQS:{a}"), "Please refer to the appropriate WSDL for a list of valid actions."));
+                return Err(invalid_value_reason(
+                    "ActionName",
+                    format!("SQS:{a}"),
+                    "Please refer to the appropriate WSDL for a list of valid actions.",
+                ));
             }
         }
-        let mut policy = info
-            .attributes
-            .get("Policy")
-            .and_then(|p| serde_json::from_str::<Value>(p).ok())
-            .unwrap_or_else(|| json!({"Version": "2012-10-17", "Id": format!("{}/SQSDefaultPolicy", key.arn()), "Statement": []}));
-        let statements = policy.get_mut("Statement").and_then(Value::as_array_mut).ok_or_else(|| internal("stored policy has no Statement list"))?;
+        let mut policy =
+            info.attributes.get("Policy").and_then(|p| serde_json::from_str::<Value>(p).ok()).unwrap_or_else(
+                || json!({"Version": "2012-10-17", "Id": format!("{}/SQSDefaultPolicy", key.arn()), "Statement": []}),
+            );
+        let statements = policy
+            .get_mut("Statement")
+            .and_then(Value::as_array_mut)
+            .ok_or_else(|| internal("stored policy has no Statement list"))?;
         if statements.iter().any(|s| s.get("Sid").and_then(Value::as_str) == Some(label)) {
             return Err(invalid_value_reason("Label", label, "Already exists."));
         }
@@ -939,11 +1022,8 @@ impl SqsService {
         let info = self.info(&key)?;
         let label = require(&req.label, "Label")?;
         let not_found = || invalid_value_reason("Label", label, "can't find label on existing policy.");
-        let mut policy = info
-            .attributes
-            .get("Policy")
-            .and_then(|p| serde_json::from_str::<Value>(p).ok())
-            .ok_or_else(not_found)?;
+        let mut policy =
+            info.attributes.get("Policy").and_then(|p| serde_json::from_str::<Value>(p).ok()).ok_or_else(not_found)?;
         let statements = policy.get_mut("Statement").and_then(Value::as_array_mut).ok_or_else(not_found)?;
         let before = statements.len();
         statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(label));
@@ -968,7 +1048,9 @@ fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
             return Err(invalid_parameter_value(format!("Tag key {k} is invalid. Tag keys are 1 to 128 characters.")));
         }
         if v.chars().count() > 256 {
-            return Err(invalid_parameter_value(format!("Tag value for key {k} is invalid. Tag values are at most 256 characters.")));
+            return Err(invalid_parameter_value(format!(
+                "Tag value for key {k} is invalid. Tag values are at most 256 characters."
+            )));
         }
     }
     Ok(())
