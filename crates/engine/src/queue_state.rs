@@ -125,6 +125,8 @@ pub struct QueueState {
     timers: BTreeSet<(u64, i64)>,
     by_sent: BTreeSet<(u64, i64)>,
     inflight_groups: HashMap<Arc<str>, u32>,
+    in_flight: u64,
+    delayed: u64,
     pub dedup: HashMap<(String, String), DedupEntry>,
     attempts: HashMap<String, Attempt>,
 }
@@ -147,6 +149,8 @@ impl QueueState {
             timers: BTreeSet::new(),
             by_sent: BTreeSet::new(),
             inflight_groups: HashMap::new(),
+            in_flight: 0,
+            delayed: 0,
             dedup: HashMap::new(),
             attempts: HashMap::new(),
         }
@@ -184,10 +188,15 @@ impl QueueState {
                 self.timers.insert((meta.visible_at_ms, seq));
             }
         }
-        if meta.state == MsgState::InFlight {
-            if let Some(g) = &meta.group {
-                *self.inflight_groups.entry(g.clone()).or_default() += 1;
+        match meta.state {
+            MsgState::InFlight => {
+                self.in_flight += 1;
+                if let Some(g) = &meta.group {
+                    *self.inflight_groups.entry(g.clone()).or_default() += 1;
+                }
             }
+            MsgState::Delayed => self.delayed += 1,
+            MsgState::Visible => {}
         }
         self.by_sent.insert((meta.sent_ms, seq));
         self.msgs.insert(seq, meta);
@@ -198,8 +207,13 @@ impl QueueState {
         self.visible.remove(&seq);
         self.timers.remove(&(meta.visible_at_ms, seq));
         self.by_sent.remove(&(meta.sent_ms, seq));
-        if meta.state == MsgState::InFlight {
-            self.release_group(&meta.group);
+        match meta.state {
+            MsgState::InFlight => {
+                self.in_flight -= 1;
+                self.release_group(&meta.group);
+            }
+            MsgState::Delayed => self.delayed -= 1,
+            MsgState::Visible => {}
         }
         Some(meta)
     }
@@ -223,12 +237,17 @@ impl QueueState {
             }
             self.timers.pop_first();
             let Some(meta) = self.msgs.get_mut(&seq) else { continue };
-            let was_inflight = meta.state == MsgState::InFlight;
+            let previous = meta.state;
             meta.state = MsgState::Visible;
             let group = meta.group.clone();
             self.visible.insert(seq);
-            if was_inflight {
-                self.release_group(&group);
+            match previous {
+                MsgState::InFlight => {
+                    self.in_flight -= 1;
+                    self.release_group(&group);
+                }
+                MsgState::Delayed => self.delayed -= 1,
+                MsgState::Visible => {}
             }
         }
     }
@@ -240,15 +259,7 @@ impl QueueState {
 
     pub fn counts(&mut self, now: u64) -> QueueCounts {
         self.advance(now);
-        let mut c = QueueCounts { visible: self.visible.len() as u64, ..Default::default() };
-        for (_, seq) in &self.timers {
-            match self.msgs.get(seq).map(|m| m.state) {
-                Some(MsgState::InFlight) => c.in_flight += 1,
-                Some(MsgState::Delayed) => c.delayed += 1,
-                _ => {}
-            }
-        }
-        c
+        QueueCounts { visible: self.visible.len() as u64, in_flight: self.in_flight, delayed: self.delayed }
     }
 
     /// Picks up to `max` visible messages, makes them in flight until
@@ -340,6 +351,7 @@ impl QueueState {
                 dlq_source: meta.dlq_source,
             };
             self.timers.insert((taken.visible_at_ms, seq));
+            self.in_flight += 1;
             if let Some(g) = group {
                 *self.inflight_groups.entry(g).or_default() += 1;
             }
@@ -387,6 +399,7 @@ impl QueueState {
             m.state = MsgState::Visible;
             let group = m.group.clone();
             self.visible.insert(seq);
+            self.in_flight -= 1;
             self.release_group(&group);
         } else {
             self.timers.insert((m.visible_at_ms, seq));
@@ -482,5 +495,71 @@ mod tests {
         }
         let r = s.receive(0, 10, 30_000, None, || 1);
         assert_eq!(r.taken.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    }
+
+    fn brute_counts(s: &QueueState) -> QueueCounts {
+        let mut c = QueueCounts::default();
+        for m in s.msgs.values() {
+            match m.state {
+                MsgState::Visible => c.visible += 1,
+                MsgState::InFlight => c.in_flight += 1,
+                MsgState::Delayed => c.delayed += 1,
+            }
+        }
+        c
+    }
+
+    /// The O(1) counters agree with a recount after any mix of operations.
+    #[test]
+    fn counters_match_a_recount_after_random_operations() {
+        let mut rng_state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 7;
+            rng_state ^= rng_state << 17;
+            rng_state
+        };
+        for fifo in [false, true] {
+            let mut s = state(fifo);
+            let mut now = 0u64;
+            let mut seq = 0i64;
+            let mut handed_out: Vec<(i64, u64)> = Vec::new();
+            for _ in 0..2_000 {
+                match next() % 6 {
+                    0 | 1 => {
+                        seq += 1;
+                        let delay = if next() % 3 == 0 { 5_000 } else { 0 };
+                        let group = ["a", "b", "c"][(next() % 3) as usize];
+                        s.insert(MsgMeta {
+                            seq,
+                            sent_ms: now,
+                            visible_at_ms: now + delay,
+                            receive_count: 0,
+                            first_receive_ms: 0,
+                            receipt_token: 0,
+                            group: Some(Arc::from(group)),
+                            state: if delay > 0 { MsgState::Delayed } else { MsgState::Visible },
+                            dlq_source: None,
+                        });
+                    }
+                    2 => {
+                        let r = s.receive(now, (next() % 10 + 1) as usize, next() % 10_000, None, &mut next);
+                        handed_out.extend(r.taken.iter().map(|t| (t.seq, t.receipt_token)));
+                    }
+                    3 => {
+                        if let Some((seq, _)) = handed_out.pop() {
+                            s.remove(seq);
+                        }
+                    }
+                    4 => {
+                        if let Some((seq, token)) = handed_out.last().copied() {
+                            let _ = s.change_visibility(seq, token, now, next() % 3);
+                        }
+                    }
+                    _ => now += next() % 4_000,
+                }
+                assert_eq!(s.counts(now), brute_counts(&s));
+            }
+        }
     }
 }

@@ -80,6 +80,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
         request_id: request_id.clone(),
         access_key_id: access_key,
         path: parts.uri.path().to_owned(),
+        trace_header: header_str(&parts.headers, "x-amzn-trace-id").map(str::to_owned),
     };
 
     match protocol {

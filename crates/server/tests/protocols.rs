@@ -179,6 +179,29 @@ fn bad_input_gets_aws_errors_and_changes_nothing() {
 }
 
 #[test]
+fn trace_header_becomes_the_aws_trace_header_attribute() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let url = create(&a, &s.endpoint, "traced");
+    let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+    let resp = a
+        .post(&s.endpoint)
+        .header("X-Amz-Target", "AmazonSQS.SendMessage")
+        .header("X-Amzn-Trace-Id", trace)
+        .send(j!({"QueueUrl": url, "MessageBody": "x"}).to_string().as_str())
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (_, body, _) = json_call(
+        &a,
+        &s.endpoint,
+        "ReceiveMessage",
+        &j!({"QueueUrl": url, "MessageSystemAttributeNames": ["AWSTraceHeader"]}).to_string(),
+    );
+    assert_eq!(json(&body)["Messages"][0]["Attributes"]["AWSTraceHeader"], trace);
+}
+
+#[test]
 fn health_and_http2_prior_knowledge() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::spawn(dir.path(), &[]);

@@ -12,4 +12,6 @@ pub struct RequestContext {
     pub access_key_id: String,
     /// Request path, for Query requests POSTed to a queue URL.
     pub path: String,
+    /// `X-Amzn-Trace-Id`, stored as the AWSTraceHeader system attribute of sends.
+    pub trace_header: Option<String>,
 }

@@ -43,6 +43,9 @@ const MAX_PERMISSION_ACTIONS: usize = 7;
 const MAX_WAIT_SECONDS: i64 = 20;
 /// StartMessageMoveTask's MaxNumberOfMessagesPerSecond: 1–500.
 const MAX_MOVE_RATE: i64 = 500;
+/// In-flight messages a standard queue allows; only short polls report OverLimit
+/// ("If you use long polling, Amazon SQS returns no error messages"); FIFO never does.
+const MAX_IN_FLIGHT_STANDARD: u64 = 120_000;
 
 pub struct SqsService {
     store: Arc<dyn Store>,
@@ -454,6 +457,19 @@ impl SqsService {
         }
         let attrs_size = validate_attributes(attrs, "user")?;
         validate_system_attributes(system_attrs)?;
+        let md5_system_attributes = md5_of_attributes(system_attrs);
+        let mut system_attrs = system_attrs.clone();
+        if let (false, Some(trace)) = (system_attrs.contains_key("AWSTraceHeader"), &ctx.trace_header) {
+            // AWSTraceHeader may also arrive as the X-Amzn-Trace-Id header.
+            system_attrs.insert(
+                "AWSTraceHeader".into(),
+                MessageAttributeValue {
+                    data_type: Some("String".into()),
+                    string_value: Some(trace.clone()),
+                    ..Default::default()
+                },
+            );
+        }
         let size = body.len() + attrs_size;
         let max: usize = info.attributes.get("MaximumMessageSize").and_then(|v| v.parse().ok()).unwrap_or(1_048_576);
         if size > max {
@@ -494,7 +510,7 @@ impl SqsService {
             message: NewMessage {
                 body: body.to_owned(),
                 attributes: store_attributes(attrs),
-                system_attributes: store_attributes(system_attrs),
+                system_attributes: store_attributes(&system_attrs),
                 sender_id: ctx.access_key_id.clone(),
                 group_id: group.clone(),
                 dedup_id,
@@ -502,7 +518,7 @@ impl SqsService {
             },
             md5_body: md5_hex(body.as_bytes()),
             md5_attributes: md5_of_attributes(attrs),
-            md5_system_attributes: md5_of_attributes(system_attrs),
+            md5_system_attributes,
             size,
         })
     }
@@ -614,6 +630,15 @@ impl SqsService {
             return Err(invalid_value_reason("WaitTimeSeconds", wait, "Must be >= 0 and <= 20, if provided."));
         }
         let fifo = info.attributes.get("FifoQueue").is_some_and(|v| v == "true");
+        if !fifo && wait == 0 {
+            let counts = self.store.queue_counts(&key).map_err(|e| from_store(e, &key.name, ""))?;
+            if counts.in_flight >= MAX_IN_FLIGHT_STANDARD {
+                return Err(over_limit(format!(
+                    "The maximum number of in flight messages ({MAX_IN_FLIGHT_STANDARD}) has been reached for queue {}.",
+                    key.name
+                )));
+            }
+        }
         let params = ReceiveParams {
             max_messages: max as usize,
             visibility_timeout_s: req.visibility_timeout.map(|v| v as u64),
