@@ -29,6 +29,14 @@ fn drain(a: &ureq::Agent, endpoint: &str, url: &str) -> Vec<serde_json::Value> {
     }
 }
 
+/// Sends to a FIFO queue; returns the sequence number.
+fn send_fifo(a: &ureq::Agent, endpoint: &str, url: &str, body: &str, dedup: &str) -> u128 {
+    let req = j!({"QueueUrl": url, "MessageBody": body, "MessageGroupId": "g", "MessageDeduplicationId": dedup});
+    let (status, text, _) = json_call(a, endpoint, "SendMessage", &req.to_string());
+    assert_eq!(status, 200, "{text}");
+    json(&text)["SequenceNumber"].as_str().unwrap().parse().unwrap()
+}
+
 #[test]
 fn graceful_restart_keeps_messages_and_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,14 +56,7 @@ fn graceful_restart_keeps_messages_and_state() {
         );
         assert_eq!(status, 200);
     }
-    let (_, body, _) = json_call(
-        &a,
-        &s.endpoint,
-        "SendMessage",
-        &j!({"QueueUrl": fifo_url, "MessageBody": "f1", "MessageGroupId": "g", "MessageDeduplicationId": "1"})
-            .to_string(),
-    );
-    let seq_before: u128 = json(&body)["SequenceNumber"].as_str().unwrap().parse().unwrap();
+    let seq_before = send_fifo(&a, &s.endpoint, &fifo_url, "f1", "1");
     let (_, body, _) = json_call(
         &a,
         &s.endpoint,
@@ -88,26 +89,8 @@ fn graceful_restart_keeps_messages_and_state() {
         drain(&a, &s.endpoint, &url).iter().map(|m| m["Body"].as_str().unwrap().to_owned()).collect();
     assert_eq!(bodies.len(), 90);
     assert!(bodies.is_disjoint(&deleted));
-    let (_, body, _) = json_call(
-        &a,
-        &s.endpoint,
-        "SendMessage",
-        &j!({"QueueUrl": fifo_url, "MessageBody": "f1", "MessageGroupId": "g", "MessageDeduplicationId": "1"})
-            .to_string(),
-    );
-    assert_eq!(
-        json(&body)["SequenceNumber"].as_str().unwrap().parse::<u128>().unwrap(),
-        seq_before,
-        "dedup survives restart"
-    );
-    let (_, body, _) = json_call(
-        &a,
-        &s.endpoint,
-        "SendMessage",
-        &j!({"QueueUrl": fifo_url, "MessageBody": "f2", "MessageGroupId": "g", "MessageDeduplicationId": "2"})
-            .to_string(),
-    );
-    assert!(json(&body)["SequenceNumber"].as_str().unwrap().parse::<u128>().unwrap() > seq_before);
+    assert_eq!(send_fifo(&a, &s.endpoint, &fifo_url, "f1", "1"), seq_before, "dedup survives restart");
+    assert!(send_fifo(&a, &s.endpoint, &fifo_url, "f2", "2") > seq_before);
 }
 
 #[test]

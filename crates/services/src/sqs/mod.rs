@@ -100,6 +100,19 @@ fn check_batch<'a>(
     Ok(())
 }
 
+/// `{"Successful": [{"Id"}], "Failed": [...]}` of a batch whose entries return nothing.
+fn batch_outcome(results: Vec<(String, Result<(), AwsError>)>) -> Value {
+    let mut successful = Vec::new();
+    let mut failed = Vec::new();
+    for (id, result) in results {
+        match result {
+            Ok(()) => successful.push(json!({"Id": id})),
+            Err(err) => failed.push(failed_entry(&id, &err)),
+        }
+    }
+    json!({"Successful": successful, "Failed": failed})
+}
+
 fn failed_entry(id: &str, e: &AwsError) -> Value {
     json!({"Id": id, "SenderFault": e.status < 500, "Code": e.query_code, "Message": e.message})
 }
@@ -761,20 +774,15 @@ impl SqsService {
         let key = self.queue_key(ctx, &req.queue_url)?;
         self.info(&key)?;
         check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "DeleteMessageBatchRequestEntry")?;
-        let mut successful = Vec::new();
-        let mut failed = Vec::new();
+        let mut results = Vec::with_capacity(req.entries.len());
         for e in &req.entries {
-            let id = e.id.clone().unwrap_or_default();
             let result = match &e.receipt_handle {
                 Some(h) => self.delete_one(&key, h).await,
                 None => Err(missing_parameter("ReceiptHandle")),
             };
-            match result {
-                Ok(()) => successful.push(json!({"Id": id})),
-                Err(err) => failed.push(failed_entry(&id, &err)),
-            }
+            results.push((e.id.clone().unwrap_or_default(), result));
         }
-        Ok(json!({"Successful": successful, "Failed": failed}))
+        Ok(batch_outcome(results))
     }
 
     async fn change_one(&self, key: &QueueKey, handle: &str, timeout: i64) -> Result<(), AwsError> {
@@ -814,21 +822,16 @@ impl SqsService {
             req.entries.len(),
             "ChangeMessageVisibilityBatchRequestEntry",
         )?;
-        let mut successful = Vec::new();
-        let mut failed = Vec::new();
+        let mut results = Vec::with_capacity(req.entries.len());
         for e in &req.entries {
-            let id = e.id.clone().unwrap_or_default();
             let result = match (&e.receipt_handle, e.visibility_timeout) {
                 (Some(h), Some(t)) => self.change_one(&key, h, t).await,
                 (None, _) => Err(missing_parameter("ReceiptHandle")),
                 (_, None) => Err(missing_parameter("VisibilityTimeout")),
             };
-            match result {
-                Ok(()) => successful.push(json!({"Id": id})),
-                Err(err) => failed.push(failed_entry(&id, &err)),
-            }
+            results.push((e.id.clone().unwrap_or_default(), result));
         }
-        Ok(json!({"Successful": successful, "Failed": failed}))
+        Ok(batch_outcome(results))
     }
 
     // ---- dead-letter queues and move tasks ----
