@@ -479,3 +479,36 @@ async fn dead_letter_queue_and_move_tasks() {
     assert_eq!(tasks.results().len(), 2);
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_long_polls_each_get_a_message() {
+    let t = TestServer::start().await;
+    let c = t.client.clone();
+    let url = c.create_queue().queue_name("crowd").send().await.unwrap().queue_url.unwrap();
+    const POLLERS: usize = 200;
+    let mut polls = Vec::new();
+    for _ in 0..POLLERS {
+        let (c, url) = (c.clone(), url.clone());
+        polls.push(tokio::spawn(async move {
+            let mut bodies = Vec::new();
+            // A poll may return empty-handed if another took the message; poll again.
+            while bodies.is_empty() {
+                let r = c.receive_message().queue_url(&url).wait_time_seconds(20).send().await.unwrap();
+                bodies.extend(r.messages().iter().filter_map(|m| m.body().map(str::to_owned)));
+            }
+            bodies
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..POLLERS {
+        c.send_message().queue_url(&url).message_body(format!("m{i}")).send().await.unwrap();
+    }
+    let mut all = Vec::new();
+    for p in polls {
+        all.extend(tokio::time::timeout(Duration::from_secs(60), p).await.expect("poll finished").unwrap());
+    }
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), POLLERS, "every message went to exactly one poller");
+    t.stop().await;
+}

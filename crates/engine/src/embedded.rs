@@ -274,7 +274,8 @@ impl EmbeddedStore {
     fn read_messages(&self, seqs: &[i64]) -> Result<HashMap<i64, ReceivedMessage>, StoreError> {
         self.db.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT message_id, body, attributes, system_attributes, sender_id, group_id, dedup_id, sent_ms, dlq_source_queue_id FROM messages WHERE seq=?1",
+                "SELECT b.message_id, b.body, b.attributes, b.system_attributes, b.sender_id, m.group_id, b.dedup_id, m.sent_ms, \
+                 m.dlq_source_queue_id FROM messages m JOIN message_bodies b ON b.seq = m.seq WHERE m.seq=?1",
             )?;
             let mut out = HashMap::new();
             for seq in seqs {
@@ -862,16 +863,23 @@ impl Store for EmbeddedStore {
         let now = self.clock.now_ms();
         let handles: Vec<Arc<QueueHandle>> = self.registry().by_key.values().cloned().collect();
         let mut ops = Vec::new();
+        let mut dedup_expired = 0;
         for h in handles {
             let mut st = h.lock();
             for seq in st.expired(now) {
                 st.remove(seq);
                 ops.push(SqlOp::DeleteMessage { seq });
             }
-            st.prune_dedup(now);
+            dedup_expired += st.prune_dedup(now);
         }
         let n = ops.len() as u64;
-        ops.push(SqlOp::PruneDedup { now: now as i64 });
+        if dedup_expired > 0 {
+            ops.push(SqlOp::PruneDedup { now: now as i64 });
+        }
+        if ops.is_empty() {
+            // Nothing to write: no commit, no fsync.
+            return Ok(Durable::ready(0));
+        }
         self.commit(n, ops, None)
     }
 }

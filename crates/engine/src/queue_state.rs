@@ -437,8 +437,11 @@ impl QueueState {
         }
     }
 
-    pub fn prune_dedup(&mut self, now: u64) {
+    /// Forgets expired dedup entries; returns how many.
+    pub fn prune_dedup(&mut self, now: u64) -> usize {
+        let before = self.dedup.len();
         self.dedup.retain(|_, e| e.expires_ms > now);
+        before - self.dedup.len()
     }
 }
 
