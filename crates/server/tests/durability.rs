@@ -184,3 +184,22 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
     let resurrected: Vec<&String> = deleted.iter().filter(|b| received.contains(*b)).collect();
     assert!(resurrected.is_empty(), "deleted messages came back: {:?}", resurrected.iter().take(5).collect::<Vec<_>>());
 }
+
+#[test]
+fn sigterm_ends_long_polls_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let (_, body, _) = json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"idle"}"#);
+    let url = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
+    let endpoint = s.endpoint.clone();
+    let poll = std::thread::spawn(move || {
+        json_call(&agent(), &endpoint, "ReceiveMessage", &j!({"QueueUrl": url, "WaitTimeSeconds": 20}).to_string())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}");
+    let (code, body, _) = poll.join().unwrap();
+    assert_eq!(code, 200, "the in-flight long poll was answered: {body}");
+    assert!(json(&body).get("Messages").is_none());
+}
