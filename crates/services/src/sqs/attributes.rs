@@ -140,6 +140,23 @@ pub fn validate(
         };
         out.insert(name.clone(), normalised);
     }
+    let kms = out.get("KmsMasterKeyId").is_some_and(|k| !k.is_empty());
+    match (kms, out.get("SqsManagedSseEnabled").map(String::as_str)) {
+        (true, Some("true")) => {
+            return Err(invalid_attribute_name(
+                "You can use one type of server-side encryption (SSE) at one time. You can either enable KMS SSE or SQS SSE.",
+            ))
+        }
+        (true, None) => {
+            // KMS SSE replaces the default SSE-SQS.
+            out.insert("SqsManagedSseEnabled".into(), "false".into());
+        }
+        _ => {}
+    }
+    if kms && creating && !out.contains_key("KmsDataKeyReusePeriodSeconds") {
+        // AWS's default data key reuse period.
+        out.insert("KmsDataKeyReusePeriodSeconds".into(), "300".into());
+    }
     Ok(out)
 }
 
@@ -253,4 +270,100 @@ fn validate_redrive_allow_policy(value: &str) -> Result<String, AwsError> {
         _ => return Err(bad("Amazon SQS can't create the redrive allow policy, as it's in an unsupported format.")),
     }
     Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    struct Queues(Vec<(QueueKey, Attributes)>);
+    impl QueueLookup for Queues {
+        fn queue_attributes(&self, key: &QueueKey) -> Option<Attributes> {
+            self.0.iter().find(|(k, _)| k == key).map(|(_, a)| a.clone())
+        }
+    }
+
+    fn req(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn key(name: &str) -> QueueKey {
+        QueueKey::new("000000000000", "us-east-1", name)
+    }
+
+    fn code(r: Result<Attributes, AwsError>) -> String {
+        r.unwrap_err().json_type
+    }
+
+    #[test]
+    fn ranges_names_and_queue_types() {
+        let none = Queues(vec![]);
+        let q = key("q");
+        let ok = validate(&req(&[("VisibilityTimeout", "043200"), ("DelaySeconds", "900")]), false, true, &q, &none)
+            .unwrap();
+        assert_eq!(ok["VisibilityTimeout"], "43200", "numbers are normalised");
+        assert_eq!(
+            code(validate(&req(&[("VisibilityTimeout", "43201")]), false, true, &q, &none)),
+            "InvalidAttributeValue"
+        );
+        assert_eq!(
+            code(validate(&req(&[("MaximumMessageSize", "1023")]), false, true, &q, &none)),
+            "InvalidAttributeValue"
+        );
+        assert_eq!(
+            code(validate(&req(&[("MessageRetentionPeriod", "59")]), false, true, &q, &none)),
+            "InvalidAttributeValue"
+        );
+        assert_eq!(code(validate(&req(&[("QueueArn", "x")]), false, true, &q, &none)), "InvalidAttributeName");
+        assert_eq!(
+            code(validate(&req(&[("DeduplicationScope", "queue")]), false, true, &q, &none)),
+            "InvalidAttributeName"
+        );
+        assert!(validate(&req(&[("DeduplicationScope", "messageGroup")]), true, true, &q, &none).is_ok());
+        assert_eq!(code(validate(&req(&[("FifoQueue", "true")]), true, false, &q, &none)), "InvalidAttributeValue");
+    }
+
+    #[test]
+    fn kms_and_sqs_managed_encryption_are_exclusive() {
+        let none = Queues(vec![]);
+        let q = key("q");
+        let kms = validate(&req(&[("KmsMasterKeyId", "alias/aws/sqs")]), false, true, &q, &none).unwrap();
+        assert_eq!(kms["SqsManagedSseEnabled"], "false");
+        assert_eq!(kms["KmsDataKeyReusePeriodSeconds"], "300");
+        let both = validate(&req(&[("KmsMasterKeyId", "k"), ("SqsManagedSseEnabled", "true")]), false, true, &q, &none);
+        assert_eq!(code(both), "InvalidAttributeName");
+    }
+
+    #[test]
+    fn redrive_policy_checks_target_type_and_allow_policy() {
+        let std_dlq = (key("dlq"), Attributes::new());
+        let fifo_dlq = (key("dlq.fifo"), [("FifoQueue".to_string(), "true".to_string())].into());
+        let deny = (
+            key("deny"),
+            [("RedriveAllowPolicy".to_string(), r#"{"redrivePermission":"denyAll"}"#.to_string())].into(),
+        );
+        let lookup = Queues(vec![std_dlq, fifo_dlq, deny]);
+        let q = key("src");
+        let policy = |target: &str, count: &str| {
+            req(&[(
+                "RedrivePolicy",
+                &format!(
+                    r#"{{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:{target}","maxReceiveCount":{count}}}"#
+                ),
+            )])
+        };
+        let ok = validate(&policy("dlq", "\"3\""), false, true, &q, &lookup).unwrap();
+        assert_eq!(
+            ok["RedrivePolicy"],
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":3}"#
+        );
+        assert_eq!(code(validate(&policy("dlq", "0"), false, true, &q, &lookup)), "InvalidAttributeValue");
+        assert_eq!(code(validate(&policy("dlq", "1001"), false, true, &q, &lookup)), "InvalidAttributeValue");
+        assert_eq!(code(validate(&policy("missing", "3"), false, true, &q, &lookup)), "InvalidAttributeValue");
+        assert_eq!(code(validate(&policy("dlq.fifo", "3"), false, true, &q, &lookup)), "InvalidAttributeValue");
+        assert_eq!(code(validate(&policy("deny", "3"), false, true, &q, &lookup)), "InvalidAttributeValue");
+        let by_queue = req(&[("RedriveAllowPolicy", r#"{"redrivePermission":"byQueue"}"#)]);
+        assert_eq!(code(validate(&by_queue, false, true, &q, &lookup)), "InvalidAttributeValue");
+    }
 }
