@@ -1,6 +1,7 @@
 //! Service semantics: request validation and AWS behaviour, on top of the engine.
 
 pub mod context;
+pub mod filter;
 pub mod sqs;
 
 pub use context::RequestContext;

@@ -58,10 +58,11 @@ impl AwsError {
         .unwrap_or_default()
     }
 
-    /// Query protocol `<ErrorResponse>` body.
-    pub fn query_xml_body(&self, request_id: &str) -> Vec<u8> {
+    /// Query protocol `<ErrorResponse>` body in the service's XML namespace.
+    pub fn query_xml_body(&self, xmlns: &str, request_id: &str) -> Vec<u8> {
         format!(
-            "<?xml version=\"1.0\"?><ErrorResponse xmlns=\"http://queue.amazonaws.com/doc/2012-11-05/\"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message><Detail/></Error><RequestId>{}</RequestId></ErrorResponse>",
+            "<?xml version=\"1.0\"?><ErrorResponse xmlns=\"{}\"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message><Detail/></Error><RequestId>{}</RequestId></ErrorResponse>",
+            escape_text(xmlns),
             self.fault.as_str(),
             escape_text(&self.query_code),
             escape_text(&self.message),
