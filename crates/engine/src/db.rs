@@ -52,6 +52,20 @@ CREATE TABLE move_tasks (
     moved INTEGER NOT NULL, to_move INTEGER NOT NULL, started_ms INTEGER NOT NULL,
     failure_reason TEXT, max_seq INTEGER NOT NULL
 );
+"#, r#"
+CREATE TABLE topics (arn TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE subscriptions (arn TEXT PRIMARY KEY, topic_arn TEXT NOT NULL, record TEXT NOT NULL);
+CREATE TABLE sns_outbox (
+    id INTEGER PRIMARY KEY,
+    subscription_arn TEXT NOT NULL,
+    record TEXT NOT NULL,
+    next_attempt_ms INTEGER NOT NULL
+);
+CREATE TABLE topic_dedup (
+    topic_arn TEXT NOT NULL, scope TEXT NOT NULL, dedup_id TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL, message_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (topic_arn, scope, dedup_id)
+);
 "#];
 
 /// One row of `messages`, as the writer inserts it.
@@ -152,6 +166,13 @@ pub enum SqlOp {
         seq: i64,
     },
     UpsertMoveTask(Box<MoveTaskRow>),
+    UpsertTopic { arn: String, record: String },
+    DeleteTopic { arn: String },
+    UpsertSubscription { arn: String, topic_arn: String, record: String },
+    DeleteSubscription { arn: String },
+    UpsertOutbox { id: i64, subscription_arn: String, record: String, next_attempt_ms: i64 },
+    DeleteOutbox { id: i64 },
+    InsertTopicDedup { topic_arn: String, scope: String, dedup_id: String, expires_ms: i64, message_id: String, seq: i64 },
 }
 
 pub type CommitHook = Box<dyn FnOnce() + Send>;
@@ -399,6 +420,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
         }
         SqlOp::PruneDedup { now } => {
             tx.prepare_cached("DELETE FROM dedup WHERE expires_ms<=?1")?.execute(params![now])?;
+            tx.prepare_cached("DELETE FROM topic_dedup WHERE expires_ms<=?1")?.execute(params![now])?;
         }
         SqlOp::SetMeta { key, value } => {
             tx.prepare_cached(
@@ -412,6 +434,35 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
                  CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
             )?
             .execute(params![seq.to_string()])?;
+        }
+        SqlOp::UpsertTopic { arn, record } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO topics (arn, record) VALUES (?1, ?2)")?.execute(params![arn, record])?;
+        }
+        SqlOp::DeleteTopic { arn } => {
+            tx.prepare_cached("DELETE FROM topics WHERE arn=?1")?.execute(params![arn])?;
+            tx.prepare_cached("DELETE FROM topic_dedup WHERE topic_arn=?1")?.execute(params![arn])?;
+        }
+        SqlOp::UpsertSubscription { arn, topic_arn, record } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO subscriptions (arn, topic_arn, record) VALUES (?1, ?2, ?3)")?
+                .execute(params![arn, topic_arn, record])?;
+        }
+        SqlOp::DeleteSubscription { arn } => {
+            tx.prepare_cached("DELETE FROM subscriptions WHERE arn=?1")?.execute(params![arn])?;
+        }
+        SqlOp::UpsertOutbox { id, subscription_arn, record, next_attempt_ms } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO sns_outbox (id, subscription_arn, record, next_attempt_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, subscription_arn, record, next_attempt_ms])?;
+        }
+        SqlOp::DeleteOutbox { id } => {
+            tx.prepare_cached("DELETE FROM sns_outbox WHERE id=?1")?.execute(params![id])?;
+        }
+        SqlOp::InsertTopicDedup { topic_arn, scope, dedup_id, expires_ms, message_id, seq } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO topic_dedup (topic_arn, scope, dedup_id, expires_ms, message_id, seq) VALUES (?1,?2,?3,?4,?5,?6)",
+            )?
+            .execute(params![topic_arn, scope, dedup_id, expires_ms, message_id, seq])?;
         }
         SqlOp::UpsertMoveTask(t) => {
             tx.prepare_cached(

@@ -51,10 +51,11 @@ struct TaskState {
 
 pub struct EmbeddedStore {
     db: Database,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     options: EmbeddedOptions,
     registry: RwLock<Registry>,
-    next_seq: AtomicI64,
+    pub(crate) next_seq: AtomicI64,
+    topics: Mutex<crate::topics::TopicRegistry>,
     next_queue_id: AtomicI64,
     tasks: Mutex<Vec<TaskState>>,
     _temp_dir: Option<tempfile::TempDir>,
@@ -115,6 +116,7 @@ impl EmbeddedStore {
             next_seq: AtomicI64::new(1),
             next_queue_id: AtomicI64::new(1),
             tasks: Mutex::new(Vec::new()),
+            topics: Mutex::new(Default::default()),
             _temp_dir: temp_dir,
         };
         store.load(&conn).map_err(internal)?;
@@ -233,6 +235,7 @@ impl EmbeddedStore {
                 tasks.push(TaskState { row: row? });
             }
         }
+        *self.topic_registry() = crate::topics::TopicRegistry::load(conn, now)?;
         self.next_seq.store(max_seq + 1, Ordering::SeqCst);
         self.next_queue_id.store(max_queue_id + 1, Ordering::SeqCst);
         Ok(())
@@ -242,11 +245,15 @@ impl EmbeddedStore {
         self.registry.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub(crate) fn topic_registry(&self) -> MutexGuard<'_, crate::topics::TopicRegistry> {
+        self.topics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn handle(&self, key: &QueueKey) -> Result<Arc<QueueHandle>, StoreError> {
         self.registry().by_key.get(key).cloned().ok_or(StoreError::QueueDoesNotExist)
     }
 
-    fn commit<T>(&self, value: T, ops: Vec<SqlOp>, on_commit: Option<CommitHook>) -> Result<Durable<T>, StoreError> {
+    pub(crate) fn commit<T>(&self, value: T, ops: Vec<SqlOp>, on_commit: Option<CommitHook>) -> Result<Durable<T>, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.db.submit(WriteItem { ops, on_commit, done: Some(tx) })?;
         Ok(Durable { value, commit: Some(rx) })
@@ -876,6 +883,7 @@ impl Store for EmbeddedStore {
             }
             dedup_expired += st.prune_dedup(now);
         }
+        dedup_expired += self.topic_registry().prune(now);
         let n = ops.len() as u64;
         if dedup_expired > 0 {
             ops.push(SqlOp::PruneDedup { now: now as i64 });

@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod limits;
 pub mod queue_state;
 pub mod store;
+pub mod topics;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::{EmbeddedOptions, EmbeddedStore};

@@ -220,3 +220,71 @@ pub trait Store: Send + Sync {
     /// Deletes messages past their retention period and expired dedup entries.
     fn expire(&self) -> Result<Durable<u64>, StoreError>;
 }
+
+/// An SNS topic as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicRecord {
+    pub arn: String,
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    pub attributes: Attributes,
+    pub tags: Tags,
+    pub created_ms: u64,
+}
+
+/// An SNS subscription as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubscriptionRecord {
+    pub arn: String,
+    pub topic_arn: String,
+    pub protocol: String,
+    pub endpoint: String,
+    pub owner: String,
+    pub attributes: Attributes,
+    pub confirmed: bool,
+    pub token: String,
+}
+
+/// A delivery waiting for an endpoint outside the process (HTTP, or an outbox protocol).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutboxEntry {
+    /// Assigned by the store.
+    #[serde(default)]
+    pub id: i64,
+    pub subscription_arn: String,
+    pub protocol: String,
+    pub endpoint: String,
+    /// The body to deliver and the headers that go with it.
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+    pub created_ms: u64,
+    pub attempts: u32,
+    pub next_attempt_ms: u64,
+}
+
+/// What SNS needs from storage, beside the queues it delivers to.
+pub trait TopicStore: Send + Sync {
+    fn put_topic(&self, topic: TopicRecord) -> Result<Durable<()>, StoreError>;
+    fn get_topic(&self, arn: &str) -> Option<TopicRecord>;
+    fn list_topics(&self, account: &str, region: &str) -> Vec<TopicRecord>;
+    /// Deletes the topic and its subscriptions.
+    fn delete_topic(&self, arn: &str) -> Result<Durable<()>, StoreError>;
+    fn put_subscription(&self, subscription: SubscriptionRecord) -> Result<Durable<()>, StoreError>;
+    fn get_subscription(&self, arn: &str) -> Option<SubscriptionRecord>;
+    /// All subscriptions in an account and region, ordered by ARN.
+    fn list_subscriptions(&self, account: &str, region: &str) -> Vec<SubscriptionRecord>;
+    fn subscriptions_of(&self, topic_arn: &str) -> Vec<SubscriptionRecord>;
+    fn delete_subscription(&self, arn: &str) -> Result<Durable<()>, StoreError>;
+
+    /// FIFO topic publish bookkeeping: the next sequence number, or the earlier
+    /// (message id, sequence) when `dedup_id` was seen within the dedup window.
+    fn topic_sequence(&self, topic_arn: &str, scope: &str, dedup_id: &str)
+        -> Result<Durable<(String, i64, bool)>, StoreError>;
+
+    fn add_outbox(&self, entries: Vec<OutboxEntry>) -> Result<Durable<Vec<i64>>, StoreError>;
+    fn update_outbox(&self, entry: OutboxEntry) -> Result<Durable<()>, StoreError>;
+    fn remove_outbox(&self, id: i64) -> Result<Durable<()>, StoreError>;
+    /// Entries due at `now` (for HTTP delivery), or all entries of outbox protocols.
+    fn outbox(&self) -> Vec<OutboxEntry>;
+}

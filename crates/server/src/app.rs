@@ -6,6 +6,8 @@ use crate::http;
 use anyhow::Context as _;
 use serde_json::json;
 use sluice_engine::{Clock, EmbeddedOptions, EmbeddedStore, Store, SystemClock};
+use sluice_services::sns::signing::SigningKeys;
+use sluice_services::sns::SnsService;
 use sluice_services::sqs::SqsService;
 use sluice_services::RequestContext;
 use std::net::SocketAddr;
@@ -19,6 +21,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     serve: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: tokio::task::JoinHandle<()>,
+    delivery: tokio::task::JoinHandle<()>,
     store: Arc<EmbeddedStore>,
 }
 
@@ -28,6 +31,7 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         self.serve.await??;
         let _ = self.workers.await;
+        let _ = self.delivery.await;
         self.store.shutdown();
         tracing::info!("stopped");
         Ok(())
@@ -49,11 +53,23 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         .map_err(|e| anyhow::anyhow!("cannot open the data directory: {e}"))?,
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let sqs = SqsService::new(store.clone() as Arc<dyn Store>, clock, shutdown_rx.clone());
+    let sqs = SqsService::new(store.clone() as Arc<dyn Store>, clock.clone(), shutdown_rx.clone());
     declare_queues(&sqs, &settings).await?;
+    let sns = Arc::new(SnsService::new(
+        store.clone(),
+        store.clone() as Arc<dyn Store>,
+        clock,
+        Arc::new(SigningKeys::new(settings.data_dir.clone())),
+    ));
+    let delivery = tokio::spawn(sluice_services::sns::delivery::run(
+        sns.clone(),
+        Arc::new(crate::http_client::HyperPost::new()),
+        shutdown_rx.clone(),
+    ));
 
     let state = Arc::new(http::AppState {
         sqs,
+        sns,
         default_account: settings.account.clone(),
         default_region: settings.region.clone(),
     });
@@ -73,7 +89,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             })
             .await
     });
-    Ok(RunningServer { addr, shutdown: shutdown_tx, serve, workers, store })
+    Ok(RunningServer { addr, shutdown: shutdown_tx, serve, workers, delivery, store })
 }
 
 /// Messages a move task without MaxNumberOfMessagesPerSecond moves per second

@@ -6,6 +6,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::Value;
+use sluice_services::sns::SnsService;
 use sluice_services::sqs::{errors, SqsService, XMLNS};
 use sluice_services::RequestContext;
 use sluice_wire::xml::XmlResponse;
@@ -17,6 +18,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 pub struct AppState {
     pub sqs: SqsService,
+    pub sns: Arc<SnsService>,
     pub default_account: String,
     pub default_region: String,
 }
@@ -36,7 +38,53 @@ fn account_for(access_key: &str, default: &str) -> String {
 
 enum Protocol {
     Json,
-    Query,
+    /// Query, with the XML namespace of the service answering.
+    Query(&'static str),
+}
+
+/// Which service a Query request is for: the SigV4 scope's service when signed,
+/// else the action (AddPermission and RemovePermission exist in both; a TopicArn
+/// means SNS).
+fn query_is_sns(state: &AppState, scope_service: Option<&str>, action: &str, params: &[(String, String)]) -> bool {
+    match scope_service {
+        Some("sns") => true,
+        Some("sqs") => false,
+        _ => {
+            let in_sns = state.sns.model().operations.contains_key(action);
+            let in_sqs = state.sqs.model().operations.contains_key(action);
+            in_sns && (!in_sqs || params.iter().any(|(k, _)| k == "TopicArn"))
+        }
+    }
+}
+
+fn plain(status: StatusCode, content_type: &str, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+/// Sluice's own endpoints under `/_sluice/`: the SNS signing certificate and the outbox.
+async fn sluice_endpoint(state: &AppState, method: &Method, path: &str) -> Option<Response<Body>> {
+    if path == sluice_services::sns::signing::CERT_PATH && method == Method::GET {
+        return Some(match state.sns.signing_keys().certificate_pem() {
+            Ok(pem) => plain(StatusCode::OK, "application/x-x509-ca-cert", pem),
+            Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+        });
+    }
+    if path == "/_sluice/sns/outbox" {
+        if method == Method::GET {
+            return Some(plain(StatusCode::OK, "application/json", state.sns.outbox_json().to_string()));
+        }
+        if method == Method::DELETE {
+            return Some(match state.sns.clear_outbox().await {
+                Ok(n) => plain(StatusCode::OK, "application/json", format!("{{\"cleared\":{n}}}")),
+                Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, "application/json", String::from_utf8_lossy(&e.json_body()).into_owned()),
+            });
+        }
+    }
+    None
 }
 
 pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> Response<Body> {
@@ -49,8 +97,13 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
             .body(Body::from("{\"status\":\"ok\"}"))
             .unwrap_or_default();
     }
+    if parts.uri.path().starts_with("/_sluice/") {
+        if let Some(response) = sluice_endpoint(&state, &parts.method, parts.uri.path()).await {
+            return response;
+        }
+    }
     let target = header_str(&parts.headers, "x-amz-target").map(str::to_owned);
-    let protocol = if target.is_some() { Protocol::Json } else { Protocol::Query };
+    let protocol = if target.is_some() { Protocol::Json } else { Protocol::Query(XMLNS) };
     let body = match to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(_) => {
@@ -103,18 +156,32 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
                 Err(e) => error_response(&protocol, &e, &request_id),
             }
         }
-        Protocol::Query => {
+        Protocol::Query(_) => {
             let mut params = query_params;
             params.extend(sluice_wire::query::parse_form(&body));
             let Some(action) = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()) else {
-                let e = AwsError::new(
-                    400,
-                    "MissingAction",
-                    "MissingAction",
-                    "The request must contain the parameter Action.",
-                );
+                let e = AwsError::new(400, "MissingAction", "MissingAction", "The request must contain the parameter Action.");
                 return error_response(&protocol, &e, &request_id);
             };
+            let scope_service = scope.as_ref().map(|s| s.service.as_str());
+            if query_is_sns(&state, scope_service, &action, &params) {
+                let protocol = Protocol::Query(sluice_services::sns::XMLNS);
+                let result = match state.sns.decode_query(&action, &params) {
+                    Ok(input) => state.sns.handle(&ctx, &action, input).await,
+                    Err(e) => Err(e),
+                };
+                return match result {
+                    Ok(output) => {
+                        let xml = XmlResponse {
+                            model: state.sns.model(),
+                            naming: SnsService::naming(),
+                            xmlns: sluice_services::sns::XMLNS,
+                        };
+                        xml_response(xml.render(&action, Some(&output), &request_id), &request_id)
+                    }
+                    Err(e) => error_response(&protocol, &e, &request_id),
+                };
+            }
             let result = match state.sqs.decode_query(&ctx, &action, &params) {
                 Ok(input) => state.sqs.handle(&ctx, &action, input, true).await,
                 Err(e) => Err(e),
@@ -122,18 +189,21 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
             match result {
                 Ok(output) => {
                     let xml = XmlResponse { model: state.sqs.model(), naming: SqsService::naming(), xmlns: XMLNS };
-                    let text = xml.render(&action, Some(&output), &request_id);
-                    Response::builder()
-                        .status(StatusCode::OK)
-                        .header(header::CONTENT_TYPE, "text/xml")
-                        .header("x-amzn-RequestId", request_id.as_str())
-                        .body(Body::from(text))
-                        .unwrap_or_default()
+                    xml_response(xml.render(&action, Some(&output), &request_id), &request_id)
                 }
                 Err(e) => error_response(&protocol, &e, &request_id),
             }
         }
     }
+}
+
+fn xml_response(text: String, request_id: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/xml")
+        .header("x-amzn-RequestId", request_id)
+        .body(Body::from(text))
+        .unwrap_or_default()
 }
 
 fn json_response(output: &Value, request_id: &str) -> Response<Body> {
@@ -156,9 +226,9 @@ fn error_response(protocol: &Protocol, e: &AwsError, request_id: &str) -> Respon
             }
             builder.body(Body::from(e.json_body())).unwrap_or_default()
         }
-        Protocol::Query => builder
+        Protocol::Query(xmlns) => builder
             .header(header::CONTENT_TYPE, "text/xml")
-            .body(Body::from(e.query_xml_body(request_id)))
+            .body(Body::from(e.query_xml_body(xmlns, request_id)))
             .unwrap_or_default(),
     }
 }

@@ -1,0 +1,1175 @@
+//! Amazon SNS over the Query protocol: topics, subscriptions, filter policies, and
+//! delivery to SQS queues in this server, to HTTP endpoints (see `delivery`), and to
+//! an outbox for protocols Sluice does not send yet (email, SMS, mobile, Lambda).
+
+pub mod delivery;
+pub mod envelope;
+pub mod errors;
+pub mod signing;
+pub mod types;
+
+use crate::filter::{attribute_values, body_values, FilterPolicy, Scope};
+use crate::sqs::messages::store_attributes as store_sqs_attributes;
+use crate::sqs::types::MessageAttributeValue as SqsAttributeValue;
+use crate::RequestContext;
+use base64::Engine as _;
+use envelope::Envelope;
+use errors::*;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use signing::{SigningKeys, CERT_PATH};
+use sluice_engine::{
+    Attributes, Clock, Durable, NewMessage, OutboxEntry, QueueKey, Store, StoreError, SubscriptionRecord, TopicRecord,
+    TopicStore,
+};
+use sluice_wire::query::ModelNaming;
+use sluice_wire::{AwsError, Model};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+use types::*;
+
+pub const MODEL_JSON: &str = include_str!("../../../wire/models/sns.json");
+pub const XMLNS: &str = "http://sns.amazonaws.com/doc/2010-03-31/";
+
+/// "at most 256 KB in size (262,144 bytes, not 262,144 characters)", attributes included.
+const MAX_MESSAGE_BYTES: usize = 262_144;
+/// PublishBatch takes at most 10 entries.
+const MAX_BATCH_ENTRIES: usize = 10;
+/// Subjects are 1–100 printable ASCII characters.
+const MAX_SUBJECT_LEN: usize = 100;
+/// Topic names are 1–256 characters.
+const MAX_TOPIC_NAME_LEN: usize = 256;
+/// "100,000 topics per account" (SNS quotas).
+const MAX_TOPICS_PER_ACCOUNT: usize = 100_000;
+/// Tags per resource.
+const MAX_TAGS: usize = 50;
+/// ListTopics and ListSubscriptions pages.
+const PAGE_SIZE: usize = 100;
+/// SenderId of messages SNS puts into SQS (the SNS service principal's id on AWS).
+const SNS_SENDER_ID: &str = "AIDAIT2UOQQY3AUEKVGXU";
+
+const PROTOCOLS: &[&str] = &["http", "https", "email", "email-json", "sms", "sqs", "application", "lambda", "firehose"];
+/// Protocols whose messages wait in the outbox for a test to read.
+pub const OUTBOX_PROTOCOLS: &[&str] = &["email", "email-json", "sms", "application", "lambda", "firehose"];
+const TOPIC_ATTRIBUTES: &[&str] = &[
+    "DeliveryPolicy",
+    "DisplayName",
+    "Policy",
+    "TracingConfig",
+    "KmsMasterKeyId",
+    "SignatureVersion",
+    "FifoTopic",
+    "ContentBasedDeduplication",
+    "ArchivePolicy",
+    "FifoThroughputScope",
+];
+const FIFO_TOPIC_ATTRIBUTES: &[&str] = &["ContentBasedDeduplication", "ArchivePolicy", "FifoThroughputScope"];
+const SUBSCRIPTION_ATTRIBUTES: &[&str] = &[
+    "DeliveryPolicy",
+    "FilterPolicy",
+    "FilterPolicyScope",
+    "RawMessageDelivery",
+    "RedrivePolicy",
+    "SubscriptionRoleArn",
+    "ReplayPolicy",
+];
+
+/// AWS's EffectiveDeliveryPolicy for HTTP/S when none is set.
+pub const DEFAULT_DELIVERY_POLICY: &str = r#"{"http":{"defaultHealthyRetryPolicy":{"minDelayTarget":20,"maxDelayTarget":20,"numRetries":3,"numMaxDelayRetries":0,"numNoDelayRetries":0,"numMinDelayRetries":0,"backoffFunction":"linear"},"disableSubscriptionOverrides":false,"defaultRequestPolicy":{"headerContentType":"text/plain; charset=UTF-8"}}}"#;
+
+pub struct SnsService {
+    topics: Arc<dyn TopicStore>,
+    queues: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    model: Model,
+    keys: Arc<SigningKeys>,
+    /// Wakes the HTTP delivery worker when the outbox grows.
+    pub outbox_changed: Arc<Notify>,
+    policies: Mutex<HashMap<String, (String, Scope, Arc<FilterPolicy>)>>,
+}
+
+fn parse<T: DeserializeOwned>(input: Value) -> Result<T, AwsError> {
+    serde_json::from_value(input).map_err(|e| invalid_parameter(e))
+}
+
+fn require<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, AwsError> {
+    value.as_deref().filter(|v| !v.is_empty()).ok_or_else(|| missing_parameter(name))
+}
+
+/// `arn:aws:sns:<region>:<account>:<name>` → (region, account, name).
+fn split_arn(arn: &str) -> Option<(&str, &str, &str)> {
+    let mut p = arn.splitn(6, ':');
+    if p.next()? != "arn" {
+        return None;
+    }
+    p.next()?;
+    if p.next()? != "sns" {
+        return None;
+    }
+    let region = p.next()?;
+    let account = p.next()?;
+    let name = p.next()?;
+    (!region.is_empty() && !account.is_empty() && !name.is_empty()).then_some((region, account, name))
+}
+
+fn is_true(attrs: &Attributes, name: &str) -> bool {
+    attrs.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+fn page<T: Clone>(items: &[T], token: &Option<String>) -> Result<(Vec<T>, Option<String>), AwsError> {
+    let start = match token {
+        Some(t) => base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse::<usize>().ok())
+            .ok_or_else(|| invalid_parameter("NextToken"))?,
+        None => 0,
+    };
+    let end = (start + PAGE_SIZE).min(items.len());
+    let slice = items.get(start..end).map(<[T]>::to_vec).unwrap_or_default();
+    let next = (end < items.len()).then(|| base64::engine::general_purpose::STANDARD.encode(end.to_string()));
+    Ok((slice, next))
+}
+
+/// One message as published, after validation.
+struct Outgoing {
+    message: String,
+    /// MessageStructure=json: the per-protocol messages.
+    per_protocol: Option<Map<String, Value>>,
+    subject: Option<String>,
+    attributes: MessageAttributeMap,
+    group_id: Option<String>,
+    dedup_id: Option<String>,
+}
+
+impl SnsService {
+    pub fn new(
+        topics: Arc<dyn TopicStore>,
+        queues: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<SigningKeys>,
+    ) -> Self {
+        let model = Model::from_json(MODEL_JSON).expect("embedded SNS model is valid");
+        SnsService {
+            topics,
+            queues,
+            clock,
+            model,
+            keys,
+            outbox_changed: Arc::new(Notify::new()),
+            policies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn naming() -> &'static ModelNaming {
+        &ModelNaming
+    }
+
+    pub fn signing_keys(&self) -> &SigningKeys {
+        &self.keys
+    }
+
+    pub fn topic_store(&self) -> &Arc<dyn TopicStore> {
+        &self.topics
+    }
+
+    pub fn queue_store(&self) -> &Arc<dyn Store> {
+        &self.queues
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn decode_query(&self, action: &str, params: &[(String, String)]) -> Result<Value, AwsError> {
+        let op = self.model.operations.get(action).ok_or_else(|| unknown_action(action))?;
+        let Some(shape) = &op.input else { return Ok(json!({})) };
+        sluice_wire::query::decode(&self.model, &ModelNaming, shape, params).map_err(|e| match e {
+            sluice_wire::query::QueryDecodeError::InvalidValue { param, .. } => invalid_parameter(param),
+        })
+    }
+
+    pub async fn handle(&self, ctx: &RequestContext, action: &str, input: Value) -> Result<Value, AwsError> {
+        let op = self.model.operations.get(action).ok_or_else(|| unknown_action(action))?;
+        if let Some(shape) = &op.input {
+            if let Some(missing) = sluice_wire::query::first_missing_required(&self.model, shape, &input) {
+                return Err(missing_parameter(&missing));
+            }
+        }
+        match action {
+            "CreateTopic" => self.create_topic(ctx, parse(input)?).await,
+            "DeleteTopic" => self.delete_topic(parse(input)?).await,
+            "ListTopics" => self.list_topics(ctx, parse(input)?),
+            "GetTopicAttributes" => self.get_topic_attributes(parse(input)?),
+            "SetTopicAttributes" => self.set_topic_attributes(parse(input)?).await,
+            "Subscribe" => self.subscribe(ctx, parse(input)?).await,
+            "ConfirmSubscription" => self.confirm_subscription(parse(input)?).await,
+            "Unsubscribe" => self.unsubscribe(parse(input)?).await,
+            "ListSubscriptions" => self.list_subscriptions(ctx, parse(input)?),
+            "ListSubscriptionsByTopic" => self.list_subscriptions_by_topic(parse(input)?),
+            "GetSubscriptionAttributes" => self.get_subscription_attributes(parse(input)?),
+            "SetSubscriptionAttributes" => self.set_subscription_attributes(parse(input)?).await,
+            "Publish" => self.publish(ctx, parse(input)?).await,
+            "PublishBatch" => self.publish_batch(ctx, parse(input)?).await,
+            "TagResource" => self.tag_resource(parse(input)?).await,
+            "UntagResource" => self.untag_resource(parse(input)?).await,
+            "ListTagsForResource" => self.list_tags(parse(input)?),
+            "AddPermission" => self.add_permission(parse(input)?).await,
+            "RemovePermission" => self.remove_permission(parse(input)?).await,
+            "GetDataProtectionPolicy" => self.get_data_protection_policy(parse(input)?),
+            "PutDataProtectionPolicy" => self.put_data_protection_policy(parse(input)?).await,
+            other => Err(not_supported(other)),
+        }
+    }
+
+    fn topic(&self, arn: &Option<String>) -> Result<TopicRecord, AwsError> {
+        let arn = require(arn, "TopicArn")?;
+        if split_arn(arn).is_none() {
+            return Err(invalid_parameter("TopicArn"));
+        }
+        self.topics.get_topic(arn).ok_or_else(topic_not_found)
+    }
+
+    async fn wait(&self, d: Result<Durable<()>, StoreError>) -> Result<(), AwsError> {
+        d.map_err(from_store)?.wait().await.map_err(from_store)
+    }
+
+    // ---- topics ----
+
+    fn validate_topic_attribute(name: &str, value: &str, fifo: bool, creating: bool) -> Result<String, AwsError> {
+        if !TOPIC_ATTRIBUTES.contains(&name) {
+            return Err(invalid_parameter("AttributeName"));
+        }
+        if FIFO_TOPIC_ATTRIBUTES.contains(&name) && !fifo {
+            return Err(invalid_parameter(format!("Attributes Reason: {name} is only valid for FIFO topics")));
+        }
+        let bad = || invalid_parameter(format!("Attributes Reason: Invalid value [{value}] for {name}"));
+        Ok(match name {
+            "FifoTopic" => {
+                if !creating {
+                    return Err(invalid_parameter("AttributeName"));
+                }
+                value.to_ascii_lowercase()
+            }
+            "ContentBasedDeduplication" => match value.to_ascii_lowercase().as_str() {
+                v @ ("true" | "false") => v.to_owned(),
+                _ => return Err(bad()),
+            },
+            "SignatureVersion" => match value {
+                "1" | "2" => value.to_owned(),
+                _ => return Err(bad()),
+            },
+            "TracingConfig" => match value {
+                "PassThrough" | "Active" => value.to_owned(),
+                _ => return Err(bad()),
+            },
+            "FifoThroughputScope" => match value {
+                "Topic" | "MessageGroup" => value.to_owned(),
+                _ => return Err(bad()),
+            },
+            "Policy" | "DeliveryPolicy" | "ArchivePolicy" => {
+                if !value.is_empty() && serde_json::from_str::<Value>(value).is_err() {
+                    return Err(invalid_parameter(format!("Attributes Reason: {name}: failed to parse JSON")));
+                }
+                value.to_owned()
+            }
+            _ => value.to_owned(),
+        })
+    }
+
+    async fn create_topic(&self, ctx: &RequestContext, req: CreateTopicRequest) -> Result<Value, AwsError> {
+        let name = require(&req.name, "Name")?;
+        let fifo = req.attributes.get("FifoTopic").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let base = if fifo { name.strip_suffix(".fifo") } else { Some(name) };
+        let valid = base.is_some_and(|b| {
+            !b.is_empty()
+                && name.len() <= MAX_TOPIC_NAME_LEN
+                && b.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+        if !valid {
+            return Err(invalid_parameter(if fifo || name.ends_with(".fifo") {
+                "Fifo Topic names must end with .fifo and must be made up of only uppercase and lowercase ASCII letters, numbers, underscores, and hyphens, and must be between 1 and 256 characters long."
+            } else {
+                "Topic Name"
+            }));
+        }
+        let mut attributes = Attributes::new();
+        for (k, v) in &req.attributes {
+            attributes.insert(k.clone(), Self::validate_topic_attribute(k, v, fifo, true)?);
+        }
+        if !fifo {
+            attributes.remove("FifoTopic");
+        }
+        if req.tags.len() > MAX_TAGS {
+            return Err(tag_limit_exceeded());
+        }
+        let arn = format!("arn:aws:sns:{}:{}:{}", ctx.region, ctx.account, name);
+        if let Some(existing) = self.topics.get_topic(&arn) {
+            let same = attributes.iter().all(|(k, v)| existing.attributes.get(k) == Some(v));
+            if !same {
+                return Err(invalid_parameter("Attributes Reason: Topic already exists with different attributes"));
+            }
+            return Ok(json!({"TopicArn": arn}));
+        }
+        if self.topics.list_topics(&ctx.account, &ctx.region).len() >= MAX_TOPICS_PER_ACCOUNT {
+            return Err(AwsError::new(403, "TopicLimitExceededException", "TopicLimitExceeded", "Topic limit exceeded"));
+        }
+        if let Some(p) = &req.data_protection_policy {
+            attributes.insert("DataProtectionPolicy".into(), p.clone());
+        }
+        let topic = TopicRecord {
+            arn: arn.clone(),
+            account: ctx.account.clone(),
+            region: ctx.region.clone(),
+            name: name.to_owned(),
+            attributes,
+            tags: req.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect(),
+            created_ms: self.clock.now_ms(),
+        };
+        self.wait(self.topics.put_topic(topic)).await?;
+        Ok(json!({"TopicArn": arn}))
+    }
+
+    async fn delete_topic(&self, req: TopicArnRequest) -> Result<Value, AwsError> {
+        let arn = require(&req.topic_arn, "TopicArn")?;
+        if split_arn(arn).is_none() {
+            return Err(invalid_parameter("TopicArn"));
+        }
+        // Deleting a topic that does not exist succeeds, as on AWS.
+        if self.topics.get_topic(arn).is_some() {
+            self.wait(self.topics.delete_topic(arn)).await?;
+        }
+        Ok(json!({}))
+    }
+
+    fn list_topics(&self, ctx: &RequestContext, req: NextTokenRequest) -> Result<Value, AwsError> {
+        let all: Vec<Value> =
+            self.topics.list_topics(&ctx.account, &ctx.region).into_iter().map(|t| json!({"TopicArn": t.arn})).collect();
+        let (items, next) = page(&all, &req.next_token)?;
+        let mut out = json!({"Topics": items});
+        if let Some(n) = next {
+            out["NextToken"] = n.into();
+        }
+        Ok(out)
+    }
+
+    fn default_policy(topic: &TopicRecord) -> String {
+        json!({
+            "Version": "2008-10-17",
+            "Id": "__default_policy_ID",
+            "Statement": [{
+                "Sid": "__default_statement_ID",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": ["SNS:GetTopicAttributes", "SNS:SetTopicAttributes", "SNS:AddPermission", "SNS:RemovePermission",
+                    "SNS:DeleteTopic", "SNS:Subscribe", "SNS:ListSubscriptionsByTopic", "SNS:Publish"],
+                "Resource": topic.arn,
+                "Condition": {"StringEquals": {"AWS:SourceOwner": topic.account}}
+            }]
+        })
+        .to_string()
+    }
+
+    fn get_topic_attributes(&self, req: TopicArnRequest) -> Result<Value, AwsError> {
+        let topic = self.topic(&req.topic_arn)?;
+        let subs = self.topics.subscriptions_of(&topic.arn);
+        let mut a: BTreeMap<String, String> = topic.attributes.clone();
+        a.remove("DataProtectionPolicy");
+        a.insert("TopicArn".into(), topic.arn.clone());
+        a.insert("Owner".into(), topic.account.clone());
+        a.entry("Policy".into()).or_insert_with(|| Self::default_policy(&topic));
+        a.entry("DisplayName".into()).or_default();
+        a.insert("SubscriptionsConfirmed".into(), subs.iter().filter(|s| s.confirmed).count().to_string());
+        a.insert("SubscriptionsPending".into(), subs.iter().filter(|s| !s.confirmed).count().to_string());
+        a.insert("SubscriptionsDeleted".into(), "0".into());
+        a.insert(
+            "EffectiveDeliveryPolicy".into(),
+            topic.attributes.get("DeliveryPolicy").cloned().unwrap_or_else(|| DEFAULT_DELIVERY_POLICY.into()),
+        );
+        Ok(json!({"Attributes": a}))
+    }
+
+    async fn set_topic_attributes(&self, req: SetTopicAttributesRequest) -> Result<Value, AwsError> {
+        let mut topic = self.topic(&req.topic_arn)?;
+        let name = require(&req.attribute_name, "AttributeName")?;
+        let fifo = is_true(&topic.attributes, "FifoTopic");
+        let value = Self::validate_topic_attribute(name, req.attribute_value.as_deref().unwrap_or(""), fifo, false)?;
+        topic.attributes.insert(name.to_owned(), value);
+        self.wait(self.topics.put_topic(topic)).await?;
+        Ok(json!({}))
+    }
+
+    // ---- subscriptions ----
+
+    fn validate_subscription_attribute(name: &str, value: &str, protocol: &str) -> Result<String, AwsError> {
+        if !SUBSCRIPTION_ATTRIBUTES.contains(&name) {
+            return Err(invalid_parameter("AttributeName"));
+        }
+        match name {
+            "RawMessageDelivery" => {
+                if !matches!(protocol, "sqs" | "http" | "https" | "firehose") {
+                    return Err(invalid_parameter(format!(
+                        "Delivery protocol [{protocol}] does not support raw message delivery."
+                    )));
+                }
+                match value.to_ascii_lowercase().as_str() {
+                    v @ ("true" | "false") => Ok(v.to_owned()),
+                    _ => Err(invalid_parameter("Attributes Reason: RawMessageDelivery: Invalid value")),
+                }
+            }
+            "FilterPolicyScope" => match value {
+                "MessageAttributes" | "MessageBody" => Ok(value.to_owned()),
+                _ => Err(invalid_parameter(
+                    "Attributes Reason: FilterPolicyScope: Invalid filter policy scope, please specify either MessageAttributes or MessageBody",
+                )),
+            },
+            "RedrivePolicy" => {
+                if value.is_empty() {
+                    return Ok(String::new());
+                }
+                let v: Value = serde_json::from_str(value)
+                    .map_err(|_| invalid_parameter("RedrivePolicy: Redrive policy is not a valid JSON map"))?;
+                let arn = v.get("deadLetterTargetArn").and_then(Value::as_str).unwrap_or("");
+                if QueueKey::from_arn(arn).is_none() {
+                    return Err(invalid_parameter("RedrivePolicy: deadLetterTargetArn is an invalid arn"));
+                }
+                Ok(value.to_owned())
+            }
+            "DeliveryPolicy" | "ReplayPolicy" | "FilterPolicy" => {
+                if !value.is_empty() && serde_json::from_str::<Value>(value).is_err() {
+                    return Err(invalid_parameter(format!("{name}: failed to parse JSON")));
+                }
+                Ok(value.to_owned())
+            }
+            _ => Ok(value.to_owned()),
+        }
+    }
+
+    /// Validates the FilterPolicy against its scope; `prefix` is how AWS introduces the reason.
+    fn check_filter_policy(attrs: &Attributes, prefix: &str) -> Result<(), AwsError> {
+        let Some(policy) = attrs.get("FilterPolicy").filter(|p| !p.is_empty()) else { return Ok(()) };
+        let scope = match attrs.get("FilterPolicyScope").map(String::as_str) {
+            Some("MessageBody") => Scope::MessageBody,
+            _ => Scope::MessageAttributes,
+        };
+        FilterPolicy::parse(policy, scope).map(|_| ()).map_err(|e| invalid_parameter(format!("{prefix}FilterPolicy: {e}")))
+    }
+
+    async fn subscribe(&self, ctx: &RequestContext, req: SubscribeRequest) -> Result<Value, AwsError> {
+        let topic = self.topic(&req.topic_arn)?;
+        let protocol = require(&req.protocol, "Protocol")?.to_ascii_lowercase();
+        if !PROTOCOLS.contains(&protocol.as_str()) {
+            return Err(invalid_parameter(format!("Amazon SNS does not support this protocol string: {protocol}")));
+        }
+        let endpoint = req.endpoint.clone().unwrap_or_default();
+        let fifo_topic = is_true(&topic.attributes, "FifoTopic");
+        let endpoint_ok = match protocol.as_str() {
+            "http" => endpoint.starts_with("http://"),
+            "https" => endpoint.starts_with("https://"),
+            "email" | "email-json" => endpoint.contains('@'),
+            "sqs" => QueueKey::from_arn(&endpoint).is_some(),
+            "sms" => !endpoint.is_empty(),
+            _ => endpoint.starts_with("arn:"),
+        };
+        if !endpoint_ok {
+            return Err(invalid_parameter("Endpoint"));
+        }
+        if fifo_topic && protocol != "sqs" {
+            return Err(invalid_parameter(format!("Invalid protocol type: {protocol}")));
+        }
+        if protocol == "sqs" && !fifo_topic && endpoint.ends_with(".fifo") {
+            return Err(invalid_parameter("Invalid parameter: Endpoint Reason: FIFO SQS Queues can not be subscribed to standard SNS topics"));
+        }
+        let mut attributes = Attributes::new();
+        for (k, v) in &req.attributes {
+            attributes.insert(k.clone(), Self::validate_subscription_attribute(k, v, &protocol)?);
+        }
+        Self::check_filter_policy(&attributes, "Attributes Reason: ")?;
+        if let Some(existing) = self
+            .topics
+            .subscriptions_of(&topic.arn)
+            .into_iter()
+            .find(|s| s.protocol == protocol && s.endpoint == endpoint)
+        {
+            if existing.attributes != attributes && !attributes.is_empty() {
+                return Err(invalid_parameter("Attributes Reason: Subscription already exists with different attributes"));
+            }
+            let arn = if existing.confirmed || req.return_subscription_arn { existing.arn } else { "pending confirmation".into() };
+            return Ok(json!({"SubscriptionArn": arn}));
+        }
+        // SQS, Lambda, SMS, mobile and Firehose subscriptions need no confirmation.
+        let confirmed = !matches!(protocol.as_str(), "http" | "https" | "email" | "email-json");
+        let sub = SubscriptionRecord {
+            arn: format!("{}:{}", topic.arn, uuid::Uuid::new_v4()),
+            topic_arn: topic.arn.clone(),
+            protocol: protocol.clone(),
+            endpoint: endpoint.clone(),
+            owner: ctx.account.clone(),
+            attributes,
+            confirmed,
+            token: hex::encode(Sha256::digest(uuid::Uuid::new_v4().as_bytes())),
+        };
+        self.wait(self.topics.put_subscription(sub.clone())).await?;
+        if !confirmed {
+            self.send_confirmation(ctx, &topic, &sub).await?;
+        }
+        let arn = if confirmed || req.return_subscription_arn { sub.arn } else { "pending confirmation".into() };
+        Ok(json!({"SubscriptionArn": arn}))
+    }
+
+    fn base_url(ctx: &RequestContext) -> String {
+        format!("{}://{}", ctx.scheme, ctx.host)
+    }
+
+    async fn send_confirmation(&self, ctx: &RequestContext, topic: &TopicRecord, sub: &SubscriptionRecord) -> Result<(), AwsError> {
+        let base = Self::base_url(ctx);
+        let subscribe_url = format!(
+            "{base}/?Action=ConfirmSubscription&TopicArn={}&Token={}",
+            form_encode(&topic.arn),
+            sub.token
+        );
+        let envelope = Envelope {
+            kind: "SubscriptionConfirmation",
+            message_id: uuid::Uuid::new_v4().to_string(),
+            topic_arn: topic.arn.clone(),
+            subject: None,
+            message: format!(
+                "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
+                topic.arn
+            ),
+            timestamp_ms: self.clock.now_ms(),
+            sequence_number: None,
+            token: Some(sub.token.clone()),
+            subscribe_url: Some(subscribe_url),
+            unsubscribe_url: None,
+            message_attributes: Map::new(),
+        };
+        let version = topic.attributes.get("SignatureVersion").map(String::as_str).unwrap_or("1");
+        let body = envelope.to_json(&self.keys, version, &format!("{base}{CERT_PATH}")).map_err(internal)?;
+        let entry = self.outbox_entry(sub, "SubscriptionConfirmation", &envelope.message_id, &topic.arn, body, false);
+        let d = self.topics.add_outbox(vec![entry]).map_err(from_store)?;
+        d.wait().await.map_err(from_store)?;
+        self.outbox_changed.notify_one();
+        Ok(())
+    }
+
+    fn outbox_entry(
+        &self,
+        sub: &SubscriptionRecord,
+        kind: &str,
+        message_id: &str,
+        topic_arn: &str,
+        body: String,
+        raw: bool,
+    ) -> OutboxEntry {
+        let mut headers = vec![
+            ("x-amz-sns-message-type".to_string(), kind.to_string()),
+            ("x-amz-sns-message-id".to_string(), message_id.to_string()),
+            ("x-amz-sns-topic-arn".to_string(), topic_arn.to_string()),
+            ("Content-Type".to_string(), "text/plain; charset=UTF-8".to_string()),
+            ("User-Agent".to_string(), "Amazon Simple Notification Service Agent".to_string()),
+        ];
+        if kind == "Notification" {
+            headers.push(("x-amz-sns-subscription-arn".to_string(), sub.arn.clone()));
+        }
+        if raw {
+            headers.push(("x-amz-sns-rawdelivery".to_string(), "true".to_string()));
+        }
+        let now = self.clock.now_ms();
+        OutboxEntry {
+            id: 0,
+            subscription_arn: sub.arn.clone(),
+            protocol: sub.protocol.clone(),
+            endpoint: sub.endpoint.clone(),
+            body,
+            headers,
+            created_ms: now,
+            attempts: 0,
+            next_attempt_ms: now,
+        }
+    }
+
+    async fn confirm_subscription(&self, req: ConfirmSubscriptionRequest) -> Result<Value, AwsError> {
+        let topic = self.topic(&req.topic_arn)?;
+        let token = require(&req.token, "Token")?;
+        let mut sub = self
+            .topics
+            .subscriptions_of(&topic.arn)
+            .into_iter()
+            .find(|s| s.token == token)
+            .ok_or_else(|| invalid_parameter("Invalid token"))?;
+        if !sub.confirmed {
+            sub.confirmed = true;
+            self.wait(self.topics.put_subscription(sub.clone())).await?;
+        }
+        Ok(json!({"SubscriptionArn": sub.arn}))
+    }
+
+    async fn unsubscribe(&self, req: SubscriptionArnRequest) -> Result<Value, AwsError> {
+        let arn = require(&req.subscription_arn, "SubscriptionArn")?;
+        if self.topics.get_subscription(arn).is_none() {
+            return Err(subscription_not_found());
+        }
+        self.wait(self.topics.delete_subscription(arn)).await?;
+        Ok(json!({}))
+    }
+
+    fn subscription_json(s: &SubscriptionRecord) -> Value {
+        json!({
+            "SubscriptionArn": if s.confirmed { s.arn.clone() } else { "PendingConfirmation".into() },
+            "Owner": s.owner,
+            "Protocol": s.protocol,
+            "Endpoint": s.endpoint,
+            "TopicArn": s.topic_arn,
+        })
+    }
+
+    fn list_subscriptions(&self, ctx: &RequestContext, req: NextTokenRequest) -> Result<Value, AwsError> {
+        let all: Vec<Value> =
+            self.topics.list_subscriptions(&ctx.account, &ctx.region).iter().map(Self::subscription_json).collect();
+        let (items, next) = page(&all, &req.next_token)?;
+        let mut out = json!({"Subscriptions": items});
+        if let Some(n) = next {
+            out["NextToken"] = n.into();
+        }
+        Ok(out)
+    }
+
+    fn list_subscriptions_by_topic(&self, req: NextTokenRequest) -> Result<Value, AwsError> {
+        let topic = self.topic(&req.topic_arn)?;
+        let all: Vec<Value> = self.topics.subscriptions_of(&topic.arn).iter().map(Self::subscription_json).collect();
+        let (items, next) = page(&all, &req.next_token)?;
+        let mut out = json!({"Subscriptions": items});
+        if let Some(n) = next {
+            out["NextToken"] = n.into();
+        }
+        Ok(out)
+    }
+
+    fn get_subscription_attributes(&self, req: SubscriptionArnRequest) -> Result<Value, AwsError> {
+        let arn = require(&req.subscription_arn, "SubscriptionArn")?;
+        let s = self.topics.get_subscription(arn).ok_or_else(subscription_not_found)?;
+        let mut a: BTreeMap<String, String> = s.attributes.clone();
+        a.retain(|_, v| !v.is_empty());
+        a.insert("SubscriptionArn".into(), s.arn.clone());
+        a.insert("TopicArn".into(), s.topic_arn.clone());
+        a.insert("Owner".into(), s.owner.clone());
+        a.insert("Protocol".into(), s.protocol.clone());
+        a.insert("Endpoint".into(), s.endpoint.clone());
+        a.insert("PendingConfirmation".into(), (!s.confirmed).to_string());
+        a.insert("ConfirmationWasAuthenticated".into(), s.confirmed.to_string());
+        a.entry("RawMessageDelivery".into()).or_insert_with(|| "false".into());
+        if s.protocol.starts_with("http") {
+            let effective = s.attributes.get("DeliveryPolicy").cloned().unwrap_or_else(|| {
+                let topic = self.topics.get_topic(&s.topic_arn);
+                topic.and_then(|t| t.attributes.get("DeliveryPolicy").cloned()).unwrap_or_else(|| DEFAULT_DELIVERY_POLICY.into())
+            });
+            a.insert("EffectiveDeliveryPolicy".into(), effective);
+        }
+        Ok(json!({"Attributes": a}))
+    }
+
+    async fn set_subscription_attributes(&self, req: SetSubscriptionAttributesRequest) -> Result<Value, AwsError> {
+        let arn = require(&req.subscription_arn, "SubscriptionArn")?;
+        let mut s = self.topics.get_subscription(arn).ok_or_else(subscription_not_found)?;
+        let name = require(&req.attribute_name, "AttributeName")?;
+        let value = Self::validate_subscription_attribute(name, req.attribute_value.as_deref().unwrap_or(""), &s.protocol)?;
+        s.attributes.insert(name.to_owned(), value);
+        Self::check_filter_policy(&s.attributes, "")?;
+        self.wait(self.topics.put_subscription(s)).await?;
+        Ok(json!({}))
+    }
+
+    // ---- publishing ----
+
+    fn validate_outgoing(
+        &self,
+        topic: &TopicRecord,
+        message: &Option<String>,
+        subject: &Option<String>,
+        structure: &Option<String>,
+        attributes: &MessageAttributeMap,
+        group_id: &Option<String>,
+        dedup_id: &Option<String>,
+    ) -> Result<Outgoing, AwsError> {
+        let message = message.clone().unwrap_or_default();
+        if message.is_empty() {
+            return Err(invalid_parameter("Empty message"));
+        }
+        if let Some(s) = subject {
+            let ok = !s.is_empty()
+                && s.chars().count() <= MAX_SUBJECT_LEN
+                && s.chars().all(|c| c.is_ascii() && !c.is_ascii_control());
+            if !ok {
+                return Err(invalid_parameter("Subject"));
+            }
+        }
+        let mut size = message.len();
+        for (name, v) in attributes {
+            let data_type = v.data_type.as_deref().unwrap_or("");
+            let base = data_type.split('.').next().unwrap_or("");
+            if !matches!(base, "String" | "Number" | "Binary") {
+                return Err(invalid_parameter_value(format!(
+                    "The message attribute '{name}' has an invalid message attribute type, the set of supported type prefixes is Binary, Number, and String."
+                )));
+            }
+            let value_len = if base == "Binary" {
+                v.binary_value.as_ref().map(String::len).unwrap_or(0)
+            } else {
+                v.string_value.as_ref().map(String::len).unwrap_or(0)
+            };
+            if value_len == 0 {
+                return Err(invalid_parameter_value(format!(
+                    "The message attribute '{name}' must contain non-empty message attribute value for message attribute type '{data_type}'."
+                )));
+            }
+            if data_type == "String.Array"
+                && !matches!(serde_json::from_str::<Value>(v.string_value.as_deref().unwrap_or("")), Ok(Value::Array(_)))
+            {
+                return Err(invalid_parameter_value(format!(
+                    "The message attribute '{name}' with type 'String.Array' has to be a valid JSON array."
+                )));
+            }
+            size += name.len() + data_type.len() + value_len;
+        }
+        if size > MAX_MESSAGE_BYTES {
+            return Err(invalid_parameter("Message too long"));
+        }
+        let per_protocol = match structure.as_deref() {
+            Some("json") => {
+                let parsed: Value = serde_json::from_str(&message)
+                    .map_err(|_| invalid_parameter("Message Structure - JSON message body failed to parse"))?;
+                let obj = parsed.as_object().cloned().ok_or_else(|| invalid_parameter("Message Structure - JSON message body failed to parse"))?;
+                if !obj.get("default").is_some_and(Value::is_string) {
+                    return Err(invalid_parameter("Message Structure - No default entry in JSON message body"));
+                }
+                Some(obj)
+            }
+            Some(other) => return Err(invalid_parameter(format!("MessageStructure: invalid value {other}"))),
+            None => None,
+        };
+        let fifo = is_true(&topic.attributes, "FifoTopic");
+        let dedup = match (fifo, dedup_id) {
+            (true, Some(d)) => Some(d.clone()),
+            (true, None) => {
+                if is_true(&topic.attributes, "ContentBasedDeduplication") {
+                    Some(hex::encode(Sha256::digest(message.as_bytes())))
+                } else {
+                    return Err(invalid_parameter(
+                        "The topic should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+                    ));
+                }
+            }
+            (false, Some(_)) => {
+                return Err(invalid_parameter(
+                    "MessageDeduplicationId Reason: The request includes MessageDeduplicationId parameter that is not valid for this topic type",
+                ))
+            }
+            (false, None) => None,
+        };
+        for (name, v) in [("MessageGroupId", group_id), ("MessageDeduplicationId", &dedup)] {
+            if let Some(v) = v {
+                let ok = !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || c.is_ascii_punctuation());
+                if !ok {
+                    return Err(invalid_parameter(format!("{name} Reason: {name} can only include alphanumeric and punctuation characters. 1 to 128 in length.")));
+                }
+            }
+        }
+        if fifo && group_id.is_none() {
+            return Err(invalid_parameter("The MessageGroupId parameter is required for FIFO topics"));
+        }
+        Ok(Outgoing {
+            message,
+            per_protocol,
+            subject: subject.clone(),
+            attributes: attributes.clone(),
+            group_id: group_id.clone(),
+            dedup_id: dedup,
+        })
+    }
+
+    async fn publish(&self, ctx: &RequestContext, req: PublishRequest) -> Result<Value, AwsError> {
+        if let Some(phone) = &req.phone_number {
+            return self.publish_to_outbox(ctx, "sms", phone, &req).await;
+        }
+        let arn = req.topic_arn.clone().or(req.target_arn.clone());
+        if let Some(target) = req.target_arn.as_deref().filter(|t| t.contains(":endpoint/")) {
+            return self.publish_to_outbox(ctx, "application", target, &req).await;
+        }
+        let topic = self.topic(&arn)?;
+        let out = self.validate_outgoing(
+            &topic,
+            &req.message,
+            &req.subject,
+            &req.message_structure,
+            &req.message_attributes,
+            &req.message_group_id,
+            &req.message_deduplication_id,
+        )?;
+        let (message_id, sequence) = self.publish_one(ctx, &topic, out).await?;
+        let mut result = json!({"MessageId": message_id});
+        if let Some(s) = sequence {
+            result["SequenceNumber"] = s.into();
+        }
+        Ok(result)
+    }
+
+    /// Direct publishes to a phone number or a mobile endpoint: kept in the outbox.
+    async fn publish_to_outbox(&self, ctx: &RequestContext, protocol: &str, endpoint: &str, req: &PublishRequest) -> Result<Value, AwsError> {
+        let message = require(&req.message, "Message")?;
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let sub = SubscriptionRecord {
+            arn: String::new(),
+            topic_arn: String::new(),
+            protocol: protocol.into(),
+            endpoint: endpoint.into(),
+            owner: ctx.account.clone(),
+            attributes: Attributes::new(),
+            confirmed: true,
+            token: String::new(),
+        };
+        let entry = self.outbox_entry(&sub, "Notification", &message_id, "", message.to_owned(), true);
+        self.topics.add_outbox(vec![entry]).map_err(from_store)?.wait().await.map_err(from_store)?;
+        Ok(json!({"MessageId": message_id}))
+    }
+
+    /// Delivers one validated message to every matching subscription; answers once
+    /// every delivery is durable (in its queue, or in the outbox).
+    async fn publish_one(&self, ctx: &RequestContext, topic: &TopicRecord, out: Outgoing) -> Result<(String, Option<String>), AwsError> {
+        let fifo = is_true(&topic.attributes, "FifoTopic");
+        let (message_id, sequence) = if fifo {
+            let scope = if topic.attributes.get("FifoThroughputScope").is_some_and(|s| s == "MessageGroup") {
+                out.group_id.clone().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let dedup = out.dedup_id.clone().unwrap_or_default();
+            let (id, seq, duplicate) =
+                self.topics.topic_sequence(&topic.arn, &scope, &dedup).map_err(from_store)?.wait().await.map_err(from_store)?;
+            let seq = sluice_engine::topics::topic_sequence_number(seq);
+            if duplicate {
+                return Ok((id, Some(seq)));
+            }
+            (id, Some(seq))
+        } else {
+            (uuid::Uuid::new_v4().to_string(), None)
+        };
+        let now = self.clock.now_ms();
+        let base = Self::base_url(ctx);
+        let mut pending: Vec<Durable<Vec<sluice_engine::SendOutcome>>> = Vec::new();
+        let mut outbox = Vec::new();
+        let attr_values = attribute_values(
+            out.attributes.iter().map(|(k, v)| (k.as_str(), v.data_type.as_deref().unwrap_or(""), v.string_value.as_deref())),
+        );
+        let body_values = body_values(&out.message);
+        for sub in self.topics.subscriptions_of(&topic.arn) {
+            if !sub.confirmed {
+                continue;
+            }
+            if let Some(policy) = self.policy(&sub) {
+                let values = match policy.1 {
+                    Scope::MessageAttributes => Some(&attr_values),
+                    Scope::MessageBody => body_values.as_ref(),
+                };
+                if !values.is_some_and(|v| policy.0.matches(v)) {
+                    continue;
+                }
+            }
+            let text = out
+                .per_protocol
+                .as_ref()
+                .and_then(|m| m.get(&sub.protocol).or_else(|| m.get("default")))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| out.message.clone());
+            let raw = is_true(&sub.attributes, "RawMessageDelivery");
+            let body = if raw {
+                text.clone()
+            } else {
+                let envelope = Envelope {
+                    kind: "Notification",
+                    message_id: message_id.clone(),
+                    topic_arn: topic.arn.clone(),
+                    subject: out.subject.clone(),
+                    message: text.clone(),
+                    timestamp_ms: now,
+                    sequence_number: sequence.clone(),
+                    token: None,
+                    subscribe_url: None,
+                    unsubscribe_url: Some(format!(
+                        "{base}/?Action=Unsubscribe&SubscriptionArn={}",
+                        form_encode(&sub.arn)
+                    )),
+                    message_attributes: envelope_attributes(&out.attributes),
+                };
+                let version = topic.attributes.get("SignatureVersion").map(String::as_str).unwrap_or("1");
+                envelope.to_json(&self.keys, version, &format!("{base}{CERT_PATH}")).map_err(internal)?
+            };
+            match sub.protocol.as_str() {
+                "sqs" => {
+                    let Some(queue) = QueueKey::from_arn(&sub.endpoint) else { continue };
+                    let queue_fifo = queue.name.ends_with(".fifo");
+                    let message = NewMessage {
+                        body,
+                        attributes: if raw { store_sqs_attributes(&sqs_attributes(&out.attributes)) } else { None },
+                        system_attributes: None,
+                        sender_id: SNS_SENDER_ID.into(),
+                        // FIFO topics pass group and dedup ids to FIFO queues only; standard
+                        // topics pass MessageGroupId to standard queues (fair queues).
+                        group_id: if queue_fifo || !fifo { out.group_id.clone() } else { None },
+                        dedup_id: if queue_fifo { out.dedup_id.clone() } else { None },
+                        delay_s: None,
+                    };
+                    match self.queues.send_messages(&queue, vec![message]) {
+                        Ok(d) => pending.push(d),
+                        Err(e) => tracing::warn!(subscription = %sub.arn, error = %e, "SQS delivery failed"),
+                    }
+                }
+                _ => outbox.push(self.outbox_entry(&sub, "Notification", &message_id, &topic.arn, body, raw)),
+            }
+        }
+        let outbox_write = if outbox.is_empty() { None } else { Some(self.topics.add_outbox(outbox).map_err(from_store)?) };
+        for d in pending {
+            if let Err(e) = d.wait().await {
+                return Err(internal(e));
+            }
+        }
+        if let Some(d) = outbox_write {
+            d.wait().await.map_err(from_store)?;
+            self.outbox_changed.notify_one();
+        }
+        Ok((message_id, sequence))
+    }
+
+    /// The subscription's compiled filter policy, cached by its text.
+    fn policy(&self, sub: &SubscriptionRecord) -> Option<(Arc<FilterPolicy>, Scope)> {
+        let text = sub.attributes.get("FilterPolicy").filter(|p| !p.is_empty())?;
+        let scope = match sub.attributes.get("FilterPolicyScope").map(String::as_str) {
+            Some("MessageBody") => Scope::MessageBody,
+            _ => Scope::MessageAttributes,
+        };
+        let mut cache = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((t, s, p)) = cache.get(&sub.arn) {
+            if t == text && *s == scope {
+                return Some((p.clone(), scope));
+            }
+        }
+        let compiled = Arc::new(FilterPolicy::parse(text, scope).ok()?);
+        cache.insert(sub.arn.clone(), (text.clone(), scope, compiled.clone()));
+        Some((compiled, scope))
+    }
+
+    async fn publish_batch(&self, ctx: &RequestContext, req: PublishBatchRequest) -> Result<Value, AwsError> {
+        let topic = self.topic(&req.topic_arn)?;
+        let entries = &req.publish_batch_request_entries;
+        if entries.is_empty() {
+            return Err(empty_batch());
+        }
+        if entries.len() > MAX_BATCH_ENTRIES {
+            return Err(too_many_entries(entries.len()));
+        }
+        let mut seen = Vec::new();
+        for e in entries {
+            let id = e.id.as_deref().unwrap_or("");
+            if id.is_empty() || id.len() > 80 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(invalid_batch_entry_id());
+            }
+            if seen.contains(&id) {
+                return Err(ids_not_distinct());
+            }
+            seen.push(id);
+        }
+        let total: usize = entries.iter().map(|e| e.message.as_ref().map(String::len).unwrap_or(0)).sum();
+        if total > MAX_MESSAGE_BYTES {
+            return Err(batch_too_long());
+        }
+        let mut successful = Vec::new();
+        let mut failed = Vec::new();
+        for e in entries {
+            let id = e.id.clone().unwrap_or_default();
+            let result = match self.validate_outgoing(
+                &topic,
+                &e.message,
+                &e.subject,
+                &e.message_structure,
+                &e.message_attributes,
+                &e.message_group_id,
+                &e.message_deduplication_id,
+            ) {
+                Ok(out) => self.publish_one(ctx, &topic, out).await,
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok((message_id, seq)) => {
+                    let mut entry = json!({"Id": id, "MessageId": message_id});
+                    if let Some(s) = seq {
+                        entry["SequenceNumber"] = s.into();
+                    }
+                    successful.push(entry);
+                }
+                Err(err) => failed.push(json!({"Id": id, "Code": err.query_code, "Message": err.message, "SenderFault": err.status < 500})),
+            }
+        }
+        Ok(json!({"Successful": successful, "Failed": failed}))
+    }
+
+    // ---- tags, permissions, data protection ----
+
+    fn tagged_topic(&self, arn: &Option<String>) -> Result<TopicRecord, AwsError> {
+        let arn = require(arn, "ResourceArn")?;
+        self.topics.get_topic(arn).ok_or_else(resource_not_found)
+    }
+
+    async fn tag_resource(&self, req: TagResourceRequest) -> Result<Value, AwsError> {
+        let mut topic = self.tagged_topic(&req.resource_arn)?;
+        for t in &req.tags {
+            topic.tags.insert(t.key.clone(), t.value.clone());
+        }
+        if topic.tags.len() > MAX_TAGS {
+            return Err(tag_limit_exceeded());
+        }
+        self.wait(self.topics.put_topic(topic)).await?;
+        Ok(json!({}))
+    }
+
+    async fn untag_resource(&self, req: UntagResourceRequest) -> Result<Value, AwsError> {
+        let mut topic = self.tagged_topic(&req.resource_arn)?;
+        for k in &req.tag_keys {
+            topic.tags.remove(k);
+        }
+        self.wait(self.topics.put_topic(topic)).await?;
+        Ok(json!({}))
+    }
+
+    fn list_tags(&self, req: ResourceArnRequest) -> Result<Value, AwsError> {
+        let topic = self.tagged_topic(&req.resource_arn)?;
+        let tags: Vec<Value> = topic.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect();
+        Ok(json!({"Tags": tags}))
+    }
+
+    async fn add_permission(&self, req: AddPermissionRequest) -> Result<Value, AwsError> {
+        let mut topic = self.topic(&req.topic_arn)?;
+        let label = require(&req.label, "Label")?;
+        if req.aws_account_ids.is_empty() {
+            return Err(missing_parameter("AWSAccountId"));
+        }
+        if req.actions.is_empty() {
+            return Err(missing_parameter("ActionName"));
+        }
+        let current = topic.attributes.get("Policy").cloned().unwrap_or_else(|| Self::default_policy(&topic));
+        let mut policy: Value = serde_json::from_str(&current).map_err(internal)?;
+        let statements = policy.get_mut("Statement").and_then(Value::as_array_mut).ok_or_else(|| internal("policy without statements"))?;
+        if statements.iter().any(|s| s.get("Sid").and_then(Value::as_str) == Some(label)) {
+            return Err(invalid_parameter("Statement already exists"));
+        }
+        let principals: Vec<String> = req.aws_account_ids.iter().map(|a| format!("arn:aws:iam::{a}:root")).collect();
+        let actions: Vec<String> = req.actions.iter().map(|a| format!("SNS:{a}")).collect();
+        statements.push(json!({"Sid": label, "Effect": "Allow", "Principal": {"AWS": principals}, "Action": actions, "Resource": topic.arn}));
+        topic.attributes.insert("Policy".into(), policy.to_string());
+        self.wait(self.topics.put_topic(topic)).await?;
+        Ok(json!({}))
+    }
+
+    async fn remove_permission(&self, req: RemovePermissionRequest) -> Result<Value, AwsError> {
+        let mut topic = self.topic(&req.topic_arn)?;
+        let label = require(&req.label, "Label")?;
+        let current = topic.attributes.get("Policy").cloned().unwrap_or_else(|| Self::default_policy(&topic));
+        let mut policy: Value = serde_json::from_str(&current).map_err(internal)?;
+        let statements = policy.get_mut("Statement").and_then(Value::as_array_mut).ok_or_else(|| internal("policy without statements"))?;
+        let before = statements.len();
+        statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(label));
+        if statements.len() == before {
+            return Err(invalid_parameter("Statement not found"));
+        }
+        topic.attributes.insert("Policy".into(), policy.to_string());
+        self.wait(self.topics.put_topic(topic)).await?;
+        Ok(json!({}))
+    }
+
+    fn get_data_protection_policy(&self, req: ResourceArnRequest) -> Result<Value, AwsError> {
+        let topic = self.tagged_topic(&req.resource_arn)?;
+        Ok(json!({"DataProtectionPolicy": topic.attributes.get("DataProtectionPolicy").cloned().unwrap_or_default()}))
+    }
+
+    async fn put_data_protection_policy(&self, req: ResourceArnRequest) -> Result<Value, AwsError> {
+        let mut topic = self.tagged_topic(&req.resource_arn)?;
+        let policy = require(&req.data_protection_policy, "DataProtectionPolicy")?;
+        if serde_json::from_str::<Value>(policy).is_err() {
+            return Err(invalid_parameter("DataProtectionPolicy: failed to parse JSON"));
+        }
+        topic.attributes.insert("DataProtectionPolicy".into(), policy.to_owned());
+        self.wait(self.topics.put_topic(topic)).await?;
+        Ok(json!({}))
+    }
+
+    /// The outbox as JSON, for `/_sluice/sns/outbox`.
+    pub fn outbox_json(&self) -> Value {
+        let entries: Vec<Value> = self
+            .topics
+            .outbox()
+            .into_iter()
+            .map(|e| {
+                json!({"id": e.id, "subscriptionArn": e.subscription_arn, "protocol": e.protocol, "endpoint": e.endpoint,
+                       "body": e.body, "headers": e.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+                       "attempts": e.attempts, "createdMs": e.created_ms})
+            })
+            .collect();
+        json!({"messages": entries})
+    }
+
+    /// Empties the outbox of the protocols Sluice does not deliver itself.
+    pub async fn clear_outbox(&self) -> Result<usize, AwsError> {
+        let mut n = 0;
+        for e in self.topics.outbox().into_iter().filter(|e| OUTBOX_PROTOCOLS.contains(&e.protocol.as_str())) {
+            self.wait(self.topics.remove_outbox(e.id)).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// SNS message attributes as the envelope's `MessageAttributes` (`{"Type", "Value"}`).
+fn envelope_attributes(attrs: &MessageAttributeMap) -> Map<String, Value> {
+    attrs
+        .iter()
+        .map(|(k, v)| {
+            let data_type = v.data_type.clone().unwrap_or_default();
+            let value = if data_type.starts_with("Binary") { v.binary_value.clone() } else { v.string_value.clone() };
+            (k.clone(), json!({"Type": data_type, "Value": value.unwrap_or_default()}))
+        })
+        .collect()
+}
+
+/// SNS message attributes carried over to SQS message attributes on raw delivery.
+fn sqs_attributes(attrs: &MessageAttributeMap) -> crate::sqs::types::MessageAttributeMap {
+    attrs
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                SqsAttributeValue {
+                    data_type: v.data_type.clone(),
+                    string_value: v.string_value.clone(),
+                    binary_value: v.binary_value.clone(),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect()
+}
+
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
