@@ -37,3 +37,8 @@ fn boto3_flows() {
 fn aws_cli_flows() {
     run("bash", "awscli_sqs.sh");
 }
+
+#[test]
+fn boto3_sns_flows() {
+    run("python3", "boto3_sns.py");
+}

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""SNS flows through boto3: fan-out to SQS with filter policies, raw and enveloped
+delivery, FIFO topics, and an HTTP subscriber on loopback that confirms, verifies each
+message's signature with the certificate at SigningCertURL, fails twice and then
+succeeds; a failing endpoint's messages land in its dead-letter queue.
+
+Usage: SLUICE_ENDPOINT=http://127.0.0.1:4566 python3 tests/compat/boto3_sns.py
+"""
+import base64
+import json
+import os
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+from botocore.exceptions import ClientError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+ENDPOINT = os.environ["SLUICE_ENDPOINT"]
+KW = dict(endpoint_url=ENDPOINT, region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+sns = boto3.client("sns", **KW)
+sqs = boto3.client("sqs", **KW)
+
+
+def queue(name, **attrs):
+    url = sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+def drain(url, wait=1):
+    out = []
+    while True:
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait,
+                                   MessageAttributeNames=["All"], AttributeNames=["All"]).get("Messages", [])
+        if not msgs:
+            return out
+        out.extend(msgs)
+        sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
+
+
+def expect_error(code, fn, **kwargs):
+    try:
+        fn(**kwargs)
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == code, e.response["Error"]
+        return e.response["Error"]["Message"]
+    raise AssertionError(f"expected {code}")
+
+
+def string_to_sign(m):
+    if m["Type"] == "Notification":
+        keys = ["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"]
+    else:
+        keys = ["Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"]
+    return "".join(f"{k}\n{m[k]}\n" for k in keys if k in m).encode()
+
+
+def verify_signature(m):
+    """What SDK message validators do: fetch the certificate, check the signature."""
+    pem = urllib.request.urlopen(m["SigningCertURL"]).read()
+    cert = x509.load_pem_x509_certificate(pem)
+    digest = hashes.SHA1() if m["SignatureVersion"] == "1" else hashes.SHA256()
+    cert.public_key().verify(base64.b64decode(m["Signature"]), string_to_sign(m), padding.PKCS1v15(), digest)
+
+
+def fan_out_with_filters():
+    topic = sns.create_topic(Name="orders", Tags=[{"Key": "team", "Value": "a"}])["TopicArn"]
+    assert sns.create_topic(Name="orders")["TopicArn"] == topic, "CreateTopic is idempotent"
+    big_url, big_arn = queue("big-orders")
+    eu_url, eu_arn = queue("eu-orders")
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=big_arn,
+                  Attributes={"FilterPolicy": json.dumps({"amount": [{"numeric": [">=", 100]}]}), "RawMessageDelivery": "true"})
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=eu_arn,
+                  Attributes={"FilterPolicyScope": "MessageBody", "FilterPolicy": json.dumps({"region": [{"prefix": "eu-"}]})})
+    sns.publish(TopicArn=topic, Message=json.dumps({"region": "eu-west-1"}),
+                MessageAttributes={"amount": {"DataType": "Number", "StringValue": "250"}})
+    sns.publish(TopicArn=topic, Message=json.dumps({"region": "us-east-1"}),
+                MessageAttributes={"amount": {"DataType": "Number", "StringValue": "5"}})
+    sns.publish(TopicArn=topic, Message=json.dumps({"region": "eu-central-1"}), Subject="small")
+    big = drain(big_url)
+    assert [m["Body"] for m in big] == ['{"region": "eu-west-1"}'], big
+    assert big[0]["MessageAttributes"]["amount"] == {"StringValue": "250", "DataType": "Number"}, "raw delivery keeps attributes"
+    eu = sorted(json.loads(m["Body"])["Message"] for m in drain(eu_url))
+    assert eu == ['{"region": "eu-central-1"}', '{"region": "eu-west-1"}'], eu
+    env = json.loads(sqs_peek_envelope(topic, eu_url))
+    verify_signature(env)
+    assert sns.list_tags_for_resource(ResourceArn=topic)["Tags"] == [{"Key": "team", "Value": "a"}]
+    reason = expect_error("InvalidParameter", sns.subscribe, TopicArn=topic, Protocol="sqs", Endpoint=eu_arn,
+                          Attributes={"FilterPolicy": json.dumps({"a": [{"anything-but": {"suffix": "x"}}]})})
+    assert "Unsupported anything-but pattern: suffix" in reason, reason
+    expect_error("NotFound", sns.publish, TopicArn=topic + "-missing", Message="x")
+    expect_error("InvalidParameter", sns.publish, TopicArn=topic, Message="")
+
+
+def sqs_peek_envelope(topic, url):
+    sns.publish(TopicArn=topic, Message=json.dumps({"region": "eu-north-1"}), Subject="signed")
+    body = drain(url)[0]["Body"]
+    m = json.loads(body)
+    assert m["Type"] == "Notification" and m["Subject"] == "signed" and m["TopicArn"] == topic
+    for k in ["MessageId", "Timestamp", "SignatureVersion", "Signature", "SigningCertURL", "UnsubscribeURL"]:
+        assert k in m, k
+    return body
+
+
+def fifo_topic():
+    topic = sns.create_topic(Name="jobs.fifo", Attributes={"FifoTopic": "true", "ContentBasedDeduplication": "true"})["TopicArn"]
+    url, arn = queue("jobs.fifo", FifoQueue="true")
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    first = sns.publish(TopicArn=topic, Message="one", MessageGroupId="g")
+    dup = sns.publish(TopicArn=topic, Message="one", MessageGroupId="g")
+    assert first["MessageId"] == dup["MessageId"], "content-based dedup on the topic"
+    second = sns.publish(TopicArn=topic, Message="two", MessageGroupId="g")
+    assert int(second["SequenceNumber"]) > int(first["SequenceNumber"])
+    msgs = drain(url)
+    assert [m["Body"] for m in msgs] == ["one", "two"], msgs
+    assert msgs[0]["Attributes"]["MessageGroupId"] == "g"
+    expect_error("InvalidParameter", sns.publish, TopicArn=topic, Message="x")
+    std_topic = sns.create_topic(Name="std")["TopicArn"]
+    expect_error("InvalidParameter", sns.subscribe, TopicArn=std_topic, Protocol="sqs", Endpoint=arn)
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Confirms subscriptions through SubscribeURL; fails the first `fail` notifications."""
+    received = []
+    fail = {}
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        verify_signature(body)
+        assert self.headers["x-amz-sns-message-type"] == body["Type"]
+        if body["Type"] == "SubscriptionConfirmation":
+            urllib.request.urlopen(body["SubscribeURL"]).read()
+            self.send_response(200)
+        elif Receiver.fail.get(self.path, 0) > 0:
+            Receiver.fail[self.path] -= 1
+            self.send_response(500)
+        else:
+            Receiver.received.append((self.path, body["Message"]))
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def http_subscriber():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    topic = sns.create_topic(Name="webhooks")["TopicArn"]
+    quick = json.dumps({"healthyRetryPolicy": {"minDelayTarget": 1, "maxDelayTarget": 1, "numRetries": 3}})
+    Receiver.fail["/flaky"] = 2
+    sub = sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=base + "/flaky", Attributes={"DeliveryPolicy": quick})
+    assert sub["SubscriptionArn"] == "pending confirmation", sub
+    dlq_url, dlq_arn = queue("webhook-dlq")
+    Receiver.fail["/down"] = 1000
+    sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=base + "/down",
+                  Attributes={"DeliveryPolicy": quick, "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn})})
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        subs = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        if all(s["SubscriptionArn"] != "PendingConfirmation" for s in subs):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the HTTP endpoints did not confirm")
+    sns.publish(TopicArn=topic, Message="webhook payload")
+    deadline = time.time() + 30
+    while time.time() < deadline and ("/flaky", "webhook payload") not in Receiver.received:
+        time.sleep(0.1)
+    assert ("/flaky", "webhook payload") in Receiver.received, Receiver.received
+    assert Receiver.fail["/flaky"] == 0, "two failures were retried"
+    dead = drain(dlq_url, wait=10)
+    assert len(dead) == 1 and json.loads(dead[0]["Body"])["Message"] == "webhook payload", dead
+    server.shutdown()
+
+
+def outbox_protocols():
+    topic = sns.create_topic(Name="people")["TopicArn"]
+    sub = sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="ops@example.com")
+    assert sub["SubscriptionArn"] == "pending confirmation"
+    sns.subscribe(TopicArn=topic, Protocol="sms", Endpoint="+15555550100")
+    sns.publish(TopicArn=topic, Message="hello people")
+    outbox = json.load(urllib.request.urlopen(ENDPOINT + "/_sluice/sns/outbox"))["messages"]
+    sms = [m for m in outbox if m["protocol"] == "sms"]
+    assert len(sms) == 1 and json.loads(sms[0]["body"])["Message"] == "hello people", outbox
+    confirmation = [m for m in outbox if m["protocol"] == "email"]
+    assert confirmation and json.loads(confirmation[0]["body"])["Type"] == "SubscriptionConfirmation"
+    token = json.loads(confirmation[0]["body"])["Token"]
+    arn = sns.confirm_subscription(TopicArn=topic, Token=token)["SubscriptionArn"]
+    assert sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]["PendingConfirmation"] == "false"
+    req = urllib.request.Request(ENDPOINT + "/_sluice/sns/outbox", method="DELETE")
+    urllib.request.urlopen(req).read()
+    assert json.load(urllib.request.urlopen(ENDPOINT + "/_sluice/sns/outbox"))["messages"] == []
+
+
+def main():
+    fan_out_with_filters()
+    fifo_topic()
+    http_subscriber()
+    outbox_protocols()
+    print("boto3 SNS compatibility: all flows passed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
