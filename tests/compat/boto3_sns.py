@@ -176,7 +176,7 @@ def http_subscriber():
         time.sleep(0.1)
     assert ("/flaky", "webhook payload") in Receiver.received, Receiver.received
     assert Receiver.fail["/flaky"] == 0, "two failures were retried"
-    dead = drain(dlq_url, wait=10)
+    dead = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=20).get("Messages", [])
     assert len(dead) == 1 and json.loads(dead[0]["Body"])["Message"] == "webhook payload", dead
     server.shutdown()
 
@@ -186,10 +186,15 @@ def outbox_protocols():
     sub = sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="ops@example.com")
     assert sub["SubscriptionArn"] == "pending confirmation"
     sns.subscribe(TopicArn=topic, Protocol="sms", Endpoint="+15555550100")
+    sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint="arn:aws:lambda:us-east-1:000000000000:function:f")
     sns.publish(TopicArn=topic, Message="hello people")
     outbox = json.load(urllib.request.urlopen(ENDPOINT + "/_sluice/sns/outbox"))["messages"]
     sms = [m for m in outbox if m["protocol"] == "sms"]
-    assert len(sms) == 1 and json.loads(sms[0]["body"])["Message"] == "hello people", outbox
+    assert len(sms) == 1 and sms[0]["body"] == "hello people", "SMS carries the text only"
+    event = json.loads(next(m for m in outbox if m["protocol"] == "lambda")["body"])
+    record = event["Records"][0]
+    assert record["EventSource"] == "aws:sns" and record["Sns"]["Message"] == "hello people", event
+    assert record["Sns"]["SigningCertUrl"].endswith("/_sluice/sns/SimpleNotificationService.pem")
     confirmation = [m for m in outbox if m["protocol"] == "email"]
     assert confirmation and json.loads(confirmation[0]["body"])["Type"] == "SubscriptionConfirmation"
     token = json.loads(confirmation[0]["body"])["Token"]

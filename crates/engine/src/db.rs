@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 
 /// Schema migrations, applied in order; `meta.schema_version` records how many ran.
 /// Never edit a released entry: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE queues (
     id INTEGER PRIMARY KEY,
@@ -52,7 +53,8 @@ CREATE TABLE move_tasks (
     moved INTEGER NOT NULL, to_move INTEGER NOT NULL, started_ms INTEGER NOT NULL,
     failure_reason TEXT, max_seq INTEGER NOT NULL
 );
-"#, r#"
+"#,
+    r#"
 CREATE TABLE topics (arn TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE subscriptions (arn TEXT PRIMARY KEY, topic_arn TEXT NOT NULL, record TEXT NOT NULL);
 CREATE TABLE sns_outbox (
@@ -66,7 +68,8 @@ CREATE TABLE topic_dedup (
     expires_ms INTEGER NOT NULL, message_id TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (topic_arn, scope, dedup_id)
 );
-"#];
+"#,
+];
 
 /// One row of `messages`, as the writer inserts it.
 #[derive(Debug, Clone)]
@@ -166,13 +169,38 @@ pub enum SqlOp {
         seq: i64,
     },
     UpsertMoveTask(Box<MoveTaskRow>),
-    UpsertTopic { arn: String, record: String },
-    DeleteTopic { arn: String },
-    UpsertSubscription { arn: String, topic_arn: String, record: String },
-    DeleteSubscription { arn: String },
-    UpsertOutbox { id: i64, subscription_arn: String, record: String, next_attempt_ms: i64 },
-    DeleteOutbox { id: i64 },
-    InsertTopicDedup { topic_arn: String, scope: String, dedup_id: String, expires_ms: i64, message_id: String, seq: i64 },
+    UpsertTopic {
+        arn: String,
+        record: String,
+    },
+    DeleteTopic {
+        arn: String,
+    },
+    UpsertSubscription {
+        arn: String,
+        topic_arn: String,
+        record: String,
+    },
+    DeleteSubscription {
+        arn: String,
+    },
+    UpsertOutbox {
+        id: i64,
+        subscription_arn: String,
+        record: String,
+        next_attempt_ms: i64,
+    },
+    DeleteOutbox {
+        id: i64,
+    },
+    InsertTopicDedup {
+        topic_arn: String,
+        scope: String,
+        dedup_id: String,
+        expires_ms: i64,
+        message_id: String,
+        seq: i64,
+    },
 }
 
 pub type CommitHook = Box<dyn FnOnce() + Send>;
@@ -436,7 +464,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
             .execute(params![seq.to_string()])?;
         }
         SqlOp::UpsertTopic { arn, record } => {
-            tx.prepare_cached("INSERT OR REPLACE INTO topics (arn, record) VALUES (?1, ?2)")?.execute(params![arn, record])?;
+            tx.prepare_cached("INSERT OR REPLACE INTO topics (arn, record) VALUES (?1, ?2)")?
+                .execute(params![arn, record])?;
         }
         SqlOp::DeleteTopic { arn } => {
             tx.prepare_cached("DELETE FROM topics WHERE arn=?1")?.execute(params![arn])?;

@@ -253,7 +253,12 @@ impl EmbeddedStore {
         self.registry().by_key.get(key).cloned().ok_or(StoreError::QueueDoesNotExist)
     }
 
-    pub(crate) fn commit<T>(&self, value: T, ops: Vec<SqlOp>, on_commit: Option<CommitHook>) -> Result<Durable<T>, StoreError> {
+    pub(crate) fn commit<T>(
+        &self,
+        value: T,
+        ops: Vec<SqlOp>,
+        on_commit: Option<CommitHook>,
+    ) -> Result<Durable<T>, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.db.submit(WriteItem { ops, on_commit, done: Some(tx) })?;
         Ok(Durable { value, commit: Some(rx) })

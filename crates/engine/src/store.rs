@@ -279,8 +279,12 @@ pub trait TopicStore: Send + Sync {
 
     /// FIFO topic publish bookkeeping: the next sequence number, or the earlier
     /// (message id, sequence) when `dedup_id` was seen within the dedup window.
-    fn topic_sequence(&self, topic_arn: &str, scope: &str, dedup_id: &str)
-        -> Result<Durable<(String, i64, bool)>, StoreError>;
+    fn topic_sequence(
+        &self,
+        topic_arn: &str,
+        scope: &str,
+        dedup_id: &str,
+    ) -> Result<Durable<(String, i64, bool)>, StoreError>;
 
     fn add_outbox(&self, entries: Vec<OutboxEntry>) -> Result<Durable<Vec<i64>>, StoreError>;
     fn update_outbox(&self, entry: OutboxEntry) -> Result<Durable<()>, StoreError>;

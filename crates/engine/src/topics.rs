@@ -40,8 +40,9 @@ impl TopicRegistry {
             reg.next_outbox_id = reg.next_outbox_id.max(id + 1);
             reg.outbox.insert(id, e);
         }
-        let mut stmt = conn
-            .prepare("SELECT topic_arn, scope, dedup_id, expires_ms, message_id, seq FROM topic_dedup WHERE expires_ms > ?1")?;
+        let mut stmt = conn.prepare(
+            "SELECT topic_arn, scope, dedup_id, expires_ms, message_id, seq FROM topic_dedup WHERE expires_ms > ?1",
+        )?;
         let mut rows = stmt.query(params![now as i64])?;
         while let Some(r) = rows.next()? {
             reg.dedup.insert(
@@ -125,8 +126,12 @@ impl TopicStore for EmbeddedStore {
         self.commit((), vec![SqlOp::DeleteSubscription { arn: arn.to_owned() }], None)
     }
 
-    fn topic_sequence(&self, topic_arn: &str, scope: &str, dedup_id: &str)
-        -> Result<Durable<(String, i64, bool)>, StoreError> {
+    fn topic_sequence(
+        &self,
+        topic_arn: &str,
+        scope: &str,
+        dedup_id: &str,
+    ) -> Result<Durable<(String, i64, bool)>, StoreError> {
         let now = self.clock.now_ms();
         let mut reg = self.topic_registry();
         let key = (topic_arn.to_owned(), scope.to_owned(), dedup_id.to_owned());

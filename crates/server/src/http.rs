@@ -80,7 +80,11 @@ async fn sluice_endpoint(state: &AppState, method: &Method, path: &str) -> Optio
         if method == Method::DELETE {
             return Some(match state.sns.clear_outbox().await {
                 Ok(n) => plain(StatusCode::OK, "application/json", format!("{{\"cleared\":{n}}}")),
-                Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, "application/json", String::from_utf8_lossy(&e.json_body()).into_owned()),
+                Err(e) => plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "application/json",
+                    String::from_utf8_lossy(&e.json_body()).into_owned(),
+                ),
             });
         }
     }
@@ -160,7 +164,12 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
             let mut params = query_params;
             params.extend(sluice_wire::query::parse_form(&body));
             let Some(action) = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()) else {
-                let e = AwsError::new(400, "MissingAction", "MissingAction", "The request must contain the parameter Action.");
+                let e = AwsError::new(
+                    400,
+                    "MissingAction",
+                    "MissingAction",
+                    "The request must contain the parameter Action.",
+                );
                 return error_response(&protocol, &e, &request_id);
             };
             let scope_service = scope.as_ref().map(|s| s.service.as_str());

@@ -467,6 +467,9 @@ mod tests {
         attribute_values(pairs.iter().map(|(n, t, v)| (*n, *t, Some(*v))))
     }
 
+    /// (name, data type, value) of one message attribute.
+    type Attr<'a> = (&'a str, &'a str, &'a str);
+
     /// (policy, attributes, expected match)
     #[test]
     fn attribute_policies_match_as_aws_documents() {
@@ -475,7 +478,7 @@ mod tests {
             ("price_usd", "Number", "210.75"),
             ("event", "String", "order_placed"),
         ];
-        let cases: &[(&str, &[(&str, &str, &str)], bool)] = &[
+        let cases: &[(&str, &[Attr], bool)] = &[
             (r#"{"store":["example_corp"]}"#, store, true),
             (r#"{"store":["other"]}"#, store, false),
             (r#"{"store":["other","example_corp"]}"#, store, true),

@@ -102,11 +102,16 @@ pub fn try_json_call(
 
 /// A Query-protocol call: (status, XML body).
 pub fn query_call(agent: &ureq::Agent, url: &str, form: &[(&str, &str)]) -> (u16, String) {
+    query_call_as(agent, url, "sqs", form)
+}
+
+/// A Query call signed for `service` (the credential scope routes SQS and SNS).
+pub fn query_call_as(agent: &ureq::Agent, url: &str, service: &str, form: &[(&str, &str)]) -> (u16, String) {
     let body: String = form.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&");
     let mut resp = agent
         .post(url)
         .header("Content-Type", "application/x-www-form-urlencoded")
-        .header("Authorization", AUTH)
+        .header("Authorization", &AUTH.replace("/sqs/", &format!("/{service}/")))
         .send(body.as_str())
         .expect("request");
     let status = resp.status().as_u16();
@@ -126,4 +131,11 @@ fn enc(s: &str) -> String {
 
 pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The text of the first `<tag>…</tag>` in `xml`.
+pub fn xml_field(xml: &str, tag: &str) -> Option<String> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].replace("&quot;", "\"").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
 }

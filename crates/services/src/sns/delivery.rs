@@ -52,11 +52,14 @@ impl RetryPolicy {
     /// disables overrides, else the topic's `http.defaultHealthyRetryPolicy`, else AWS's default.
     pub fn effective(topic_policy: Option<&str>, subscription_policy: Option<&str>) -> RetryPolicy {
         let parse = |s: Option<&str>| s.and_then(|t| serde_json::from_str::<Value>(t).ok());
-        let topic = parse(topic_policy).unwrap_or_else(|| serde_json::from_str(DEFAULT_DELIVERY_POLICY).unwrap_or(Value::Null));
+        let topic =
+            parse(topic_policy).unwrap_or_else(|| serde_json::from_str(DEFAULT_DELIVERY_POLICY).unwrap_or(Value::Null));
         let http = topic.get("http").cloned().unwrap_or(Value::Null);
         let overrides_allowed = !http.get("disableSubscriptionOverrides").and_then(Value::as_bool).unwrap_or(false);
         if overrides_allowed {
-            if let Some(p) = parse(subscription_policy).and_then(|s| s.get("healthyRetryPolicy").and_then(RetryPolicy::from_json)) {
+            if let Some(p) =
+                parse(subscription_policy).and_then(|s| s.get("healthyRetryPolicy").and_then(RetryPolicy::from_json))
+            {
                 return p;
             }
         }
@@ -82,7 +85,8 @@ impl RetryPolicy {
         if retry <= self.num_no_delay + self.num_min_delay {
             return Some(self.min_delay_s);
         }
-        let backoff_count = self.num_retries.saturating_sub(self.num_no_delay + self.num_min_delay + self.num_max_delay);
+        let backoff_count =
+            self.num_retries.saturating_sub(self.num_no_delay + self.num_min_delay + self.num_max_delay);
         let i = retry - self.num_no_delay - self.num_min_delay;
         if i > backoff_count {
             return Some(self.max_delay_s);
@@ -167,7 +171,11 @@ async fn attempt(sns: &SnsService, http: &dyn HttpPost, mut entry: OutboxEntry) 
                 .and_then(|p| serde_json::from_str::<Value>(p).ok())
                 .and_then(|p| p.get("deadLetterTargetArn").and_then(Value::as_str).and_then(QueueKey::from_arn));
             if let (Some(queue), true) = (dlq, is_notification) {
-                let message = NewMessage { body: entry.body.clone(), sender_id: "AIDAIT2UOQQY3AUEKVGXU".into(), ..Default::default() };
+                let message = NewMessage {
+                    body: entry.body.clone(),
+                    sender_id: "AIDAIT2UOQQY3AUEKVGXU".into(),
+                    ..Default::default()
+                };
                 match sns.queue_store().send_messages(&queue, vec![message]) {
                     Ok(d) => {
                         let _ = d.wait().await;

@@ -19,13 +19,7 @@ pub fn iso8601(ms: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
 }
 
 /// A message's fields, in the order AWS writes them.
@@ -73,7 +67,8 @@ impl Envelope {
     pub fn to_json(&self, keys: &SigningKeys, signature_version: &str, cert_url: &str) -> Result<String, String> {
         let signature = keys.sign(signature_version, &self.string_to_sign())?;
         let s = |v: &str| Value::String(v.to_owned()).to_string();
-        let mut lines = vec![format!("\"Type\" : {}", s(self.kind)), format!("\"MessageId\" : {}", s(&self.message_id))];
+        let mut lines =
+            vec![format!("\"Type\" : {}", s(self.kind)), format!("\"MessageId\" : {}", s(&self.message_id))];
         if let Some(seq) = &self.sequence_number {
             lines.push(format!("\"SequenceNumber\" : {}", s(seq)));
         }
@@ -134,7 +129,13 @@ mod tests {
             e.string_to_sign(),
             "Message\nhello\nMessageId\nid\nSubject\nsubj\nTimestamp\n1970-01-01T00:00:00.000Z\nTopicArn\narn\nType\nNotification\n"
         );
-        let c = Envelope { kind: "SubscriptionConfirmation", token: Some("t".into()), subscribe_url: Some("s".into()), subject: None, ..e };
+        let c = Envelope {
+            kind: "SubscriptionConfirmation",
+            token: Some("t".into()),
+            subscribe_url: Some("s".into()),
+            subject: None,
+            ..e
+        };
         assert_eq!(
             c.string_to_sign(),
             "Message\nhello\nMessageId\nid\nSubscribeURL\ns\nTimestamp\n1970-01-01T00:00:00.000Z\nToken\nt\nTopicArn\narn\nType\nSubscriptionConfirmation\n"

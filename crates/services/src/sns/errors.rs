@@ -8,7 +8,12 @@ pub fn invalid_parameter(reason: impl std::fmt::Display) -> AwsError {
     AwsError::new(400, "InvalidParameterException", "InvalidParameter", format!("Invalid parameter: {reason}"))
 }
 pub fn invalid_parameter_value(reason: impl std::fmt::Display) -> AwsError {
-    AwsError::new(400, "InvalidParameterValueException", "ParameterValueInvalid", format!("Invalid parameter: {reason}"))
+    AwsError::new(
+        400,
+        "InvalidParameterValueException",
+        "ParameterValueInvalid",
+        format!("Invalid parameter: {reason}"),
+    )
 }
 pub fn not_found(message: &str) -> AwsError {
     AwsError::new(404, "NotFoundException", "NotFound", message)
@@ -23,7 +28,12 @@ pub fn resource_not_found() -> AwsError {
     AwsError::new(404, "ResourceNotFoundException", "ResourceNotFound", "Resource does not exist")
 }
 pub fn empty_batch() -> AwsError {
-    AwsError::new(400, "EmptyBatchRequestException", "EmptyBatchRequest", "The batch request doesn't contain any entries")
+    AwsError::new(
+        400,
+        "EmptyBatchRequestException",
+        "EmptyBatchRequest",
+        "The batch request doesn't contain any entries",
+    )
 }
 pub fn too_many_entries(n: usize) -> AwsError {
     AwsError::new(
@@ -58,7 +68,12 @@ pub fn batch_too_long() -> AwsError {
     )
 }
 pub fn tag_limit_exceeded() -> AwsError {
-    AwsError::new(400, "TagLimitExceededException", "TagLimitExceeded", "Could not complete request: tag quota of per resource exceeded")
+    AwsError::new(
+        400,
+        "TagLimitExceededException",
+        "TagLimitExceeded",
+        "Could not complete request: tag quota of per resource exceeded",
+    )
 }
 pub fn not_supported(action: &str) -> AwsError {
     AwsError::new(400, "InvalidAction", "InvalidAction", format!("The action {action} is not supported by Sluice yet."))

@@ -87,11 +87,18 @@ pub struct SnsService {
     keys: Arc<SigningKeys>,
     /// Wakes the HTTP delivery worker when the outbox grows.
     pub outbox_changed: Arc<Notify>,
-    policies: Mutex<HashMap<String, (String, Scope, Arc<FilterPolicy>)>>,
+    policies: Mutex<HashMap<String, CachedPolicy>>,
+}
+
+/// A subscription's compiled filter policy and the text it came from.
+struct CachedPolicy {
+    text: String,
+    scope: Scope,
+    policy: Arc<FilterPolicy>,
 }
 
 fn parse<T: DeserializeOwned>(input: Value) -> Result<T, AwsError> {
-    serde_json::from_value(input).map_err(|e| invalid_parameter(e))
+    serde_json::from_value(input).map_err(invalid_parameter)
 }
 
 fn require<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, AwsError> {
@@ -319,7 +326,12 @@ impl SnsService {
             return Ok(json!({"TopicArn": arn}));
         }
         if self.topics.list_topics(&ctx.account, &ctx.region).len() >= MAX_TOPICS_PER_ACCOUNT {
-            return Err(AwsError::new(403, "TopicLimitExceededException", "TopicLimitExceeded", "Topic limit exceeded"));
+            return Err(AwsError::new(
+                403,
+                "TopicLimitExceededException",
+                "TopicLimitExceeded",
+                "Topic limit exceeded",
+            ));
         }
         if let Some(p) = &req.data_protection_policy {
             attributes.insert("DataProtectionPolicy".into(), p.clone());
@@ -350,8 +362,12 @@ impl SnsService {
     }
 
     fn list_topics(&self, ctx: &RequestContext, req: NextTokenRequest) -> Result<Value, AwsError> {
-        let all: Vec<Value> =
-            self.topics.list_topics(&ctx.account, &ctx.region).into_iter().map(|t| json!({"TopicArn": t.arn})).collect();
+        let all: Vec<Value> = self
+            .topics
+            .list_topics(&ctx.account, &ctx.region)
+            .into_iter()
+            .map(|t| json!({"TopicArn": t.arn}))
+            .collect();
         let (items, next) = page(&all, &req.next_token)?;
         let mut out = json!({"Topics": items});
         if let Some(n) = next {
@@ -459,7 +475,9 @@ impl SnsService {
             Some("MessageBody") => Scope::MessageBody,
             _ => Scope::MessageAttributes,
         };
-        FilterPolicy::parse(policy, scope).map(|_| ()).map_err(|e| invalid_parameter(format!("{prefix}FilterPolicy: {e}")))
+        FilterPolicy::parse(policy, scope)
+            .map(|_| ())
+            .map_err(|e| invalid_parameter(format!("{prefix}FilterPolicy: {e}")))
     }
 
     async fn subscribe(&self, ctx: &RequestContext, req: SubscribeRequest) -> Result<Value, AwsError> {
@@ -485,7 +503,9 @@ impl SnsService {
             return Err(invalid_parameter(format!("Invalid protocol type: {protocol}")));
         }
         if protocol == "sqs" && !fifo_topic && endpoint.ends_with(".fifo") {
-            return Err(invalid_parameter("Invalid parameter: Endpoint Reason: FIFO SQS Queues can not be subscribed to standard SNS topics"));
+            return Err(invalid_parameter(
+                "Invalid parameter: Endpoint Reason: FIFO SQS Queues can not be subscribed to standard SNS topics",
+            ));
         }
         let mut attributes = Attributes::new();
         for (k, v) in &req.attributes {
@@ -499,9 +519,15 @@ impl SnsService {
             .find(|s| s.protocol == protocol && s.endpoint == endpoint)
         {
             if existing.attributes != attributes && !attributes.is_empty() {
-                return Err(invalid_parameter("Attributes Reason: Subscription already exists with different attributes"));
+                return Err(invalid_parameter(
+                    "Attributes Reason: Subscription already exists with different attributes",
+                ));
             }
-            let arn = if existing.confirmed || req.return_subscription_arn { existing.arn } else { "pending confirmation".into() };
+            let arn = if existing.confirmed || req.return_subscription_arn {
+                existing.arn
+            } else {
+                "pending confirmation".into()
+            };
             return Ok(json!({"SubscriptionArn": arn}));
         }
         // SQS, Lambda, SMS, mobile and Firehose subscriptions need no confirmation.
@@ -528,13 +554,15 @@ impl SnsService {
         format!("{}://{}", ctx.scheme, ctx.host)
     }
 
-    async fn send_confirmation(&self, ctx: &RequestContext, topic: &TopicRecord, sub: &SubscriptionRecord) -> Result<(), AwsError> {
+    async fn send_confirmation(
+        &self,
+        ctx: &RequestContext,
+        topic: &TopicRecord,
+        sub: &SubscriptionRecord,
+    ) -> Result<(), AwsError> {
         let base = Self::base_url(ctx);
-        let subscribe_url = format!(
-            "{base}/?Action=ConfirmSubscription&TopicArn={}&Token={}",
-            form_encode(&topic.arn),
-            sub.token
-        );
+        let subscribe_url =
+            format!("{base}/?Action=ConfirmSubscription&TopicArn={}&Token={}", form_encode(&topic.arn), sub.token);
         let envelope = Envelope {
             kind: "SubscriptionConfirmation",
             message_id: uuid::Uuid::new_v4().to_string(),
@@ -669,7 +697,9 @@ impl SnsService {
         if s.protocol.starts_with("http") {
             let effective = s.attributes.get("DeliveryPolicy").cloned().unwrap_or_else(|| {
                 let topic = self.topics.get_topic(&s.topic_arn);
-                topic.and_then(|t| t.attributes.get("DeliveryPolicy").cloned()).unwrap_or_else(|| DEFAULT_DELIVERY_POLICY.into())
+                topic
+                    .and_then(|t| t.attributes.get("DeliveryPolicy").cloned())
+                    .unwrap_or_else(|| DEFAULT_DELIVERY_POLICY.into())
             });
             a.insert("EffectiveDeliveryPolicy".into(), effective);
         }
@@ -680,7 +710,8 @@ impl SnsService {
         let arn = require(&req.subscription_arn, "SubscriptionArn")?;
         let mut s = self.topics.get_subscription(arn).ok_or_else(subscription_not_found)?;
         let name = require(&req.attribute_name, "AttributeName")?;
-        let value = Self::validate_subscription_attribute(name, req.attribute_value.as_deref().unwrap_or(""), &s.protocol)?;
+        let value =
+            Self::validate_subscription_attribute(name, req.attribute_value.as_deref().unwrap_or(""), &s.protocol)?;
         s.attributes.insert(name.to_owned(), value);
         Self::check_filter_policy(&s.attributes, "")?;
         self.wait(self.topics.put_subscription(s)).await?;
@@ -689,16 +720,16 @@ impl SnsService {
 
     // ---- publishing ----
 
-    fn validate_outgoing(
-        &self,
-        topic: &TopicRecord,
-        message: &Option<String>,
-        subject: &Option<String>,
-        structure: &Option<String>,
-        attributes: &MessageAttributeMap,
-        group_id: &Option<String>,
-        dedup_id: &Option<String>,
-    ) -> Result<Outgoing, AwsError> {
+    fn validate_outgoing(&self, topic: &TopicRecord, entry: &PublishBatchEntry) -> Result<Outgoing, AwsError> {
+        let PublishBatchEntry {
+            message,
+            subject,
+            message_structure: structure,
+            message_attributes: attributes,
+            message_group_id: group_id,
+            message_deduplication_id: dedup_id,
+            ..
+        } = entry;
         let message = message.clone().unwrap_or_default();
         if message.is_empty() {
             return Err(invalid_parameter("Empty message"));
@@ -731,7 +762,10 @@ impl SnsService {
                 )));
             }
             if data_type == "String.Array"
-                && !matches!(serde_json::from_str::<Value>(v.string_value.as_deref().unwrap_or("")), Ok(Value::Array(_)))
+                && !matches!(
+                    serde_json::from_str::<Value>(v.string_value.as_deref().unwrap_or("")),
+                    Ok(Value::Array(_))
+                )
             {
                 return Err(invalid_parameter_value(format!(
                     "The message attribute '{name}' with type 'String.Array' has to be a valid JSON array."
@@ -746,7 +780,10 @@ impl SnsService {
             Some("json") => {
                 let parsed: Value = serde_json::from_str(&message)
                     .map_err(|_| invalid_parameter("Message Structure - JSON message body failed to parse"))?;
-                let obj = parsed.as_object().cloned().ok_or_else(|| invalid_parameter("Message Structure - JSON message body failed to parse"))?;
+                let obj = parsed
+                    .as_object()
+                    .cloned()
+                    .ok_or_else(|| invalid_parameter("Message Structure - JSON message body failed to parse"))?;
                 if !obj.get("default").is_some_and(Value::is_string) {
                     return Err(invalid_parameter("Message Structure - No default entry in JSON message body"));
                 }
@@ -776,7 +813,9 @@ impl SnsService {
         };
         for (name, v) in [("MessageGroupId", group_id), ("MessageDeduplicationId", &dedup)] {
             if let Some(v) = v {
-                let ok = !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || c.is_ascii_punctuation());
+                let ok = !v.is_empty()
+                    && v.len() <= 128
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c.is_ascii_punctuation());
                 if !ok {
                     return Err(invalid_parameter(format!("{name} Reason: {name} can only include alphanumeric and punctuation characters. 1 to 128 in length.")));
                 }
@@ -804,15 +843,7 @@ impl SnsService {
             return self.publish_to_outbox(ctx, "application", target, &req).await;
         }
         let topic = self.topic(&arn)?;
-        let out = self.validate_outgoing(
-            &topic,
-            &req.message,
-            &req.subject,
-            &req.message_structure,
-            &req.message_attributes,
-            &req.message_group_id,
-            &req.message_deduplication_id,
-        )?;
+        let out = self.validate_outgoing(&topic, &PublishBatchEntry::from(&req))?;
         let (message_id, sequence) = self.publish_one(ctx, &topic, out).await?;
         let mut result = json!({"MessageId": message_id});
         if let Some(s) = sequence {
@@ -822,7 +853,13 @@ impl SnsService {
     }
 
     /// Direct publishes to a phone number or a mobile endpoint: kept in the outbox.
-    async fn publish_to_outbox(&self, ctx: &RequestContext, protocol: &str, endpoint: &str, req: &PublishRequest) -> Result<Value, AwsError> {
+    async fn publish_to_outbox(
+        &self,
+        ctx: &RequestContext,
+        protocol: &str,
+        endpoint: &str,
+        req: &PublishRequest,
+    ) -> Result<Value, AwsError> {
         let message = require(&req.message, "Message")?;
         let message_id = uuid::Uuid::new_v4().to_string();
         let sub = SubscriptionRecord {
@@ -842,7 +879,12 @@ impl SnsService {
 
     /// Delivers one validated message to every matching subscription; answers once
     /// every delivery is durable (in its queue, or in the outbox).
-    async fn publish_one(&self, ctx: &RequestContext, topic: &TopicRecord, out: Outgoing) -> Result<(String, Option<String>), AwsError> {
+    async fn publish_one(
+        &self,
+        ctx: &RequestContext,
+        topic: &TopicRecord,
+        out: Outgoing,
+    ) -> Result<(String, Option<String>), AwsError> {
         let fifo = is_true(&topic.attributes, "FifoTopic");
         let (message_id, sequence) = if fifo {
             let scope = if topic.attributes.get("FifoThroughputScope").is_some_and(|s| s == "MessageGroup") {
@@ -851,8 +893,13 @@ impl SnsService {
                 String::new()
             };
             let dedup = out.dedup_id.clone().unwrap_or_default();
-            let (id, seq, duplicate) =
-                self.topics.topic_sequence(&topic.arn, &scope, &dedup).map_err(from_store)?.wait().await.map_err(from_store)?;
+            let (id, seq, duplicate) = self
+                .topics
+                .topic_sequence(&topic.arn, &scope, &dedup)
+                .map_err(from_store)?
+                .wait()
+                .await
+                .map_err(from_store)?;
             let seq = sluice_engine::topics::topic_sequence_number(seq);
             if duplicate {
                 return Ok((id, Some(seq)));
@@ -866,7 +913,9 @@ impl SnsService {
         let mut pending: Vec<Durable<Vec<sluice_engine::SendOutcome>>> = Vec::new();
         let mut outbox = Vec::new();
         let attr_values = attribute_values(
-            out.attributes.iter().map(|(k, v)| (k.as_str(), v.data_type.as_deref().unwrap_or(""), v.string_value.as_deref())),
+            out.attributes
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.data_type.as_deref().unwrap_or(""), v.string_value.as_deref())),
         );
         let body_values = body_values(&out.message);
         for sub in self.topics.subscriptions_of(&topic.arn) {
@@ -890,7 +939,9 @@ impl SnsService {
                 .map(str::to_owned)
                 .unwrap_or_else(|| out.message.clone());
             let raw = is_true(&sub.attributes, "RawMessageDelivery");
-            let body = if raw {
+            // Email and SMS carry the message text; everything else gets the signed
+            // envelope unless the subscription asked for raw delivery.
+            let body = if raw || matches!(sub.protocol.as_str(), "email" | "sms") {
                 text.clone()
             } else {
                 let envelope = Envelope {
@@ -910,7 +961,12 @@ impl SnsService {
                     message_attributes: envelope_attributes(&out.attributes),
                 };
                 let version = topic.attributes.get("SignatureVersion").map(String::as_str).unwrap_or("1");
-                envelope.to_json(&self.keys, version, &format!("{base}{CERT_PATH}")).map_err(internal)?
+                let json = envelope.to_json(&self.keys, version, &format!("{base}{CERT_PATH}")).map_err(internal)?;
+                if sub.protocol == "lambda" {
+                    lambda_event(&json, &sub.arn)
+                } else {
+                    json
+                }
             };
             match sub.protocol.as_str() {
                 "sqs" => {
@@ -935,7 +991,8 @@ impl SnsService {
                 _ => outbox.push(self.outbox_entry(&sub, "Notification", &message_id, &topic.arn, body, raw)),
             }
         }
-        let outbox_write = if outbox.is_empty() { None } else { Some(self.topics.add_outbox(outbox).map_err(from_store)?) };
+        let outbox_write =
+            if outbox.is_empty() { None } else { Some(self.topics.add_outbox(outbox).map_err(from_store)?) };
         for d in pending {
             if let Err(e) = d.wait().await {
                 return Err(internal(e));
@@ -956,13 +1013,13 @@ impl SnsService {
             _ => Scope::MessageAttributes,
         };
         let mut cache = self.policies.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((t, s, p)) = cache.get(&sub.arn) {
-            if t == text && *s == scope {
-                return Some((p.clone(), scope));
+        if let Some(c) = cache.get(&sub.arn) {
+            if &c.text == text && c.scope == scope {
+                return Some((c.policy.clone(), scope));
             }
         }
         let compiled = Arc::new(FilterPolicy::parse(text, scope).ok()?);
-        cache.insert(sub.arn.clone(), (text.clone(), scope, compiled.clone()));
+        cache.insert(sub.arn.clone(), CachedPolicy { text: text.clone(), scope, policy: compiled.clone() });
         Some((compiled, scope))
     }
 
@@ -978,7 +1035,8 @@ impl SnsService {
         let mut seen = Vec::new();
         for e in entries {
             let id = e.id.as_deref().unwrap_or("");
-            if id.is_empty() || id.len() > 80 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if id.is_empty() || id.len() > 80 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return Err(invalid_batch_entry_id());
             }
             if seen.contains(&id) {
@@ -994,15 +1052,7 @@ impl SnsService {
         let mut failed = Vec::new();
         for e in entries {
             let id = e.id.clone().unwrap_or_default();
-            let result = match self.validate_outgoing(
-                &topic,
-                &e.message,
-                &e.subject,
-                &e.message_structure,
-                &e.message_attributes,
-                &e.message_group_id,
-                &e.message_deduplication_id,
-            ) {
+            let result = match self.validate_outgoing(&topic, e) {
                 Ok(out) => self.publish_one(ctx, &topic, out).await,
                 Err(err) => Err(err),
             };
@@ -1014,7 +1064,9 @@ impl SnsService {
                     }
                     successful.push(entry);
                 }
-                Err(err) => failed.push(json!({"Id": id, "Code": err.query_code, "Message": err.message, "SenderFault": err.status < 500})),
+                Err(err) => failed.push(
+                    json!({"Id": id, "Code": err.query_code, "Message": err.message, "SenderFault": err.status < 500}),
+                ),
             }
         }
         Ok(json!({"Successful": successful, "Failed": failed}))
@@ -1065,7 +1117,10 @@ impl SnsService {
         }
         let current = topic.attributes.get("Policy").cloned().unwrap_or_else(|| Self::default_policy(&topic));
         let mut policy: Value = serde_json::from_str(&current).map_err(internal)?;
-        let statements = policy.get_mut("Statement").and_then(Value::as_array_mut).ok_or_else(|| internal("policy without statements"))?;
+        let statements = policy
+            .get_mut("Statement")
+            .and_then(Value::as_array_mut)
+            .ok_or_else(|| internal("policy without statements"))?;
         if statements.iter().any(|s| s.get("Sid").and_then(Value::as_str) == Some(label)) {
             return Err(invalid_parameter("Statement already exists"));
         }
@@ -1082,7 +1137,10 @@ impl SnsService {
         let label = require(&req.label, "Label")?;
         let current = topic.attributes.get("Policy").cloned().unwrap_or_else(|| Self::default_policy(&topic));
         let mut policy: Value = serde_json::from_str(&current).map_err(internal)?;
-        let statements = policy.get_mut("Statement").and_then(Value::as_array_mut).ok_or_else(|| internal("policy without statements"))?;
+        let statements = policy
+            .get_mut("Statement")
+            .and_then(Value::as_array_mut)
+            .ok_or_else(|| internal("policy without statements"))?;
         let before = statements.len();
         statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(label));
         if statements.len() == before {
@@ -1133,6 +1191,21 @@ impl SnsService {
         }
         Ok(n)
     }
+}
+
+/// The event a Lambda function subscribed to the topic receives.
+fn lambda_event(envelope: &str, subscription_arn: &str) -> String {
+    let e: Value = serde_json::from_str(envelope).unwrap_or(Value::Null);
+    let mut sns = Map::new();
+    for key in ["Type", "MessageId", "TopicArn", "Subject", "Message", "Timestamp", "SignatureVersion", "Signature"] {
+        sns.insert(key.into(), e.get(key).cloned().unwrap_or(Value::Null));
+    }
+    // Lambda's event spells these two differently from the HTTP/SQS envelope.
+    sns.insert("SigningCertUrl".into(), e.get("SigningCertURL").cloned().unwrap_or(Value::Null));
+    sns.insert("UnsubscribeUrl".into(), e.get("UnsubscribeURL").cloned().unwrap_or(Value::Null));
+    sns.insert("MessageAttributes".into(), e.get("MessageAttributes").cloned().unwrap_or_else(|| json!({})));
+    json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": subscription_arn, "Sns": sns}]})
+        .to_string()
 }
 
 /// SNS message attributes as the envelope's `MessageAttributes` (`{"Type", "Value"}`).

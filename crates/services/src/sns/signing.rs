@@ -56,7 +56,9 @@ impl SigningKeys {
 fn load_or_create(dir: Option<&PathBuf>) -> Result<Keys, String> {
     let path = dir.map(|d| d.join(KEY_FILE));
     let key = match path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
-        Some(pem) => RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| format!("{KEY_FILE} is not a PKCS#8 RSA key: {e}"))?,
+        Some(pem) => {
+            RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| format!("{KEY_FILE} is not a PKCS#8 RSA key: {e}"))?
+        }
         None => {
             let key = RsaPrivateKey::new(&mut rand_core::OsRng, KEY_BITS).map_err(|e| e.to_string())?;
             if let Some(p) = &path {

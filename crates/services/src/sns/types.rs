@@ -114,6 +114,20 @@ pub struct PublishBatchEntry {
     pub message_group_id: Option<String>,
 }
 
+impl From<&PublishRequest> for PublishBatchEntry {
+    fn from(r: &PublishRequest) -> Self {
+        PublishBatchEntry {
+            id: None,
+            message: r.message.clone(),
+            subject: r.subject.clone(),
+            message_structure: r.message_structure.clone(),
+            message_attributes: r.message_attributes.clone(),
+            message_deduplication_id: r.message_deduplication_id.clone(),
+            message_group_id: r.message_group_id.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PublishBatchRequest {

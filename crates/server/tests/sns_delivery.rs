@@ -1,0 +1,107 @@
+//! SNS HTTP delivery across a crash: a publish whose HTTP delivery is still being
+//! retried when the server is SIGKILLed is delivered after restart.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A loopback HTTP endpoint answering every POST with `status`, recording (status, body).
+struct Endpoint {
+    url: String,
+    status: Arc<AtomicU16>,
+    seen: Arc<Mutex<Vec<(u16, String)>>>,
+}
+
+impl Endpoint {
+    fn start() -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let status = Arc::new(AtomicU16::new(500));
+        let seen: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
+        let (st, sn) = (status.clone(), seen.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let code = st.load(Ordering::SeqCst);
+                sn.lock().unwrap().push((code, String::from_utf8_lossy(&body).into_owned()));
+                let _ = write!(stream, "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        Endpoint { url, status, seen }
+    }
+
+    fn wait_for(&self, what: impl Fn(&(u16, String)) -> bool) -> (u16, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(hit) = self.seen.lock().unwrap().iter().find(|e| what(e)) {
+                return hit.clone();
+            }
+            assert!(Instant::now() < deadline, "endpoint never saw the expected request");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn http_delivery_resumes_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = Endpoint::start();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let (status, xml) = query_call_as(&a, &s.endpoint, "sns", &[("Action", "CreateTopic"), ("Name", "hooks")]);
+    assert_eq!(status, 200, "{xml}");
+    let topic = xml_field(&xml, "TopicArn").unwrap();
+    let policy = r#"{"healthyRetryPolicy":{"minDelayTarget":1,"maxDelayTarget":1,"numRetries":100}}"#;
+    let (status, xml) = query_call_as(
+        &a,
+        &s.endpoint,
+        "sns",
+        &[
+            ("Action", "Subscribe"),
+            ("TopicArn", &topic),
+            ("Protocol", "http"),
+            ("Endpoint", &endpoint.url),
+            ("Attributes.entry.1.key", "DeliveryPolicy"),
+            ("Attributes.entry.1.value", policy),
+        ],
+    );
+    assert_eq!(status, 200, "{xml}");
+    let (_, confirmation) = endpoint.wait_for(|(_, b)| b.contains("SubscriptionConfirmation"));
+    let token = json(&confirmation)["Token"].as_str().unwrap().to_owned();
+    let (status, xml) = query_call_as(
+        &a,
+        &s.endpoint,
+        "sns",
+        &[("Action", "ConfirmSubscription"), ("TopicArn", &topic), ("Token", &token)],
+    );
+    assert_eq!(status, 200, "{xml}");
+
+    let (status, _) =
+        query_call_as(&a, &s.endpoint, "sns", &[("Action", "Publish"), ("TopicArn", &topic), ("Message", "survives")]);
+    assert_eq!(status, 200);
+    endpoint.wait_for(|(code, b)| *code == 500 && b.contains("\"Message\" : \"survives\""));
+    s.kill();
+
+    endpoint.status.store(200, Ordering::SeqCst);
+    let _s = Server::spawn(dir.path(), &[]);
+    let (_, delivered) = endpoint.wait_for(|(code, b)| *code == 200 && b.contains("\"Message\" : \"survives\""));
+    assert_eq!(json(&delivered)["TopicArn"], topic.as_str());
+}
