@@ -205,11 +205,50 @@ def outbox_protocols():
     assert json.load(urllib.request.urlopen(ENDPOINT + "/_sluice/sns/outbox"))["messages"] == []
 
 
+def mobile_and_sms():
+    app = sns.create_platform_application(Name="app", Platform="GCM", Attributes={"PlatformCredential": "secret-key"})["PlatformApplicationArn"]
+    assert app.endswith(":app/GCM/app"), app
+    attrs = sns.get_platform_application_attributes(PlatformApplicationArn=app)["Attributes"]
+    assert "PlatformCredential" not in attrs and attrs["Enabled"] == "true", attrs
+    sns.set_platform_application_attributes(PlatformApplicationArn=app, Attributes={"EventEndpointCreated": "arn:aws:sns:us-east-1:000000000000:x"})
+    assert [a["PlatformApplicationArn"] for a in sns.list_platform_applications()["PlatformApplications"]] == [app]
+    ep = sns.create_platform_endpoint(PlatformApplicationArn=app, Token="device-1", CustomUserData="u1")["EndpointArn"]
+    assert sns.create_platform_endpoint(PlatformApplicationArn=app, Token="device-1")["EndpointArn"] == ep, "same token, same endpoint"
+    assert sns.get_endpoint_attributes(EndpointArn=ep)["Attributes"]["CustomUserData"] == "u1"
+    sns.publish(TargetArn=ep, Message="push!")
+    sns.set_endpoint_attributes(EndpointArn=ep, Attributes={"Enabled": "false"})
+    expect_error("EndpointDisabled", sns.publish, TargetArn=ep, Message="push!")
+    assert len(sns.list_endpoints_by_platform_application(PlatformApplicationArn=app)["Endpoints"]) == 1
+    sns.delete_endpoint(EndpointArn=ep)
+    sns.delete_platform_application(PlatformApplicationArn=app)
+    expect_error("NotFound", sns.get_platform_application_attributes, PlatformApplicationArn=app)
+
+    sns.set_sms_attributes(attributes={"DefaultSMSType": "Transactional"})
+    assert sns.get_sms_attributes(attributes=["DefaultSMSType"])["attributes"] == {"DefaultSMSType": "Transactional"}
+    assert sns.check_if_phone_number_is_opted_out(phoneNumber="+15555550100")["isOptedOut"] is False
+    assert sns.list_phone_numbers_opted_out()["phoneNumbers"] == []
+    sns.opt_in_phone_number(phoneNumber="+15555550100")
+    sns.create_sms_sandbox_phone_number(PhoneNumber="+15555550101")
+    outbox = json.load(urllib.request.urlopen(ENDPOINT + "/_sluice/sns/outbox"))["messages"]
+    code = next(m["body"] for m in outbox if m["endpoint"] == "+15555550101").split()[-1]
+    expect_error("VerificationException", sns.verify_sms_sandbox_phone_number, PhoneNumber="+15555550101", OneTimePassword="000000x")
+    sns.verify_sms_sandbox_phone_number(PhoneNumber="+15555550101", OneTimePassword=code)
+    assert sns.list_sms_sandbox_phone_numbers()["PhoneNumbers"] == [{"PhoneNumber": "+15555550101", "Status": "Verified"}]
+    sns.delete_sms_sandbox_phone_number(PhoneNumber="+15555550101")
+    assert sns.get_sms_sandbox_account_status()["IsInSandbox"] is False
+    assert sns.list_origination_numbers()["PhoneNumbers"] == []
+    sns.publish(PhoneNumber="+15555550102", Message="direct text")
+    outbox = json.load(urllib.request.urlopen(ENDPOINT + "/_sluice/sns/outbox"))["messages"]
+    assert any(m["endpoint"] == "+15555550102" and m["body"] == "direct text" for m in outbox)
+    assert any(m["endpoint"] == ep and m["protocol"] == "application" for m in outbox)
+
+
 def main():
     fan_out_with_filters()
     fifo_topic()
     http_subscriber()
     outbox_protocols()
+    mobile_and_sms()
     print("boto3 SNS compatibility: all flows passed")
 
 

@@ -69,6 +69,9 @@ CREATE TABLE topic_dedup (
     PRIMARY KEY (topic_arn, scope, dedup_id)
 );
 "#,
+    r#"
+CREATE TABLE sns_resources (kind TEXT NOT NULL, key TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (kind, key));
+"#,
 ];
 
 /// One row of `messages`, as the writer inserts it.
@@ -192,6 +195,15 @@ pub enum SqlOp {
     },
     DeleteOutbox {
         id: i64,
+    },
+    UpsertResource {
+        kind: String,
+        key: String,
+        record: String,
+    },
+    DeleteResource {
+        kind: String,
+        key: String,
     },
     InsertTopicDedup {
         topic_arn: String,
@@ -484,6 +496,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
             )?
             .execute(params![id, subscription_arn, record, next_attempt_ms])?;
         }
+        SqlOp::UpsertResource { kind, key, record } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO sns_resources (kind, key, record) VALUES (?1, ?2, ?3)")?
+                .execute(params![kind, key, record])?;
+        }
+        SqlOp::DeleteResource { kind, key } => {
+            tx.prepare_cached("DELETE FROM sns_resources WHERE kind=?1 AND key=?2")?.execute(params![kind, key])?;
+        }
         SqlOp::DeleteOutbox { id } => {
             tx.prepare_cached("DELETE FROM sns_outbox WHERE id=?1")?.execute(params![id])?;
         }
@@ -513,4 +532,48 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(conn: &Connection) -> String {
+        conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn an_older_data_directory_is_migrated_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", []).unwrap();
+            conn.execute(
+                "INSERT INTO queues (id, account, region, name, attributes, tags, created_ms, modified_ms) VALUES (1,'a','r','q','{}','{}',0,0)",
+                [],
+            )
+            .unwrap();
+        }
+        let (db, conn) = Database::open(&path, true).unwrap();
+        assert_eq!(version(&conn), MIGRATIONS.len().to_string());
+        let queues: i64 = conn.query_row("SELECT count(*) FROM queues", [], |r| r.get(0)).unwrap();
+        assert_eq!(queues, 1, "existing data is kept");
+        conn.execute("INSERT INTO sns_resources (kind, key, record) VALUES ('k','k','{}')", []).unwrap();
+        drop(db);
+    }
+
+    #[test]
+    fn a_newer_data_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);").unwrap();
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '999')", []).unwrap();
+        }
+        let err = Database::open(&path, true).err().expect("refused");
+        assert!(err.to_string().contains("newer than this binary"), "{err}");
+    }
 }

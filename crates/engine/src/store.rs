@@ -289,6 +289,14 @@ pub trait TopicStore: Send + Sync {
     fn add_outbox(&self, entries: Vec<OutboxEntry>) -> Result<Durable<Vec<i64>>, StoreError>;
     fn update_outbox(&self, entry: OutboxEntry) -> Result<Durable<()>, StoreError>;
     fn remove_outbox(&self, id: i64) -> Result<Durable<()>, StoreError>;
-    /// Entries due at `now` (for HTTP delivery), or all entries of outbox protocols.
+    /// Every outbox entry.
     fn outbox(&self) -> Vec<OutboxEntry>;
+
+    /// Small SNS resources kept as JSON documents by kind and key: platform
+    /// applications and endpoints, SMS settings, sandbox numbers.
+    fn put_resource(&self, kind: &str, key: &str, record: serde_json::Value) -> Result<Durable<()>, StoreError>;
+    fn get_resource(&self, kind: &str, key: &str) -> Option<serde_json::Value>;
+    /// Resources of `kind` whose key starts with `prefix`, ordered by key.
+    fn list_resources(&self, kind: &str, prefix: &str) -> Vec<(String, serde_json::Value)>;
+    fn delete_resource(&self, kind: &str, key: &str) -> Result<Durable<()>, StoreError>;
 }

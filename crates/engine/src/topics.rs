@@ -17,6 +17,7 @@ pub(crate) struct TopicRegistry {
     outbox: BTreeMap<i64, OutboxEntry>,
     dedup: HashMap<(String, String, String), DedupEntry>,
     next_outbox_id: i64,
+    resources: BTreeMap<(String, String), serde_json::Value>,
 }
 
 impl TopicRegistry {
@@ -198,6 +199,30 @@ impl TopicStore for EmbeddedStore {
 
     fn outbox(&self) -> Vec<OutboxEntry> {
         self.topic_registry().outbox.values().cloned().collect()
+    }
+
+    fn put_resource(&self, kind: &str, key: &str, record: serde_json::Value) -> Result<Durable<()>, StoreError> {
+        let op = SqlOp::UpsertResource { kind: kind.to_owned(), key: key.to_owned(), record: record.to_string() };
+        self.topic_registry().resources.insert((kind.to_owned(), key.to_owned()), record);
+        self.commit((), vec![op], None)
+    }
+
+    fn get_resource(&self, kind: &str, key: &str) -> Option<serde_json::Value> {
+        self.topic_registry().resources.get(&(kind.to_owned(), key.to_owned())).cloned()
+    }
+
+    fn list_resources(&self, kind: &str, prefix: &str) -> Vec<(String, serde_json::Value)> {
+        self.topic_registry()
+            .resources
+            .iter()
+            .filter(|((k, key), _)| k == kind && key.starts_with(prefix))
+            .map(|((_, key), v)| (key.clone(), v.clone()))
+            .collect()
+    }
+
+    fn delete_resource(&self, kind: &str, key: &str) -> Result<Durable<()>, StoreError> {
+        self.topic_registry().resources.remove(&(kind.to_owned(), key.to_owned()));
+        self.commit((), vec![SqlOp::DeleteResource { kind: kind.to_owned(), key: key.to_owned() }], None)
     }
 }
 

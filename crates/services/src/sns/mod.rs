@@ -5,6 +5,7 @@
 pub mod delivery;
 pub mod envelope;
 pub mod errors;
+pub mod mobile;
 pub mod signing;
 pub mod types;
 
@@ -232,7 +233,10 @@ impl SnsService {
             "RemovePermission" => self.remove_permission(parse(input)?).await,
             "GetDataProtectionPolicy" => self.get_data_protection_policy(parse(input)?),
             "PutDataProtectionPolicy" => self.put_data_protection_policy(parse(input)?).await,
-            other => Err(not_supported(other)),
+            other => match self.handle_mobile(ctx, other, input).await {
+                Some(result) => result,
+                None => Err(not_supported(other)),
+            },
         }
     }
 
@@ -840,6 +844,16 @@ impl SnsService {
         }
         let arn = req.topic_arn.clone().or(req.target_arn.clone());
         if let Some(target) = req.target_arn.as_deref().filter(|t| t.contains(":endpoint/")) {
+            let endpoint = self.endpoint_resource(target)?;
+            let enabled = endpoint.pointer("/attributes/Enabled").and_then(Value::as_str) != Some("false");
+            if !enabled {
+                return Err(AwsError::new(
+                    400,
+                    "EndpointDisabledException",
+                    "EndpointDisabled",
+                    "Endpoint is disabled",
+                ));
+            }
             return self.publish_to_outbox(ctx, "application", target, &req).await;
         }
         let topic = self.topic(&arn)?;
