@@ -312,7 +312,7 @@ impl SnsService {
             self.topic_store().get_resource(SMS, &key).and_then(|v| v.as_object().cloned()).unwrap_or_default();
         for (k, v) in given {
             if !SMS_ATTRIBUTES.contains(&k.as_str()) {
-                return Err(invalid_parameter(format!("{k}")));
+                return Err(invalid_parameter(&k));
             }
             if k == "DefaultSMSType" && !matches!(v.as_str(), Some("Promotional" | "Transactional")) {
                 return Err(invalid_parameter("DefaultSMSType"));
