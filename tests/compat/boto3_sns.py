@@ -137,6 +137,9 @@ class Receiver(BaseHTTPRequestHandler):
         if body["Type"] == "SubscriptionConfirmation":
             urllib.request.urlopen(body["SubscribeURL"]).read()
             self.send_response(200)
+        elif body["Type"] == "UnsubscribeConfirmation":
+            Receiver.received.append((self.path, "unsubscribed"))
+            self.send_response(200)
         elif Receiver.fail.get(self.path, 0) > 0:
             Receiver.fail[self.path] -= 1
             self.send_response(500)
@@ -178,6 +181,12 @@ def http_subscriber():
     assert Receiver.fail["/flaky"] == 0, "two failures were retried"
     dead = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=20).get("Messages", [])
     assert len(dead) == 1 and json.loads(dead[0]["Body"])["Message"] == "webhook payload", dead
+    flaky = next(s["SubscriptionArn"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] if s["Endpoint"].endswith("/flaky"))
+    sns.unsubscribe(SubscriptionArn=flaky)
+    deadline = time.time() + 10
+    while time.time() < deadline and ("/flaky", "unsubscribed") not in Receiver.received:
+        time.sleep(0.05)
+    assert ("/flaky", "unsubscribed") in Receiver.received, "UnsubscribeConfirmation reached the endpoint"
     server.shutdown()
 
 

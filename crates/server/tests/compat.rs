@@ -42,3 +42,8 @@ fn aws_cli_flows() {
 fn boto3_sns_flows() {
     run("python3", "boto3_sns.py");
 }
+
+#[test]
+fn aws_cli_sns_flows() {
+    run("bash", "awscli_sns.sh");
+}

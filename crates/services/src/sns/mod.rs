@@ -219,7 +219,7 @@ impl SnsService {
             "SetTopicAttributes" => self.set_topic_attributes(parse(input)?).await,
             "Subscribe" => self.subscribe(ctx, parse(input)?).await,
             "ConfirmSubscription" => self.confirm_subscription(parse(input)?).await,
-            "Unsubscribe" => self.unsubscribe(parse(input)?).await,
+            "Unsubscribe" => self.unsubscribe(ctx, parse(input)?).await,
             "ListSubscriptions" => self.list_subscriptions(ctx, parse(input)?),
             "ListSubscriptionsByTopic" => self.list_subscriptions_by_topic(parse(input)?),
             "GetSubscriptionAttributes" => self.get_subscription_attributes(parse(input)?),
@@ -548,7 +548,7 @@ impl SnsService {
         };
         self.wait(self.topics.put_subscription(sub.clone())).await?;
         if !confirmed {
-            self.send_confirmation(ctx, &topic, &sub).await?;
+            self.send_control(ctx, &topic, &sub, "SubscriptionConfirmation").await?;
         }
         let arn = if confirmed || req.return_subscription_arn { sub.arn } else { "pending confirmation".into() };
         Ok(json!({"SubscriptionArn": arn}))
@@ -558,24 +558,34 @@ impl SnsService {
         format!("{}://{}", ctx.scheme, ctx.host)
     }
 
-    async fn send_confirmation(
+    /// Sends a SubscriptionConfirmation or UnsubscribeConfirmation to the endpoint.
+    async fn send_control(
         &self,
         ctx: &RequestContext,
         topic: &TopicRecord,
         sub: &SubscriptionRecord,
+        kind: &'static str,
     ) -> Result<(), AwsError> {
         let base = Self::base_url(ctx);
         let subscribe_url =
             format!("{base}/?Action=ConfirmSubscription&TopicArn={}&Token={}", form_encode(&topic.arn), sub.token);
+        let message = if kind == "SubscriptionConfirmation" {
+            format!(
+                "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
+                topic.arn
+            )
+        } else {
+            format!(
+                "You have chosen to deactivate subscription {}.\nTo cancel this operation and restore the subscription, visit the SubscribeURL included in this message.",
+                sub.arn
+            )
+        };
         let envelope = Envelope {
-            kind: "SubscriptionConfirmation",
+            kind,
             message_id: uuid::Uuid::new_v4().to_string(),
             topic_arn: topic.arn.clone(),
             subject: None,
-            message: format!(
-                "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
-                topic.arn
-            ),
+            message,
             timestamp_ms: self.clock.now_ms(),
             sequence_number: None,
             token: Some(sub.token.clone()),
@@ -585,7 +595,7 @@ impl SnsService {
         };
         let version = topic.attributes.get("SignatureVersion").map(String::as_str).unwrap_or("1");
         let body = envelope.to_json(&self.keys, version, &format!("{base}{CERT_PATH}")).map_err(internal)?;
-        let entry = self.outbox_entry(sub, "SubscriptionConfirmation", &envelope.message_id, &topic.arn, body, false);
+        let entry = self.outbox_entry(sub, kind, &envelope.message_id, &topic.arn, body, false);
         let d = self.topics.add_outbox(vec![entry]).map_err(from_store)?;
         d.wait().await.map_err(from_store)?;
         self.outbox_changed.notify_one();
@@ -644,12 +654,14 @@ impl SnsService {
         Ok(json!({"SubscriptionArn": sub.arn}))
     }
 
-    async fn unsubscribe(&self, req: SubscriptionArnRequest) -> Result<Value, AwsError> {
+    async fn unsubscribe(&self, ctx: &RequestContext, req: SubscriptionArnRequest) -> Result<Value, AwsError> {
         let arn = require(&req.subscription_arn, "SubscriptionArn")?;
-        if self.topics.get_subscription(arn).is_none() {
-            return Err(subscription_not_found());
-        }
+        let sub = self.topics.get_subscription(arn).ok_or_else(subscription_not_found)?;
         self.wait(self.topics.delete_subscription(arn)).await?;
+        // HTTP/S endpoints are told, with a token that can subscribe them again.
+        if let (true, Some(topic)) = (sub.protocol.starts_with("http"), self.topics.get_topic(&sub.topic_arn)) {
+            self.send_control(ctx, &topic, &sub, "UnsubscribeConfirmation").await?;
+        }
         Ok(json!({}))
     }
 
