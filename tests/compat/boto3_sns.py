@@ -128,6 +128,7 @@ def fifo_topic():
 class Receiver(BaseHTTPRequestHandler):
     """Confirms subscriptions through SubscribeURL; fails the first `fail` notifications."""
     received = []
+    times = []
     fail = {}
 
     def do_POST(self):
@@ -145,6 +146,7 @@ class Receiver(BaseHTTPRequestHandler):
             self.send_response(500)
         else:
             Receiver.received.append((self.path, body["Message"]))
+            Receiver.times.append((self.path, time.time()))
             self.send_response(200)
         self.end_headers()
 
@@ -181,6 +183,21 @@ def http_subscriber():
     assert Receiver.fail["/flaky"] == 0, "two failures were retried"
     dead = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=20).get("Messages", [])
     assert len(dead) == 1 and json.loads(dead[0]["Body"])["Message"] == "webhook payload", dead
+    # A throttled subscription: at most one delivery a second.
+    throttled_topic = sns.create_topic(Name="throttled")["TopicArn"]
+    sns.subscribe(TopicArn=throttled_topic, Protocol="http", Endpoint=base + "/slow", ReturnSubscriptionArn=True,
+                  Attributes={"DeliveryPolicy": json.dumps({"throttlePolicy": {"maxReceivesPerSecond": 1}})})
+    deadline = time.time() + 10
+    while time.time() < deadline and any(s["SubscriptionArn"] == "PendingConfirmation" for s in sns.list_subscriptions_by_topic(TopicArn=throttled_topic)["Subscriptions"]):
+        time.sleep(0.05)
+    for i in range(3):
+        sns.publish(TopicArn=throttled_topic, Message=f"t{i}")
+    deadline = time.time() + 20
+    while time.time() < deadline and len([t for p, t in Receiver.times if p == "/slow"]) < 3:
+        time.sleep(0.05)
+    slow = sorted(t for p, t in Receiver.times if p == "/slow")
+    assert len(slow) == 3, slow
+    assert slow[2] - slow[0] >= 1.5, f"throttled to one a second, got {slow}"
     flaky = next(s["SubscriptionArn"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] if s["Endpoint"].endswith("/flaky"))
     sns.unsubscribe(SubscriptionArn=flaky)
     deadline = time.time() + 10

@@ -12,6 +12,7 @@
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Keys one policy may name.
 pub const MAX_KEYS: usize = 5;
@@ -22,7 +23,7 @@ pub const MAX_NUMBER: f64 = 1e9;
 /// Policies are at most 256 KiB.
 pub const MAX_POLICY_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     MessageAttributes,
     MessageBody,
@@ -91,6 +92,25 @@ impl FilterPolicy {
         Ok(FilterPolicy { branches })
     }
 
+    /// A key every match must have one of a few exact string values for, if the
+    /// policy has one (single branch, all conditions of that key exact strings).
+    pub fn exact_anchor(&self) -> Option<(&str, Vec<&str>)> {
+        let [branch] = self.branches.as_slice() else { return None };
+        branch
+            .iter()
+            .filter_map(|(path, conditions)| {
+                let values: Option<Vec<&str>> = conditions
+                    .iter()
+                    .map(|c| match c {
+                        Condition::Exact(Leaf::Str(s)) => Some(s.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                values.map(|v| (path.as_str(), v))
+            })
+            .min_by_key(|(_, v)| v.len())
+    }
+
     /// Whether the values of a message match: `values(path)` lists what the message
     /// has at that path (empty when absent).
     pub fn matches(&self, values: &HashMap<String, Vec<Leaf>>) -> bool {
@@ -101,6 +121,65 @@ impl FilterPolicy {
                 conditions.iter().any(|c| condition_matches(c, leaves))
             })
         })
+    }
+}
+
+/// Subscriptions' policies indexed so that a message is tested only against the
+/// policies that can match it: a single-branch policy with a key whose conditions are
+/// all exact strings can only match a message having one of those values at that key,
+/// so it is filed under each (key, value). Other policies are always tested.
+#[derive(Debug, Default)]
+pub struct PolicyIndex {
+    policies: Vec<Option<(Arc<FilterPolicy>, Scope)>>,
+    always: Vec<usize>,
+    anchored: HashMap<(Scope, String, String), Vec<usize>>,
+}
+
+impl PolicyIndex {
+    /// `policies[i]` is subscription i's policy (`None`: no filter, always matches).
+    pub fn build(policies: Vec<Option<(Arc<FilterPolicy>, Scope)>>) -> PolicyIndex {
+        let mut index = PolicyIndex::default();
+        for (i, p) in policies.iter().enumerate() {
+            match p.as_ref().and_then(|(policy, scope)| policy.exact_anchor().map(|a| (a, *scope))) {
+                Some(((path, values), scope)) => {
+                    for v in values {
+                        index.anchored.entry((scope, path.to_owned(), v.to_owned())).or_default().push(i);
+                    }
+                }
+                None => index.always.push(i),
+            }
+        }
+        index.policies = policies;
+        index
+    }
+
+    /// Indices of the subscriptions whose policies match, in order.
+    pub fn matching(
+        &self,
+        attributes: &HashMap<String, Vec<Leaf>>,
+        body: Option<&HashMap<String, Vec<Leaf>>>,
+    ) -> Vec<usize> {
+        let mut candidates = self.always.clone();
+        for (scope, values) in [(Scope::MessageAttributes, Some(attributes)), (Scope::MessageBody, body)] {
+            let Some(values) = values else { continue };
+            for (path, leaves) in values {
+                for leaf in leaves {
+                    if let Leaf::Str(s) = leaf {
+                        if let Some(ids) = self.anchored.get(&(scope, path.clone(), s.clone())) {
+                            candidates.extend(ids);
+                        }
+                    }
+                }
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.retain(|&i| match &self.policies[i] {
+            None => true,
+            Some((policy, Scope::MessageAttributes)) => policy.matches(attributes),
+            Some((policy, Scope::MessageBody)) => body.is_some_and(|b| policy.matches(b)),
+        });
+        candidates
     }
 }
 
@@ -534,6 +613,43 @@ mod tests {
             assert_eq!(p.matches(&values), expected, "{policy}");
         }
         assert!(body_values("not json").is_none());
+    }
+
+    #[test]
+    fn the_index_returns_exactly_what_a_linear_scan_matches() {
+        let texts = [
+            (r#"{"color":["red"]}"#, Scope::MessageAttributes),
+            (r#"{"color":["red","blue"],"size":[{"numeric":[">",3]}]}"#, Scope::MessageAttributes),
+            (r#"{"color":[{"prefix":"r"}]}"#, Scope::MessageAttributes),
+            (r#"{"$or":[{"color":["green"]},{"size":[1]}]}"#, Scope::MessageAttributes),
+            (r#"{"order":{"kind":["retail"]}}"#, Scope::MessageBody),
+            (r#"{"color":["blue"]}"#, Scope::MessageAttributes),
+        ];
+        let mut policies: Vec<Option<(Arc<FilterPolicy>, Scope)>> =
+            texts.iter().map(|(t, s)| Some((Arc::new(FilterPolicy::parse(t, *s).unwrap()), *s))).collect();
+        policies.push(None);
+        let index = PolicyIndex::build(policies.clone());
+        let messages = [
+            (vec![("color", "String", "red"), ("size", "Number", "5")], r#"{"order":{"kind":"retail"}}"#),
+            (vec![("color", "String", "blue")], "not json"),
+            (vec![("size", "Number", "1")], r#"{"order":{"kind":"online"}}"#),
+            (vec![("color", "String", "rose")], "{}"),
+        ];
+        for (attrs, body) in messages {
+            let a = attribute_values(attrs.iter().map(|(n, t, v)| (*n, *t, Some(*v))));
+            let b = body_values(body);
+            let linear: Vec<usize> = policies
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| match p {
+                    None => true,
+                    Some((policy, Scope::MessageAttributes)) => policy.matches(&a),
+                    Some((policy, Scope::MessageBody)) => b.as_ref().is_some_and(|b| policy.matches(b)),
+                })
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(index.matching(&a, b.as_ref()), linear, "{attrs:?} {body}");
+        }
     }
 
     #[test]

@@ -74,6 +74,23 @@ impl RetryPolicy {
         })
     }
 
+    /// `maxReceivesPerSecond` of the effective throttle policy: the subscription's
+    /// `throttlePolicy` unless overrides are disabled, else the topic's
+    /// `http.defaultThrottlePolicy`; `None` means unthrottled.
+    pub fn max_receives_per_second(topic_policy: Option<&str>, subscription_policy: Option<&str>) -> Option<u64> {
+        let parse = |s: Option<&str>| s.and_then(|t| serde_json::from_str::<Value>(t).ok());
+        let topic = parse(topic_policy).unwrap_or(Value::Null);
+        let http = topic.get("http").cloned().unwrap_or(Value::Null);
+        let overrides_allowed = !http.get("disableSubscriptionOverrides").and_then(Value::as_bool).unwrap_or(false);
+        let from =
+            |v: &Value, key: &str| v.get(key).and_then(|t| t.get("maxReceivesPerSecond")).and_then(Value::as_u64);
+        let sub = parse(subscription_policy).unwrap_or(Value::Null);
+        overrides_allowed
+            .then(|| from(&sub, "throttlePolicy"))
+            .flatten()
+            .or_else(|| from(&http, "defaultThrottlePolicy"))
+    }
+
     /// Delay before retry number `retry` (1-based), or `None` when retries are exhausted.
     pub fn delay_s(&self, retry: u32) -> Option<u64> {
         if retry > self.num_retries {
@@ -107,9 +124,16 @@ impl RetryPolicy {
 /// slow endpoint never holds back another.
 pub async fn run(sns: Arc<SnsService>, http: Arc<dyn HttpPost>, mut shutdown: watch::Receiver<bool>) {
     let in_progress: Arc<std::sync::Mutex<std::collections::HashSet<i64>>> = Arc::default();
+    // Sends started per subscription in the current one-second window (throttlePolicy).
+    let mut window_start = 0u64;
+    let mut sent_in_window: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     loop {
         let now = sns.clock().now_ms();
         let mut next_due: Option<u64> = None;
+        if now >= window_start + 1000 {
+            window_start = now;
+            sent_in_window.clear();
+        }
         for entry in sns.topic_store().outbox() {
             if !matches!(entry.protocol.as_str(), "http" | "https") {
                 continue;
@@ -118,6 +142,24 @@ pub async fn run(sns: Arc<SnsService>, http: Arc<dyn HttpPost>, mut shutdown: wa
                 next_due = Some(next_due.map_or(entry.next_attempt_ms, |d: u64| d.min(entry.next_attempt_ms)));
                 continue;
             }
+            if in_progress.lock().unwrap_or_else(|p| p.into_inner()).contains(&entry.id) {
+                continue;
+            }
+            let sub = sns.topic_store().get_subscription(&entry.subscription_arn);
+            let limit = sub.as_ref().and_then(|s| {
+                let topic = sns.topic_store().get_topic(&s.topic_arn);
+                RetryPolicy::max_receives_per_second(
+                    topic.as_ref().and_then(|t| t.attributes.get("DeliveryPolicy")).map(String::as_str),
+                    s.attributes.get("DeliveryPolicy").map(String::as_str),
+                )
+            });
+            let sent = sent_in_window.entry(entry.subscription_arn.clone()).or_default();
+            if limit.is_some_and(|l| *sent >= l) {
+                let next_window = window_start + 1000;
+                next_due = Some(next_due.map_or(next_window, |d: u64| d.min(next_window)));
+                continue;
+            }
+            *sent += 1;
             if !in_progress.lock().unwrap_or_else(|p| p.into_inner()).insert(entry.id) {
                 continue;
             }
@@ -198,6 +240,16 @@ mod tests {
     fn default_policy_is_three_retries_twenty_seconds_apart() {
         let p = RetryPolicy::effective(None, None);
         assert_eq!((p.delay_s(1), p.delay_s(3), p.delay_s(4)), (Some(20), Some(20), None));
+    }
+
+    #[test]
+    fn throttle_policy_comes_from_the_subscription_unless_overrides_are_disabled() {
+        let sub = r#"{"throttlePolicy":{"maxReceivesPerSecond":3}}"#;
+        assert_eq!(RetryPolicy::max_receives_per_second(None, Some(sub)), Some(3));
+        assert_eq!(RetryPolicy::max_receives_per_second(None, None), None);
+        let topic =
+            r#"{"http":{"disableSubscriptionOverrides":true,"defaultThrottlePolicy":{"maxReceivesPerSecond":1}}}"#;
+        assert_eq!(RetryPolicy::max_receives_per_second(Some(topic), Some(sub)), Some(1));
     }
 
     #[test]

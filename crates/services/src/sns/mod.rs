@@ -9,7 +9,7 @@ pub mod mobile;
 pub mod signing;
 pub mod types;
 
-use crate::filter::{attribute_values, body_values, FilterPolicy, Scope};
+use crate::filter::{attribute_values, body_values, FilterPolicy, PolicyIndex, Scope};
 use crate::sqs::messages::store_attributes as store_sqs_attributes;
 use crate::sqs::types::MessageAttributeValue as SqsAttributeValue;
 use crate::RequestContext;
@@ -27,6 +27,7 @@ use sluice_engine::{
 use sluice_wire::query::ModelNaming;
 use sluice_wire::{AwsError, Model};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use types::*;
@@ -88,14 +89,16 @@ pub struct SnsService {
     keys: Arc<SigningKeys>,
     /// Wakes the HTTP delivery worker when the outbox grows.
     pub outbox_changed: Arc<Notify>,
-    policies: Mutex<HashMap<String, CachedPolicy>>,
+    /// Per topic, its confirmed subscriptions and their filter policies, indexed;
+    /// rebuilt when `generation` moves (any subscription change).
+    indexes: Mutex<HashMap<String, Arc<TopicIndex>>>,
+    generation: AtomicU64,
 }
 
-/// A subscription's compiled filter policy and the text it came from.
-struct CachedPolicy {
-    text: String,
-    scope: Scope,
-    policy: Arc<FilterPolicy>,
+struct TopicIndex {
+    generation: u64,
+    subscriptions: Vec<SubscriptionRecord>,
+    policies: PolicyIndex,
 }
 
 fn parse<T: DeserializeOwned>(input: Value) -> Result<T, AwsError> {
@@ -168,7 +171,8 @@ impl SnsService {
             model,
             keys,
             outbox_changed: Arc::new(Notify::new()),
-            policies: Mutex::new(HashMap::new()),
+            indexes: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -248,8 +252,24 @@ impl SnsService {
         self.topics.get_topic(arn).ok_or_else(topic_not_found)
     }
 
+    /// Waits for a topic or subscription write, and invalidates the delivery indexes.
     async fn wait(&self, d: Result<Durable<()>, StoreError>) -> Result<(), AwsError> {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         d.map_err(from_store)?.wait().await.map_err(from_store)
+    }
+
+    fn topic_index(&self, topic_arn: &str) -> Arc<TopicIndex> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let mut cache = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = cache.get(topic_arn).filter(|i| i.generation == generation) {
+            return index.clone();
+        }
+        let subscriptions: Vec<SubscriptionRecord> =
+            self.topics.subscriptions_of(topic_arn).into_iter().filter(|s| s.confirmed).collect();
+        let policies = subscriptions.iter().map(Self::compile_policy).collect();
+        let index = Arc::new(TopicIndex { generation, subscriptions, policies: PolicyIndex::build(policies) });
+        cache.insert(topic_arn.to_owned(), index.clone());
+        index
     }
 
     // ---- topics ----
@@ -944,19 +964,9 @@ impl SnsService {
                 .map(|(k, v)| (k.as_str(), v.data_type.as_deref().unwrap_or(""), v.string_value.as_deref())),
         );
         let body_values = body_values(&out.message);
-        for sub in self.topics.subscriptions_of(&topic.arn) {
-            if !sub.confirmed {
-                continue;
-            }
-            if let Some(policy) = self.policy(&sub) {
-                let values = match policy.1 {
-                    Scope::MessageAttributes => Some(&attr_values),
-                    Scope::MessageBody => body_values.as_ref(),
-                };
-                if !values.is_some_and(|v| policy.0.matches(v)) {
-                    continue;
-                }
-            }
+        let index = self.topic_index(&topic.arn);
+        for i in index.policies.matching(&attr_values, body_values.as_ref()) {
+            let sub = &index.subscriptions[i];
             let text = out
                 .per_protocol
                 .as_ref()
@@ -1014,7 +1024,7 @@ impl SnsService {
                         Err(e) => tracing::warn!(subscription = %sub.arn, error = %e, "SQS delivery failed"),
                     }
                 }
-                _ => outbox.push(self.outbox_entry(&sub, "Notification", &message_id, &topic.arn, body, raw)),
+                _ => outbox.push(self.outbox_entry(sub, "Notification", &message_id, &topic.arn, body, raw)),
             }
         }
         let outbox_write =
@@ -1031,22 +1041,14 @@ impl SnsService {
         Ok((message_id, sequence))
     }
 
-    /// The subscription's compiled filter policy, cached by its text.
-    fn policy(&self, sub: &SubscriptionRecord) -> Option<(Arc<FilterPolicy>, Scope)> {
+    /// A subscription's compiled filter policy, if it has a valid one.
+    fn compile_policy(sub: &SubscriptionRecord) -> Option<(Arc<FilterPolicy>, Scope)> {
         let text = sub.attributes.get("FilterPolicy").filter(|p| !p.is_empty())?;
         let scope = match sub.attributes.get("FilterPolicyScope").map(String::as_str) {
             Some("MessageBody") => Scope::MessageBody,
             _ => Scope::MessageAttributes,
         };
-        let mut cache = self.policies.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.get(&sub.arn) {
-            if &c.text == text && c.scope == scope {
-                return Some((c.policy.clone(), scope));
-            }
-        }
-        let compiled = Arc::new(FilterPolicy::parse(text, scope).ok()?);
-        cache.insert(sub.arn.clone(), CachedPolicy { text: text.clone(), scope, policy: compiled.clone() });
-        Some((compiled, scope))
+        Some((Arc::new(FilterPolicy::parse(text, scope).ok()?), scope))
     }
 
     async fn publish_batch(&self, ctx: &RequestContext, req: PublishBatchRequest) -> Result<Value, AwsError> {
