@@ -72,6 +72,21 @@ CREATE TABLE topic_dedup (
     r#"
 CREATE TABLE sns_resources (kind TEXT NOT NULL, key TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (kind, key));
 "#,
+    r#"
+CREATE TABLE streams (id INTEGER PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE records (
+    shard_uid INTEGER NOT NULL, seq_ix INTEGER NOT NULL, arrival_ms INTEGER NOT NULL,
+    partition_key TEXT NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (shard_uid, seq_ix)
+) WITHOUT ROWID;
+-- The next record index of each shard, never lowered (retention may delete the last record).
+CREATE TABLE shard_seq (shard_uid INTEGER PRIMARY KEY, next_seq_ix INTEGER NOT NULL);
+-- The first record of each arrival second per shard: AT_TIMESTAMP and retention in O(log n).
+CREATE TABLE record_times (
+    shard_uid INTEGER NOT NULL, second INTEGER NOT NULL, first_seq_ix INTEGER NOT NULL,
+    PRIMARY KEY (shard_uid, second)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// One row of `messages`, as the writer inserts it.
@@ -195,6 +210,26 @@ pub enum SqlOp {
     },
     DeleteOutbox {
         id: i64,
+    },
+    UpsertStream {
+        id: i64,
+        record: String,
+    },
+    DeleteStream {
+        id: i64,
+        shard_uids: Vec<i64>,
+    },
+    InsertRecord {
+        shard_uid: i64,
+        seq_ix: i64,
+        arrival_ms: i64,
+        partition_key: String,
+        data: Vec<u8>,
+    },
+    /// Deletes a shard's records below `below_seq_ix` (retention).
+    TrimRecords {
+        shard_uid: i64,
+        below_seq_ix: i64,
     },
     UpsertResource {
         kind: String,
@@ -495,6 +530,39 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
                 "INSERT OR REPLACE INTO sns_outbox (id, subscription_arn, record, next_attempt_ms) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![id, subscription_arn, record, next_attempt_ms])?;
+        }
+        SqlOp::UpsertStream { id, record } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO streams (id, record) VALUES (?1, ?2)")?
+                .execute(params![id, record])?;
+        }
+        SqlOp::DeleteStream { id, shard_uids } => {
+            tx.prepare_cached("DELETE FROM streams WHERE id=?1")?.execute(params![id])?;
+            for uid in shard_uids {
+                tx.prepare_cached("DELETE FROM records WHERE shard_uid=?1")?.execute(params![uid])?;
+                tx.prepare_cached("DELETE FROM record_times WHERE shard_uid=?1")?.execute(params![uid])?;
+                tx.prepare_cached("DELETE FROM shard_seq WHERE shard_uid=?1")?.execute(params![uid])?;
+            }
+        }
+        SqlOp::InsertRecord { shard_uid, seq_ix, arrival_ms, partition_key, data } => {
+            tx.prepare_cached(
+                "INSERT INTO records (shard_uid, seq_ix, arrival_ms, partition_key, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![shard_uid, seq_ix, arrival_ms, partition_key, data])?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO record_times (shard_uid, second, first_seq_ix) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![shard_uid, arrival_ms / 1000, seq_ix])?;
+            tx.prepare_cached(
+                "INSERT INTO shard_seq (shard_uid, next_seq_ix) VALUES (?1, ?2) ON CONFLICT(shard_uid) DO UPDATE SET \
+                 next_seq_ix = MAX(next_seq_ix, excluded.next_seq_ix)",
+            )?
+            .execute(params![shard_uid, seq_ix + 1])?;
+        }
+        SqlOp::TrimRecords { shard_uid, below_seq_ix } => {
+            tx.prepare_cached("DELETE FROM records WHERE shard_uid=?1 AND seq_ix<?2")?
+                .execute(params![shard_uid, below_seq_ix])?;
+            tx.prepare_cached("DELETE FROM record_times WHERE shard_uid=?1 AND first_seq_ix<?2")?
+                .execute(params![shard_uid, below_seq_ix])?;
         }
         SqlOp::UpsertResource { kind, key, record } => {
             tx.prepare_cached("INSERT OR REPLACE INTO sns_resources (kind, key, record) VALUES (?1, ?2, ?3)")?

@@ -50,12 +50,14 @@ struct TaskState {
 }
 
 pub struct EmbeddedStore {
-    db: Database,
+    pub(crate) db: Database,
     pub(crate) clock: Arc<dyn Clock>,
     options: EmbeddedOptions,
     registry: RwLock<Registry>,
     pub(crate) next_seq: AtomicI64,
     topics: Mutex<crate::topics::TopicRegistry>,
+    streams: Mutex<crate::streams::StreamRegistry>,
+    pub(crate) secret: Mutex<Option<Vec<u8>>>,
     next_queue_id: AtomicI64,
     tasks: Mutex<Vec<TaskState>>,
     _temp_dir: Option<tempfile::TempDir>,
@@ -117,6 +119,8 @@ impl EmbeddedStore {
             next_queue_id: AtomicI64::new(1),
             tasks: Mutex::new(Vec::new()),
             topics: Mutex::new(Default::default()),
+            streams: Mutex::new(Default::default()),
+            secret: Mutex::new(None),
             _temp_dir: temp_dir,
         };
         store.load(&conn).map_err(internal)?;
@@ -236,6 +240,7 @@ impl EmbeddedStore {
             }
         }
         *self.topic_registry() = crate::topics::TopicRegistry::load(conn, now)?;
+        *self.stream_registry() = crate::streams::StreamRegistry::load(conn)?;
         self.next_seq.store(max_seq + 1, Ordering::SeqCst);
         self.next_queue_id.store(max_queue_id + 1, Ordering::SeqCst);
         Ok(())
@@ -243,6 +248,10 @@ impl EmbeddedStore {
 
     fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn stream_registry(&self) -> MutexGuard<'_, crate::streams::StreamRegistry> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn topic_registry(&self) -> MutexGuard<'_, crate::topics::TopicRegistry> {

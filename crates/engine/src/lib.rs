@@ -7,7 +7,9 @@ pub mod db;
 pub mod embedded;
 pub mod limits;
 pub mod queue_state;
+pub mod seqnum;
 pub mod store;
+pub mod streams;
 pub mod topics;
 
 pub use clock::{Clock, ManualClock, SystemClock};

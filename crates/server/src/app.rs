@@ -54,6 +54,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let sqs = SqsService::new(store.clone() as Arc<dyn Store>, clock.clone(), shutdown_rx.clone());
+    let clock_for_kinesis = clock.clone();
     declare_queues(&sqs, &settings).await?;
     let sns = Arc::new(SnsService::new(
         store.clone(),
@@ -67,8 +68,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         shutdown_rx.clone(),
     ));
 
+    let kinesis = sluice_services::kinesis::KinesisService::new(store.clone(), clock_for_kinesis);
     let state = Arc::new(http::AppState {
         sqs,
+        kinesis,
         sns,
         default_account: settings.account.clone(),
         default_region: settings.region.clone(),
@@ -134,6 +137,14 @@ async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bo
                 }
             }
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+        }
+        match sluice_engine::streams::StreamStore::trim_streams(store.as_ref()) {
+            Ok(d) => {
+                if let Err(e) = d.wait().await {
+                    tracing::warn!(error = %e, "stream retention sweep failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "stream retention sweep failed"),
         }
         match store.run_move_tasks(DEFAULT_MOVE_RATE) {
             Ok(d) => {

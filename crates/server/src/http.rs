@@ -18,6 +18,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 pub struct AppState {
     pub sqs: SqsService,
+    pub kinesis: sluice_services::kinesis::KinesisService,
     pub sns: Arc<SnsService>,
     pub default_account: String,
     pub default_region: String,
@@ -37,7 +38,9 @@ fn account_for(access_key: &str, default: &str) -> String {
 }
 
 enum Protocol {
-    Json,
+    /// AWS JSON; `query_compatible` services (SQS) add the `x-amzn-query-error` header,
+    /// and the version is the content type's (`1.0` for SQS, `1.1` for Kinesis).
+    Json { query_compatible: bool, version: &'static str },
     /// Query, with the XML namespace of the service answering.
     Query(&'static str),
 }
@@ -107,7 +110,11 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
         }
     }
     let target = header_str(&parts.headers, "x-amz-target").map(str::to_owned);
-    let protocol = if target.is_some() { Protocol::Json } else { Protocol::Query(XMLNS) };
+    let protocol = match target.as_deref() {
+        Some(t) if t.starts_with("Kinesis_20131202.") => Protocol::Json { query_compatible: false, version: "1.1" },
+        Some(_) => Protocol::Json { query_compatible: true, version: "1.0" },
+        None => Protocol::Query(XMLNS),
+    };
     let body = match to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(_) => {
@@ -141,12 +148,8 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
     };
 
     match protocol {
-        Protocol::Json => {
+        Protocol::Json { version, .. } => {
             let target = target.unwrap_or_default();
-            let action = match target.split_once('.') {
-                Some(("AmazonSQS", action)) => action.to_owned(),
-                _ => return error_response(&protocol, &errors::unknown_operation(&target, false), &request_id),
-            };
             let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
                 Value::Object(Default::default())
             } else {
@@ -155,8 +158,15 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
                     Err(e) => return error_response(&protocol, &errors::serialization(e.to_string()), &request_id),
                 }
             };
-            match state.sqs.handle(&ctx, &action, input, false).await {
-                Ok(output) => json_response(&output, &request_id),
+            let result = match target.split_once('.') {
+                Some(("AmazonSQS", action)) => state.sqs.handle(&ctx, action, input, false).await,
+                Some((sluice_services::kinesis::TARGET_PREFIX, action)) => {
+                    state.kinesis.handle(&ctx, action, input).await
+                }
+                _ => Err(errors::unknown_operation(&target, false)),
+            };
+            match result {
+                Ok(output) => json_response(&output, version, &request_id),
                 Err(e) => error_response(&protocol, &e, &request_id),
             }
         }
@@ -215,10 +225,10 @@ fn xml_response(text: String, request_id: &str) -> Response<Body> {
         .unwrap_or_default()
 }
 
-fn json_response(output: &Value, request_id: &str) -> Response<Body> {
+fn json_response(output: &Value, version: &str, request_id: &str) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/x-amz-json-1.0")
+        .header(header::CONTENT_TYPE, format!("application/x-amz-json-{version}"))
         .header("x-amzn-RequestId", request_id)
         .body(Body::from(serde_json::to_vec(output).unwrap_or_default()))
         .unwrap_or_default()
@@ -228,10 +238,12 @@ fn error_response(protocol: &Protocol, e: &AwsError, request_id: &str) -> Respon
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     let builder = Response::builder().status(status).header("x-amzn-RequestId", request_id);
     match protocol {
-        Protocol::Json => {
-            let mut builder = builder.header(header::CONTENT_TYPE, "application/x-amz-json-1.0");
-            if let Ok(v) = HeaderValue::from_str(&e.query_error_header()) {
-                builder = builder.header("x-amzn-query-error", v);
+        Protocol::Json { query_compatible, version } => {
+            let mut builder = builder.header(header::CONTENT_TYPE, format!("application/x-amz-json-{version}"));
+            if *query_compatible {
+                if let Ok(v) = HeaderValue::from_str(&e.query_error_header()) {
+                    builder = builder.header("x-amzn-query-error", v);
+                }
             }
             builder.body(Body::from(e.json_body())).unwrap_or_default()
         }

@@ -9,6 +9,7 @@ pub mod md5;
 pub mod model;
 pub mod query;
 pub mod sigv4;
+pub mod validate;
 pub mod xml;
 
 pub use error::{AwsError, ErrorFault};

@@ -34,9 +34,19 @@ pub struct Operation {
     pub result_wrapper: Option<String>,
 }
 
+/// Constraints the model puts on a shape's values.
+#[derive(Debug, Clone, Default)]
+pub struct Constraints {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub pattern: Option<String>,
+    pub enum_values: Option<Vec<String>>,
+}
+
 #[derive(Debug)]
 pub struct Model {
     pub shapes: HashMap<String, Shape>,
+    pub constraints: HashMap<String, Constraints>,
     pub operations: HashMap<String, Operation>,
     pub api_version: String,
     pub target_prefix: Option<String>,
@@ -55,9 +65,22 @@ impl Model {
         let root: Value = serde_json::from_str(text).map_err(|e| ModelError(e.to_string()))?;
         let metadata = root.get("metadata").ok_or_else(|| ModelError("no metadata".into()))?;
         let mut shapes = HashMap::new();
+        let mut constraints = HashMap::new();
         let raw_shapes = root.get("shapes").and_then(Value::as_object).ok_or_else(|| ModelError("no shapes".into()))?;
         for (name, raw) in raw_shapes {
             shapes.insert(name.clone(), parse_shape(name, raw)?);
+            let c = Constraints {
+                min: raw.get("min").and_then(Value::as_f64),
+                max: raw.get("max").and_then(Value::as_f64),
+                pattern: str_field(raw, "pattern"),
+                enum_values: raw
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
+            };
+            if c.min.is_some() || c.max.is_some() || c.pattern.is_some() || c.enum_values.is_some() {
+                constraints.insert(name.clone(), c);
+            }
         }
         let mut operations = HashMap::new();
         if let Some(ops) = root.get("operations").and_then(Value::as_object) {
@@ -74,6 +97,7 @@ impl Model {
         }
         Ok(Model {
             shapes,
+            constraints,
             operations,
             api_version: str_field(metadata, "apiVersion").unwrap_or_default(),
             target_prefix: str_field(metadata, "targetPrefix"),
