@@ -221,6 +221,9 @@ impl StreamRegistry {
 /// Even split of the 128-bit hash key space into `n` ranges; the last takes the remainder.
 pub fn even_ranges(n: u32) -> Vec<(u128, u128)> {
     let n = n.max(1) as u128;
+    if n == 1 {
+        return vec![(0, u128::MAX)];
+    }
     // floor(2^128 / n), computed without overflow.
     let size = u128::MAX / n + u128::from(u128::MAX % n == n - 1);
     (0..n).map(|i| (i * size, if i == n - 1 { u128::MAX } else { (i + 1) * size - 1 })).collect()
@@ -538,5 +541,35 @@ impl StreamStore for EmbeddedStore {
         };
         *self.secret.lock().unwrap_or_else(|p| p.into_inner()) = Some(secret.clone());
         Ok(secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_ranges_cover_the_key_space_without_gaps() {
+        for n in [1u32, 2, 3, 4, 7, 500] {
+            let r = even_ranges(n);
+            assert_eq!(r.len(), n as usize);
+            assert_eq!(r[0].0, 0);
+            assert_eq!(r.last().unwrap().1, u128::MAX);
+            for w in r.windows(2) {
+                assert_eq!(w[0].1 + 1, w[1].0, "n={n}");
+            }
+        }
+        assert_eq!(even_ranges(2)[1].0, 1u128 << 127);
+    }
+
+    #[test]
+    fn stream_arns_parse_with_and_without_consumers() {
+        let k = StreamKey::from_arn("arn:aws:kinesis:eu-west-1:123456789012:stream/clicks").unwrap();
+        assert_eq!((k.region.as_str(), k.account.as_str(), k.name.as_str()), ("eu-west-1", "123456789012", "clicks"));
+        assert_eq!(k.arn(), "arn:aws:kinesis:eu-west-1:123456789012:stream/clicks");
+        let c = StreamKey::from_arn("arn:aws:kinesis:eu-west-1:123456789012:stream/clicks/consumer/app:1700000000")
+            .unwrap();
+        assert_eq!(c, k);
+        assert!(StreamKey::from_arn("arn:aws:sqs:eu-west-1:1:q").is_none());
     }
 }

@@ -194,6 +194,13 @@ impl KinesisService {
         &self.model
     }
 
+    /// Runs the retention sweep the server's worker runs every second.
+    pub async fn trim_for_tests(&self) {
+        if let Ok(d) = self.store.trim_streams() {
+            let _ = d.wait().await;
+        }
+    }
+
     pub async fn handle(&self, ctx: &RequestContext, action: &str, input: Value) -> Result<Value, AwsError> {
         let op = self.model.operations.get(action).ok_or_else(unknown_operation)?;
         if !input.is_object() {
