@@ -47,3 +47,8 @@ fn boto3_sns_flows() {
 fn aws_cli_sns_flows() {
     run("bash", "awscli_sns.sh");
 }
+
+#[test]
+fn boto3_kinesis_flows() {
+    run("python3", "boto3_kinesis.py");
+}

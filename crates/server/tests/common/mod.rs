@@ -100,6 +100,26 @@ pub fn try_json_call(
     Some((status, text, query_error))
 }
 
+/// A Kinesis JSON 1.1 call: (status, parsed body); `None` when the connection fails.
+pub fn kinesis_call(
+    agent: &ureq::Agent,
+    endpoint: &str,
+    action: &str,
+    body: &serde_json::Value,
+) -> Option<(u16, serde_json::Value)> {
+    let mut resp = agent
+        .post(endpoint)
+        .header("X-Amz-Target", &format!("Kinesis_20131202.{action}"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("Authorization", &AUTH.replace("/sqs/", "/kinesis/"))
+        .send(body.to_string().as_str())
+        .ok()?;
+    let status = resp.status().as_u16();
+    let mut text = String::new();
+    resp.body_mut().as_reader().read_to_string(&mut text).ok()?;
+    Some((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
+}
+
 /// A Query-protocol call: (status, XML body).
 pub fn query_call(agent: &ureq::Agent, url: &str, form: &[(&str, &str)]) -> (u16, String) {
     query_call_as(agent, url, "sqs", form)
