@@ -38,6 +38,9 @@ fn account_for(access_key: &str, default: &str) -> String {
 }
 
 enum Protocol {
+    /// AWS JSON 1.1 carried as CBOR (`application/x-amz-cbor-1.1`), the Java SDKs'
+    /// default for Kinesis.
+    Cbor,
     /// AWS JSON; `query_compatible` services (SQS) add the `x-amzn-query-error` header,
     /// and the version is the content type's (`1.0` for SQS, `1.1` for Kinesis).
     Json { query_compatible: bool, version: &'static str },
@@ -110,7 +113,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
         }
     }
     let target = header_str(&parts.headers, "x-amz-target").map(str::to_owned);
+    let cbor = header_str(&parts.headers, "content-type").is_some_and(|c| c.starts_with("application/x-amz-cbor-1.1"));
     let protocol = match target.as_deref() {
+        Some(t) if t.starts_with("Kinesis_20131202.") && cbor => Protocol::Cbor,
         Some(t) if t.starts_with("Kinesis_20131202.") => Protocol::Json { query_compatible: false, version: "1.1" },
         Some(_) => Protocol::Json { query_compatible: true, version: "1.0" },
         None => Protocol::Query(XMLNS),
@@ -148,6 +153,40 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
     };
 
     match protocol {
+        Protocol::Cbor => {
+            let action =
+                target.as_deref().and_then(|t| t.split_once('.')).map(|(_, a)| a.to_owned()).unwrap_or_default();
+            let input = if body.is_empty() {
+                Value::Object(Default::default())
+            } else {
+                match sluice_wire::cbor::decode(&body) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return error_response(
+                            &protocol,
+                            &sluice_services::kinesis::serialization(e.to_string()),
+                            &request_id,
+                        )
+                    }
+                }
+            };
+            match state.kinesis.handle(&ctx, &action, input).await {
+                Ok(output) => {
+                    let model = state.kinesis.model();
+                    let bytes = match model.operations.get(&action).and_then(|o| o.output.as_deref()) {
+                        Some(shape) => sluice_wire::cbor::encode(model, shape, &output),
+                        None => sluice_wire::cbor::encode_plain(&output),
+                    };
+                    Response::builder()
+                        .status(StatusCode::OK)
+                        .header(header::CONTENT_TYPE, "application/x-amz-cbor-1.1")
+                        .header("x-amzn-RequestId", request_id.as_str())
+                        .body(Body::from(bytes))
+                        .unwrap_or_default()
+                }
+                Err(e) => error_response(&protocol, &e, &request_id),
+            }
+        }
         Protocol::Json { version, .. } => {
             let target = target.unwrap_or_default();
             let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
@@ -247,6 +286,12 @@ fn error_response(protocol: &Protocol, e: &AwsError, request_id: &str) -> Respon
             }
             builder.body(Body::from(e.json_body())).unwrap_or_default()
         }
+        Protocol::Cbor => builder
+            .header(header::CONTENT_TYPE, "application/x-amz-cbor-1.1")
+            .body(Body::from(sluice_wire::cbor::encode_plain(
+                &serde_json::json!({"__type": e.json_type, "message": e.message}),
+            )))
+            .unwrap_or_default(),
         Protocol::Query(xmlns) => builder
             .header(header::CONTENT_TYPE, "text/xml")
             .body(Body::from(e.query_xml_body(xmlns, request_id)))

@@ -4,6 +4,7 @@
 //! protocol codec, so every service that speaks Query (SQS's legacy protocol, SNS)
 //! shares one decoder and one XML encoder.
 
+pub mod cbor;
 pub mod error;
 pub mod md5;
 pub mod model;

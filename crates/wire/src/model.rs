@@ -104,6 +104,17 @@ impl Model {
         })
     }
 
+    /// A model with no shapes.
+    pub fn empty() -> Model {
+        Model {
+            shapes: HashMap::new(),
+            constraints: HashMap::new(),
+            operations: HashMap::new(),
+            api_version: String::new(),
+            target_prefix: None,
+        }
+    }
+
     pub fn shape(&self, name: &str) -> Option<&Shape> {
         self.shapes.get(name)
     }
