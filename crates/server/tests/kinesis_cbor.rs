@@ -22,7 +22,10 @@ fn cbor_call(a: &ureq::Agent, endpoint: &str, action: &str, body: Vec<u8>) -> (u
     (status, content_type, bytes)
 }
 
-fn map(entries: &[(&str, &dyn Fn(&mut Encoder<Vec<u8>>))]) -> Vec<u8> {
+/// Writes one value of a request map.
+type Field<'a> = (&'a str, &'a dyn Fn(&mut Encoder<Vec<u8>>));
+
+fn map(entries: &[Field]) -> Vec<u8> {
     let mut e = Encoder::new(Vec::new());
     e.map(entries.len() as u64).unwrap();
     for (k, f) in entries {
