@@ -9,6 +9,8 @@ use crate::store::*;
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamKey {
@@ -171,11 +173,24 @@ pub struct ReadResult {
     pub latest_arrival_ms: Option<u64>,
 }
 
+/// Records are numbered from 1 within a shard; index 0 is the shard's
+/// StartingSequenceNumber, below every record, so AFTER_SEQUENCE_NUMBER of it reads the
+/// first record.
+pub const FIRST_SEQ_IX: u64 = 1;
+
 /// Per-shard runtime state, beside the persisted metadata.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ShardRuntime {
     next_seq_ix: u64,
     latest_arrival_ms: Option<u64>,
+    /// Woken when records are committed (SubscribeToShard waits on it).
+    signal: Arc<Notify>,
+}
+
+impl Default for ShardRuntime {
+    fn default() -> Self {
+        ShardRuntime { next_seq_ix: FIRST_SEQ_IX, latest_arrival_ms: None, signal: Arc::new(Notify::new()) }
+    }
 }
 
 #[derive(Default)]
@@ -199,7 +214,7 @@ impl StreamRegistry {
                 reg.next_shard_uid = reg.next_shard_uid.max(shard.uid + 1);
                 let next: i64 = conn
                     .query_row("SELECT next_seq_ix FROM shard_seq WHERE shard_uid=?1", params![shard.uid], |r| r.get(0))
-                    .unwrap_or(0);
+                    .unwrap_or(FIRST_SEQ_IX as i64);
                 let latest: Option<i64> = conn
                     .query_row(
                         "SELECT arrival_ms FROM records WHERE shard_uid=?1 ORDER BY seq_ix DESC LIMIT 1",
@@ -209,7 +224,11 @@ impl StreamRegistry {
                     .ok();
                 reg.shards.insert(
                     shard.uid,
-                    ShardRuntime { next_seq_ix: next as u64, latest_arrival_ms: latest.map(|v| v as u64) },
+                    ShardRuntime {
+                        next_seq_ix: (next as u64).max(FIRST_SEQ_IX),
+                        latest_arrival_ms: latest.map(|v| v as u64),
+                        signal: Arc::new(Notify::new()),
+                    },
                 );
             }
             reg.streams.insert(meta.key(), meta);
@@ -260,6 +279,8 @@ pub trait StreamStore: Send + Sync {
         max_bytes: usize,
     ) -> Result<ReadResult, StoreError>;
     fn trim_streams(&self) -> Result<Durable<u64>, StoreError>;
+    /// Notified after records of the shard are committed.
+    fn shard_signal(&self, shard_uid: i64) -> Arc<Notify>;
     fn iterator_secret(&self) -> Result<Vec<u8>, StoreError>;
 }
 
@@ -347,9 +368,9 @@ impl StreamStore for EmbeddedStore {
             }
             if meta.shards[i].ending_seq_ix == Some(u64::MAX) {
                 let runtime = reg.shards.get(&meta.shards[i].uid);
-                let next = runtime.map(|r| r.next_seq_ix).unwrap_or(0);
+                let next = runtime.map(|r| r.next_seq_ix).unwrap_or(FIRST_SEQ_IX);
                 meta.shards[i].ending_arrival_ms = runtime.and_then(|r| r.latest_arrival_ms);
-                if next == 0 {
+                if next == FIRST_SEQ_IX {
                     meta.shards[i].ending_seq_ix = None;
                     meta.shards[i].closed_empty = true;
                 } else {
@@ -375,6 +396,7 @@ impl StreamStore for EmbeddedStore {
         let meta = reg.streams.get(key).cloned().ok_or(StoreError::QueueDoesNotExist)?;
         let mut ops = Vec::with_capacity(records.len());
         let mut out = Vec::with_capacity(records.len());
+        let mut signals: Vec<Arc<Notify>> = Vec::new();
         for r in records {
             let shard = meta
                 .shards
@@ -385,6 +407,9 @@ impl StreamStore for EmbeddedStore {
             let seq_ix = runtime.next_seq_ix;
             runtime.next_seq_ix += 1;
             runtime.latest_arrival_ms = Some(now);
+            if !signals.iter().any(|s| Arc::ptr_eq(s, &runtime.signal)) {
+                signals.push(runtime.signal.clone());
+            }
             out.push(AppendedRecord {
                 shard_id: shard.shard_id(),
                 sequence_number: shard.sequence_number(seq_ix, now),
@@ -397,12 +422,13 @@ impl StreamStore for EmbeddedStore {
                 data: r.data,
             });
         }
-        self.commit(out, ops, None)
+        let hook: crate::db::CommitHook = Box::new(move || signals.iter().for_each(|s| s.notify_waiters()));
+        self.commit(out, ops, Some(hook))
     }
 
     /// The index the next record of `shard_uid` will get (LATEST).
     fn shard_next_seq_ix(&self, shard_uid: i64) -> u64 {
-        self.stream_registry().shards.get(&shard_uid).map(|r| r.next_seq_ix).unwrap_or(0)
+        self.stream_registry().shards.get(&shard_uid).map(|r| r.next_seq_ix).unwrap_or(FIRST_SEQ_IX)
     }
 
     /// The first record index at or after `at_ms` (AT_TIMESTAMP), via the per-second table.
@@ -437,7 +463,7 @@ impl StreamStore for EmbeddedStore {
         let (next_seq_ix, latest) = {
             let reg = self.stream_registry();
             let rt = reg.shards.get(&shard_uid);
-            (rt.map(|r| r.next_seq_ix).unwrap_or(0), rt.and_then(|r| r.latest_arrival_ms))
+            (rt.map(|r| r.next_seq_ix).unwrap_or(FIRST_SEQ_IX), rt.and_then(|r| r.latest_arrival_ms))
         };
         let records = self.db.read(|conn| {
             let mut stmt = conn.prepare_cached(
@@ -512,6 +538,10 @@ impl StreamStore for EmbeddedStore {
         }
         let n = ops.len() as u64;
         self.commit(n, ops, None)
+    }
+
+    fn shard_signal(&self, shard_uid: i64) -> Arc<Notify> {
+        self.stream_registry().shards.entry(shard_uid).or_default().signal.clone()
     }
 
     /// A secret for shard iterator MACs, created once per data directory.

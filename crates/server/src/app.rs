@@ -68,7 +68,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         shutdown_rx.clone(),
     ));
 
-    let kinesis = sluice_services::kinesis::KinesisService::new(store.clone(), clock_for_kinesis);
+    let kinesis = sluice_services::kinesis::KinesisService::new(store.clone(), clock_for_kinesis, shutdown_rx.clone());
     let state = Arc::new(http::AppState {
         sqs,
         kinesis,

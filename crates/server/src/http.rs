@@ -170,6 +170,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
                     }
                 }
             };
+            if action == "SubscribeToShard" {
+                return subscribe_to_shard(&state, &ctx, input, &protocol, &request_id).await;
+            }
             match state.kinesis.handle(&ctx, &action, input).await {
                 Ok(output) => {
                     let model = state.kinesis.model();
@@ -197,6 +200,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
                     Err(e) => return error_response(&protocol, &errors::serialization(e.to_string()), &request_id),
                 }
             };
+            if target == "Kinesis_20131202.SubscribeToShard" {
+                return subscribe_to_shard(&state, &ctx, input, &protocol, &request_id).await;
+            }
             let result = match target.split_once('.') {
                 Some(("AmazonSQS", action)) => state.sqs.handle(&ctx, action, input, false).await,
                 Some((sluice_services::kinesis::TARGET_PREFIX, action)) => {
@@ -252,6 +258,39 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
                 Err(e) => error_response(&protocol, &e, &request_id),
             }
         }
+    }
+}
+
+/// Frames from a channel as a streaming body.
+struct FrameStream(tokio::sync::mpsc::Receiver<Vec<u8>>);
+
+impl futures_core::Stream for FrameStream {
+    type Item = Result<bytes::Bytes, std::convert::Infallible>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|frame| frame.map(|f| Ok(bytes::Bytes::from(f))))
+    }
+}
+
+/// SubscribeToShard: an `application/vnd.amazon.eventstream` body (HTTP/2 or chunked HTTP/1.1).
+async fn subscribe_to_shard(
+    state: &AppState,
+    ctx: &RequestContext,
+    input: Value,
+    protocol: &Protocol,
+    request_id: &str,
+) -> Response<Body> {
+    let cbor = matches!(protocol, Protocol::Cbor);
+    match state.kinesis.subscribe_to_shard(ctx, input, cbor).await {
+        Ok(rx) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/vnd.amazon.eventstream")
+            .header("x-amzn-RequestId", request_id)
+            .body(Body::from_stream(FrameStream(rx)))
+            .unwrap_or_default(),
+        Err(e) => error_response(protocol, &e, request_id),
     }
 }
 

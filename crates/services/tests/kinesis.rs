@@ -25,7 +25,7 @@ fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> KinesisService {
         )
         .unwrap(),
     );
-    KinesisService::new(store, clock)
+    KinesisService::new(store, clock, tokio::sync::watch::channel(false).1)
 }
 
 impl Harness {

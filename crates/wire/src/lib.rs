@@ -6,6 +6,7 @@
 
 pub mod cbor;
 pub mod error;
+pub mod eventstream;
 pub mod md5;
 pub mod model;
 pub mod query;

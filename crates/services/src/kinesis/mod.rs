@@ -1,6 +1,7 @@
 //! Amazon Kinesis Data Streams over AWS JSON 1.1 (`Kinesis_20131202.*`).
 
 pub mod iterator;
+mod subscribe;
 
 use crate::RequestContext;
 use base64::Engine as _;
@@ -115,6 +116,15 @@ struct Request {
     policy: Option<String>,
     warm_throughput_mi_bps: Option<u32>,
     minimum_throughput_billing_commitment: Option<Value>,
+    starting_position: Option<StartingPosition>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartingPosition {
+    r#type: String,
+    sequence_number: Option<String>,
+    timestamp: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,7 +153,19 @@ pub struct KinesisService {
     store: Arc<dyn StreamStore>,
     clock: Arc<dyn Clock>,
     model: Model,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    subscriptions: Arc<std::sync::Mutex<Subscriptions>>,
 }
+
+/// (consumer ARN, shard id) → (subscription active, started at ms).
+type Subscriptions = std::collections::HashMap<(String, String), (bool, u64)>;
+
+/// "A subscription lasts up to 5 minutes."
+const SUBSCRIPTION_LIFETIME_MS: u64 = 300_000;
+/// An event is sent at least this often, even without records.
+const HEARTBEAT_MS: u64 = 5_000;
+/// A consumer may not resubscribe to a shard within 5 seconds of the previous call.
+const RESUBSCRIBE_GAP_MS: u64 = 5_000;
 
 fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
@@ -185,9 +207,13 @@ pub fn hash_key(partition_key: &str) -> u128 {
 }
 
 impl KinesisService {
-    pub fn new(store: Arc<dyn StreamStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<dyn StreamStore>,
+        clock: Arc<dyn Clock>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let model = Model::from_json(MODEL_JSON).expect("embedded Kinesis model is valid");
-        KinesisService { store, clock, model }
+        KinesisService { store, clock, model, shutdown, subscriptions: Default::default() }
     }
 
     pub fn model(&self) -> &Model {
@@ -590,33 +616,33 @@ impl KinesisService {
         Ok(json!({"FailedRecordCount": 0, "Records": results, "EncryptionType": meta.encryption_type}))
     }
 
-    fn get_shard_iterator(&self, ctx: &RequestContext, req: Request) -> Result<Value, AwsError> {
-        let key = self.key(ctx, &req)?;
-        let meta = self.meta(&key)?;
-        let shard_id = req.shard_id.clone().unwrap_or_default();
-        let shard = meta.shard(&shard_id).ok_or_else(|| {
-            err(
-                "ResourceNotFoundException",
-                format!("Shard {shard_id} in stream {} under account {} does not exist", key.name, key.account),
-            )
-        })?;
-        let kind = req.shard_iterator_type.clone().unwrap_or_default();
+    /// The record index a position type names in `shard`.
+    fn position(
+        &self,
+        shard: &ShardMeta,
+        shard_id: &str,
+        kind: &str,
+        sequence: Option<&str>,
+        timestamp: Option<f64>,
+    ) -> Result<u64, AwsError> {
         let at_seq = |after: bool| -> Result<u64, AwsError> {
-            let s = req.starting_sequence_number.as_deref().ok_or_else(|| {
+            let s = sequence.ok_or_else(|| {
                 invalid_argument(format!("Must specify a StartingSequenceNumber for {kind} iterator type."))
             })?;
-            let d = sluice_engine::seqnum::decode(s)
-                .filter(|d| d.shard_index == shard.index)
-                .ok_or_else(|| invalid_argument(format!("Invalid StartingSequenceNumber. It encodes {s}, while it was used in a call to a shard with {shard_id}")))?;
+            let d = sluice_engine::seqnum::decode(s).filter(|d| d.shard_index == shard.index).ok_or_else(|| {
+                invalid_argument(format!(
+                    "Invalid StartingSequenceNumber. It encodes {s}, while it was used in a call to a shard with {shard_id}"
+                ))
+            })?;
             Ok(d.seq_ix + u64::from(after))
         };
-        let position = match kind.as_str() {
+        Ok(match kind {
             "TRIM_HORIZON" => 0,
             "LATEST" => self.store.shard_next_seq_ix(shard.uid),
             "AT_SEQUENCE_NUMBER" => at_seq(false)?,
             "AFTER_SEQUENCE_NUMBER" => at_seq(true)?,
             "AT_TIMESTAMP" => {
-                let ts = req.timestamp.ok_or_else(|| {
+                let ts = timestamp.ok_or_else(|| {
                     invalid_argument("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP.")
                 })?;
                 let ms = (ts * 1000.0).max(0.0) as u64;
@@ -628,7 +654,22 @@ impl KinesisService {
                 self.store.shard_seq_ix_at(shard.uid, ms).map_err(internal)?
             }
             _ => return Err(invalid_argument(format!("Invalid ShardIteratorType {kind}"))),
-        };
+        })
+    }
+
+    fn get_shard_iterator(&self, ctx: &RequestContext, req: Request) -> Result<Value, AwsError> {
+        let key = self.key(ctx, &req)?;
+        let meta = self.meta(&key)?;
+        let shard_id = req.shard_id.clone().unwrap_or_default();
+        let shard = meta.shard(&shard_id).ok_or_else(|| {
+            err(
+                "ResourceNotFoundException",
+                format!("Shard {shard_id} in stream {} under account {} does not exist", key.name, key.account),
+            )
+        })?;
+        let kind = req.shard_iterator_type.clone().unwrap_or_default();
+        let position =
+            self.position(shard, &shard_id, &kind, req.starting_sequence_number.as_deref(), req.timestamp)?;
         let secret = self.store.iterator_secret().map_err(internal)?;
         let token =
             IteratorToken { stream_id: meta.id, shard_uid: shard.uid, position, created_ms: self.clock.now_ms() };
@@ -684,20 +725,8 @@ impl KinesisService {
         };
         let mut out = json!({"Records": records, "MillisBehindLatest": behind});
         if read.shard_ended {
-            let shard = meta.shards.iter().find(|s| s.uid == token.shard_uid).cloned();
-            let index = shard.map(|s| s.index);
-            let children: Vec<Value> = meta
-                .shards
-                .iter()
-                .filter(|c| index.is_some() && (c.parent == index || c.adjacent_parent == index))
-                .map(|c| {
-                    let mut parents = vec![];
-                    for p in [c.parent, c.adjacent_parent].into_iter().flatten() {
-                        parents.push(format!("shardId-{p:012}"));
-                    }
-                    json!({"ShardId": c.shard_id(), "ParentShards": parents, "HashKeyRange": {"StartingHashKey": c.start_hash, "EndingHashKey": c.end_hash}})
-                })
-                .collect();
+            let index = meta.shards.iter().find(|s| s.uid == token.shard_uid).map(|s| s.index);
+            let children = index.map(|i| subscribe::child_shards(&meta, i)).unwrap_or_default();
             out["ChildShards"] = children.into();
         } else {
             let next = IteratorToken { position: read.next_seq_ix, created_ms: now, ..token };
