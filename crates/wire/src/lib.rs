@@ -12,6 +12,7 @@ pub mod model;
 pub mod query;
 pub mod sigv4;
 pub mod validate;
+pub mod x509;
 pub mod xml;
 
 pub use error::{AwsError, ErrorFault};

@@ -72,66 +72,17 @@ fn load_or_create(dir: Option<&PathBuf>) -> Result<Keys, String> {
     Ok(Keys { key, cert_pem })
 }
 
-// ---- a minimal DER writer for one self-signed X.509 v3 certificate ----
-
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len.to_be_bytes().iter().copied().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
-    der(0x30, &parts.concat())
-}
-
-/// sha256WithRSAEncryption (1.2.840.113549.1.1.11) with NULL parameters.
-fn sha256_with_rsa() -> Vec<u8> {
-    seq(&[der(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b]), der(0x05, &[])])
-}
-
-/// `CN=<name>`.
-fn name(common_name: &str) -> Vec<u8> {
-    let attr = seq(&[der(0x06, &[0x55, 0x04, 0x03]), der(0x0c, common_name.as_bytes())]);
-    seq(&[der(0x31, &attr)])
-}
-
-/// GeneralizedTime `YYYYMMDDHHMMSSZ`.
-fn time(year: u32) -> Vec<u8> {
-    der(0x18, format!("{year}0101000000Z").as_bytes())
-}
-
 fn self_signed_certificate(key: &RsaPrivateKey) -> Result<String, String> {
+    use sluice_wire::x509;
     let spki = key.to_public_key().to_public_key_der().map_err(|e| e.to_string())?.as_bytes().to_vec();
-    let serial: [u8; 8] = rand_core::RngCore::next_u64(&mut rand_core::OsRng).to_be_bytes();
-    let mut serial = serial.to_vec();
-    serial[0] &= 0x7f;
-    let tbs = seq(&[
-        der(0xa0, &der(0x02, &[2])),
-        der(0x02, &serial),
-        sha256_with_rsa(),
-        name("sns.amazonaws.com"),
-        seq(&[time(2024), time(2049)]),
-        name("sns.amazonaws.com"),
+    let spec = x509::CertificateSpec {
+        common_name: "sns.amazonaws.com",
+        serial: rand_core::RngCore::next_u64(&mut rand_core::OsRng).to_be_bytes(),
         spki,
-    ]);
-    let signature = SigningKey::<sha2::Sha256>::new(key.clone()).sign(&tbs).to_vec();
-    let mut bit_string = vec![0u8];
-    bit_string.extend(signature);
-    let cert = seq(&[tbs, sha256_with_rsa(), der(0x03, &bit_string)]);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(cert);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    Ok(pem)
+        signature_algorithm: x509::sha256_with_rsa(),
+        dns_names: &[],
+        ip_addresses: &[],
+    };
+    let cert = x509::self_signed(&spec, |tbs| SigningKey::<sha2::Sha256>::new(key.clone()).sign(tbs).to_vec());
+    Ok(x509::pem("CERTIFICATE", &cert))
 }
