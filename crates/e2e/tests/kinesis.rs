@@ -63,15 +63,7 @@ fn kinesis(endpoint: &str, http: SharedHttpClient) -> aws_sdk_kinesis::Client {
 }
 
 fn settings(dir: &std::path::Path) -> Settings {
-    Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: Some(dir.to_owned()),
-        account: "000000000000".into(),
-        region: "us-east-1".into(),
-        fsync: true,
-        relax_cooldowns: true,
-        queues: vec![],
-    }
+    Settings::ephemeral(Some(dir.to_owned()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,15 +21,7 @@ struct TestServer {
 impl TestServer {
     async fn start() -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: Some(dir.path().to_owned()),
-            account: "000000000000".into(),
-            region: "us-east-1".into(),
-            fsync: true,
-            relax_cooldowns: true,
-            queues: vec![],
-        };
+        let settings = Settings::ephemeral(Some(dir.path().to_owned()));
         let server = sluice::app::start(settings).await.unwrap();
         let client = client(&format!("http://{}", server.addr), "AKIDEXAMPLE", "us-east-1");
         TestServer { server: Some(server), client, _dir: dir }

@@ -6,15 +6,7 @@ use sluice::config::Settings;
 use std::time::Duration;
 
 fn settings(dir: &std::path::Path) -> Settings {
-    Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: Some(dir.to_owned()),
-        account: "000000000000".into(),
-        region: "us-east-1".into(),
-        fsync: true,
-        relax_cooldowns: true,
-        queues: vec![],
-    }
+    Settings::ephemeral(Some(dir.to_owned()))
 }
 
 fn clients(endpoint: &str) -> (aws_sdk_sns::Client, aws_sdk_sqs::Client) {

@@ -18,6 +18,9 @@ use tokio::sync::watch;
 /// A started server: its address, and how to stop it.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The HTTPS listener's address, when one is configured.
+    pub tls_addr: Option<SocketAddr>,
+    tls_task: Option<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     serve: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: tokio::task::JoinHandle<()>,
@@ -30,6 +33,9 @@ impl RunningServer {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.serve.await??;
+        if let Some(t) = self.tls_task {
+            let _ = t.await;
+        }
         let _ = self.workers.await;
         let _ = self.delivery.await;
         self.store.shutdown();
@@ -76,7 +82,22 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         default_account: settings.account.clone(),
         default_region: settings.region.clone(),
     });
-    let app = axum::Router::new().fallback(http::handle).with_state(state);
+    let app = axum::Router::new().fallback(http::handle).with_state((state.clone(), "http"));
+    let tls = match &settings.tls {
+        Some((addr, source)) => {
+            let config = crate::tls::server_config(source)?;
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            let tls_addr = listener.local_addr()?;
+            let router = axum::Router::new().fallback(http::handle).with_state((state.clone(), "https"));
+            tracing::info!(addr = %tls_addr, "serving TLS");
+            Some((
+                tls_addr,
+                tokio::spawn(serve_tls(listener, tokio_rustls::TlsAcceptor::from(config), router, shutdown_rx.clone())),
+            ))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -92,7 +113,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             })
             .await
     });
-    Ok(RunningServer { addr, shutdown: shutdown_tx, serve, workers, delivery, store })
+    let (tls_addr, tls_task) = match tls {
+        Some((a, t)) => (Some(a), Some(t)),
+        None => (None, None),
+    };
+    Ok(RunningServer { addr, tls_addr, shutdown: shutdown_tx, serve, tls_task, workers, delivery, store })
 }
 
 /// Messages a move task without MaxNumberOfMessagesPerSecond moves per second
@@ -100,6 +125,34 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
 const DEFAULT_MOVE_RATE: u64 = 500;
 /// How often retention and dedup expiry run.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Accepts TLS connections and serves each with HTTP/2 or HTTP/1.1 (by ALPN) until
+/// shutdown, then lets open connections finish.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let (acceptor, router, watcher) = (acceptor.clone(), router.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else { return };
+                    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    let service = hyper_util::service::TowerToHyperService::new(router);
+                    let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection).await;
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+}
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn wait_for_signal() {

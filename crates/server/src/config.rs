@@ -52,6 +52,15 @@ pub struct ServeArgs {
     /// Skip AWS's 60-second rules (PurgeQueueInProgress, QueueDeletedRecently).
     #[arg(long, env = "SLUICE_RELAX_COOLDOWNS")]
     pub relax_cooldowns: bool,
+    /// Also serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) on this address.
+    #[arg(long, env = "SLUICE_TLS_LISTEN")]
+    pub tls_listen: Option<String>,
+    /// PEM certificate chain for the TLS listener (with --tls-key).
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS listener.
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +73,9 @@ pub struct FileConfig {
     pub region: Option<String>,
     pub fsync: Option<bool>,
     pub relax_cooldowns: Option<bool>,
+    pub tls_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     #[serde(default)]
     pub queues: Vec<QueueConfig>,
 }
@@ -90,9 +102,25 @@ pub struct Settings {
     pub fsync: bool,
     pub relax_cooldowns: bool,
     pub queues: Vec<QueueConfig>,
+    /// The HTTPS listener, if any, and where its certificate comes from.
+    pub tls: Option<(SocketAddr, crate::tls::TlsSource)>,
 }
 
 impl Settings {
+    /// Settings for a throwaway server on an ephemeral port (tests, embedding).
+    pub fn ephemeral(data_dir: Option<PathBuf>) -> Settings {
+        Settings {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            data_dir,
+            account: DEFAULT_ACCOUNT.into(),
+            region: DEFAULT_REGION.into(),
+            fsync: true,
+            relax_cooldowns: true,
+            queues: vec![],
+            tls: None,
+        }
+    }
+
     pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         let file: FileConfig = match &args.config {
             Some(path) => {
@@ -114,7 +142,24 @@ impl Settings {
         if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
             anyhow::bail!("account must be 12 digits, got {account}");
         }
+        let tls_listen = args.tls_listen.clone().or(file.tls_listen);
+        let tls = match tls_listen {
+            None => None,
+            Some(addr) => {
+                let addr: SocketAddr =
+                    addr.parse().map_err(|e| anyhow::anyhow!("invalid TLS listen address {addr}: {e}"))?;
+                let source = match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
+                    (Some(cert), Some(key)) => crate::tls::TlsSource::Files { cert, key },
+                    (None, None) => crate::tls::TlsSource::Development {
+                        dir: data_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("sluice-tls")),
+                    },
+                    _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+                };
+                Some((addr, source))
+            }
+        };
         Ok(Settings {
+            tls,
             listen,
             data_dir,
             account,

@@ -97,7 +97,10 @@ async fn sluice_endpoint(state: &AppState, method: &Method, path: &str) -> Optio
     None
 }
 
-pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> Response<Body> {
+/// The state of one listener: the services, and the scheme clients reach it by.
+pub type ListenerState = (Arc<AppState>, &'static str);
+
+pub async fn handle(State((state, scheme)): State<ListenerState>, request: Request<Body>) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
     if parts.method == Method::GET && parts.uri.path() == "/health" {
@@ -145,7 +148,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) 
             .map(str::to_owned)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_else(|| "localhost:4566".into()),
-        scheme: "http".into(),
+        scheme: scheme.into(),
         request_id: request_id.clone(),
         access_key_id: access_key,
         path: parts.uri.path().to_owned(),

@@ -4,3 +4,4 @@ pub mod app;
 pub mod config;
 pub mod http;
 pub mod http_client;
+pub mod tls;

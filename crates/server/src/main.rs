@@ -17,6 +17,9 @@ fn main() -> anyhow::Result<()> {
                 let server = sluice::app::start(settings).await?;
                 // Tests and scripts read this line to find an ephemeral port.
                 println!("sluice listening on http://{}", server.addr);
+                if let Some(tls) = server.tls_addr {
+                    println!("sluice listening on https://{tls}");
+                }
                 sluice::app::wait_for_signal().await;
                 tracing::info!("shutting down: finishing in-flight requests");
                 server.stop().await

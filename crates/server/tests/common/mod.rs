@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub child: Child,
     pub endpoint: String,
+    /// The HTTPS endpoint, when started with `--tls-listen`.
+    pub tls_endpoint: Option<String>,
 }
 
 impl Server {
@@ -27,14 +29,20 @@ impl Server {
         cmd.env("SLUICE_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("start sluice");
         let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        reader.read_line(&mut line).expect("read listening line");
         let endpoint = line
             .trim()
             .strip_prefix("sluice listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_owned();
-        Server { child, endpoint }
+        let tls_endpoint = extra.contains(&"--tls-listen").then(|| {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read TLS listening line");
+            line.trim().strip_prefix("sluice listening on ").expect("TLS line").to_owned()
+        });
+        Server { child, endpoint, tls_endpoint }
     }
 
     pub fn kill(mut self) {
