@@ -74,7 +74,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         shutdown_rx.clone(),
     ));
 
-    let kinesis = sluice_services::kinesis::KinesisService::new(store.clone(), clock_for_kinesis, shutdown_rx.clone());
+    let kinesis = sluice_services::kinesis::KinesisService::new(store.clone(), clock_for_kinesis, shutdown_rx.clone())
+        .with_throughput_limits(settings.enforce_kinesis_limits);
     let state = Arc::new(http::AppState {
         sqs,
         kinesis,

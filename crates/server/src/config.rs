@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// PEM private key for the TLS listener.
     #[arg(long, env = "SLUICE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Enforce Kinesis per-shard throughput limits (ProvisionedThroughputExceededException).
+    #[arg(long, env = "SLUICE_ENFORCE_KINESIS_LIMITS")]
+    pub enforce_kinesis_limits: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +79,7 @@ pub struct FileConfig {
     pub tls_listen: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub enforce_kinesis_limits: Option<bool>,
     #[serde(default)]
     pub queues: Vec<QueueConfig>,
 }
@@ -104,6 +108,7 @@ pub struct Settings {
     pub queues: Vec<QueueConfig>,
     /// The HTTPS listener, if any, and where its certificate comes from.
     pub tls: Option<(SocketAddr, crate::tls::TlsSource)>,
+    pub enforce_kinesis_limits: bool,
 }
 
 impl Settings {
@@ -118,6 +123,7 @@ impl Settings {
             relax_cooldowns: true,
             queues: vec![],
             tls: None,
+            enforce_kinesis_limits: false,
         }
     }
 
@@ -159,6 +165,7 @@ impl Settings {
             }
         };
         Ok(Settings {
+            enforce_kinesis_limits: args.enforce_kinesis_limits || file.enforce_kinesis_limits.unwrap_or(false),
             tls,
             listen,
             data_dir,

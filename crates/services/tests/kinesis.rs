@@ -265,3 +265,33 @@ async fn records_and_sequence_numbers_survive_restart() {
         r["Records"].as_array().unwrap().iter().map(|r| r["SequenceNumber"].as_str().unwrap()).collect();
     assert_eq!(seqs, vec![first.as_str(), second.as_str()], "same sequence numbers after restart");
 }
+
+#[tokio::test]
+async fn optional_per_shard_limits_throttle_writes_and_reads() {
+    let mut h = Harness::new();
+    h.svc = open(h.dir.path(), h.clock.clone()).with_throughput_limits(true);
+    h.ok("CreateStream", json!({"StreamName": "s", "ShardCount": 1})).await;
+    let records: Vec<Value> = (0..500).map(|i| json!({"PartitionKey": format!("k{i}"), "Data": "eA=="})).collect();
+    for _ in 0..2 {
+        let r = h.ok("PutRecords", json!({"StreamName": "s", "Records": records})).await;
+        assert_eq!(r["FailedRecordCount"], 0);
+    }
+    let r = h.ok("PutRecords", json!({"StreamName": "s", "Records": records[..3]})).await;
+    assert_eq!(r["FailedRecordCount"], 3, "the 1,001st record in a second is throttled");
+    assert_eq!(r["Records"][0]["ErrorCode"], "ProvisionedThroughputExceededException");
+    let single = h.call("PutRecord", json!({"StreamName": "s", "PartitionKey": "k", "Data": "eA=="})).await;
+    assert!(single
+        .unwrap_err()
+        .starts_with("ProvisionedThroughputExceededException: Rate exceeded for shard shardId-000000000000"));
+    h.clock.advance_secs(1);
+    h.put("s", "k", "x").await;
+
+    let it = h.iterator("s", "shardId-000000000000", "TRIM_HORIZON", json!({})).await;
+    for _ in 0..5 {
+        h.ok("GetRecords", json!({"ShardIterator": it, "Limit": 1})).await;
+    }
+    let sixth = h.call("GetRecords", json!({"ShardIterator": it, "Limit": 1})).await;
+    assert!(sixth.unwrap_err().starts_with("ProvisionedThroughputExceededException"), "five reads a second");
+    h.clock.advance_secs(1);
+    h.ok("GetRecords", json!({"ShardIterator": it, "Limit": 1})).await;
+}

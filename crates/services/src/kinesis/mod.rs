@@ -1,6 +1,7 @@
 //! Amazon Kinesis Data Streams over AWS JSON 1.1 (`Kinesis_20131202.*`).
 
 pub mod iterator;
+pub mod limits;
 mod subscribe;
 
 use crate::RequestContext;
@@ -155,6 +156,8 @@ pub struct KinesisService {
     model: Model,
     shutdown: tokio::sync::watch::Receiver<bool>,
     subscriptions: Arc<std::sync::Mutex<Subscriptions>>,
+    /// Per-shard throughput limits, when enforced.
+    limiter: Option<std::sync::Mutex<limits::Limiter>>,
 }
 
 /// (consumer ARN, shard id) → (subscription active, started at ms).
@@ -213,7 +216,27 @@ impl KinesisService {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let model = Model::from_json(MODEL_JSON).expect("embedded Kinesis model is valid");
-        KinesisService { store, clock, model, shutdown, subscriptions: Default::default() }
+        KinesisService { store, clock, model, shutdown, subscriptions: Default::default(), limiter: None }
+    }
+
+    /// Enforces AWS's per-shard throughput limits (off by default).
+    pub fn with_throughput_limits(mut self, enforce: bool) -> Self {
+        self.limiter = enforce.then(Default::default);
+        self
+    }
+
+    fn throttled(meta: &StreamMeta, shard: &str) -> AwsError {
+        err(
+            "ProvisionedThroughputExceededException",
+            format!("Rate exceeded for shard {shard} in stream {} under account {}.", meta.name, meta.account),
+        )
+    }
+
+    /// Takes write budget for a record on the shard; `false` when throttled.
+    fn admit_write(&self, meta: &StreamMeta, shard_index: u32, bytes: usize) -> bool {
+        let Some(limiter) = &self.limiter else { return true };
+        let Some(shard) = meta.shards.iter().find(|s| s.index == shard_index) else { return true };
+        limiter.lock().unwrap_or_else(|p| p.into_inner()).try_write(shard.uid, bytes, self.clock.now_ms())
     }
 
     pub fn model(&self) -> &Model {
@@ -583,6 +606,9 @@ impl KinesisService {
         let pk = req.partition_key.clone().unwrap_or_default();
         let data = Self::decode_data(req.data.as_deref().unwrap_or(""), &meta, &pk)?;
         let shard_index = Self::route(&meta, &pk, req.explicit_hash_key.as_deref())?;
+        if !self.admit_write(&meta, shard_index, data.len() + pk.len()) {
+            return Err(Self::throttled(&meta, &format!("shardId-{shard_index:012}")));
+        }
         let appended = self
             .wait(&key, self.store.append_records(&key, vec![NewRecord { shard_index, partition_key: pk, data }]))
             .await?;
@@ -610,10 +636,33 @@ impl KinesisService {
         if total > MAX_PUT_RECORDS_BYTES {
             return Err(invalid_argument(format!("Records size exceeds 5 MB limit: {total} bytes.")));
         }
-        let appended = self.wait(&key, self.store.append_records(&key, records)).await?;
-        let results: Vec<Value> =
-            appended.into_iter().map(|r| json!({"SequenceNumber": r.sequence_number, "ShardId": r.shard_id})).collect();
-        Ok(json!({"FailedRecordCount": 0, "Records": results, "EncryptionType": meta.encryption_type}))
+        // Records are admitted independently; throttled ones fail in place (HTTP 200).
+        let admitted: Vec<bool> = records
+            .iter()
+            .map(|r| self.admit_write(&meta, r.shard_index, r.data.len() + r.partition_key.len()))
+            .collect();
+        let failed = admitted.iter().filter(|a| !**a).count();
+        let shard_ids: Vec<u32> = records.iter().map(|r| r.shard_index).collect();
+        let accepted: Vec<NewRecord> =
+            records.into_iter().zip(&admitted).filter(|(_, a)| **a).map(|(r, _)| r).collect();
+        let mut appended = if accepted.is_empty() {
+            Vec::new()
+        } else {
+            self.wait(&key, self.store.append_records(&key, accepted)).await?
+        }
+        .into_iter();
+        let results: Vec<Value> = admitted
+            .iter()
+            .zip(shard_ids)
+            .map(|(ok, shard_index)| match (ok, if *ok { appended.next() } else { None }) {
+                (true, Some(r)) => json!({"SequenceNumber": r.sequence_number, "ShardId": r.shard_id}),
+                _ => {
+                    let e = Self::throttled(&meta, &format!("shardId-{shard_index:012}"));
+                    json!({"ErrorCode": e.json_type, "ErrorMessage": e.message})
+                }
+            })
+            .collect();
+        Ok(json!({"FailedRecordCount": failed, "Records": results, "EncryptionType": meta.encryption_type}))
     }
 
     /// The record index a position type names in `shard`.
@@ -701,10 +750,21 @@ impl KinesisService {
             .store
             .stream_by_id(token.stream_id)
             .ok_or_else(|| err("ResourceNotFoundException", "The stream of this shard iterator does not exist."))?;
+        if let Some(limiter) = &self.limiter {
+            if !limiter.lock().unwrap_or_else(|p| p.into_inner()).try_read(token.shard_uid, now) {
+                let shard =
+                    meta.shards.iter().find(|s| s.uid == token.shard_uid).map(|s| s.shard_id()).unwrap_or_default();
+                return Err(Self::throttled(&meta, &shard));
+            }
+        }
         let read = self
             .store
             .read_records(&meta, token.shard_uid, token.position, limit as usize, MAX_GET_BYTES)
             .map_err(internal)?;
+        if let Some(limiter) = &self.limiter {
+            let bytes = read.records.iter().map(|r| r.data.len()).sum();
+            limiter.lock().unwrap_or_else(|p| p.into_inner()).charge_read(token.shard_uid, bytes, now);
+        }
         let records: Vec<Value> = read
             .records
             .iter()
