@@ -108,6 +108,9 @@ pub struct StreamMeta {
     pub name: String,
     pub stream_id: String,
     pub status: String,
+    /// `status` (CREATING, UPDATING) holds until this time, then the stream is ACTIVE.
+    #[serde(default)]
+    pub status_until_ms: Option<u64>,
     pub mode: String,
     pub retention_hours: u32,
     pub created_ms: u64,
@@ -132,6 +135,14 @@ impl StreamMeta {
     pub fn arn(&self) -> String {
         self.key().arn()
     }
+    /// The status at `now`: CREATING/UPDATING until their time is up, then ACTIVE.
+    pub fn status_at(&self, now: u64) -> &str {
+        match self.status_until_ms {
+            Some(until) if now < until => &self.status,
+            _ => "ACTIVE",
+        }
+    }
+
     pub fn shard(&self, shard_id: &str) -> Option<&ShardMeta> {
         self.shards.iter().find(|s| s.shard_id() == shard_id)
     }

@@ -75,7 +75,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     ));
 
     let kinesis = sluice_services::kinesis::KinesisService::new(store.clone(), clock_for_kinesis, shutdown_rx.clone())
-        .with_throughput_limits(settings.enforce_kinesis_limits);
+        .with_throughput_limits(settings.enforce_kinesis_limits)
+        .with_status_delay_ms(settings.kinesis_status_delay_ms);
     let state = Arc::new(http::AppState {
         sqs,
         kinesis,

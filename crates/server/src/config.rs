@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Enforce Kinesis per-shard throughput limits (ProvisionedThroughputExceededException).
     #[arg(long, env = "SLUICE_ENFORCE_KINESIS_LIMITS")]
     pub enforce_kinesis_limits: bool,
+    /// How long Kinesis streams report CREATING/UPDATING, in milliseconds (0: ACTIVE at once).
+    #[arg(long, env = "SLUICE_KINESIS_STATUS_DELAY_MS")]
+    pub kinesis_status_delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +83,7 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub enforce_kinesis_limits: Option<bool>,
+    pub kinesis_status_delay_ms: Option<u64>,
     #[serde(default)]
     pub queues: Vec<QueueConfig>,
 }
@@ -109,6 +113,7 @@ pub struct Settings {
     /// The HTTPS listener, if any, and where its certificate comes from.
     pub tls: Option<(SocketAddr, crate::tls::TlsSource)>,
     pub enforce_kinesis_limits: bool,
+    pub kinesis_status_delay_ms: u64,
 }
 
 impl Settings {
@@ -124,6 +129,7 @@ impl Settings {
             queues: vec![],
             tls: None,
             enforce_kinesis_limits: false,
+            kinesis_status_delay_ms: 0,
         }
     }
 
@@ -165,6 +171,7 @@ impl Settings {
             }
         };
         Ok(Settings {
+            kinesis_status_delay_ms: args.kinesis_status_delay_ms.or(file.kinesis_status_delay_ms).unwrap_or(0),
             enforce_kinesis_limits: args.enforce_kinesis_limits || file.enforce_kinesis_limits.unwrap_or(false),
             tls,
             listen,

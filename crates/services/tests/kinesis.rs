@@ -295,3 +295,25 @@ async fn optional_per_shard_limits_throttle_writes_and_reads() {
     h.clock.advance_secs(1);
     h.ok("GetRecords", json!({"ShardIterator": it, "Limit": 1})).await;
 }
+
+#[tokio::test]
+async fn streams_report_creating_and_updating_for_the_configured_delay() {
+    let mut h = Harness::new();
+    h.svc = open(h.dir.path(), h.clock.clone()).with_status_delay_ms(500);
+    h.ok("CreateStream", json!({"StreamName": "s", "ShardCount": 1})).await;
+    let status = |v: &Value| v["StreamDescriptionSummary"]["StreamStatus"].as_str().unwrap().to_owned();
+    assert_eq!(status(&h.ok("DescribeStreamSummary", json!({"StreamName": "s"})).await), "CREATING");
+    let early = h.call("PutRecord", json!({"StreamName": "s", "PartitionKey": "k", "Data": "eA=="})).await;
+    assert!(early.unwrap_err().starts_with("ResourceNotFoundException"), "no writes while CREATING");
+    h.clock.advance_ms(500);
+    assert_eq!(status(&h.ok("DescribeStreamSummary", json!({"StreamName": "s"})).await), "ACTIVE");
+    h.ok("IncreaseStreamRetentionPeriod", json!({"StreamName": "s", "RetentionPeriodHours": 48})).await;
+    assert_eq!(status(&h.ok("DescribeStreamSummary", json!({"StreamName": "s"})).await), "UPDATING");
+    h.put("s", "k", "writes continue while UPDATING").await;
+    let busy = h.call("IncreaseStreamRetentionPeriod", json!({"StreamName": "s", "RetentionPeriodHours": 72})).await;
+    assert!(busy.unwrap_err().starts_with(
+        "ResourceInUseException: Stream s under account 000000000000 not ACTIVE, instead in state UPDATING"
+    ));
+    h.clock.advance_ms(500);
+    h.ok("IncreaseStreamRetentionPeriod", json!({"StreamName": "s", "RetentionPeriodHours": 72})).await;
+}

@@ -158,6 +158,8 @@ pub struct KinesisService {
     subscriptions: Arc<std::sync::Mutex<Subscriptions>>,
     /// Per-shard throughput limits, when enforced.
     limiter: Option<std::sync::Mutex<limits::Limiter>>,
+    /// How long streams stay CREATING or UPDATING (0: ACTIVE at once).
+    status_delay_ms: u64,
 }
 
 /// (consumer ARN, shard id) → (subscription active, started at ms).
@@ -216,7 +218,46 @@ impl KinesisService {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let model = Model::from_json(MODEL_JSON).expect("embedded Kinesis model is valid");
-        KinesisService { store, clock, model, shutdown, subscriptions: Default::default(), limiter: None }
+        KinesisService {
+            store,
+            clock,
+            model,
+            shutdown,
+            subscriptions: Default::default(),
+            limiter: None,
+            status_delay_ms: 0,
+        }
+    }
+
+    /// Streams report CREATING (after CreateStream) or UPDATING (after resharding,
+    /// retention, mode and encryption changes) for `ms` milliseconds, as AWS does for
+    /// seconds; during it, data calls on a CREATING stream and further updates fail as on
+    /// AWS. Off (0) by default, so tests need not wait.
+    pub fn with_status_delay_ms(mut self, ms: u64) -> Self {
+        self.status_delay_ms = ms;
+        self
+    }
+
+    /// Fails unless the stream is ACTIVE (or UPDATING, when `allow_updating`).
+    fn require_active(&self, meta: &StreamMeta, allow_updating: bool) -> Result<(), AwsError> {
+        let status = meta.status_at(self.clock.now_ms());
+        match status {
+            "ACTIVE" => Ok(()),
+            "UPDATING" if allow_updating => Ok(()),
+            "CREATING" if allow_updating => Err(Self::not_found(&meta.key())),
+            other => Err(resource_in_use(format!(
+                "Stream {} under account {} not ACTIVE, instead in state {other}",
+                meta.name, meta.account
+            ))),
+        }
+    }
+
+    /// Puts the stream into `status` for the configured delay.
+    fn transition(&self, meta: &mut StreamMeta, status: &str) {
+        if self.status_delay_ms > 0 {
+            meta.status = status.to_owned();
+            meta.status_until_ms = Some(self.clock.now_ms() + self.status_delay_ms);
+        }
     }
 
     /// Enforces AWS's per-shard throughput limits (off by default).
@@ -405,7 +446,8 @@ impl KinesisService {
             region: key.region.clone(),
             name: key.name.clone(),
             stream_id: uuid_like(now, &key.name),
-            status: "ACTIVE".into(),
+            status: if self.status_delay_ms > 0 { "CREATING".into() } else { "ACTIVE".into() },
+            status_until_ms: (self.status_delay_ms > 0).then(|| now + self.status_delay_ms),
             mode,
             retention_hours: MIN_RETENTION_HOURS,
             created_ms: now,
@@ -456,7 +498,7 @@ impl KinesisService {
         let mut d = Map::new();
         d.insert("StreamName".into(), meta.name.clone().into());
         d.insert("StreamARN".into(), meta.arn().into());
-        d.insert("StreamStatus".into(), meta.status.clone().into());
+        d.insert("StreamStatus".into(), meta.status_at(self.clock.now_ms()).into());
         d.insert("StreamModeDetails".into(), json!({"StreamMode": meta.mode}));
         d.insert("Shards".into(), shards.into());
         d.insert("HasMoreShards".into(), has_more.into());
@@ -477,7 +519,7 @@ impl KinesisService {
             "StreamName": meta.name,
             "StreamARN": meta.arn(),
             "StreamId": meta.stream_id,
-            "StreamStatus": meta.status,
+            "StreamStatus": meta.status_at(self.clock.now_ms()),
             "StreamModeDetails": {"StreamMode": meta.mode},
             "RetentionPeriodHours": meta.retention_hours,
             "StreamCreationTimestamp": secs(meta.created_ms),
@@ -512,7 +554,7 @@ impl KinesisService {
             "StreamNames": page.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
             "HasMoreStreams": has_more,
             "StreamSummaries": page.iter().map(|s| json!({
-                "StreamName": s.name, "StreamARN": s.arn(), "StreamStatus": s.status,
+                "StreamName": s.name, "StreamARN": s.arn(), "StreamStatus": s.status_at(self.clock.now_ms()),
                 "StreamModeDetails": {"StreamMode": s.mode}, "StreamCreationTimestamp": secs(s.created_ms)
             })).collect::<Vec<_>>(),
         });
@@ -603,6 +645,7 @@ impl KinesisService {
     async fn put_record(&self, ctx: &RequestContext, req: Request) -> Result<Value, AwsError> {
         let key = self.key(ctx, &req)?;
         let meta = self.meta(&key)?;
+        self.require_active(&meta, true)?;
         let pk = req.partition_key.clone().unwrap_or_default();
         let data = Self::decode_data(req.data.as_deref().unwrap_or(""), &meta, &pk)?;
         let shard_index = Self::route(&meta, &pk, req.explicit_hash_key.as_deref())?;
@@ -619,6 +662,7 @@ impl KinesisService {
     async fn put_records(&self, ctx: &RequestContext, req: Request) -> Result<Value, AwsError> {
         let key = self.key(ctx, &req)?;
         let meta = self.meta(&key)?;
+        self.require_active(&meta, true)?;
         let entries = req.records.unwrap_or_default();
         if entries.len() > MAX_PUT_RECORDS {
             return Err(validation(format!(
@@ -709,6 +753,7 @@ impl KinesisService {
     fn get_shard_iterator(&self, ctx: &RequestContext, req: Request) -> Result<Value, AwsError> {
         let key = self.key(ctx, &req)?;
         let meta = self.meta(&key)?;
+        self.require_active(&meta, true)?;
         let shard_id = req.shard_id.clone().unwrap_or_default();
         let shard = meta.shard(&shard_id).ok_or_else(|| {
             err(
@@ -808,6 +853,7 @@ impl KinesisService {
             .map_err(|_| invalid_argument("NewStartingHashKey must be an integer between 0 and 2^128-1."))?;
         let now = self.clock.now_ms();
         self.update(&key, |meta| {
+            self.require_active(meta, false)?;
             let parent = meta
                 .shards
                 .iter_mut()
@@ -827,6 +873,7 @@ impl KinesisService {
             for (i, (a, b)) in [(lo, new_start - 1), (new_start, hi)].into_iter().enumerate() {
                 meta.shards.push(new_shard(first + i as u32, a, b, Some(parent_index), None, now));
             }
+            self.transition(meta, "UPDATING");
             Ok(())
         })
         .await?;
@@ -839,6 +886,7 @@ impl KinesisService {
             (req.shard_to_merge.clone().unwrap_or_default(), req.adjacent_shard_to_merge.clone().unwrap_or_default());
         let now = self.clock.now_ms();
         self.update(&key, |meta| {
+            self.require_active(meta, false)?;
             let find = |id: &str| meta.shards.iter().position(|s| s.shard_id() == id && s.is_open());
             let missing = |id: &str| err("ResourceNotFoundException", format!("Could not find shard {id} in stream {} under account {}.", key.name, key.account));
             let a = find(&a_id).ok_or_else(|| missing(&a_id))?;
@@ -855,6 +903,7 @@ impl KinesisService {
             meta.next_shard_index += 1;
             let child = new_shard(index, alo.min(blo), ahi.max(bhi), Some(meta.shards[a].index), Some(meta.shards[b].index), now);
             meta.shards.push(child);
+            self.transition(meta, "UPDATING");
             Ok(())
         })
         .await?;
@@ -867,6 +916,7 @@ impl KinesisService {
         let now = self.clock.now_ms();
         let mut current = 0;
         self.update(&key, |meta| {
+            self.require_active(meta, false)?;
             let open: Vec<usize> = (0..meta.shards.len()).filter(|&i| meta.shards[i].is_open()).collect();
             current = open.len() as u32;
             // "up to double your current shard count … down to half" (UpdateShardCount limits).
@@ -886,6 +936,7 @@ impl KinesisService {
                 meta.next_shard_index += 1;
                 meta.shards.push(new_shard(index, lo, hi, overlapping.first().copied(), overlapping.get(1).copied(), now));
             }
+            self.transition(meta, "UPDATING");
             Ok(())
         })
         .await?;
@@ -900,6 +951,7 @@ impl KinesisService {
         let key = self.key(ctx, &req)?;
         let hours = req.retention_period_hours.unwrap_or(0);
         self.update(&key, |meta| {
+            self.require_active(meta, false)?;
             if !(MIN_RETENTION_HOURS..=MAX_RETENTION_HOURS).contains(&hours) {
                 return Err(invalid_argument(format!(
                     "Minimum allowed retention period is {MIN_RETENTION_HOURS} hours. Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is out of range."
@@ -918,6 +970,7 @@ impl KinesisService {
                 )));
             }
             meta.retention_hours = hours;
+            self.transition(meta, "UPDATING");
             Ok(())
         })
         .await?;
@@ -928,7 +981,9 @@ impl KinesisService {
         let key = self.key(ctx, &req)?;
         let mode = req.stream_mode_details.as_ref().map(|m| m.stream_mode.clone()).unwrap_or_default();
         self.update(&key, |meta| {
+            self.require_active(meta, false)?;
             meta.mode = mode.clone();
+            self.transition(meta, "UPDATING");
             Ok(())
         })
         .await?;
@@ -1128,6 +1183,7 @@ impl KinesisService {
         }
         let key_id = req.key_id.clone();
         self.update(&key, |meta| {
+            self.require_active(meta, false)?;
             if on {
                 meta.encryption_type = "KMS".into();
                 meta.key_id = key_id.clone();
@@ -1135,6 +1191,7 @@ impl KinesisService {
                 meta.encryption_type = "NONE".into();
                 meta.key_id = None;
             }
+            self.transition(meta, "UPDATING");
             Ok(())
         })
         .await?;
