@@ -176,6 +176,16 @@ fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
+/// A record as GetRecords and SubscribeToShard return it.
+fn record_json(r: &sluice_engine::streams::StreamRecord) -> Value {
+    json!({
+        "SequenceNumber": r.sequence_number,
+        "ApproximateArrivalTimestamp": secs(r.arrival_ms),
+        "Data": base64::engine::general_purpose::STANDARD.encode(&r.data),
+        "PartitionKey": r.partition_key,
+    })
+}
+
 fn shard_json(s: &ShardMeta) -> Value {
     let mut o = Map::new();
     o.insert("ShardId".into(), s.shard_id().into());
@@ -810,18 +820,7 @@ impl KinesisService {
             let bytes = read.records.iter().map(|r| r.data.len()).sum();
             limiter.lock().unwrap_or_else(|p| p.into_inner()).charge_read(token.shard_uid, bytes, now);
         }
-        let records: Vec<Value> = read
-            .records
-            .iter()
-            .map(|r| {
-                json!({
-                    "SequenceNumber": r.sequence_number,
-                    "ApproximateArrivalTimestamp": secs(r.arrival_ms),
-                    "Data": base64::engine::general_purpose::STANDARD.encode(&r.data),
-                    "PartitionKey": r.partition_key,
-                })
-            })
-            .collect();
+        let records: Vec<Value> = read.records.iter().map(record_json).collect();
         let caught_up = read.next_seq_ix >= self.store.shard_next_seq_ix(token.shard_uid);
         let behind = match (caught_up, read.records.last(), read.latest_arrival_ms) {
             (true, _, _) | (_, _, None) => 0,

@@ -109,18 +109,7 @@ impl KinesisService {
                         (false, Some(last)) => now.saturating_sub(last.arrival_ms),
                         (false, None) => read.latest_arrival_ms.map(|l| now.saturating_sub(l)).unwrap_or(0),
                     };
-                    let records: Vec<Value> = read
-                        .records
-                        .iter()
-                        .map(|r| {
-                            json!({
-                                "SequenceNumber": r.sequence_number,
-                                "ApproximateArrivalTimestamp": secs(r.arrival_ms),
-                                "Data": base64::engine::general_purpose::STANDARD.encode(&r.data),
-                                "PartitionKey": r.partition_key,
-                            })
-                        })
-                        .collect();
+                    let records: Vec<Value> = read.records.iter().map(record_json).collect();
                     let mut event = json!({"Records": records, "ContinuationSequenceNumber": continuation, "MillisBehindLatest": behind});
                     if read.shard_ended {
                         event["ChildShards"] = child_shards(&meta, shard.index).into();
