@@ -87,6 +87,14 @@ CREATE TABLE record_times (
     PRIMARY KEY (shard_uid, second)
 ) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE delivery_streams (id INTEGER PRIMARY KEY, record TEXT NOT NULL);
+-- Records accepted by Firehose and not yet delivered: buffers survive restarts.
+CREATE TABLE firehose_buffer (
+    stream_id INTEGER NOT NULL, seq INTEGER NOT NULL, arrival_ms INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (stream_id, seq)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// One row of `messages`, as the writer inserts it.
@@ -230,6 +238,24 @@ pub enum SqlOp {
     TrimRecords {
         shard_uid: i64,
         below_seq_ix: i64,
+    },
+    UpsertDeliveryStream {
+        id: i64,
+        record: String,
+    },
+    DeleteDeliveryStream {
+        id: i64,
+    },
+    InsertBuffered {
+        stream_id: i64,
+        seq: i64,
+        arrival_ms: i64,
+        data: Vec<u8>,
+    },
+    /// Removes a delivery stream's buffered records up to `max_seq` (delivered).
+    RemoveBuffered {
+        stream_id: i64,
+        max_seq: i64,
     },
     UpsertResource {
         kind: String,
@@ -563,6 +589,24 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
                 .execute(params![shard_uid, below_seq_ix])?;
             tx.prepare_cached("DELETE FROM record_times WHERE shard_uid=?1 AND first_seq_ix<?2")?
                 .execute(params![shard_uid, below_seq_ix])?;
+        }
+        SqlOp::UpsertDeliveryStream { id, record } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO delivery_streams (id, record) VALUES (?1, ?2)")?
+                .execute(params![id, record])?;
+        }
+        SqlOp::DeleteDeliveryStream { id } => {
+            tx.prepare_cached("DELETE FROM delivery_streams WHERE id=?1")?.execute(params![id])?;
+            tx.prepare_cached("DELETE FROM firehose_buffer WHERE stream_id=?1")?.execute(params![id])?;
+        }
+        SqlOp::InsertBuffered { stream_id, seq, arrival_ms, data } => {
+            tx.prepare_cached(
+                "INSERT INTO firehose_buffer (stream_id, seq, arrival_ms, data) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![stream_id, seq, arrival_ms, data])?;
+        }
+        SqlOp::RemoveBuffered { stream_id, max_seq } => {
+            tx.prepare_cached("DELETE FROM firehose_buffer WHERE stream_id=?1 AND seq<=?2")?
+                .execute(params![stream_id, max_seq])?;
         }
         SqlOp::UpsertResource { kind, key, record } => {
             tx.prepare_cached("INSERT OR REPLACE INTO sns_resources (kind, key, record) VALUES (?1, ?2, ?3)")?

@@ -57,6 +57,7 @@ pub struct EmbeddedStore {
     pub(crate) next_seq: AtomicI64,
     topics: Mutex<crate::topics::TopicRegistry>,
     streams: Mutex<crate::streams::StreamRegistry>,
+    firehose: Mutex<crate::firehose::FirehoseRegistry>,
     pub(crate) secret: Mutex<Option<Vec<u8>>>,
     next_queue_id: AtomicI64,
     tasks: Mutex<Vec<TaskState>>,
@@ -120,6 +121,7 @@ impl EmbeddedStore {
             tasks: Mutex::new(Vec::new()),
             topics: Mutex::new(Default::default()),
             streams: Mutex::new(Default::default()),
+            firehose: Mutex::new(Default::default()),
             secret: Mutex::new(None),
             _temp_dir: temp_dir,
         };
@@ -241,6 +243,7 @@ impl EmbeddedStore {
         }
         *self.topic_registry() = crate::topics::TopicRegistry::load(conn, now)?;
         *self.stream_registry() = crate::streams::StreamRegistry::load(conn)?;
+        *self.firehose_registry() = crate::firehose::FirehoseRegistry::load(conn)?;
         self.next_seq.store(max_seq + 1, Ordering::SeqCst);
         self.next_queue_id.store(max_queue_id + 1, Ordering::SeqCst);
         Ok(())
@@ -248,6 +251,10 @@ impl EmbeddedStore {
 
     fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn firehose_registry(&self) -> MutexGuard<'_, crate::firehose::FirehoseRegistry> {
+        self.firehose.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn stream_registry(&self) -> MutexGuard<'_, crate::streams::StreamRegistry> {

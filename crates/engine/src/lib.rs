@@ -5,6 +5,7 @@ pub mod clock;
 pub mod conformance;
 pub mod db;
 pub mod embedded;
+pub mod firehose;
 pub mod limits;
 pub mod queue_state;
 pub mod seqnum;

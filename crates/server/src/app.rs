@@ -25,7 +25,9 @@ pub struct RunningServer {
     serve: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: tokio::task::JoinHandle<()>,
     delivery: tokio::task::JoinHandle<()>,
+    firehose_worker: tokio::task::JoinHandle<()>,
     store: Arc<EmbeddedStore>,
+    _bucket_temp: Option<tempfile::TempDir>,
 }
 
 impl RunningServer {
@@ -38,6 +40,8 @@ impl RunningServer {
         }
         let _ = self.workers.await;
         let _ = self.delivery.await;
+        // Buffers are flushed to their destinations before the store closes.
+        let _ = self.firehose_worker.await;
         self.store.shutdown();
         tracing::info!("stopped");
         Ok(())
@@ -61,6 +65,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let sqs = SqsService::new(store.clone() as Arc<dyn Store>, clock.clone(), shutdown_rx.clone());
     let clock_for_kinesis = clock.clone();
+    let clock_for_firehose = clock.clone();
     declare_queues(&sqs, &settings).await?;
     let sns = Arc::new(SnsService::new(
         store.clone(),
@@ -77,9 +82,25 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let kinesis = sluice_services::kinesis::KinesisService::new(store.clone(), clock_for_kinesis, shutdown_rx.clone())
         .with_throughput_limits(settings.enforce_kinesis_limits)
         .with_status_delay_ms(settings.kinesis_status_delay_ms);
+    let (bucket_root, bucket_temp) = match (&settings.bucket_root, &settings.data_dir) {
+        (Some(root), _) => (root.clone(), None),
+        (None, Some(dir)) => (dir.join("s3"), None),
+        (None, None) => {
+            let t = tempfile::Builder::new().prefix("sluice-s3-").tempdir()?;
+            (t.path().to_owned(), Some(t))
+        }
+    };
+    let firehose = Arc::new(sluice_services::firehose::FirehoseService::new(
+        store.clone(),
+        store.clone(),
+        clock_for_firehose,
+        bucket_root,
+    ));
+    let firehose_worker = tokio::spawn(sluice_services::firehose::delivery::run(firehose.clone(), shutdown_rx.clone()));
     let state = Arc::new(http::AppState {
         sqs,
         kinesis,
+        firehose,
         sns,
         default_account: settings.account.clone(),
         default_region: settings.region.clone(),
@@ -119,7 +140,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         Some((a, t)) => (Some(a), Some(t)),
         None => (None, None),
     };
-    Ok(RunningServer { addr, tls_addr, shutdown: shutdown_tx, serve, tls_task, workers, delivery, store })
+    Ok(RunningServer {
+        addr,
+        tls_addr,
+        shutdown: shutdown_tx,
+        serve,
+        tls_task,
+        workers,
+        delivery,
+        firehose_worker,
+        store,
+        _bucket_temp: bucket_temp,
+    })
 }
 
 /// Messages a move task without MaxNumberOfMessagesPerSecond moves per second

@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Enforce Kinesis per-shard throughput limits (ProvisionedThroughputExceededException).
     #[arg(long, env = "SLUICE_ENFORCE_KINESIS_LIMITS")]
     pub enforce_kinesis_limits: bool,
+    /// Local-filesystem bucket root for Firehose S3 destinations (default: <data-dir>/s3).
+    #[arg(long, env = "SLUICE_BUCKET_ROOT")]
+    pub bucket_root: Option<PathBuf>,
     /// How long Kinesis streams report CREATING/UPDATING, in milliseconds (0: ACTIVE at once).
     #[arg(long, env = "SLUICE_KINESIS_STATUS_DELAY_MS")]
     pub kinesis_status_delay_ms: Option<u64>,
@@ -84,6 +87,7 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     pub enforce_kinesis_limits: Option<bool>,
     pub kinesis_status_delay_ms: Option<u64>,
+    pub bucket_root: Option<PathBuf>,
     #[serde(default)]
     pub queues: Vec<QueueConfig>,
 }
@@ -114,6 +118,9 @@ pub struct Settings {
     pub tls: Option<(SocketAddr, crate::tls::TlsSource)>,
     pub enforce_kinesis_limits: bool,
     pub kinesis_status_delay_ms: u64,
+    /// Where Firehose writes `s3://bucket/key` objects; `None` means `<data_dir>/s3`, or a
+    /// temporary directory for in-memory servers.
+    pub bucket_root: Option<PathBuf>,
 }
 
 impl Settings {
@@ -130,6 +137,7 @@ impl Settings {
             tls: None,
             enforce_kinesis_limits: false,
             kinesis_status_delay_ms: 0,
+            bucket_root: None,
         }
     }
 
@@ -171,6 +179,7 @@ impl Settings {
             }
         };
         Ok(Settings {
+            bucket_root: args.bucket_root.clone().or(file.bucket_root),
             kinesis_status_delay_ms: args.kinesis_status_delay_ms.or(file.kinesis_status_delay_ms).unwrap_or(0),
             enforce_kinesis_limits: args.enforce_kinesis_limits || file.enforce_kinesis_limits.unwrap_or(false),
             tls,

@@ -19,6 +19,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub struct AppState {
     pub sqs: SqsService,
     pub kinesis: sluice_services::kinesis::KinesisService,
+    pub firehose: Arc<sluice_services::firehose::FirehoseService>,
     pub sns: Arc<SnsService>,
     pub default_account: String,
     pub default_region: String,
@@ -119,7 +120,9 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
     let cbor = header_str(&parts.headers, "content-type").is_some_and(|c| c.starts_with("application/x-amz-cbor-1.1"));
     let protocol = match target.as_deref() {
         Some(t) if t.starts_with("Kinesis_20131202.") && cbor => Protocol::Cbor,
-        Some(t) if t.starts_with("Kinesis_20131202.") => Protocol::Json { query_compatible: false, version: "1.1" },
+        Some(t) if t.starts_with("Kinesis_20131202.") || t.starts_with("Firehose_20150804.") => {
+            Protocol::Json { query_compatible: false, version: "1.1" }
+        }
         Some(_) => Protocol::Json { query_compatible: true, version: "1.0" },
         None => Protocol::Query(XMLNS),
     };
@@ -210,6 +213,9 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
                 Some(("AmazonSQS", action)) => state.sqs.handle(&ctx, action, input, false).await,
                 Some((sluice_services::kinesis::TARGET_PREFIX, action)) => {
                     state.kinesis.handle(&ctx, action, input).await
+                }
+                Some((sluice_services::firehose::TARGET_PREFIX, action)) => {
+                    state.firehose.handle(&ctx, action, input).await
                 }
                 _ => Err(errors::unknown_operation(&target, false)),
             };

@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod filter;
+pub mod firehose;
 pub mod kinesis;
 pub mod sns;
 pub mod sqs;

@@ -1,0 +1,257 @@
+//! Firehose delivery streams in the embedded backend: configuration as one JSON document
+//! per stream (opaque to the engine), and the buffer of accepted, undelivered records in
+//! SQLite, so buffers survive restarts and a 200 means the record is on disk.
+
+use crate::db::{internal, SqlOp};
+use crate::embedded::EmbeddedStore;
+use crate::store::*;
+use rusqlite::params;
+use std::collections::{BTreeMap, HashMap};
+
+/// A delivery stream: its id and its configuration document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryStream {
+    pub id: i64,
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    pub config: serde_json::Value,
+}
+
+/// One buffered record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buffered {
+    pub seq: i64,
+    pub arrival_ms: u64,
+    pub data: Vec<u8>,
+}
+
+/// Size and age of a stream's buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BufferStats {
+    pub records: u64,
+    pub bytes: u64,
+    pub oldest_arrival_ms: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct BufferState {
+    next_seq: i64,
+    stats: BufferStats,
+}
+
+#[derive(Default)]
+pub(crate) struct FirehoseRegistry {
+    streams: BTreeMap<(String, String, String), DeliveryStream>,
+    buffers: HashMap<i64, BufferState>,
+    next_id: i64,
+}
+
+impl FirehoseRegistry {
+    pub(crate) fn load(conn: &rusqlite::Connection) -> rusqlite::Result<FirehoseRegistry> {
+        let mut reg = FirehoseRegistry { next_id: 1, ..Default::default() };
+        let mut stmt = conn.prepare("SELECT id, record FROM delivery_streams")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (id, text) = row?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
+            let stream = DeliveryStream {
+                id,
+                account: s("account"),
+                region: s("region"),
+                name: s("name"),
+                config: v["config"].clone(),
+            };
+            reg.next_id = reg.next_id.max(id + 1);
+            let (count, bytes, oldest, max_seq): (i64, i64, Option<i64>, Option<i64>) = conn.query_row(
+                "SELECT count(*), coalesce(sum(length(data)),0), min(arrival_ms), max(seq) FROM firehose_buffer WHERE stream_id=?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            reg.buffers.insert(
+                id,
+                BufferState {
+                    next_seq: max_seq.unwrap_or(0) + 1,
+                    stats: BufferStats {
+                        records: count as u64,
+                        bytes: bytes as u64,
+                        oldest_arrival_ms: oldest.map(|v| v as u64),
+                    },
+                },
+            );
+            reg.streams.insert((stream.account.clone(), stream.region.clone(), stream.name.clone()), stream);
+        }
+        Ok(reg)
+    }
+}
+
+/// What Firehose needs from storage.
+pub trait DeliveryStore: Send + Sync {
+    /// Creates the stream; `None` if the name is taken.
+    fn create_delivery_stream(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        config: serde_json::Value,
+    ) -> Result<Option<Durable<DeliveryStream>>, StoreError>;
+    fn delivery_stream(&self, account: &str, region: &str, name: &str) -> Option<DeliveryStream>;
+    fn delivery_streams(&self) -> Vec<DeliveryStream>;
+    fn delete_delivery_stream(&self, id: i64) -> Result<Durable<()>, StoreError>;
+    /// Replaces the stream's configuration if `f` accepts the current one.
+    fn update_delivery_stream(
+        &self,
+        id: i64,
+        f: &mut dyn FnMut(&mut serde_json::Value) -> Result<(), StoreError>,
+    ) -> Result<Durable<()>, StoreError>;
+    /// Buffers records durably, optionally replacing the configuration in the same
+    /// commit (a Kinesis source's checkpoint moves with the records it read).
+    fn buffer_records(
+        &self,
+        id: i64,
+        records: Vec<Vec<u8>>,
+        config: Option<serde_json::Value>,
+    ) -> Result<Durable<Vec<i64>>, StoreError>;
+    fn buffer_stats(&self, id: i64) -> BufferStats;
+    /// The oldest buffered records, up to about `max_bytes`.
+    fn read_buffer(&self, id: i64, max_bytes: u64) -> Result<Vec<Buffered>, StoreError>;
+    /// Forgets delivered records up to `max_seq`.
+    fn remove_buffered(&self, id: i64, max_seq: i64, removed: &[Buffered]) -> Result<Durable<()>, StoreError>;
+}
+
+fn stream_op(s: &DeliveryStream) -> Result<SqlOp, StoreError> {
+    let record = serde_json::json!({"account": s.account, "region": s.region, "name": s.name, "config": s.config});
+    Ok(SqlOp::UpsertDeliveryStream { id: s.id, record: serde_json::to_string(&record).map_err(internal)? })
+}
+
+impl DeliveryStore for EmbeddedStore {
+    fn create_delivery_stream(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        config: serde_json::Value,
+    ) -> Result<Option<Durable<DeliveryStream>>, StoreError> {
+        let mut reg = self.firehose_registry();
+        let key = (account.to_owned(), region.to_owned(), name.to_owned());
+        if reg.streams.contains_key(&key) {
+            return Ok(None);
+        }
+        let id = reg.next_id;
+        reg.next_id += 1;
+        let stream = DeliveryStream { id, account: account.into(), region: region.into(), name: name.into(), config };
+        let op = stream_op(&stream)?;
+        reg.streams.insert(key, stream.clone());
+        reg.buffers.insert(id, BufferState { next_seq: 1, stats: BufferStats::default() });
+        self.commit(stream, vec![op], None).map(Some)
+    }
+
+    fn delivery_stream(&self, account: &str, region: &str, name: &str) -> Option<DeliveryStream> {
+        self.firehose_registry().streams.get(&(account.to_owned(), region.to_owned(), name.to_owned())).cloned()
+    }
+
+    fn delivery_streams(&self) -> Vec<DeliveryStream> {
+        self.firehose_registry().streams.values().cloned().collect()
+    }
+
+    fn delete_delivery_stream(&self, id: i64) -> Result<Durable<()>, StoreError> {
+        let mut reg = self.firehose_registry();
+        reg.streams.retain(|_, s| s.id != id);
+        reg.buffers.remove(&id);
+        self.commit((), vec![SqlOp::DeleteDeliveryStream { id }], None)
+    }
+
+    fn update_delivery_stream(
+        &self,
+        id: i64,
+        f: &mut dyn FnMut(&mut serde_json::Value) -> Result<(), StoreError>,
+    ) -> Result<Durable<()>, StoreError> {
+        let mut reg = self.firehose_registry();
+        let stream = reg.streams.values_mut().find(|s| s.id == id).ok_or(StoreError::QueueDoesNotExist)?;
+        let mut config = stream.config.clone();
+        f(&mut config)?;
+        stream.config = config;
+        let op = stream_op(stream)?;
+        self.commit((), vec![op], None)
+    }
+
+    fn buffer_records(
+        &self,
+        id: i64,
+        records: Vec<Vec<u8>>,
+        config: Option<serde_json::Value>,
+    ) -> Result<Durable<Vec<i64>>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut reg = self.firehose_registry();
+        let mut ops = Vec::with_capacity(records.len() + 1);
+        if let Some(config) = config {
+            let stream = reg.streams.values_mut().find(|s| s.id == id).ok_or(StoreError::QueueDoesNotExist)?;
+            stream.config = config;
+            ops.push(stream_op(stream)?);
+        }
+        let buffer = reg.buffers.get_mut(&id).ok_or(StoreError::QueueDoesNotExist)?;
+        let mut seqs = Vec::with_capacity(records.len());
+        for data in records {
+            let seq = buffer.next_seq;
+            buffer.next_seq += 1;
+            buffer.stats.records += 1;
+            buffer.stats.bytes += data.len() as u64;
+            buffer.stats.oldest_arrival_ms.get_or_insert(now);
+            seqs.push(seq);
+            ops.push(SqlOp::InsertBuffered { stream_id: id, seq, arrival_ms: now as i64, data });
+        }
+        self.commit(seqs, ops, None)
+    }
+
+    fn buffer_stats(&self, id: i64) -> BufferStats {
+        self.firehose_registry().buffers.get(&id).map(|b| b.stats).unwrap_or_default()
+    }
+
+    fn read_buffer(&self, id: i64, max_bytes: u64) -> Result<Vec<Buffered>, StoreError> {
+        self.db.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT seq, arrival_ms, data FROM firehose_buffer WHERE stream_id=?1 ORDER BY seq")?;
+            let mut rows = stmt.query(params![id])?;
+            let mut out = Vec::new();
+            let mut bytes = 0u64;
+            while let Some(r) = rows.next()? {
+                let data: Vec<u8> = r.get(2)?;
+                if !out.is_empty() && bytes + data.len() as u64 > max_bytes {
+                    break;
+                }
+                bytes += data.len() as u64;
+                out.push(Buffered { seq: r.get(0)?, arrival_ms: r.get::<_, i64>(1)? as u64, data });
+            }
+            Ok(out)
+        })
+    }
+
+    fn remove_buffered(&self, id: i64, max_seq: i64, removed: &[Buffered]) -> Result<Durable<()>, StoreError> {
+        let mut reg = self.firehose_registry();
+        if let Some(b) = reg.buffers.get_mut(&id) {
+            b.stats.records = b.stats.records.saturating_sub(removed.len() as u64);
+            b.stats.bytes = b.stats.bytes.saturating_sub(removed.iter().map(|r| r.data.len() as u64).sum());
+            b.stats.oldest_arrival_ms = None;
+        }
+        drop(reg);
+        let oldest: Option<i64> = self
+            .db
+            .read(|conn| {
+                conn.query_row(
+                    "SELECT min(arrival_ms) FROM firehose_buffer WHERE stream_id=?1 AND seq>?2",
+                    params![id, max_seq],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(None);
+        if let Some(b) = self.firehose_registry().buffers.get_mut(&id) {
+            b.stats.oldest_arrival_ms = oldest.map(|v| v as u64);
+            if b.stats.records == 0 {
+                b.stats.oldest_arrival_ms = None;
+            }
+        }
+        self.commit((), vec![SqlOp::RemoveBuffered { stream_id: id, max_seq }], None)
+    }
+}

@@ -1,0 +1,126 @@
+//! Buffer flushing: an object is written when a stream's buffer reaches SizeInMBs or its
+//! oldest record is IntervalInSeconds old, and everything is flushed on shutdown. An
+//! object is written (fsynced, then renamed into place) before its records leave the
+//! durable buffer, so a crash can repeat an object but never lose a record.
+
+use super::{bucket_name, compress, keys, FirehoseService};
+use serde_json::{json, Value};
+use sluice_engine::firehose::{Buffered, DeliveryStream};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const MIB: u64 = 1024 * 1024;
+/// After a failed write, try again this much later.
+const RETRY_MS: u64 = 5_000;
+/// How often Kinesis sources are read while any exist.
+const SOURCE_POLL: Duration = Duration::from_secs(1);
+
+impl FirehoseService {
+    /// Writes objects for every buffer that is due (all of them when `force`); returns
+    /// the time the next buffer becomes due.
+    pub async fn flush(&self, force: bool) -> Option<u64> {
+        let now = self.clock.now_ms();
+        let mut next: Option<u64> = None;
+        for stream in self.store.delivery_streams() {
+            let dest = stream.config["destination"]["config"].clone();
+            let size_limit = dest["BufferingHints"]["SizeInMBs"].as_u64().unwrap_or(super::DEFAULT_SIZE_MB) * MIB;
+            let interval_ms =
+                dest["BufferingHints"]["IntervalInSeconds"].as_u64().unwrap_or(super::DEFAULT_INTERVAL_S) * 1000;
+            loop {
+                let stats = self.store.buffer_stats(stream.id);
+                let Some(oldest) = stats.oldest_arrival_ms.filter(|_| stats.records > 0) else { break };
+                let due_at = oldest + interval_ms;
+                if !(force || stats.bytes >= size_limit || now >= due_at) {
+                    next = Some(next.map_or(due_at, |n| n.min(due_at)));
+                    break;
+                }
+                let batch = match self.store.read_buffer(stream.id, size_limit) {
+                    Ok(b) if !b.is_empty() => b,
+                    _ => break,
+                };
+                match self.write_object(&stream, &dest, &batch) {
+                    Ok(key) => {
+                        tracing::debug!(stream = %stream.name, %key, records = batch.len(), "object written");
+                        let max_seq = batch.last().map(|b| b.seq).unwrap_or(0);
+                        match self.store.remove_buffered(stream.id, max_seq, &batch) {
+                            Ok(d) => {
+                                let _ = d.wait().await;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "could not release delivered records"),
+                        }
+                        self.record_failure(&stream, None).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(stream = %stream.name, error = %e, "S3 delivery failed; will retry");
+                        self.record_failure(&stream, Some(e.to_string())).await;
+                        let retry = now + RETRY_MS;
+                        next = Some(next.map_or(retry, |n| n.min(retry)));
+                        break;
+                    }
+                }
+            }
+        }
+        next
+    }
+
+    /// Keeps the last delivery error in the stream's description (FailureDescription).
+    async fn record_failure(&self, stream: &DeliveryStream, error: Option<String>) {
+        let failure = error.map(|e| json!({"Type": "S3_WRITE_FAILED", "Details": e})).unwrap_or(Value::Null);
+        if stream.config.get("failure").cloned().unwrap_or(Value::Null) == failure {
+            return;
+        }
+        if let Ok(d) = self.store.update_delivery_stream(stream.id, &mut |c| {
+            c["failure"] = failure.clone();
+            Ok(())
+        }) {
+            let _ = d.wait().await;
+        }
+    }
+
+    fn write_object(&self, stream: &DeliveryStream, dest: &Value, batch: &[Buffered]) -> std::io::Result<String> {
+        let bucket = bucket_name(dest["BucketARN"].as_str().unwrap_or_default())
+            .ok_or_else(|| std::io::Error::other("invalid BucketARN"))?;
+        let format = dest["CompressionFormat"].as_str().unwrap_or("UNCOMPRESSED");
+        let extension = dest["FileExtension"].as_str().unwrap_or_else(|| compress::default_extension(format));
+        let version = stream.config["version"].as_u64().unwrap_or(1);
+        let oldest = batch.first().map(|b| b.arrival_ms).unwrap_or_else(|| self.clock.now_ms());
+        let key = keys::object_key(dest["Prefix"].as_str(), &stream.name, version, oldest, extension)
+            .map_err(std::io::Error::other)?;
+        let data: Vec<u8> = batch.iter().flat_map(|b| b.data.iter().copied()).collect();
+        let entry_name = key.rsplit('/').next().unwrap_or(&key).trim_end_matches(extension);
+        let body = compress::compress(format, &data, entry_name)?;
+        let path = self.bucket_root.join(bucket).join(&key);
+        let dir = path.parent().ok_or_else(|| std::io::Error::other("object key has no parent"))?;
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{}.partial", uuid::Uuid::new_v4()));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(key)
+    }
+}
+
+/// Reads Kinesis sources, flushes due buffers, and flushes everything at shutdown.
+pub async fn run(service: Arc<FirehoseService>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let has_sources = service.poll_sources().await;
+        let next = service.flush(false).await;
+        let now = service.clock.now_ms();
+        let mut wait = next.map(|t| Duration::from_millis(t.saturating_sub(now))).unwrap_or(Duration::from_secs(3600));
+        if has_sources {
+            wait = wait.min(SOURCE_POLL);
+        }
+        tokio::select! {
+            _ = service.buffered.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {
+                service.flush(true).await;
+                return;
+            }
+        }
+    }
+}
