@@ -17,6 +17,7 @@ fn run(program: &str, name: &str) {
     let out = Command::new(program)
         .arg(script(name))
         .env("SLUICE_ENDPOINT", &s.endpoint)
+        .env("SLUICE_BUCKET_ROOT", dir.path().join("s3"))
         .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
         .env("AWS_SECRET_ACCESS_KEY", "secret")
         .env_remove("AWS_PROFILE")
@@ -51,4 +52,9 @@ fn aws_cli_sns_flows() {
 #[test]
 fn boto3_kinesis_flows() {
     run("python3", "boto3_kinesis.py");
+}
+
+#[test]
+fn boto3_firehose_flows() {
+    run("python3", "boto3_firehose.py");
 }

@@ -256,6 +256,8 @@ impl FirehoseService {
         match created {
             Some(d) => {
                 d.wait().await.map_err(internal)?;
+                // A Kinesis source needs the worker's polling from now on.
+                self.buffered.notify_one();
                 Ok(json!({"DeliveryStreamARN": arn}))
             }
             None => Err(err(
