@@ -6,6 +6,7 @@ use crate::http;
 use anyhow::Context as _;
 use serde_json::json;
 use sluice_engine::{Clock, EmbeddedOptions, EmbeddedStore, Store, SystemClock};
+use sluice_services::firehose::ObjectTarget;
 use sluice_services::sns::signing::SigningKeys;
 use sluice_services::sns::SnsService;
 use sluice_services::sqs::SqsService;
@@ -82,19 +83,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let kinesis = sluice_services::kinesis::KinesisService::new(store.clone(), clock_for_kinesis, shutdown_rx.clone())
         .with_throughput_limits(settings.enforce_kinesis_limits)
         .with_status_delay_ms(settings.kinesis_status_delay_ms);
-    let (bucket_root, bucket_temp) = match (&settings.bucket_root, &settings.data_dir) {
-        (Some(root), _) => (root.clone(), None),
-        (None, Some(dir)) => (dir.join("s3"), None),
-        (None, None) => {
+    let (target, bucket_temp) = match (&settings.s3, &settings.bucket_root, &settings.data_dir) {
+        (Some(s3), _, _) => (ObjectTarget::S3(s3.clone()), None),
+        (None, Some(root), _) => (ObjectTarget::Local(root.clone()), None),
+        (None, None, Some(dir)) => (ObjectTarget::Local(dir.join("s3")), None),
+        (None, None, None) => {
             let t = tempfile::Builder::new().prefix("sluice-s3-").tempdir()?;
-            (t.path().to_owned(), Some(t))
+            (ObjectTarget::Local(t.path().to_owned()), Some(t))
         }
     };
     let firehose = Arc::new(sluice_services::firehose::FirehoseService::new(
         store.clone(),
         store.clone(),
         clock_for_firehose,
-        bucket_root,
+        target,
     ));
     let firehose_worker = tokio::spawn(sluice_services::firehose::delivery::run(firehose.clone(), shutdown_rx.clone()));
     let state = Arc::new(http::AppState {

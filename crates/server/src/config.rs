@@ -64,6 +64,15 @@ pub struct ServeArgs {
     /// Enforce Kinesis per-shard throughput limits (ProvisionedThroughputExceededException).
     #[arg(long, env = "SLUICE_ENFORCE_KINESIS_LIMITS")]
     pub enforce_kinesis_limits: bool,
+    /// S3-compatible endpoint for Firehose objects (path-style), instead of the local bucket root.
+    #[arg(long, env = "SLUICE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "SLUICE_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    #[arg(long, env = "SLUICE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    #[arg(long, env = "SLUICE_S3_REGION")]
+    pub s3_region: Option<String>,
     /// Local-filesystem bucket root for Firehose S3 destinations (default: <data-dir>/s3).
     #[arg(long, env = "SLUICE_BUCKET_ROOT")]
     pub bucket_root: Option<PathBuf>,
@@ -88,6 +97,10 @@ pub struct FileConfig {
     pub enforce_kinesis_limits: Option<bool>,
     pub kinesis_status_delay_ms: Option<u64>,
     pub bucket_root: Option<PathBuf>,
+    pub s3_endpoint: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
+    pub s3_region: Option<String>,
     #[serde(default)]
     pub queues: Vec<QueueConfig>,
 }
@@ -121,6 +134,8 @@ pub struct Settings {
     /// Where Firehose writes `s3://bucket/key` objects; `None` means `<data_dir>/s3`, or a
     /// temporary directory for in-memory servers.
     pub bucket_root: Option<PathBuf>,
+    /// A remote S3-compatible endpoint for Firehose objects, when configured.
+    pub s3: Option<sluice_services::firehose::S3Settings>,
 }
 
 impl Settings {
@@ -138,6 +153,7 @@ impl Settings {
             enforce_kinesis_limits: false,
             kinesis_status_delay_ms: 0,
             bucket_root: None,
+            s3: None,
         }
     }
 
@@ -178,7 +194,17 @@ impl Settings {
                 Some((addr, source))
             }
         };
+        let s3 = match args.s3_endpoint.clone().or(file.s3_endpoint) {
+            None => None,
+            Some(endpoint) => Some(sluice_services::firehose::S3Settings {
+                endpoint,
+                access_key_id: args.s3_access_key_id.clone().or(file.s3_access_key_id).unwrap_or_default(),
+                secret_access_key: args.s3_secret_access_key.clone().or(file.s3_secret_access_key).unwrap_or_default(),
+                region: args.s3_region.clone().or(file.s3_region).unwrap_or_else(|| DEFAULT_REGION.into()),
+            }),
+        };
         Ok(Settings {
+            s3,
             bucket_root: args.bucket_root.clone().or(file.bucket_root),
             kinesis_status_delay_ms: args.kinesis_status_delay_ms.or(file.kinesis_status_delay_ms).unwrap_or(0),
             enforce_kinesis_limits: args.enforce_kinesis_limits || file.enforce_kinesis_limits.unwrap_or(false),

@@ -58,3 +58,37 @@ fn boto3_kinesis_flows() {
 fn boto3_firehose_flows() {
     run("python3", "boto3_firehose.py");
 }
+
+/// Firehose writing to a real S3-compatible server: moto's, started on loopback.
+#[test]
+fn firehose_to_an_s3_compatible_server() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut moto = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server is installed (pip install 'moto[server]')");
+    let s3 = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "moto_server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(
+        dir.path(),
+        &["--s3-endpoint", &s3, "--s3-access-key-id", "test", "--s3-secret-access-key", "test"],
+    );
+    let out = Command::new("python3")
+        .arg(script("firehose_s3.py"))
+        .env("SLUICE_ENDPOINT", &s.endpoint)
+        .env("S3_ENDPOINT", &s3)
+        .output()
+        .unwrap();
+    let _ = moto.kill();
+    let _ = moto.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("all flows passed"));
+}

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 use sluice_engine::{Clock, EmbeddedOptions, EmbeddedStore, ManualClock};
-use sluice_services::firehose::FirehoseService;
+use sluice_services::firehose::{FirehoseService, ObjectTarget};
 use sluice_services::kinesis::KinesisService;
 use sluice_services::RequestContext;
 use std::io::Read;
@@ -30,7 +30,8 @@ fn open(dir: &Path, clock: Arc<ManualClock>) -> (FirehoseService, KinesisService
         )
         .unwrap(),
     );
-    let firehose = FirehoseService::new(store.clone(), store.clone(), clock.clone(), dir.join("s3"));
+    let firehose =
+        FirehoseService::new(store.clone(), store.clone(), clock.clone(), ObjectTarget::Local(dir.join("s3")));
     let kinesis = KinesisService::new(store, clock, tokio::sync::watch::channel(false).1);
     (firehose, kinesis)
 }

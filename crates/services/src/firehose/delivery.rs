@@ -3,7 +3,7 @@
 //! object is written (fsynced, then renamed into place) before its records leave the
 //! durable buffer, so a crash can repeat an object but never lose a record.
 
-use super::{bucket_name, compress, keys, FirehoseService};
+use super::{bucket_name, compress, keys, FirehoseService, ObjectTarget, S3Settings};
 use serde_json::{json, Value};
 use sluice_engine::firehose::{Buffered, DeliveryStream};
 use std::io::Write;
@@ -40,7 +40,7 @@ impl FirehoseService {
                     Ok(b) if !b.is_empty() => b,
                     _ => break,
                 };
-                match self.write_object(&stream, &dest, &batch) {
+                match self.write_object(&stream, &dest, &batch).await {
                     Ok(key) => {
                         tracing::debug!(stream = %stream.name, %key, records = batch.len(), "object written");
                         let max_seq = batch.last().map(|b| b.seq).unwrap_or(0);
@@ -79,7 +79,7 @@ impl FirehoseService {
         }
     }
 
-    fn write_object(&self, stream: &DeliveryStream, dest: &Value, batch: &[Buffered]) -> std::io::Result<String> {
+    async fn write_object(&self, stream: &DeliveryStream, dest: &Value, batch: &[Buffered]) -> std::io::Result<String> {
         let bucket = bucket_name(dest["BucketARN"].as_str().unwrap_or_default())
             .ok_or_else(|| std::io::Error::other("invalid BucketARN"))?;
         let format = dest["CompressionFormat"].as_str().unwrap_or("UNCOMPRESSED");
@@ -91,16 +91,66 @@ impl FirehoseService {
         let data: Vec<u8> = batch.iter().flat_map(|b| b.data.iter().copied()).collect();
         let entry_name = key.rsplit('/').next().unwrap_or(&key).trim_end_matches(extension);
         let body = compress::compress(format, &data, entry_name)?;
-        let path = self.bucket_root.join(bucket).join(&key);
-        let dir = path.parent().ok_or_else(|| std::io::Error::other("object key has no parent"))?;
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".{}.partial", uuid::Uuid::new_v4()));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&body)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()?;
+        self.put_object(bucket, &key, body).await?;
         Ok(key)
+    }
+
+    /// Stores one object durably at its destination.
+    pub(crate) async fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) -> std::io::Result<()> {
+        match &self.target {
+            ObjectTarget::Local(root) => {
+                let path = root.join(bucket).join(key);
+                let dir = path.parent().ok_or_else(|| std::io::Error::other("object key has no parent"))?.to_owned();
+                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    std::fs::create_dir_all(&dir)?;
+                    let tmp = dir.join(format!(".{}.partial", uuid::Uuid::new_v4()));
+                    let mut file = std::fs::File::create(&tmp)?;
+                    file.write_all(&body)?;
+                    file.sync_all()?;
+                    std::fs::rename(&tmp, &path)?;
+                    std::fs::File::open(&dir)?.sync_all()
+                })
+                .await
+                .map_err(std::io::Error::other)?
+            }
+            ObjectTarget::S3(settings) => {
+                let client = self.s3_client(settings, bucket)?;
+                client
+                    .put_opts(
+                        &object_store::path::Path::from(key),
+                        object_store::PutPayload::from(body),
+                        object_store::PutOptions::default(),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(std::io::Error::other)
+            }
+        }
+    }
+
+    fn s3_client(&self, settings: &S3Settings, bucket: &str) -> std::io::Result<Arc<dyn object_store::ObjectStore>> {
+        let mut clients = self.s3_clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(bucket) {
+            return Ok(c.clone());
+        }
+        // Failed puts are retried by the worker; keep each attempt short.
+        let retry =
+            object_store::RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(10), ..Default::default() };
+        let client: Arc<dyn object_store::ObjectStore> = Arc::new(
+            object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(&settings.endpoint)
+                .with_bucket_name(bucket)
+                .with_access_key_id(&settings.access_key_id)
+                .with_secret_access_key(&settings.secret_access_key)
+                .with_region(&settings.region)
+                .with_allow_http(true)
+                .with_virtual_hosted_style_request(false)
+                .with_retry(retry)
+                .build()
+                .map_err(std::io::Error::other)?,
+        );
+        clients.insert(bucket.to_owned(), client.clone());
+        Ok(client)
     }
 }
 

@@ -47,13 +47,31 @@ fn internal(e: impl std::fmt::Display) -> AwsError {
     AwsError::new(500, "ServiceUnavailableException", "ServiceUnavailableException", "Firehose is unavailable.")
 }
 
+/// Where `arn:aws:s3:::<bucket>` objects go.
+#[derive(Debug, Clone)]
+pub enum ObjectTarget {
+    /// `<root>/<bucket>/<key>` on the local filesystem (the zero-setup default).
+    Local(PathBuf),
+    /// An S3-compatible endpoint, addressed path-style.
+    S3(S3Settings),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub region: String,
+}
+
 pub struct FirehoseService {
     pub(crate) store: Arc<dyn DeliveryStore>,
     pub(crate) streams: Arc<dyn StreamStore>,
     pub(crate) clock: Arc<dyn Clock>,
     model: Model,
-    /// Where `arn:aws:s3:::<bucket>` objects are written: `<root>/<bucket>/<key>`.
-    pub(crate) bucket_root: PathBuf,
+    pub(crate) target: ObjectTarget,
+    /// One S3 client per bucket.
+    pub(crate) s3_clients: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn object_store::ObjectStore>>>,
     /// Wakes the delivery worker when records are buffered.
     pub buffered: Arc<Notify>,
 }
@@ -67,10 +85,18 @@ impl FirehoseService {
         store: Arc<dyn DeliveryStore>,
         streams: Arc<dyn StreamStore>,
         clock: Arc<dyn Clock>,
-        bucket_root: PathBuf,
+        target: ObjectTarget,
     ) -> Self {
         let model = Model::from_json(MODEL_JSON).expect("embedded Firehose model is valid");
-        FirehoseService { store, streams, clock, model, bucket_root, buffered: Arc::new(Notify::new()) }
+        FirehoseService {
+            store,
+            streams,
+            clock,
+            model,
+            target,
+            s3_clients: Default::default(),
+            buffered: Arc::new(Notify::new()),
+        }
     }
 
     pub fn model(&self) -> &Model {
