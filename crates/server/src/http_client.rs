@@ -34,17 +34,22 @@ impl HttpPost for HyperPost {
         &'a self,
         url: &'a str,
         headers: &'a [(String, String)],
-        body: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send + 'a>> {
+        body: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = Result<(u16, Vec<u8>), String>> + Send + 'a>> {
         Box::pin(async move {
             let mut builder = http::Request::builder().method("POST").uri(url);
             for (k, v) in headers {
                 builder = builder.header(k.as_str(), v.as_str());
             }
             let request = builder.body(Full::new(Bytes::from(body.to_owned()))).map_err(|e| e.to_string())?;
-            match tokio::time::timeout(DELIVERY_TIMEOUT, self.client.request(request)).await {
-                Ok(Ok(response)) => Ok(response.status().as_u16()),
-                Ok(Err(e)) => Err(e.to_string()),
+            let exchange = async {
+                let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                let body = http_body_util::BodyExt::collect(response.into_body()).await.map_err(|e| e.to_string())?;
+                Ok((status, body.to_bytes().to_vec()))
+            };
+            match tokio::time::timeout(DELIVERY_TIMEOUT, exchange).await {
+                Ok(result) => result,
                 Err(_) => Err("timed out".into()),
             }
         })

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Sends one HTTP POST; returns the status code.
+/// Sends one HTTP POST; returns the status code and the response body.
 pub trait HttpPost: Send + Sync {
     fn post<'a>(
         &'a self,
         url: &'a str,
         headers: &'a [(String, String)],
-        body: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send + 'a>>;
+        body: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = Result<(u16, Vec<u8>), String>> + Send + 'a>>;
 }
 
 /// AWS's `healthyRetryPolicy`: an immediate phase, a pre-backoff phase at the minimum
@@ -181,8 +181,8 @@ pub async fn run(sns: Arc<SnsService>, http: Arc<dyn HttpPost>, mut shutdown: wa
 }
 
 async fn attempt(sns: &SnsService, http: &dyn HttpPost, mut entry: OutboxEntry) {
-    let result = http.post(&entry.endpoint, &entry.headers, &entry.body).await;
-    let delivered = matches!(result, Ok(status) if (200..300).contains(&status));
+    let result = http.post(&entry.endpoint, &entry.headers, entry.body.as_bytes()).await;
+    let delivered = matches!(result, Ok((status, _)) if (200..300).contains(&status));
     if delivered {
         if let Ok(d) = sns.topic_store().remove_outbox(entry.id) {
             let _ = d.wait().await;
