@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use sluice_services::sns::delivery::HttpPost;
+use sluice_services::sns::delivery::{HttpPost, HttpResult};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -35,7 +35,7 @@ impl HttpPost for HyperPost {
         url: &'a str,
         headers: &'a [(String, String)],
         body: &'a [u8],
-    ) -> Pin<Box<dyn Future<Output = Result<(u16, Vec<u8>), String>> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = HttpResult> + Send + 'a>> {
         Box::pin(async move {
             let mut builder = http::Request::builder().method("POST").uri(url);
             for (k, v) in headers {

@@ -10,14 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Sends one HTTP POST; returns the status code and the response body.
+/// The status code and body of an HTTP response, or why there was none.
+pub type HttpResult = Result<(u16, Vec<u8>), String>;
+
+/// Sends one HTTP POST.
 pub trait HttpPost: Send + Sync {
     fn post<'a>(
         &'a self,
         url: &'a str,
         headers: &'a [(String, String)],
         body: &'a [u8],
-    ) -> Pin<Box<dyn Future<Output = Result<(u16, Vec<u8>), String>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = HttpResult> + Send + 'a>>;
 }
 
 /// AWS's `healthyRetryPolicy`: an immediate phase, a pre-backoff phase at the minimum
