@@ -124,9 +124,25 @@ def from_kinesis():
     expect_error("InvalidArgumentException", fh.put_record, DeliveryStreamName="clicks-to-lake", Record={"Data": b"x"})
 
 
+def from_sns():
+    sns = boto3.client("sns", **KW)
+    arn = fh.create_delivery_stream(
+        DeliveryStreamName="notifications",
+        ExtendedS3DestinationConfiguration={"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::lake", "Prefix": "sns/",
+                                            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0}},
+    )["DeliveryStreamARN"]
+    topic = sns.create_topic(Name="to-firehose")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="firehose", Endpoint=arn,
+                  Attributes={"SubscriptionRoleArn": ROLE, "RawMessageDelivery": "true"})
+    sns.publish(TopicArn=topic, Message="from sns\n")
+    found = wait_for("lake", "sns/", 1)
+    assert found[0][1] == b"from sns\n", found
+
+
 def main():
     direct_put()
     from_kinesis()
+    from_sns()
     print("boto3 Firehose compatibility: all flows passed")
 
 

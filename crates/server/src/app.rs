@@ -68,21 +68,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let clock_for_kinesis = clock.clone();
     let clock_for_firehose = clock.clone();
     declare_queues(&sqs, &settings).await?;
-    let sns = Arc::new(SnsService::new(
-        store.clone(),
-        store.clone() as Arc<dyn Store>,
-        clock,
-        Arc::new(SigningKeys::new(settings.data_dir.clone())),
-    ));
-    let delivery = tokio::spawn(sluice_services::sns::delivery::run(
-        sns.clone(),
-        Arc::new(crate::http_client::HyperPost::new()),
-        shutdown_rx.clone(),
-    ));
-
-    let kinesis = sluice_services::kinesis::KinesisService::new(store.clone(), clock_for_kinesis, shutdown_rx.clone())
-        .with_throughput_limits(settings.enforce_kinesis_limits)
-        .with_status_delay_ms(settings.kinesis_status_delay_ms);
     let (target, bucket_temp) = match (&settings.s3, &settings.bucket_root, &settings.data_dir) {
         (Some(s3), _, _) => (ObjectTarget::S3(s3.clone()), None),
         (None, Some(root), _) => (ObjectTarget::Local(root.clone()), None),
@@ -99,6 +84,24 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         target,
     ));
     let firehose_worker = tokio::spawn(sluice_services::firehose::delivery::run(firehose.clone(), shutdown_rx.clone()));
+    let sns = Arc::new(
+        SnsService::new(
+            store.clone(),
+            store.clone() as Arc<dyn Store>,
+            clock,
+            Arc::new(SigningKeys::new(settings.data_dir.clone())),
+        )
+        .with_firehose(firehose.clone()),
+    );
+    let delivery = tokio::spawn(sluice_services::sns::delivery::run(
+        sns.clone(),
+        Arc::new(crate::http_client::HyperPost::new()),
+        shutdown_rx.clone(),
+    ));
+
+    let kinesis = sluice_services::kinesis::KinesisService::new(store.clone(), clock_for_kinesis, shutdown_rx.clone())
+        .with_throughput_limits(settings.enforce_kinesis_limits)
+        .with_status_delay_ms(settings.kinesis_status_delay_ms);
     let state = Arc::new(http::AppState {
         sqs,
         kinesis,

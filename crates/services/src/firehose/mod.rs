@@ -103,6 +103,17 @@ impl FirehoseService {
         &self.model
     }
 
+    /// Buffers a record for the DirectPut delivery stream named by `arn`
+    /// (`arn:aws:firehose:<region>:<account>:deliverystream/<name>`), as SNS delivers.
+    pub fn buffer_for_arn(&self, arn: &str, data: Vec<u8>) -> Option<sluice_engine::Durable<Vec<i64>>> {
+        let mut parts = arn.splitn(6, ':');
+        let (_, _, _, region, account, resource) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let name = resource.strip_prefix("deliverystream/")?;
+        let stream = self.store.delivery_stream(account, region, name)?;
+        self.store.buffer_records(stream.id, vec![data], None).ok()
+    }
+
     pub async fn handle(&self, ctx: &RequestContext, action: &str, input: Value) -> Result<Value, AwsError> {
         let op = self.model.operations.get(action).ok_or_else(|| err("UnknownOperationException", ""))?;
         if !input.is_object() {

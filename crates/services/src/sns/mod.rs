@@ -89,6 +89,8 @@ pub struct SnsService {
     keys: Arc<SigningKeys>,
     /// Wakes the HTTP delivery worker when the outbox grows.
     pub outbox_changed: Arc<Notify>,
+    /// Delivery streams for `firehose` subscriptions, when Firehose is served.
+    firehose: Option<Arc<crate::firehose::FirehoseService>>,
     /// Per topic, its confirmed subscriptions and their filter policies, indexed;
     /// rebuilt when `generation` moves (any subscription change).
     indexes: Mutex<HashMap<String, Arc<TopicIndex>>>,
@@ -173,7 +175,14 @@ impl SnsService {
             outbox_changed: Arc::new(Notify::new()),
             indexes: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            firehose: None,
         }
+    }
+
+    /// Delivers `firehose` subscriptions into this server's delivery streams.
+    pub fn with_firehose(mut self, firehose: Arc<crate::firehose::FirehoseService>) -> Self {
+        self.firehose = Some(firehose);
+        self
     }
 
     pub fn model(&self) -> &Model {
@@ -957,6 +966,7 @@ impl SnsService {
         let now = self.clock.now_ms();
         let base = Self::base_url(ctx);
         let mut pending: Vec<Durable<Vec<sluice_engine::SendOutcome>>> = Vec::new();
+        let mut firehose_pending: Vec<Durable<Vec<i64>>> = Vec::new();
         let mut outbox = Vec::new();
         let attr_values = attribute_values(
             out.attributes
@@ -1024,6 +1034,13 @@ impl SnsService {
                         Err(e) => tracing::warn!(subscription = %sub.arn, error = %e, "SQS delivery failed"),
                     }
                 }
+                "firehose" if self.firehose.is_some() => {
+                    let firehose = self.firehose.as_ref().expect("checked");
+                    match firehose.buffer_for_arn(&sub.endpoint, body.into_bytes()) {
+                        Some(d) => firehose_pending.push(d),
+                        None => tracing::warn!(subscription = %sub.arn, "Firehose delivery stream not found"),
+                    }
+                }
                 _ => outbox.push(self.outbox_entry(sub, "Notification", &message_id, &topic.arn, body, raw)),
             }
         }
@@ -1033,6 +1050,12 @@ impl SnsService {
             if let Err(e) = d.wait().await {
                 return Err(internal(e));
             }
+        }
+        for d in firehose_pending {
+            d.wait().await.map_err(internal)?;
+        }
+        if let Some(f) = &self.firehose {
+            f.buffered.notify_one();
         }
         if let Some(d) = outbox_write {
             d.wait().await.map_err(from_store)?;
