@@ -68,6 +68,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let clock_for_kinesis = clock.clone();
     let clock_for_firehose = clock.clone();
     declare_queues(&sqs, &settings).await?;
+    let http_client: Arc<dyn sluice_services::sns::delivery::HttpPost> =
+        Arc::new(crate::http_client::HyperPost::new(&settings.extra_ca_certs)?);
     let (target, bucket_temp) = match (&settings.s3, &settings.bucket_root, &settings.data_dir) {
         (Some(s3), _, _) => (ObjectTarget::S3(s3.clone()), None),
         (None, Some(root), _) => (ObjectTarget::Local(root.clone()), None),
@@ -77,12 +79,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             (ObjectTarget::Local(t.path().to_owned()), Some(t))
         }
     };
-    let firehose = Arc::new(sluice_services::firehose::FirehoseService::new(
-        store.clone(),
-        store.clone(),
-        clock_for_firehose,
-        target,
-    ));
+    let firehose = Arc::new(
+        sluice_services::firehose::FirehoseService::new(store.clone(), store.clone(), clock_for_firehose, target)
+            .with_http(http_client.clone()),
+    );
     let firehose_worker = tokio::spawn(sluice_services::firehose::delivery::run(firehose.clone(), shutdown_rx.clone()));
     let sns = Arc::new(
         SnsService::new(
@@ -93,11 +93,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         )
         .with_firehose(firehose.clone()),
     );
-    let delivery = tokio::spawn(sluice_services::sns::delivery::run(
-        sns.clone(),
-        Arc::new(crate::http_client::HyperPost::new()),
-        shutdown_rx.clone(),
-    ));
+    let delivery =
+        tokio::spawn(sluice_services::sns::delivery::run(sns.clone(), http_client.clone(), shutdown_rx.clone()));
 
     let kinesis = sluice_services::kinesis::KinesisService::new(store.clone(), clock_for_kinesis, shutdown_rx.clone())
         .with_throughput_limits(settings.enforce_kinesis_limits)

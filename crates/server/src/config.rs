@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// PEM private key for the TLS listener.
     #[arg(long, env = "SLUICE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust for outbound HTTPS deliveries (repeatable).
+    #[arg(long, env = "SLUICE_EXTRA_CA_CERT", value_delimiter = ',')]
+    pub extra_ca_cert: Vec<PathBuf>,
     /// Enforce Kinesis per-shard throughput limits (ProvisionedThroughputExceededException).
     #[arg(long, env = "SLUICE_ENFORCE_KINESIS_LIMITS")]
     pub enforce_kinesis_limits: bool,
@@ -97,6 +100,8 @@ pub struct FileConfig {
     pub enforce_kinesis_limits: Option<bool>,
     pub kinesis_status_delay_ms: Option<u64>,
     pub bucket_root: Option<PathBuf>,
+    #[serde(default)]
+    pub extra_ca_certs: Vec<PathBuf>,
     pub s3_endpoint: Option<String>,
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
@@ -136,6 +141,8 @@ pub struct Settings {
     pub bucket_root: Option<PathBuf>,
     /// A remote S3-compatible endpoint for Firehose objects, when configured.
     pub s3: Option<sluice_services::firehose::S3Settings>,
+    /// CA certificates trusted for outbound HTTPS, beside the system's.
+    pub extra_ca_certs: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -154,6 +161,7 @@ impl Settings {
             kinesis_status_delay_ms: 0,
             bucket_root: None,
             s3: None,
+            extra_ca_certs: vec![],
         }
     }
 
@@ -203,7 +211,10 @@ impl Settings {
                 region: args.s3_region.clone().or(file.s3_region).unwrap_or_else(|| DEFAULT_REGION.into()),
             }),
         };
+        let mut extra_ca_certs = file.extra_ca_certs.clone();
+        extra_ca_certs.extend(args.extra_ca_cert.iter().cloned());
         Ok(Settings {
+            extra_ca_certs,
             s3,
             bucket_root: args.bucket_root.clone().or(file.bucket_root),
             kinesis_status_delay_ms: args.kinesis_status_delay_ms.or(file.kinesis_status_delay_ms).unwrap_or(0),

@@ -1,31 +1,49 @@
-//! Outbound HTTP for SNS deliveries (plain HTTP; HTTPS endpoints need the TLS work of
-//! the hardening issue).
+//! Outbound HTTP(S) for deliveries (SNS HTTP/S subscriptions, Firehose HTTP endpoints):
+//! HTTPS trusts the system's roots plus any CA certificates given with `--extra-ca-cert`.
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sluice_services::sns::delivery::{HttpPost, HttpResult};
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An endpoint that does not answer within this is treated as a failed attempt.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct HyperPost {
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl HyperPost {
-    pub fn new() -> Self {
-        HyperPost { client: Client::builder(TokioExecutor::new()).build_http() }
-    }
-}
-
-impl Default for HyperPost {
-    fn default() -> Self {
-        Self::new()
+    /// A client for `http://` and `https://` URLs.
+    pub fn new(extra_ca_certs: &[PathBuf]) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            let _ = roots.add(cert);
+        }
+        for path in extra_ca_certs {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("cannot read CA certificate {}", path.display()))?;
+            for cert in rustls_pemfile::certs(&mut std::io::BufReader::new(file)) {
+                roots.add(cert.with_context(|| format!("invalid PEM in {}", path.display()))?)?;
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector =
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_or_http().enable_http1().build();
+        Ok(HyperPost { client: Client::builder(TokioExecutor::new()).build(connector) })
     }
 }
 
@@ -43,7 +61,16 @@ impl HttpPost for HyperPost {
             }
             let request = builder.body(Full::new(Bytes::from(body.to_owned()))).map_err(|e| e.to_string())?;
             let exchange = async {
-                let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+                let response = self.client.request(request).await.map_err(|e| {
+                    // The source chain says why (refused, TLS, DNS), which the top error does not.
+                    let mut text = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        text.push_str(&format!(": {s}"));
+                        source = s.source();
+                    }
+                    text
+                })?;
                 let status = response.status().as_u16();
                 let body = http_body_util::BodyExt::collect(response.into_body()).await.map_err(|e| e.to_string())?;
                 Ok((status, body.to_bytes().to_vec()))

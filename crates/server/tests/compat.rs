@@ -92,3 +92,33 @@ fn firehose_to_an_s3_compatible_server() {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("all flows passed"));
 }
+
+/// Firehose delivering to an HTTPS endpoint on loopback whose certificate Sluice is told to trust.
+#[test]
+fn firehose_to_an_https_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success());
+    let data = dir.path().join("data");
+    let s = Server::spawn(&data, &["--extra-ca-cert", cert.to_str().unwrap()]);
+    let out = Command::new("python3")
+        .arg(script("firehose_http.py"))
+        .env("SLUICE_ENDPOINT", &s.endpoint)
+        .env("SLUICE_BUCKET_ROOT", data.join("s3"))
+        .env("TLS_CERT", &cert)
+        .env("TLS_KEY", &key)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("all flows passed"));
+}

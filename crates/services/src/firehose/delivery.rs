@@ -40,9 +40,22 @@ impl FirehoseService {
                     Ok(b) if !b.is_empty() => b,
                     _ => break,
                 };
-                match self.write_object(&stream, &dest, &batch).await {
+                let outcome = if stream.config["destination"]["kind"] == "HttpEndpoint" {
+                    match self.deliver_http(&stream, &dest, &batch).await {
+                        Ok(true) => Ok("HTTP endpoint".to_owned()),
+                        Ok(false) => {
+                            let retry = now + super::http_endpoint::RETRY_INTERVAL_MS;
+                            next = Some(next.map_or(retry, |n| n.min(retry)));
+                            break;
+                        }
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    self.write_object(&stream, &dest, &batch).await
+                };
+                match outcome {
                     Ok(key) => {
-                        tracing::debug!(stream = %stream.name, %key, records = batch.len(), "object written");
+                        tracing::debug!(stream = %stream.name, %key, records = batch.len(), "delivered");
                         let max_seq = batch.last().map(|b| b.seq).unwrap_or(0);
                         match self.store.remove_buffered(stream.id, max_seq, &batch) {
                             Ok(d) => {

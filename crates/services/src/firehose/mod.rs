@@ -4,6 +4,7 @@
 
 pub mod compress;
 pub mod delivery;
+mod http_endpoint;
 pub mod keys;
 pub mod source;
 
@@ -74,6 +75,9 @@ pub struct FirehoseService {
     pub(crate) s3_clients: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn object_store::ObjectStore>>>,
     /// Wakes the delivery worker when records are buffered.
     pub buffered: Arc<Notify>,
+    /// Client for HTTP endpoint destinations.
+    pub(crate) http: Option<Arc<dyn crate::sns::delivery::HttpPost>>,
+    pub(crate) http_retries: std::sync::Mutex<std::collections::HashMap<i64, http_endpoint::Attempts>>,
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -96,7 +100,15 @@ impl FirehoseService {
             target,
             s3_clients: Default::default(),
             buffered: Arc::new(Notify::new()),
+            http: None,
+            http_retries: Default::default(),
         }
+    }
+
+    /// Enables HTTP endpoint destinations, delivered with `client`.
+    pub fn with_http(mut self, client: Arc<dyn crate::sns::delivery::HttpPost>) -> Self {
+        self.http = Some(client);
+        self
     }
 
     pub fn model(&self) -> &Model {
@@ -236,6 +248,10 @@ impl FirehoseService {
             match (input.get("ExtendedS3DestinationConfiguration"), input.get("S3DestinationConfiguration")) {
                 (Some(c), _) => json!({"kind": "ExtendedS3", "config": Self::s3_destination(c)?}),
                 (None, Some(c)) => json!({"kind": "S3", "config": Self::s3_destination(c)?}),
+                (None, None) if input.get("HttpEndpointDestinationConfiguration").is_some() => json!({
+                    "kind": "HttpEndpoint",
+                    "config": Self::http_destination(&input["HttpEndpointDestinationConfiguration"])?
+                }),
                 (None, None) => {
                     let other = input
                         .as_object()
@@ -340,6 +356,9 @@ impl FirehoseService {
         if c["destination"]["kind"] == "ExtendedS3" {
             destination["ExtendedS3DestinationDescription"] = dest.clone();
         }
+        if c["destination"]["kind"] == "HttpEndpoint" {
+            destination = json!({"DestinationId": DESTINATION_ID, "HttpEndpointDestinationDescription": Self::http_description(dest)});
+        }
         let mut d = json!({
             "DeliveryStreamName": stream.name,
             "DeliveryStreamARN": c["arn"],
@@ -430,8 +449,11 @@ impl FirehoseService {
         let update = input
             .get("ExtendedS3DestinationUpdate")
             .or_else(|| input.get("S3DestinationUpdate"))
+            .or_else(|| input.get("HttpEndpointDestinationUpdate"))
             .cloned()
-            .ok_or_else(|| invalid_argument("Only S3 destination updates are supported by Sluice."))?;
+            .ok_or_else(|| {
+                invalid_argument("Only S3 and HTTP endpoint destination updates are supported by Sluice.")
+            })?;
         let now = self.clock.now_ms();
         let name = stream.name.clone();
         self.update(&stream, |c| {
@@ -448,7 +470,11 @@ impl FirehoseService {
                     m.insert(k.clone(), v.clone());
                 }
             }
-            c["destination"]["config"] = Self::s3_destination(&merged)?;
+            c["destination"]["config"] = if c["destination"]["kind"] == "HttpEndpoint" {
+                Self::http_destination(&merged)?
+            } else {
+                Self::s3_destination(&merged)?
+            };
             c["version"] = json!(version + 1);
             c["updated_ms"] = json!(now);
             Ok(())
