@@ -81,7 +81,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     };
     let firehose = Arc::new(
         sluice_services::firehose::FirehoseService::new(store.clone(), store.clone(), clock_for_firehose, target)
-            .with_http(http_client.clone()),
+            .with_http(http_client.clone())
+            .with_lambda_urls(settings.lambda_urls.clone()),
     );
     let firehose_worker = tokio::spawn(sluice_services::firehose::delivery::run(firehose.clone(), shutdown_rx.clone()));
     let sns = Arc::new(

@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// PEM private key for the TLS listener.
     #[arg(long, env = "SLUICE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// `ARN=URL`: a Lambda function (Firehose transformation) served by an HTTP URL (repeatable).
+    #[arg(long = "lambda-url", env = "SLUICE_LAMBDA_URLS", value_delimiter = ',')]
+    pub lambda_urls: Vec<String>,
     /// Extra CA certificates (PEM) to trust for outbound HTTPS deliveries (repeatable).
     #[arg(long, env = "SLUICE_EXTRA_CA_CERT", value_delimiter = ',')]
     pub extra_ca_cert: Vec<PathBuf>,
@@ -102,6 +105,8 @@ pub struct FileConfig {
     pub bucket_root: Option<PathBuf>,
     #[serde(default)]
     pub extra_ca_certs: Vec<PathBuf>,
+    #[serde(default)]
+    pub lambda_urls: BTreeMap<String, String>,
     pub s3_endpoint: Option<String>,
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
@@ -143,6 +148,8 @@ pub struct Settings {
     pub s3: Option<sluice_services::firehose::S3Settings>,
     /// CA certificates trusted for outbound HTTPS, beside the system's.
     pub extra_ca_certs: Vec<PathBuf>,
+    /// Lambda function ARN → the HTTP URL that acts for it.
+    pub lambda_urls: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -162,6 +169,7 @@ impl Settings {
             bucket_root: None,
             s3: None,
             extra_ca_certs: vec![],
+            lambda_urls: BTreeMap::new(),
         }
     }
 
@@ -213,7 +221,14 @@ impl Settings {
         };
         let mut extra_ca_certs = file.extra_ca_certs.clone();
         extra_ca_certs.extend(args.extra_ca_cert.iter().cloned());
+        let mut lambda_urls = file.lambda_urls.clone();
+        for pair in &args.lambda_urls {
+            let (arn, url) =
+                pair.split_once('=').ok_or_else(|| anyhow::anyhow!("--lambda-url takes ARN=URL, got {pair}"))?;
+            lambda_urls.insert(arn.to_owned(), url.to_owned());
+        }
         Ok(Settings {
+            lambda_urls,
             extra_ca_certs,
             s3,
             bucket_root: args.bucket_root.clone().or(file.bucket_root),

@@ -122,3 +122,22 @@ fn firehose_to_an_https_endpoint() {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("all flows passed"));
 }
+
+/// Firehose data transformation through a Lambda-style HTTP processor on loopback.
+#[test]
+fn firehose_transformation_processor() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = format!("arn:aws:lambda:us-east-1:000000000000:function:upper=http://127.0.0.1:{port}/");
+    let s = Server::spawn(dir.path(), &["--lambda-url", &mapping]);
+    let out = Command::new("python3")
+        .arg(script("firehose_transform.py"))
+        .env("SLUICE_ENDPOINT", &s.endpoint)
+        .env("SLUICE_BUCKET_ROOT", dir.path().join("s3"))
+        .env("FUNCTION_PORT", port.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("all flows passed"));
+}

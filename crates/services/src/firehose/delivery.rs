@@ -40,8 +40,25 @@ impl FirehoseService {
                     Ok(b) if !b.is_empty() => b,
                     _ => break,
                 };
-                let outcome = if stream.config["destination"]["kind"] == "HttpEndpoint" {
-                    match self.deliver_http(&stream, &dest, &batch).await {
+                let max_seq = batch.last().map(|b| b.seq).unwrap_or(0);
+                let (records, failed) = self.transform(&stream, &dest, batch.clone()).await;
+                if !failed.is_empty() {
+                    let s3 = if stream.config["destination"]["kind"] == "HttpEndpoint" {
+                        &dest["S3Configuration"]
+                    } else {
+                        &dest
+                    };
+                    if let Err(e) = self.write_processing_failures(&stream, s3, &failed).await {
+                        tracing::warn!(stream = %stream.name, error = %e, "writing failed records failed; will retry");
+                        let retry = now + RETRY_MS;
+                        next = Some(next.map_or(retry, |n| n.min(retry)));
+                        break;
+                    }
+                }
+                let outcome = if records.is_empty() {
+                    Ok("nothing left after transformation".to_owned())
+                } else if stream.config["destination"]["kind"] == "HttpEndpoint" {
+                    match self.deliver_http(&stream, &dest, &records).await {
                         Ok(true) => Ok("HTTP endpoint".to_owned()),
                         Ok(false) => {
                             let retry = now + super::http_endpoint::RETRY_INTERVAL_MS;
@@ -51,12 +68,11 @@ impl FirehoseService {
                         Err(e) => Err(e),
                     }
                 } else {
-                    self.write_object(&stream, &dest, &batch).await
+                    self.write_object(&stream, &dest, &records).await
                 };
                 match outcome {
                     Ok(key) => {
                         tracing::debug!(stream = %stream.name, %key, records = batch.len(), "delivered");
-                        let max_seq = batch.last().map(|b| b.seq).unwrap_or(0);
                         match self.store.remove_buffered(stream.id, max_seq, &batch) {
                             Ok(d) => {
                                 let _ = d.wait().await;

@@ -12,8 +12,15 @@ use std::io::Write;
 const DEFAULT_RETRY_S: u64 = 300;
 /// Wait between attempts while retrying (AWS backs off; Sluice retries every 2 seconds).
 pub(crate) const RETRY_INTERVAL_MS: u64 = 2_000;
-/// The prefix failed HTTP deliveries go under when no ErrorOutputPrefix is set.
-const FAILED_PREFIX: &str = "http-endpoint-failed/";
+
+/// Why records are written under an error prefix.
+pub(crate) struct FailureInfo<'a> {
+    /// `http-endpoint-failed` or `processing-failed` (`!{firehose:error-output-type}`).
+    pub error_type: &'a str,
+    pub code: &'a str,
+    pub message: &'a str,
+    pub attempts: u64,
+}
 
 /// Retry bookkeeping of the batch a stream is trying to deliver.
 #[derive(Debug, Clone, Copy)]
@@ -38,11 +45,6 @@ impl FirehoseService {
         c.entry("RetryOptions").or_insert_with(|| json!({"DurationInSeconds": DEFAULT_RETRY_S}));
         c.entry("S3BackupMode").or_insert_with(|| json!("FailedDataOnly"));
         c.entry("CloudWatchLoggingOptions").or_insert_with(|| json!({"Enabled": false}));
-        if c.get("ProcessingConfiguration").and_then(|p| p.get("Enabled")).and_then(Value::as_bool).unwrap_or(false) {
-            return Err(invalid_argument(
-                "Data transformation (ProcessingConfiguration) is not supported by Sluice yet.",
-            ));
-        }
         Ok(Value::Object(c))
     }
 
@@ -95,7 +97,13 @@ impl FirehoseService {
             }
             Err(error) if now >= attempts.first_ms + retry_ms => {
                 tracing::warn!(stream = %stream.name, %error, "HTTP endpoint delivery failed; records go to the S3 error prefix");
-                self.write_s3_records(stream, &dest["S3Configuration"], batch, Some((&error, attempts.count))).await?;
+                let failure = FailureInfo {
+                    error_type: "http-endpoint-failed",
+                    code: "HttpEndpoint.ResponseError",
+                    message: &error,
+                    attempts: u64::from(attempts.count),
+                };
+                self.write_s3_records(stream, &dest["S3Configuration"], batch, Some(failure)).await?;
                 self.http_retries.lock().unwrap_or_else(|p| p.into_inner()).remove(&stream.id);
                 Ok(true)
             }
@@ -171,12 +179,12 @@ impl FirehoseService {
 
     /// Writes records to the S3 part of an HTTP endpoint destination: as an object under
     /// the Prefix (backup), or, with an error, as failure records under the error prefix.
-    async fn write_s3_records(
+    pub(crate) async fn write_s3_records(
         &self,
         stream: &DeliveryStream,
         s3: &Value,
         batch: &[Buffered],
-        error: Option<(&str, u32)>,
+        error: Option<FailureInfo<'_>>,
     ) -> std::io::Result<()> {
         let bucket = bucket_name(s3["BucketARN"].as_str().unwrap_or_default())
             .ok_or_else(|| std::io::Error::other("invalid BucketARN"))?;
@@ -188,20 +196,20 @@ impl FirehoseService {
                 let data: Vec<u8> = batch.iter().flat_map(|b| b.data.iter().copied()).collect();
                 (keys::evaluate(s3["Prefix"].as_str(), oldest, None).map_err(std::io::Error::other)?, data)
             }
-            Some((message, attempts)) => {
+            Some(failure) => {
                 let prefix = match s3["ErrorOutputPrefix"].as_str().filter(|p| !p.is_empty()) {
-                    Some(p) => keys::evaluate(Some(p), oldest, Some("http-endpoint-failed")),
-                    None => keys::evaluate(Some(FAILED_PREFIX), oldest, None),
+                    Some(p) => keys::evaluate(Some(p), oldest, Some(failure.error_type)),
+                    None => keys::evaluate(Some(&format!("{}/", failure.error_type)), oldest, None),
                 }
                 .map_err(std::io::Error::other)?;
                 let lines: String = batch
                     .iter()
                     .map(|b| {
                         json!({
-                            "attemptsMade": attempts,
+                            "attemptsMade": failure.attempts,
                             "arrivalTimestamp": b.arrival_ms,
-                            "errorCode": "HttpEndpoint.ResponseError",
-                            "errorMessage": message,
+                            "errorCode": failure.code,
+                            "errorMessage": failure.message,
                             "attemptEndingTimestamp": now,
                             "rawData": base64::engine::general_purpose::STANDARD.encode(&b.data),
                         })

@@ -7,6 +7,7 @@ pub mod delivery;
 mod http_endpoint;
 pub mod keys;
 pub mod source;
+mod transform;
 
 use crate::RequestContext;
 use base64::Engine as _;
@@ -78,6 +79,8 @@ pub struct FirehoseService {
     /// Client for HTTP endpoint destinations.
     pub(crate) http: Option<Arc<dyn crate::sns::delivery::HttpPost>>,
     pub(crate) http_retries: std::sync::Mutex<std::collections::HashMap<i64, http_endpoint::Attempts>>,
+    /// Lambda function ARNs → the HTTP URLs that stand in for them (transformation).
+    pub(crate) lambda_urls: std::collections::BTreeMap<String, String>,
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -102,7 +105,14 @@ impl FirehoseService {
             buffered: Arc::new(Notify::new()),
             http: None,
             http_retries: Default::default(),
+            lambda_urls: Default::default(),
         }
+    }
+
+    /// Maps Lambda function ARNs to the HTTP URLs that act for them.
+    pub fn with_lambda_urls(mut self, urls: std::collections::BTreeMap<String, String>) -> Self {
+        self.lambda_urls = urls;
+        self
     }
 
     /// Enables HTTP endpoint destinations, delivered with `client`.
@@ -218,11 +228,6 @@ impl FirehoseService {
             }
             return Err(invalid_argument("Dynamic partitioning is not supported by Sluice yet."));
         }
-        if c.get("ProcessingConfiguration").and_then(|p| p.get("Enabled")).and_then(Value::as_bool).unwrap_or(false) {
-            return Err(invalid_argument(
-                "Data transformation (ProcessingConfiguration) is not supported by Sluice yet.",
-            ));
-        }
         c.entry("CompressionFormat").or_insert_with(|| json!("UNCOMPRESSED"));
         c.entry("EncryptionConfiguration").or_insert_with(|| json!({"NoEncryptionConfig": "NoEncryption"}));
         c.entry("CloudWatchLoggingOptions").or_insert_with(|| json!({"Enabled": false}));
@@ -262,6 +267,7 @@ impl FirehoseService {
                     )));
                 }
             };
+        self.check_processing(&destination["config"])?;
         let now = self.clock.now_ms();
         let source = match kind.as_str() {
             "DirectPut" => Value::Null,
@@ -475,6 +481,7 @@ impl FirehoseService {
             } else {
                 Self::s3_destination(&merged)?
             };
+            self.check_processing(&c["destination"]["config"])?;
             c["version"] = json!(version + 1);
             c["updated_ms"] = json!(now);
             Ok(())
