@@ -8,6 +8,7 @@ import gzip
 import os
 import sys
 import time
+import urllib.request
 
 import boto3
 from botocore.exceptions import ClientError
@@ -139,10 +140,52 @@ def from_sns():
     assert found[0][1] == b"from sns\n", found
 
 
+def partitioned():
+    """Dynamic partitioning by a jq query, with the source records backed up."""
+    base = {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::lake",
+            "Prefix": "by-tenant/tenant=!{partitionKeyFromQuery:tenant}/",
+            "ErrorOutputPrefix": "by-tenant-errors/!{firehose:error-output-type}/",
+            "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 1},
+            "DynamicPartitioningConfiguration": {"Enabled": True, "RetryOptions": {"DurationInSeconds": 300}},
+            "ProcessingConfiguration": {"Enabled": True, "Processors": [
+                {"Type": "MetadataExtraction", "Parameters": [
+                    {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{tenant: .tenant | ascii_downcase}"},
+                    {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]},
+                {"Type": "AppendDelimiterToRecord", "Parameters": []}]},
+            "S3BackupMode": "Enabled",
+            "S3BackupConfiguration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::lake", "Prefix": "by-tenant-source/"}}
+    expect_error("InvalidArgumentException", fh.create_delivery_stream, DeliveryStreamName="partitioned",
+                 ExtendedS3DestinationConfiguration={**base, "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1}})
+    fh.create_delivery_stream(DeliveryStreamName="partitioned", ExtendedS3DestinationConfiguration=base)
+    d = fh.describe_delivery_stream(DeliveryStreamName="partitioned")["DeliveryStreamDescription"]
+    ext = d["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert ext["DynamicPartitioningConfiguration"]["Enabled"] is True
+    assert ext["S3BackupDescription"]["Prefix"] == "by-tenant-source/", ext
+    fh.put_record_batch(DeliveryStreamName="partitioned", Records=[
+        {"Data": b'{"tenant":"Acme","n":1}'}, {"Data": b'{"tenant":"Globex","n":2}'}, {"Data": b'{"tenant":"acme","n":3}'}])
+    acme = wait_for("lake", "by-tenant/tenant=acme/", 1)
+    assert acme[0][0].split("/")[2].startswith("partitioned-1-"), acme
+    assert acme[0][1] == b'{"tenant":"Acme","n":1}\n{"tenant":"acme","n":3}\n', acme
+    globex = wait_for("lake", "by-tenant/tenant=globex/", 1)
+    assert globex[0][1] == b'{"tenant":"Globex","n":2}\n', globex
+    source = wait_for("lake", "by-tenant-source/", 1)
+    assert b"".join(body for _, body in source) == b'{"tenant":"Acme","n":1}{"tenant":"Globex","n":2}{"tenant":"acme","n":3}'
+    labels = '{account="000000000000",region="us-east-1",delivery_stream="partitioned"}'
+    wanted = [f"sluice_firehose_incoming_records_total{labels} 3", f"sluice_firehose_objects_written_total{labels} 2"]
+    deadline = time.time() + 10
+    while True:  # the counters move just after the objects land
+        metrics = urllib.request.urlopen(ENDPOINT + "/_sluice/metrics").read().decode()
+        if all(w in metrics for w in wanted):
+            break
+        assert time.time() < deadline, metrics
+        time.sleep(0.1)
+
+
 def main():
     direct_put()
     from_kinesis()
     from_sns()
+    partitioned()
     print("boto3 Firehose compatibility: all flows passed")
 
 

@@ -80,6 +80,9 @@ async fn sluice_endpoint(state: &AppState, method: &Method, path: &str) -> Optio
             Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
         });
     }
+    if path == "/_sluice/metrics" && method == Method::GET {
+        return Some(plain(StatusCode::OK, "text/plain; version=0.0.4", state.firehose.metrics_text()));
+    }
     if path == "/_sluice/sns/outbox" {
         if method == Method::GET {
             return Some(plain(StatusCode::OK, "application/json", state.sns.outbox_json().to_string()));

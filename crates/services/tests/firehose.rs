@@ -6,9 +6,12 @@ use serde_json::{json, Value};
 use sluice_engine::{Clock, EmbeddedOptions, EmbeddedStore, ManualClock};
 use sluice_services::firehose::{FirehoseService, ObjectTarget};
 use sluice_services::kinesis::KinesisService;
+use sluice_services::sns::delivery::{HttpPost, HttpResult};
 use sluice_services::RequestContext;
+use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// 2026-03-05T07:08:09.000Z
@@ -108,6 +111,16 @@ impl Harness {
     }
 }
 
+/// One counter of `/_sluice/metrics` for a delivery stream.
+fn counter(firehose: &FirehoseService, name: &str, stream: &str) -> u64 {
+    let text = firehose.metrics_text();
+    let wanted = format!(
+        "sluice_firehose_{name}_total{{account=\"000000000000\",region=\"us-east-1\",delivery_stream=\"{stream}\"}} "
+    );
+    let line = text.lines().find(|l| l.starts_with(&wanted)).unwrap_or_else(|| panic!("no {wanted} in {text}"));
+    line[wanted.len()..].parse().unwrap()
+}
+
 fn gunzip(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(data).read_to_end(&mut out).unwrap();
@@ -178,6 +191,212 @@ async fn prefixes_compression_and_versions() {
     let newest = h.objects().into_iter().find(|(k, _)| k.ends_with(".txt")).unwrap();
     assert!(newest.0.contains("/logs-2-"), "the stream version is in the name: {}", newest.0);
     assert_eq!(newest.1, b"line two\n");
+}
+
+fn partitioned_config(query: &str) -> Value {
+    json!({
+        "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::lake",
+        "Prefix": "customer=!{partitionKeyFromQuery:customer}/!{timestamp:yyyy}/",
+        "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+        "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
+        "DynamicPartitioningConfiguration": {"Enabled": true},
+        "ProcessingConfiguration": {"Enabled": true, "Processors": [
+            {"Type": "MetadataExtraction", "Parameters": [
+                {"ParameterName": "MetadataExtractionQuery", "ParameterValue": query},
+                {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]},
+            {"Type": "AppendDelimiterToRecord", "Parameters": []}]},
+    })
+}
+
+#[tokio::test]
+async fn dynamic_partitioning_by_jq_query() {
+    let h = Harness::new();
+    let mut small = partitioned_config("{customer: .customer}");
+    small["BufferingHints"]["SizeInMBs"] = json!(1);
+    let e = h
+        .call("CreateDeliveryStream", json!({"DeliveryStreamName": "x", "ExtendedS3DestinationConfiguration": small}))
+        .await;
+    let e = e.unwrap_err();
+    assert!(e.contains("at least 64"), "dynamic partitioning needs a 64 MiB buffer: {e}");
+    let mut no_errors = partitioned_config("{customer: .customer}");
+    no_errors.as_object_mut().unwrap().remove("ErrorOutputPrefix");
+    let e = h
+        .call(
+            "CreateDeliveryStream",
+            json!({"DeliveryStreamName": "x", "ExtendedS3DestinationConfiguration": no_errors}),
+        )
+        .await;
+    assert!(e.unwrap_err().starts_with("InvalidArgumentException: ErrorOutputPrefix"));
+    let e = h
+        .call("CreateDeliveryStream", json!({"DeliveryStreamName": "x", "ExtendedS3DestinationConfiguration": partitioned_config("{customer: .customer")}))
+        .await;
+    assert!(e.unwrap_err().contains("not a valid jq expression"));
+
+    h.create("orders", partitioned_config("{customer: .customer.id}")).await;
+    let sent: [&[u8]; 5] = [
+        br#"{"customer":{"id":"c1"},"n":1}"#,
+        br#"{"customer":{"id":"c2"},"n":2}"#,
+        br#"{"customer":{"id":"c1"},"n":3}"#,
+        b"not json",
+        br#"{"customer":{}}"#,
+    ];
+    for record in sent {
+        h.put("orders", record).await;
+    }
+    h.clock.advance_secs(60);
+    h.firehose.flush(false).await;
+    let objects = h.objects();
+    let in_prefix = |p: &str| objects.iter().filter(|(k, _)| k.starts_with(p)).collect::<Vec<_>>();
+    let c1 = in_prefix("customer=c1/2026/orders-1-2026-03-05-07-08-09-");
+    assert_eq!(c1.len(), 1, "{objects:?}");
+    assert_eq!(c1[0].1, b"{\"customer\":{\"id\":\"c1\"},\"n\":1}\n{\"customer\":{\"id\":\"c1\"},\"n\":3}\n");
+    let c2 = in_prefix("customer=c2/2026/");
+    assert_eq!(c2.len(), 1);
+    assert_eq!(c2[0].1, b"{\"customer\":{\"id\":\"c2\"},\"n\":2}\n");
+    let errors = in_prefix("errors/processing-failed/");
+    let lines: Vec<Value> = errors
+        .iter()
+        .flat_map(|(_, b)| {
+            String::from_utf8(b.clone())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "the unparseable record and the one without the key");
+    assert!(lines.iter().all(|l| l["errorCode"] == "DynamicPartitioning.MetadataExtractionFailed"));
+    let raw: Vec<Vec<u8>> = lines
+        .iter()
+        .map(|l| base64::engine::general_purpose::STANDARD.decode(l["rawData"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(raw.contains(&b"not json".to_vec()));
+    assert_eq!(objects.len(), 3 + errors.len() - 1);
+    assert_eq!(counter(&h.firehose, "incoming_records", "orders"), 5);
+    assert_eq!(counter(&h.firehose, "delivered_records", "orders"), 3);
+    assert_eq!(counter(&h.firehose, "objects_written", "orders"), 2, "one object per partition");
+    assert_eq!(counter(&h.firehose, "failed_records", "orders"), 2);
+    assert_eq!(counter(&h.firehose, "delivery_failures", "orders"), 0);
+    assert_eq!(counter(&h.firehose, "incoming_bytes", "orders"), sent.iter().map(|r| r.len() as u64).sum::<u64>());
+
+    let e = h.call("UpdateDestination", json!({"DeliveryStreamName": "orders", "CurrentDeliveryStreamVersionId": "1",
+        "DestinationId": "destinationId-000000000001", "ExtendedS3DestinationUpdate": {"DynamicPartitioningConfiguration": {"Enabled": false}}})).await;
+    assert!(e.unwrap_err().starts_with("InvalidArgumentException"), "partitioning cannot be switched off");
+}
+
+/// A transformation function on the "network": upper-cases records and returns their
+/// first letter as the `initial` partition key, except for records containing "nokey".
+struct InitialsFunction;
+
+impl HttpPost for InitialsFunction {
+    fn post<'a>(
+        &'a self,
+        _url: &'a str,
+        _headers: &'a [(String, String)],
+        body: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = HttpResult> + Send + 'a>> {
+        let event: Value = serde_json::from_slice(body).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let records: Vec<Value> = event["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let data = b64.decode(r["data"].as_str().unwrap()).unwrap();
+                let text = String::from_utf8(data).unwrap();
+                let mut out =
+                    json!({"recordId": r["recordId"], "result": "Ok", "data": b64.encode(text.to_uppercase())});
+                if !text.contains("nokey") {
+                    out["metadata"] = json!({"partitionKeys": {"initial": &text[..1]}});
+                }
+                out
+            })
+            .collect();
+        Box::pin(async move { Ok((200, json!({"records": records}).to_string().into_bytes())) })
+    }
+}
+
+#[tokio::test]
+async fn dynamic_partitioning_by_lambda_metadata() {
+    const ARN: &str = "arn:aws:lambda:us-east-1:000000000000:function:initials";
+    let mut h = Harness::new();
+    let (firehose, _) = open(h.dir.path(), h.clock.clone());
+    h.firehose = firehose
+        .with_http(Arc::new(InitialsFunction))
+        .with_lambda_urls([(ARN.to_owned(), "http://function.invalid/".to_owned())].into());
+    h.create(
+        "words",
+        json!({
+            "Prefix": "initial=!{partitionKeyFromLambda:initial}/",
+            "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+            "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
+            "DynamicPartitioningConfiguration": {"Enabled": true},
+            "ProcessingConfiguration": {"Enabled": true, "Processors": [
+                {"Type": "Lambda", "Parameters": [{"ParameterName": "LambdaArn", "ParameterValue": ARN}]}]},
+        }),
+    )
+    .await;
+    for word in ["apple ", "banana ", "avocado ", "nokey "] {
+        h.put("words", word.as_bytes()).await;
+    }
+    h.clock.advance_secs(60);
+    h.firehose.flush(false).await;
+    let objects = h.objects();
+    let body = |p: &str| objects.iter().filter(|(k, _)| k.starts_with(p)).map(|(_, b)| b.clone()).collect::<Vec<_>>();
+    assert_eq!(body("initial=a/words-1-"), vec![b"APPLE AVOCADO ".to_vec()]);
+    assert_eq!(body("initial=b/words-1-"), vec![b"BANANA ".to_vec()]);
+    let errors = body("errors/processing-failed/");
+    assert_eq!(errors.len(), 1, "{objects:?}");
+    let failed: Value = serde_json::from_slice(errors[0].split(|&b| b == b'\n').next().unwrap()).unwrap();
+    assert!(failed["errorMessage"].as_str().unwrap().contains("initial"), "{failed}");
+}
+
+#[tokio::test]
+async fn source_records_backed_up_before_processing() {
+    let h = Harness::new();
+    h.create(
+        "audit",
+        json!({
+            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 60},
+            "Prefix": "out/",
+            "ProcessingConfiguration": {"Enabled": true, "Processors": [
+                {"Type": "AppendDelimiterToRecord", "Parameters": [{"ParameterName": "Delimiter", "ParameterValue": "\\n"}]}]},
+            "S3BackupMode": "Enabled",
+            "S3BackupConfiguration": {"RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::lake",
+                "Prefix": "source/", "CompressionFormat": "GZIP"},
+        }),
+    )
+    .await;
+    let d = h.ok("DescribeDeliveryStream", json!({"DeliveryStreamName": "audit"})).await;
+    let ext = &d["DeliveryStreamDescription"]["Destinations"][0]["ExtendedS3DestinationDescription"];
+    assert_eq!(ext["S3BackupMode"], "Enabled");
+    assert_eq!(ext["S3BackupDescription"]["Prefix"], "source/");
+    h.put("audit", b"a").await;
+    h.put("audit", b"b").await;
+    h.clock.advance_secs(60);
+    h.firehose.flush(false).await;
+    let objects = h.objects();
+    let out: Vec<_> = objects.iter().filter(|(k, _)| k.starts_with("out/2026/03/05/07/audit-1-")).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1, b"a\nb\n", "processed records go to the destination");
+    let backup: Vec<_> = objects.iter().filter(|(k, _)| k.starts_with("source/2026/03/05/07/audit-1-")).collect();
+    assert_eq!(backup.len(), 1, "{objects:?}");
+    assert!(backup[0].0.ends_with(".gz"));
+    assert_eq!(gunzip(&backup[0].1), b"ab", "the backup holds the source records");
+
+    let e = h
+        .call(
+            "UpdateDestination",
+            json!({"DeliveryStreamName": "audit", "CurrentDeliveryStreamVersionId": "1",
+        "DestinationId": "destinationId-000000000001", "ExtendedS3DestinationUpdate": {"S3BackupMode": "Disabled"}}),
+        )
+        .await;
+    assert!(e.unwrap_err().starts_with("InvalidArgumentException"), "backup cannot be switched off");
+    let e = h
+        .call("CreateDeliveryStream", json!({"DeliveryStreamName": "nobackup", "ExtendedS3DestinationConfiguration": {
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::lake", "S3BackupMode": "Enabled"}}))
+        .await;
+    assert!(e.unwrap_err().contains("S3BackupConfiguration is required"));
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 //! object is written (fsynced, then renamed into place) before its records leave the
 //! durable buffer, so a crash can repeat an object but never lose a record.
 
+use super::partition::PartitionKeys;
+use super::transform::{Failed, KeysBySeq};
 use super::{bucket_name, compress, keys, FirehoseService, ObjectTarget, S3Settings};
 use serde_json::{json, Value};
 use sluice_engine::firehose::{Buffered, DeliveryStream};
@@ -41,7 +43,23 @@ impl FirehoseService {
                     _ => break,
                 };
                 let max_seq = batch.last().map(|b| b.seq).unwrap_or(0);
-                let (records, failed) = self.transform(&stream, &dest, batch.clone()).await;
+                let is_http = stream.config["destination"]["kind"] == "HttpEndpoint";
+                if !is_http && dest["S3BackupMode"] == "Enabled" {
+                    // Backup holds the source records, as received, before any processing.
+                    if let Err(e) = self.write_object(&stream, &dest["S3BackupConfiguration"], &batch, None).await {
+                        tracing::warn!(stream = %stream.name, error = %e, "S3 backup failed; will retry");
+                        self.record_failure(&stream, Some(e.to_string())).await;
+                        let retry = now + RETRY_MS;
+                        next = Some(next.map_or(retry, |n| n.min(retry)));
+                        break;
+                    }
+                }
+                let (records, mut failed, keys) = self.transform(&stream, &dest, batch.clone()).await;
+                let groups = if !is_http && super::dynamic_partitioning(&dest) {
+                    partition_groups(&dest, records, &keys, &mut failed)
+                } else {
+                    vec![(None, records)]
+                };
                 if !failed.is_empty() {
                     let s3 = if stream.config["destination"]["kind"] == "HttpEndpoint" {
                         &dest["S3Configuration"]
@@ -55,9 +73,10 @@ impl FirehoseService {
                         break;
                     }
                 }
+                let records: Vec<Buffered> = groups.iter().flat_map(|(_, g)| g.iter().cloned()).collect();
                 let outcome = if records.is_empty() {
                     Ok("nothing left after transformation".to_owned())
-                } else if stream.config["destination"]["kind"] == "HttpEndpoint" {
+                } else if is_http {
                     match self.deliver_http(&stream, &dest, &records).await {
                         Ok(true) => Ok("HTTP endpoint".to_owned()),
                         Ok(false) => {
@@ -68,10 +87,30 @@ impl FirehoseService {
                         Err(e) => Err(e),
                     }
                 } else {
-                    self.write_object(&stream, &dest, &records).await
+                    let mut written = Ok(String::new());
+                    for (partition, group) in &groups {
+                        match self.write_object(&stream, &dest, group, partition.as_ref()).await {
+                            Ok(key) => written = Ok(key),
+                            Err(e) => {
+                                written = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    written
                 };
                 match outcome {
                     Ok(key) => {
+                        if !is_http {
+                            // (HTTP deliveries count themselves: giving up is not delivering.)
+                            let bytes: usize = records.iter().map(|r| r.data.len()).sum();
+                            let objects = groups.iter().filter(|(_, g)| !g.is_empty()).count();
+                            self.metrics.update(stream.id, |c| {
+                                c.delivered_records += records.len() as u64;
+                                c.delivered_bytes += bytes as u64;
+                                c.objects_written += objects as u64;
+                            });
+                        }
                         tracing::debug!(stream = %stream.name, %key, records = batch.len(), "delivered");
                         match self.store.remove_buffered(stream.id, max_seq, &batch) {
                             Ok(d) => {
@@ -83,6 +122,7 @@ impl FirehoseService {
                     }
                     Err(e) => {
                         tracing::warn!(stream = %stream.name, error = %e, "S3 delivery failed; will retry");
+                        self.metrics.update(stream.id, |c| c.delivery_failures += 1);
                         self.record_failure(&stream, Some(e.to_string())).await;
                         let retry = now + RETRY_MS;
                         next = Some(next.map_or(retry, |n| n.min(retry)));
@@ -108,14 +148,20 @@ impl FirehoseService {
         }
     }
 
-    async fn write_object(&self, stream: &DeliveryStream, dest: &Value, batch: &[Buffered]) -> std::io::Result<String> {
+    async fn write_object(
+        &self,
+        stream: &DeliveryStream,
+        dest: &Value,
+        batch: &[Buffered],
+        partition: Option<&PartitionKeys>,
+    ) -> std::io::Result<String> {
         let bucket = bucket_name(dest["BucketARN"].as_str().unwrap_or_default())
             .ok_or_else(|| std::io::Error::other("invalid BucketARN"))?;
         let format = dest["CompressionFormat"].as_str().unwrap_or("UNCOMPRESSED");
         let extension = dest["FileExtension"].as_str().unwrap_or_else(|| compress::default_extension(format));
         let version = stream.config["version"].as_u64().unwrap_or(1);
         let oldest = batch.first().map(|b| b.arrival_ms).unwrap_or_else(|| self.clock.now_ms());
-        let key = keys::object_key(dest["Prefix"].as_str(), &stream.name, version, oldest, extension)
+        let key = keys::object_key(dest["Prefix"].as_str(), &stream.name, version, oldest, extension, partition)
             .map_err(std::io::Error::other)?;
         let data: Vec<u8> = batch.iter().flat_map(|b| b.data.iter().copied()).collect();
         let entry_name = key.rsplit('/').next().unwrap_or(&key).trim_end_matches(extension);
@@ -181,6 +227,40 @@ impl FirehoseService {
         clients.insert(bucket.to_owned(), client.clone());
         Ok(client)
     }
+}
+
+/// Splits delivered records into partitions by the values of the partition keys the
+/// prefix uses, keeping arrival order within each; a record without a key the prefix
+/// needs fails to the error prefix.
+fn partition_groups(
+    dest: &Value,
+    records: Vec<Buffered>,
+    keys: &KeysBySeq,
+    failed: &mut Vec<Failed>,
+) -> Vec<(Option<PartitionKeys>, Vec<Buffered>)> {
+    let prefix = dest["Prefix"].as_str();
+    let mut groups: Vec<(Option<PartitionKeys>, Vec<Buffered>)> = Vec::new();
+    let mut index: std::collections::HashMap<Vec<String>, usize> = std::collections::HashMap::new();
+    let none = PartitionKeys::default();
+    for record in records {
+        let record_keys = keys.get(&record.seq).unwrap_or(&none);
+        match keys::partition_values(prefix, record_keys) {
+            Ok(values) => match index.get(&values) {
+                Some(&i) => groups[i].1.push(record),
+                None => {
+                    index.insert(values, groups.len());
+                    groups.push((Some(record_keys.clone()), vec![record]));
+                }
+            },
+            Err(message) => failed.push(Failed {
+                record,
+                code: super::transform::METADATA_EXTRACTION_FAILED.into(),
+                message,
+                attempts: 1,
+            }),
+        }
+    }
+    groups
 }
 
 /// Reads Kinesis sources, flushes due buffers, and flushes everything at shutdown.

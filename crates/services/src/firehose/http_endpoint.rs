@@ -90,6 +90,11 @@ impl FirehoseService {
         match result {
             Ok(()) => {
                 self.http_retries.lock().unwrap_or_else(|p| p.into_inner()).remove(&stream.id);
+                let bytes: usize = batch.iter().map(|r| r.data.len()).sum();
+                self.metrics.update(stream.id, |c| {
+                    c.delivered_records += batch.len() as u64;
+                    c.delivered_bytes += bytes as u64;
+                });
                 if dest["S3BackupMode"] == "AllData" {
                     self.write_s3_records(stream, &dest["S3Configuration"], batch, None).await?;
                 }
@@ -104,11 +109,13 @@ impl FirehoseService {
                     attempts: u64::from(attempts.count),
                 };
                 self.write_s3_records(stream, &dest["S3Configuration"], batch, Some(failure)).await?;
+                self.metrics.update(stream.id, |c| c.failed_records += batch.len() as u64);
                 self.http_retries.lock().unwrap_or_else(|p| p.into_inner()).remove(&stream.id);
                 Ok(true)
             }
             Err(error) => {
                 tracing::debug!(stream = %stream.name, %error, "HTTP endpoint delivery failed; retrying");
+                self.metrics.update(stream.id, |c| c.delivery_failures += 1);
                 attempts.next_ms = now + RETRY_INTERVAL_MS;
                 self.http_retries.lock().unwrap_or_else(|p| p.into_inner()).insert(stream.id, attempts);
                 Ok(false)
@@ -194,12 +201,12 @@ impl FirehoseService {
         let (prefix, body) = match error {
             None => {
                 let data: Vec<u8> = batch.iter().flat_map(|b| b.data.iter().copied()).collect();
-                (keys::evaluate(s3["Prefix"].as_str(), oldest, None).map_err(std::io::Error::other)?, data)
+                (keys::evaluate(s3["Prefix"].as_str(), oldest, None, None).map_err(std::io::Error::other)?, data)
             }
             Some(failure) => {
                 let prefix = match s3["ErrorOutputPrefix"].as_str().filter(|p| !p.is_empty()) {
-                    Some(p) => keys::evaluate(Some(p), oldest, Some(failure.error_type)),
-                    None => keys::evaluate(Some(&format!("{}/", failure.error_type)), oldest, None),
+                    Some(p) => keys::evaluate(Some(p), oldest, Some(failure.error_type), None),
+                    None => keys::evaluate(Some(&format!("{}/", failure.error_type)), oldest, None, None),
                 }
                 .map_err(std::io::Error::other)?;
                 let lines: String = batch

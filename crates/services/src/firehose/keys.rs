@@ -4,6 +4,7 @@
 //! and prefixes may use `!{timestamp:<Java DateTimeFormatter pattern>}`,
 //! `!{firehose:random-string}` and (error prefixes only) `!{firehose:error-output-type}`.
 
+use super::partition::PartitionKeys;
 use rand_core::RngCore;
 
 /// Civil UTC date and time of epoch milliseconds.
@@ -154,7 +155,12 @@ pub fn validate(prefix: Option<&str>, error_prefix: Option<&str>, dynamic_partit
 
 /// Evaluates a prefix for an object whose oldest record arrived at `ms`; a prefix without
 /// expressions gets the default `YYYY/MM/dd/HH/` time prefix appended.
-pub fn evaluate(prefix: Option<&str>, ms: u64, error_output_type: Option<&str>) -> Result<String, String> {
+pub fn evaluate(
+    prefix: Option<&str>,
+    ms: u64,
+    error_output_type: Option<&str>,
+    partition: Option<&PartitionKeys>,
+) -> Result<String, String> {
     let prefix = prefix.unwrap_or("");
     if expressions(prefix)?.is_empty() {
         return Ok(format!("{prefix}{}", format_timestamp("yyyy/MM/dd/HH/", ms)?));
@@ -170,12 +176,32 @@ pub fn evaluate(prefix: Option<&str>, ms: u64, error_output_type: Option<&str>) 
             ("timestamp", pattern) => out.push_str(&format_timestamp(pattern, ms)?),
             ("firehose", "random-string") => out.push_str(&random_string()),
             ("firehose", "error-output-type") => out.push_str(error_output_type.unwrap_or("processing-failed")),
+            (ns @ ("partitionKeyFromQuery" | "partitionKeyFromLambda"), key) => out.push_str(
+                partition
+                    .and_then(|p| p.get(ns, key))
+                    .ok_or_else(|| format!("The partition key {key} ({ns}) is missing."))?,
+            ),
             _ => {}
         }
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The values of the partition keys a prefix uses, in order: records with equal values
+/// share an object. A key the record lacks is an error.
+pub fn partition_values(prefix: Option<&str>, partition: &PartitionKeys) -> Result<Vec<String>, String> {
+    expressions(prefix.unwrap_or(""))?
+        .into_iter()
+        .filter(|(ns, _)| ns.starts_with("partitionKeyFrom"))
+        .map(|(ns, key)| {
+            partition
+                .get(&ns, &key)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("The partition key {key} ({ns}) is missing."))
+        })
+        .collect()
 }
 
 /// The full key of an object.
@@ -185,9 +211,11 @@ pub fn object_key(
     version: u64,
     oldest_ms: u64,
     extension: &str,
+    partition: Option<&PartitionKeys>,
 ) -> Result<String, String> {
     let when = format_timestamp("yyyy-MM-dd-HH-mm-ss", oldest_ms)?;
-    Ok(format!("{}{stream}-{version}-{when}-{}{extension}", evaluate(prefix, oldest_ms, None)?, uuid::Uuid::new_v4()))
+    let prefix = evaluate(prefix, oldest_ms, None, partition)?;
+    Ok(format!("{prefix}{stream}-{version}-{when}-{}{extension}", uuid::Uuid::new_v4()))
 }
 
 #[cfg(test)]
@@ -203,23 +231,23 @@ mod tests {
         assert_eq!(format_timestamp("'year='yyyy'/month='MM", T).unwrap(), "year=2026/month=03");
         assert_eq!(format_timestamp("yy-M-d H:m:s.SSS", T).unwrap(), "26-3-5 7:8:9.123");
         assert!(format_timestamp("yyyy-QQ", T).is_err());
-        assert_eq!(evaluate(None, T, None).unwrap(), "2026/03/05/07/");
-        assert_eq!(evaluate(Some("logs/"), T, None).unwrap(), "logs/2026/03/05/07/");
-        assert_eq!(evaluate(Some("logs/!{timestamp:yyyy}/x"), T, None).unwrap(), "logs/2026/x");
+        assert_eq!(evaluate(None, T, None, None).unwrap(), "2026/03/05/07/");
+        assert_eq!(evaluate(Some("logs/"), T, None, None).unwrap(), "logs/2026/03/05/07/");
+        assert_eq!(evaluate(Some("logs/!{timestamp:yyyy}/x"), T, None, None).unwrap(), "logs/2026/x");
         assert_eq!(
-            evaluate(Some("err/!{firehose:error-output-type}/"), T, Some("processing-failed"))
+            evaluate(Some("err/!{firehose:error-output-type}/"), T, Some("processing-failed"), None)
                 .unwrap()
                 .split('/')
                 .nth(1),
             Some("processing-failed")
         );
-        let r = evaluate(Some("!{firehose:random-string}/"), T, None).unwrap();
+        let r = evaluate(Some("!{firehose:random-string}/"), T, None, None).unwrap();
         assert_eq!(r.len(), 12);
     }
 
     #[test]
     fn object_names_follow_aws_layout() {
-        let key = object_key(None, "orders", 1, T, ".gz").unwrap();
+        let key = object_key(None, "orders", 1, T, ".gz", None).unwrap();
         let (prefix, name) = key.rsplit_once('/').unwrap();
         assert_eq!(prefix, "2026/03/05/07");
         assert!(name.starts_with("orders-1-2026-03-05-07-08-09-"), "{name}");
@@ -235,5 +263,19 @@ mod tests {
         assert!(validate(Some("a/!{partitionKeyFromQuery:id}/"), Some("e/"), false).is_err());
         assert!(validate(Some("a/!{nope:x}/"), Some("e/"), false).is_err());
         assert!(validate(Some("plain/"), None, false).is_ok());
+        assert!(validate(Some("a/!{partitionKeyFromQuery:id}/"), Some("e/"), true).is_ok());
+    }
+
+    #[test]
+    fn partition_keys_in_prefixes() {
+        let mut p = PartitionKeys::default();
+        p.query.insert("customer".into(), "c7".into());
+        p.lambda.insert("region".into(), "eu".into());
+        let prefix = Some("c=!{partitionKeyFromQuery:customer}/r=!{partitionKeyFromLambda:region}/!{timestamp:yyyy}/");
+        assert_eq!(evaluate(prefix, T, None, Some(&p)).unwrap(), "c=c7/r=eu/2026/");
+        assert_eq!(partition_values(prefix, &p).unwrap(), vec!["c7", "eu"]);
+        p.lambda.clear();
+        assert!(evaluate(prefix, T, None, Some(&p)).is_err());
+        assert!(partition_values(prefix, &p).is_err());
     }
 }

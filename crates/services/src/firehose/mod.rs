@@ -6,6 +6,8 @@ pub mod compress;
 pub mod delivery;
 mod http_endpoint;
 pub mod keys;
+pub mod metrics;
+pub mod partition;
 pub mod source;
 mod transform;
 
@@ -81,6 +83,7 @@ pub struct FirehoseService {
     pub(crate) http_retries: std::sync::Mutex<std::collections::HashMap<i64, http_endpoint::Attempts>>,
     /// Lambda function ARNs → the HTTP URLs that stand in for them (transformation).
     pub(crate) lambda_urls: std::collections::BTreeMap<String, String>,
+    pub metrics: metrics::Metrics,
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -106,6 +109,7 @@ impl FirehoseService {
             http: None,
             http_retries: Default::default(),
             lambda_urls: Default::default(),
+            metrics: Default::default(),
         }
     }
 
@@ -133,7 +137,22 @@ impl FirehoseService {
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let name = resource.strip_prefix("deliverystream/")?;
         let stream = self.store.delivery_stream(account, region, name)?;
-        self.store.buffer_records(stream.id, vec![data], None).ok()
+        let bytes = data.len() as u64;
+        let durable = self.store.buffer_records(stream.id, vec![data], None).ok()?;
+        self.count_incoming(stream.id, 1, bytes);
+        Some(durable)
+    }
+
+    pub(crate) fn count_incoming(&self, stream_id: i64, records: u64, bytes: u64) {
+        self.metrics.update(stream_id, |c| {
+            c.incoming_records += records;
+            c.incoming_bytes += bytes;
+        });
+    }
+
+    /// Every delivery stream's counters, in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.prometheus(&self.store.delivery_streams())
     }
 
     pub async fn handle(&self, ctx: &RequestContext, action: &str, input: Value) -> Result<Value, AwsError> {
@@ -215,23 +234,46 @@ impl FirehoseService {
             ));
         }
         *hints = json!({"SizeInMBs": size.unwrap_or(DEFAULT_SIZE_MB), "IntervalInSeconds": interval.unwrap_or(DEFAULT_INTERVAL_S)});
-        let dynamic = c
-            .get("DynamicPartitioningConfiguration")
-            .and_then(|d| d.get("Enabled"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let dynamic = dynamic_partitioning(config);
         if dynamic {
             if size.unwrap_or(DEFAULT_SIZE_MB) < MIN_DYNAMIC_PARTITIONING_MB {
                 return Err(invalid_argument(
                     "BufferingHints.SizeInMBs must be at least 64 when dynamic partitioning is enabled.",
                 ));
             }
-            return Err(invalid_argument("Dynamic partitioning is not supported by Sluice yet."));
+            // "Zero buffering feature is not available for dynamic partitioning."
+            if interval == Some(0) {
+                return Err(invalid_argument(
+                    "BufferingHints.IntervalInSeconds cannot be 0 when dynamic partitioning is enabled.",
+                ));
+            }
+            // "You must specify an S3 error bucket prefix for a Firehose stream if you want to
+            // enable dynamic partitioning."
+            if c.get("ErrorOutputPrefix").and_then(Value::as_str).is_none_or(str::is_empty) {
+                return Err(invalid_argument(
+                    "ErrorOutputPrefix cannot be null or empty when dynamic partitioning is enabled.",
+                ));
+            }
         }
         c.entry("CompressionFormat").or_insert_with(|| json!("UNCOMPRESSED"));
         c.entry("EncryptionConfiguration").or_insert_with(|| json!({"NoEncryptionConfig": "NoEncryption"}));
         c.entry("CloudWatchLoggingOptions").or_insert_with(|| json!({"Enabled": false}));
         c.entry("S3BackupMode").or_insert_with(|| json!("Disabled"));
+        match c.get("S3BackupMode").and_then(Value::as_str) {
+            Some("Disabled") => {}
+            Some("Enabled") => {
+                let backup = c.get("S3BackupConfiguration").ok_or_else(|| {
+                    invalid_argument("S3BackupConfiguration is required when S3BackupMode is Enabled.")
+                })?;
+                let mut backup = Self::s3_destination(backup)?;
+                if let Some(b) = backup.as_object_mut() {
+                    // The backup is a plain S3 destination: no backup of its own.
+                    b.remove("S3BackupMode");
+                }
+                c.insert("S3BackupConfiguration".into(), backup);
+            }
+            other => return Err(invalid_argument(format!("S3BackupMode {} is not valid.", other.unwrap_or("")))),
+        }
         let prefix = c.get("Prefix").and_then(Value::as_str);
         let error_prefix = c.get("ErrorOutputPrefix").and_then(Value::as_str);
         keys::validate(prefix, error_prefix, dynamic).map_err(invalid_argument)?;
@@ -360,7 +402,11 @@ impl FirehoseService {
             .unwrap_or_default();
         let mut destination = json!({"DestinationId": DESTINATION_ID, "S3DestinationDescription": s3});
         if c["destination"]["kind"] == "ExtendedS3" {
-            destination["ExtendedS3DestinationDescription"] = dest.clone();
+            let mut extended = dest.clone();
+            if let Some(backup) = extended.as_object_mut().and_then(|e| e.remove("S3BackupConfiguration")) {
+                extended["S3BackupDescription"] = backup;
+            }
+            destination["ExtendedS3DestinationDescription"] = extended;
         }
         if c["destination"]["kind"] == "HttpEndpoint" {
             destination = json!({"DestinationId": DESTINATION_ID, "HttpEndpointDestinationDescription": Self::http_description(dest)});
@@ -430,8 +476,10 @@ impl FirehoseService {
         if batch && total > MAX_BATCH_BYTES {
             return Err(invalid_argument(format!("Records size exceeds 4 MB limit: {total} bytes.")));
         }
+        let count = records.len() as u64;
         let seqs =
             self.store.buffer_records(stream.id, records, None).map_err(internal)?.wait().await.map_err(internal)?;
+        self.count_incoming(stream.id, count, total as u64);
         self.buffered.notify_one();
         let encrypted = stream.config["encryption"]["Status"] == "ENABLED";
         let ids: Vec<String> = seqs.iter().map(|s| record_id(stream.id, *s)).collect();
@@ -471,9 +519,19 @@ impl FirehoseService {
                 ));
             }
             let mut merged = c["destination"]["config"].clone();
+            let was_partitioned = dynamic_partitioning(&merged);
+            let had_backup = merged["S3BackupMode"] == "Enabled";
             if let (Some(m), Some(u)) = (merged.as_object_mut(), update.as_object()) {
                 for (k, v) in u {
-                    m.insert(k.clone(), v.clone());
+                    if k == "S3BackupUpdate" {
+                        // An S3BackupUpdate changes the given fields of the backup destination.
+                        let backup = m.entry("S3BackupConfiguration").or_insert_with(|| json!({}));
+                        for (bk, bv) in v.as_object().into_iter().flatten() {
+                            backup[bk] = bv.clone();
+                        }
+                    } else {
+                        m.insert(k.clone(), v.clone());
+                    }
                 }
             }
             c["destination"]["config"] = if c["destination"]["kind"] == "HttpEndpoint" {
@@ -481,6 +539,17 @@ impl FirehoseService {
             } else {
                 Self::s3_destination(&merged)?
             };
+            // "You cannot enable dynamic partitioning for an existing Firehose stream that does
+            // not have dynamic partitioning already enabled" (nor turn it off).
+            if dynamic_partitioning(&c["destination"]["config"]) != was_partitioned {
+                return Err(invalid_argument(
+                    "Dynamic partitioning cannot be enabled or disabled on an existing delivery stream.",
+                ));
+            }
+            // "You can't disable [source record backup] after it's enabled."
+            if had_backup && c["destination"]["config"]["S3BackupMode"] != "Enabled" {
+                return Err(invalid_argument("S3BackupMode cannot be changed from Enabled to Disabled."));
+            }
             self.check_processing(&c["destination"]["config"])?;
             c["version"] = json!(version + 1);
             c["updated_ms"] = json!(now);
@@ -580,4 +649,9 @@ pub fn bucket_name(arn: &str) -> Option<&str> {
 fn record_id(stream_id: i64, seq: i64) -> String {
     let raw = format!("{stream_id:016x}{seq:016x}{}", uuid::Uuid::new_v4().simple());
     base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+/// Whether an S3 destination configuration enables dynamic partitioning.
+pub(crate) fn dynamic_partitioning(destination: &Value) -> bool {
+    destination["DynamicPartitioningConfiguration"]["Enabled"].as_bool().unwrap_or(false)
 }

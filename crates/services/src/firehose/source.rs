@@ -50,9 +50,11 @@ impl FirehoseService {
             if config == stream.config {
                 continue;
             }
+            let (count, bytes) = (records.len() as u64, records.iter().map(Vec::len).sum::<usize>() as u64);
             match self.store.buffer_records(stream.id, records, Some(config)) {
                 Ok(d) => {
                     if d.wait().await.is_ok() {
+                        self.count_incoming(stream.id, count, bytes);
                         self.buffered.notify_one();
                     }
                 }

@@ -6,8 +6,13 @@
 //! retried NumberOfRetries times before its records go to the error prefix as
 //! `processing-failed`. AppendDelimiterToRecord is applied in place.
 
+use super::partition::{self, PartitionKeys};
 use super::*;
 use sluice_engine::firehose::Buffered;
+use std::collections::HashMap;
+
+/// Partition keys of transformed records, by buffer sequence number.
+pub(crate) type KeysBySeq = HashMap<i64, PartitionKeys>;
 
 /// NumberOfRetries default (AWS: 3).
 const DEFAULT_RETRIES: u64 = 3;
@@ -50,6 +55,22 @@ impl FirehoseService {
                     }
                 }
                 "AppendDelimiterToRecord" => {}
+                "MetadataExtraction" if super::dynamic_partitioning(destination) => {
+                    if parameter(p, "JsonParsingEngine").unwrap_or(partition::JSON_PARSING_ENGINE)
+                        != partition::JSON_PARSING_ENGINE
+                    {
+                        return Err(invalid_argument("JsonParsingEngine must be JQ-1.6."));
+                    }
+                    let query = parameter(p, "MetadataExtractionQuery").ok_or_else(|| {
+                        invalid_argument("MetadataExtraction needs a MetadataExtractionQuery parameter.")
+                    })?;
+                    partition::Extractor::new(query).map_err(invalid_argument)?;
+                }
+                "MetadataExtraction" => {
+                    return Err(invalid_argument(
+                        "The MetadataExtraction processor requires dynamic partitioning to be enabled.",
+                    ))
+                }
                 other => {
                     return Err(invalid_argument(format!("Processor type {other} is not supported by Sluice yet.")))
                 }
@@ -58,24 +79,25 @@ impl FirehoseService {
         Ok(())
     }
 
-    /// Applies the processors to `batch`: the records to deliver (transformed) and the
-    /// records that failed.
+    /// Applies the processors to `batch`: the records to deliver (transformed), the
+    /// records that failed, and the partition keys processors extracted.
     pub(crate) async fn transform(
         &self,
         stream: &DeliveryStream,
         destination: &Value,
         batch: Vec<Buffered>,
-    ) -> (Vec<Buffered>, Vec<Failed>) {
+    ) -> (Vec<Buffered>, Vec<Failed>, KeysBySeq) {
+        let mut keys = KeysBySeq::new();
         let processing = &destination["ProcessingConfiguration"];
         if !processing["Enabled"].as_bool().unwrap_or(false) {
-            return (batch, vec![]);
+            return (batch, vec![], keys);
         }
         let mut records = batch;
         let mut failed = Vec::new();
         for p in processing["Processors"].as_array().cloned().unwrap_or_default() {
             match p["Type"].as_str().unwrap_or_default() {
                 "Lambda" => {
-                    let (ok, bad) = self.invoke(stream, &p, records).await;
+                    let (ok, bad) = self.invoke(stream, &p, records, &mut keys).await;
                     records = ok;
                     failed.extend(bad);
                 }
@@ -85,10 +107,16 @@ impl FirehoseService {
                         r.data.extend_from_slice(delimiter.as_bytes());
                     }
                 }
+                "MetadataExtraction" => {
+                    let query = parameter(&p, "MetadataExtractionQuery").unwrap_or_default();
+                    let (ok, bad) = extract_metadata(query, records, &mut keys);
+                    records = ok;
+                    failed.extend(bad);
+                }
                 _ => {}
             }
         }
-        (records, failed)
+        (records, failed, keys)
     }
 
     async fn invoke(
@@ -96,6 +124,7 @@ impl FirehoseService {
         stream: &DeliveryStream,
         processor: &Value,
         batch: Vec<Buffered>,
+        keys: &mut KeysBySeq,
     ) -> (Vec<Buffered>, Vec<Failed>) {
         let arn = parameter(processor, "LambdaArn").unwrap_or_default().to_owned();
         let retries = parameter(processor, "NumberOfRetries").and_then(|n| n.parse().ok()).unwrap_or(DEFAULT_RETRIES);
@@ -144,7 +173,12 @@ impl FirehoseService {
                     let (mut ok, mut failed) = (Vec::new(), Vec::new());
                     for (record, result) in batch.into_iter().zip(outcome) {
                         match result {
-                            Outcome::Ok(data) => ok.push(Buffered { data, ..record }),
+                            Outcome::Ok(data, lambda_keys) => {
+                                if !lambda_keys.is_empty() {
+                                    keys.entry(record.seq).or_default().lambda = lambda_keys;
+                                }
+                                ok.push(Buffered { data, ..record })
+                            }
                             Outcome::Dropped => {}
                             Outcome::Failed => failed.push(Failed {
                                 record,
@@ -169,7 +203,7 @@ impl FirehoseService {
 }
 
 enum Outcome {
-    Ok(Vec<u8>),
+    Ok(Vec<u8>, std::collections::BTreeMap<String, String>),
     Dropped,
     Failed,
 }
@@ -193,6 +227,7 @@ fn apply_response(ids: &[String], batch: &[Buffered], body: &[u8]) -> Result<Vec
                 base64::engine::general_purpose::STANDARD
                     .decode(r["data"].as_str().unwrap_or_default())
                     .map_err(|_| format!("Record {id} has data that is not base64."))?,
+                partition::lambda_keys(r)?,
             ),
             Some("Dropped") => Outcome::Dropped,
             Some("ProcessingFailed") => Outcome::Failed,
@@ -201,6 +236,44 @@ fn apply_response(ids: &[String], batch: &[Buffered], body: &[u8]) -> Result<Vec
     }
     Ok(out)
 }
+
+/// Runs a MetadataExtraction query over each record. Records it cannot parse or extract
+/// from fail with DynamicPartitioning.MetadataExtractionFailed (AWS's error code) and go
+/// to the error prefix as `processing-failed` (a Sluice decision: AWS documents only that
+/// they land under the error prefix, organised by error type).
+fn extract_metadata(query: &str, records: Vec<Buffered>, keys: &mut KeysBySeq) -> (Vec<Buffered>, Vec<Failed>) {
+    let extractor = match partition::Extractor::new(query) {
+        Ok(e) => e,
+        Err(message) => {
+            let failed = records
+                .into_iter()
+                .map(|record| Failed {
+                    record,
+                    code: METADATA_EXTRACTION_FAILED.into(),
+                    message: message.clone(),
+                    attempts: 1,
+                })
+                .collect();
+            return (vec![], failed);
+        }
+    };
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
+    for record in records {
+        match extractor.extract(&record.data) {
+            Ok(query_keys) => {
+                keys.entry(record.seq).or_default().query = query_keys;
+                ok.push(record);
+            }
+            Err(message) => {
+                failed.push(Failed { record, code: METADATA_EXTRACTION_FAILED.into(), message, attempts: 1 })
+            }
+        }
+    }
+    (ok, failed)
+}
+
+/// The errorCode of records dynamic partitioning could not assign to a partition.
+pub(crate) const METADATA_EXTRACTION_FAILED: &str = "DynamicPartitioning.MetadataExtractionFailed";
 
 impl FirehoseService {
     /// Writes records that failed transformation under the error prefix, grouped by reason.
@@ -220,6 +293,7 @@ impl FirehoseService {
         for (code, message, attempts, records) in groups {
             let info = super::http_endpoint::FailureInfo { error_type: "processing-failed", code, message, attempts };
             self.write_s3_records(stream, s3, &records, Some(info)).await?;
+            self.metrics.update(stream.id, |c| c.failed_records += records.len() as u64);
         }
         Ok(())
     }
