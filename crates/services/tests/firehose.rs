@@ -400,6 +400,27 @@ async fn source_records_backed_up_before_processing() {
 }
 
 #[tokio::test]
+async fn custom_time_zone_applies_to_prefix_and_name() {
+    let h = Harness::new();
+    let e = h
+        .call("CreateDeliveryStream", json!({"DeliveryStreamName": "x", "ExtendedS3DestinationConfiguration": {
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::lake", "CustomTimeZone": "Mars/Olympus"}}))
+        .await;
+    assert!(e.unwrap_err().starts_with("InvalidArgumentException"));
+    h.create(
+        "tokyo",
+        json!({"CustomTimeZone": "Asia/Tokyo", "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 60}}),
+    )
+    .await;
+    h.put("tokyo", b"x").await;
+    h.clock.advance_secs(60);
+    h.firehose.flush(false).await;
+    let objects = h.objects();
+    assert_eq!(objects.len(), 1);
+    assert!(objects[0].0.starts_with("2026/03/05/16/tokyo-1-2026-03-05-16-08-09-"), "UTC+9: {}", objects[0].0);
+}
+
+#[tokio::test]
 async fn buffered_records_survive_restart() {
     let mut h = Harness::new();
     h.create("keep", json!({"BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 300}})).await;

@@ -161,6 +161,7 @@ impl FirehoseService {
         let extension = dest["FileExtension"].as_str().unwrap_or_else(|| compress::default_extension(format));
         let version = stream.config["version"].as_u64().unwrap_or(1);
         let oldest = batch.first().map(|b| b.arrival_ms).unwrap_or_else(|| self.clock.now_ms());
+        let oldest = keys::zoned_ms(oldest, dest["CustomTimeZone"].as_str()).map_err(std::io::Error::other)?;
         let key = keys::object_key(dest["Prefix"].as_str(), &stream.name, version, oldest, extension, partition)
             .map_err(std::io::Error::other)?;
         let data: Vec<u8> = batch.iter().flat_map(|b| b.data.iter().copied()).collect();

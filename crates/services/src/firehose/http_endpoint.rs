@@ -197,6 +197,7 @@ impl FirehoseService {
             .ok_or_else(|| std::io::Error::other("invalid BucketARN"))?;
         let now = self.clock.now_ms();
         let oldest = batch.first().map(|b| b.arrival_ms).unwrap_or(now);
+        let oldest = keys::zoned_ms(oldest, s3["CustomTimeZone"].as_str()).map_err(std::io::Error::other)?;
         let version = stream.config["version"].as_u64().unwrap_or(1);
         let (prefix, body) = match error {
             None => {

@@ -92,6 +92,18 @@ pub fn format_timestamp(pattern: &str, ms: u64) -> Result<String, String> {
     Ok(out)
 }
 
+/// `ms` shifted by the UTC offset `zone` (CustomTimeZone, an IANA name) has at that
+/// instant, so the civil-time formatting above yields the zone's local time; UTC when
+/// unset. AWS applies the zone to the time prefix and to the time in object names.
+pub fn zoned_ms(ms: u64, zone: Option<&str>) -> Result<u64, String> {
+    let Some(zone) = zone.filter(|z| !z.is_empty() && *z != "UTC") else { return Ok(ms) };
+    let tz =
+        jiff::tz::TimeZone::get(zone).map_err(|_| format!("CustomTimeZone {zone} is not a supported time zone."))?;
+    let instant = jiff::Timestamp::from_millisecond(ms as i64).map_err(|e| e.to_string())?;
+    let offset_ms = i64::from(tz.to_offset(instant).seconds()) * 1000;
+    Ok((ms as i64 + offset_ms).max(0) as u64)
+}
+
 /// The 11-character random string of `!{firehose:random-string}`.
 pub fn random_string() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -243,6 +255,16 @@ mod tests {
         );
         let r = evaluate(Some("!{firehose:random-string}/"), T, None, None).unwrap();
         assert_eq!(r.len(), 12);
+    }
+
+    #[test]
+    fn custom_time_zones() {
+        // 07:08 UTC is 16:08 in Tokyo (UTC+9, no DST) and 02:08 in New York in March (EST).
+        assert_eq!(format_timestamp("HH", zoned_ms(T, Some("Asia/Tokyo")).unwrap()).unwrap(), "16");
+        assert_eq!(format_timestamp("dd HH", zoned_ms(T, Some("America/New_York")).unwrap()).unwrap(), "05 02");
+        assert_eq!(zoned_ms(T, None).unwrap(), T);
+        assert_eq!(zoned_ms(T, Some("UTC")).unwrap(), T);
+        assert!(zoned_ms(T, Some("Mars/Olympus")).is_err());
     }
 
     #[test]

@@ -277,6 +277,9 @@ impl FirehoseService {
         let prefix = c.get("Prefix").and_then(Value::as_str);
         let error_prefix = c.get("ErrorOutputPrefix").and_then(Value::as_str);
         keys::validate(prefix, error_prefix, dynamic).map_err(invalid_argument)?;
+        if let Some(zone) = c.get("CustomTimeZone").and_then(Value::as_str) {
+            keys::zoned_ms(0, Some(zone)).map_err(invalid_argument)?;
+        }
         if let Some(ext) = c.get("FileExtension").and_then(Value::as_str) {
             // "The extension must start with a period and contain allowed characters."
             if !ext.starts_with('.')
