@@ -349,6 +349,30 @@ async fn dynamic_partitioning_by_lambda_metadata() {
     assert_eq!(errors.len(), 1, "{objects:?}");
     let failed: Value = serde_json::from_slice(errors[0].split(|&b| b == b'\n').next().unwrap()).unwrap();
     assert!(failed["errorMessage"].as_str().unwrap().contains("initial"), "{failed}");
+
+    // The query sees the function's output even when listed before the Lambda processor.
+    h.create(
+        "shouted",
+        json!({
+            "Prefix": "w=!{partitionKeyFromQuery:w}/",
+            "ErrorOutputPrefix": "shouted-errors/",
+            "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
+            "DynamicPartitioningConfiguration": {"Enabled": true},
+            "ProcessingConfiguration": {"Enabled": true, "Processors": [
+                {"Type": "MetadataExtraction", "Parameters": [
+                    {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{w: .W}"},
+                    {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]},
+                {"Type": "Lambda", "Parameters": [{"ParameterName": "LambdaArn", "ParameterValue": ARN}]}]},
+        }),
+    )
+    .await;
+    h.put("shouted", br#"{"w":"hi"}"#).await;
+    h.clock.advance_secs(60);
+    h.firehose.flush(false).await;
+    let objects = h.objects();
+    let shouted: Vec<_> = objects.iter().filter(|(k, _)| k.starts_with("w=HI/shouted-1-")).collect();
+    assert_eq!(shouted.len(), 1, "{objects:?}");
+    assert_eq!(shouted[0].1, br#"{"W":"HI"}"#);
 }
 
 #[tokio::test]

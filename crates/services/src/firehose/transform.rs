@@ -94,7 +94,17 @@ impl FirehoseService {
         }
         let mut records = batch;
         let mut failed = Vec::new();
-        for p in processing["Processors"].as_array().cloned().unwrap_or_default() {
+        // AWS runs processors in a fixed order whatever the list's: "deaggregation → data
+        // transformation through Lambda → partitioning keys", and the delimiter is appended
+        // to the records as delivered.
+        let stage = |p: &Value| match p["Type"].as_str().unwrap_or_default() {
+            "Lambda" => 0,
+            "MetadataExtraction" => 1,
+            _ => 2,
+        };
+        let mut processors = processing["Processors"].as_array().cloned().unwrap_or_default();
+        processors.sort_by_key(stage);
+        for p in processors {
             match p["Type"].as_str().unwrap_or_default() {
                 "Lambda" => {
                     let (ok, bad) = self.invoke(stream, &p, records, &mut keys).await;
