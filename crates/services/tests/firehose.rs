@@ -279,6 +279,20 @@ async fn dynamic_partitioning_by_jq_query() {
     assert_eq!(counter(&h.firehose, "delivery_failures", "orders"), 0);
     assert_eq!(counter(&h.firehose, "incoming_bytes", "orders"), sent.iter().map(|r| r.len() as u64).sum::<u64>());
 
+    // Aggregated records are split before partitioning.
+    let mut batched = partitioned_config("{customer: .customer.id}");
+    batched["Prefix"] = json!("batched/!{partitionKeyFromQuery:customer}/");
+    batched["ProcessingConfiguration"]["Processors"].as_array_mut().unwrap().push(json!({"Type": "RecordDeAggregation",
+        "Parameters": [{"ParameterName": "SubRecordType", "ParameterValue": "JSON"}]}));
+    h.create("batched", batched).await;
+    h.put("batched", b"{\"customer\":{\"id\":\"c1\"}}{\"customer\":{\"id\":\"c2\"}}\n{\"customer\":{\"id\":\"c1\"},\"x\":1}").await;
+    h.clock.advance_secs(60);
+    h.firehose.flush(false).await;
+    let objects = h.objects();
+    let body = |p: &str| objects.iter().filter(|(k, _)| k.starts_with(p)).map(|(_, b)| b.clone()).collect::<Vec<_>>();
+    assert_eq!(body("batched/c1/"), vec![b"{\"customer\":{\"id\":\"c1\"}}\n{\"customer\":{\"id\":\"c1\"},\"x\":1}\n".to_vec()]);
+    assert_eq!(body("batched/c2/"), vec![b"{\"customer\":{\"id\":\"c2\"}}\n".to_vec()]);
+
     let e = h.call("UpdateDestination", json!({"DeliveryStreamName": "orders", "CurrentDeliveryStreamVersionId": "1",
         "DestinationId": "destinationId-000000000001", "ExtendedS3DestinationUpdate": {"DynamicPartitioningConfiguration": {"Enabled": false}}})).await;
     assert!(e.unwrap_err().starts_with("InvalidArgumentException"), "partitioning cannot be switched off");

@@ -85,6 +85,76 @@ impl Extractor {
     }
 }
 
+/// "Record deaggregation by JSON or by delimiter is capped at 500 per record."
+pub const MAX_SUB_RECORDS: usize = 500;
+
+/// How a RecordDeAggregation processor splits records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubRecords {
+    /// Consecutive JSON objects, on one line or newline-delimited (not an array).
+    Json,
+    /// Split on a delimiter (given base64-encoded in the configuration).
+    Delimited(Vec<u8>),
+}
+
+impl SubRecords {
+    /// Reads SubRecordType and Delimiter.
+    pub fn from_parameters(sub_record_type: Option<&str>, delimiter: Option<&str>) -> Result<SubRecords, String> {
+        match sub_record_type {
+            Some("JSON") => Ok(SubRecords::Json),
+            Some("DELIMITED") => {
+                use base64::Engine as _;
+                let d = base64::engine::general_purpose::STANDARD
+                    .decode(delimiter.ok_or("A DELIMITED RecordDeAggregation processor needs a Delimiter.")?)
+                    .map_err(|_| "Delimiter must be base64-encoded.".to_string())?;
+                if d.is_empty() {
+                    return Err("Delimiter must not be empty.".into());
+                }
+                Ok(SubRecords::Delimited(d))
+            }
+            other => Err(format!("SubRecordType must be JSON or DELIMITED, not {}.", other.unwrap_or("missing"))),
+        }
+    }
+
+    /// Splits one record into its sub-records.
+    pub fn split(&self, record: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+        let parts: Vec<Vec<u8>> = match self {
+            SubRecords::Json => {
+                let mut parts = Vec::new();
+                let mut stream = serde_json::Deserializer::from_slice(record).into_iter::<serde::de::IgnoredAny>();
+                let mut start = 0;
+                while let Some(next) = stream.next() {
+                    next.map_err(|_| "The record is not a sequence of JSON objects.".to_string())?;
+                    let end = stream.byte_offset();
+                    let part = record[start..end].trim_ascii();
+                    if !part.starts_with(b"{") {
+                        return Err("The record is not a sequence of JSON objects.".into());
+                    }
+                    parts.push(part.to_vec());
+                    start = end;
+                }
+                parts
+            }
+            SubRecords::Delimited(d) => {
+                let mut parts = Vec::new();
+                let mut rest = record;
+                while let Some(at) = rest.windows(d.len()).position(|w| w == d.as_slice()) {
+                    parts.push(rest[..at].to_vec());
+                    rest = &rest[at + d.len()..];
+                }
+                if !rest.is_empty() {
+                    parts.push(rest.to_vec());
+                }
+                parts
+            }
+        };
+        if parts.len() > MAX_SUB_RECORDS {
+            return Err(format!("The record holds more than {MAX_SUB_RECORDS} sub-records."));
+        }
+        Ok(parts)
+    }
+}
+
 /// The `partitionKeyFromLambda` keys in a transformation result record.
 pub fn lambda_keys(result: &Value) -> Result<BTreeMap<String, String>, String> {
     let Some(keys) = result["metadata"]["partitionKeys"].as_object() else {
@@ -120,6 +190,22 @@ mod tests {
         // jq's date functions are there for the common `.ts | strftime(...)` partitions.
         let d = Extractor::new(r#"{day: (.ts | strftime("%Y-%m-%d"))}"#).unwrap();
         assert_eq!(d.extract(br#"{"ts":1772694489}"#).unwrap()["day"], "2026-03-05");
+    }
+
+    #[test]
+    fn deaggregation_splits_json_and_delimited_records() {
+        let json = SubRecords::from_parameters(Some("JSON"), None).unwrap();
+        assert_eq!(json.split(br#"{"a":1}{"a":2}"#).unwrap(), vec![br#"{"a":1}"#.to_vec(), br#"{"a":2}"#.to_vec()]);
+        assert_eq!(json.split(b"{\"a\":1}\n{\"b\":{\"c\":2}}\n").unwrap().len(), 2);
+        assert!(json.split(br#"[{"a":1},{"a":2}]"#).is_err(), "arrays are not valid input");
+        assert!(json.split(br#"{"a":1}{"a""#).is_err());
+        let many: Vec<u8> = br#"{"a":1}"#.repeat(MAX_SUB_RECORDS + 1);
+        assert!(json.split(&many).is_err());
+        let hashes = SubRecords::from_parameters(Some("DELIMITED"), Some("IyMjIw==")).unwrap();
+        assert_eq!(hashes, SubRecords::Delimited(b"####".to_vec()));
+        assert_eq!(hashes.split(b"a####b####").unwrap(), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert!(SubRecords::from_parameters(Some("DELIMITED"), None).is_err());
+        assert!(SubRecords::from_parameters(Some("CSV"), None).is_err());
     }
 
     #[test]

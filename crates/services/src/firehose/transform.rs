@@ -55,6 +55,10 @@ impl FirehoseService {
                     }
                 }
                 "AppendDelimiterToRecord" => {}
+                "RecordDeAggregation" => {
+                    partition::SubRecords::from_parameters(parameter(p, "SubRecordType"), parameter(p, "Delimiter"))
+                        .map_err(invalid_argument)?;
+                }
                 "MetadataExtraction" if super::dynamic_partitioning(destination) => {
                     if parameter(p, "JsonParsingEngine").unwrap_or(partition::JSON_PARSING_ENGINE)
                         != partition::JSON_PARSING_ENGINE
@@ -98,9 +102,10 @@ impl FirehoseService {
         // transformation through Lambda → partitioning keys", and the delimiter is appended
         // to the records as delivered.
         let stage = |p: &Value| match p["Type"].as_str().unwrap_or_default() {
-            "Lambda" => 0,
-            "MetadataExtraction" => 1,
-            _ => 2,
+            "RecordDeAggregation" => 0,
+            "Lambda" => 1,
+            "MetadataExtraction" => 2,
+            _ => 3,
         };
         let mut processors = processing["Processors"].as_array().cloned().unwrap_or_default();
         processors.sort_by_key(stage);
@@ -116,6 +121,11 @@ impl FirehoseService {
                     for r in &mut records {
                         r.data.extend_from_slice(delimiter.as_bytes());
                     }
+                }
+                "RecordDeAggregation" => {
+                    let (ok, bad) = deaggregate(&p, records);
+                    records = ok;
+                    failed.extend(bad);
                 }
                 "MetadataExtraction" => {
                     let query = parameter(&p, "MetadataExtractionQuery").unwrap_or_default();
@@ -245,6 +255,32 @@ fn apply_response(ids: &[String], batch: &[Buffered], body: &[u8]) -> Result<Vec
         });
     }
     Ok(out)
+}
+
+/// Splits records into their sub-records. Each sub-record needs its own identity for
+/// recordIds and partition keys, so it gets `seq * 1000 + index` (at most 500 per record);
+/// the buffer is released by the source records' sequence numbers, not these. A record
+/// that cannot be split fails whole with `RecordDeAggregation.Failed` (Sluice's code; AWS
+/// documents none).
+fn deaggregate(processor: &Value, records: Vec<Buffered>) -> (Vec<Buffered>, Vec<Failed>) {
+    let how = partition::SubRecords::from_parameters(
+        parameter(processor, "SubRecordType"),
+        parameter(processor, "Delimiter"),
+    );
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
+    for record in records {
+        match how.as_ref().map_err(Clone::clone).and_then(|h| h.split(&record.data)) {
+            Ok(parts) => ok.extend(parts.into_iter().enumerate().map(|(i, data)| Buffered {
+                seq: record.seq * 1000 + i as i64,
+                arrival_ms: record.arrival_ms,
+                data,
+            })),
+            Err(message) => {
+                failed.push(Failed { record, code: "RecordDeAggregation.Failed".into(), message, attempts: 1 })
+            }
+        }
+    }
+    (ok, failed)
 }
 
 /// Runs a MetadataExtraction query over each record. Records it cannot parse or extract
