@@ -282,15 +282,25 @@ async fn dynamic_partitioning_by_jq_query() {
     // Aggregated records are split before partitioning.
     let mut batched = partitioned_config("{customer: .customer.id}");
     batched["Prefix"] = json!("batched/!{partitionKeyFromQuery:customer}/");
-    batched["ProcessingConfiguration"]["Processors"].as_array_mut().unwrap().push(json!({"Type": "RecordDeAggregation",
+    batched["ProcessingConfiguration"]["Processors"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"Type": "RecordDeAggregation",
         "Parameters": [{"ParameterName": "SubRecordType", "ParameterValue": "JSON"}]}));
     h.create("batched", batched).await;
-    h.put("batched", b"{\"customer\":{\"id\":\"c1\"}}{\"customer\":{\"id\":\"c2\"}}\n{\"customer\":{\"id\":\"c1\"},\"x\":1}").await;
+    h.put(
+        "batched",
+        b"{\"customer\":{\"id\":\"c1\"}}{\"customer\":{\"id\":\"c2\"}}\n{\"customer\":{\"id\":\"c1\"},\"x\":1}",
+    )
+    .await;
     h.clock.advance_secs(60);
     h.firehose.flush(false).await;
     let objects = h.objects();
     let body = |p: &str| objects.iter().filter(|(k, _)| k.starts_with(p)).map(|(_, b)| b.clone()).collect::<Vec<_>>();
-    assert_eq!(body("batched/c1/"), vec![b"{\"customer\":{\"id\":\"c1\"}}\n{\"customer\":{\"id\":\"c1\"},\"x\":1}\n".to_vec()]);
+    assert_eq!(
+        body("batched/c1/"),
+        vec![b"{\"customer\":{\"id\":\"c1\"}}\n{\"customer\":{\"id\":\"c1\"},\"x\":1}\n".to_vec()]
+    );
     assert_eq!(body("batched/c2/"), vec![b"{\"customer\":{\"id\":\"c2\"}}\n".to_vec()]);
 
     let e = h.call("UpdateDestination", json!({"DeliveryStreamName": "orders", "CurrentDeliveryStreamVersionId": "1",

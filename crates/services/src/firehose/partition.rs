@@ -72,16 +72,7 @@ impl Extractor {
         let Value::Object(fields) = output else {
             return Err("The query output is not a JSON object.".into());
         };
-        fields
-            .into_iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k, s)),
-                Value::Number(n) => Ok((k, n.to_string())),
-                Value::Bool(b) => Ok((k, b.to_string())),
-                Value::Null => Err(format!("The partition key {k} is null.")),
-                _ => Err(format!("The partition key {k} is not a string, number or boolean.")),
-            })
-            .collect()
+        key_values(&fields)
     }
 }
 
@@ -160,12 +151,20 @@ pub fn lambda_keys(result: &Value) -> Result<BTreeMap<String, String>, String> {
     let Some(keys) = result["metadata"]["partitionKeys"].as_object() else {
         return Ok(BTreeMap::new());
     };
-    keys.iter()
+    key_values(keys)
+}
+
+/// Partition key values as text: strings as they are, numbers and booleans as JSON
+/// renders them; null, arrays and objects cannot name a partition.
+fn key_values(fields: &serde_json::Map<String, Value>) -> Result<BTreeMap<String, String>, String> {
+    fields
+        .iter()
         .map(|(k, v)| match v {
             Value::String(s) => Ok((k.clone(), s.clone())),
             Value::Number(n) => Ok((k.clone(), n.to_string())),
             Value::Bool(b) => Ok((k.clone(), b.to_string())),
-            _ => Err(format!("The partition key {k} returned by the function is not a string.")),
+            Value::Null => Err(format!("The partition key {k} is null.")),
+            _ => Err(format!("The partition key {k} is not a string, number or boolean.")),
         })
         .collect()
 }
