@@ -469,6 +469,31 @@ async fn custom_time_zone_applies_to_prefix_and_name() {
 }
 
 #[tokio::test]
+async fn describe_shows_delivery_errors_until_delivery_recovers() {
+    let h = Harness::new();
+    h.create("blocked", json!({"BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 60}})).await;
+    // A file where the bucket's directory should be makes every write fail.
+    std::fs::create_dir_all(h.dir.path().join("s3")).unwrap();
+    std::fs::write(h.dir.path().join("s3/lake"), b"not a directory").unwrap();
+    h.put("blocked", b"kept").await;
+    h.clock.advance_secs(60);
+    let retry_at = h.firehose.flush(false).await;
+    assert_eq!(retry_at, Some(START_MS + 65_000), "a failed write is retried");
+    let d = h.ok("DescribeDeliveryStream", json!({"DeliveryStreamName": "blocked"})).await;
+    let failure = &d["DeliveryStreamDescription"]["FailureDescription"];
+    assert_eq!(failure["Type"], "UNKNOWN_ERROR");
+    assert!(failure["Details"].as_str().unwrap().starts_with("Writing to S3 failed"), "{failure}");
+    assert_eq!(counter(&h.firehose, "delivery_failures", "blocked"), 1);
+
+    std::fs::remove_file(h.dir.path().join("s3/lake")).unwrap();
+    h.clock.advance_secs(5);
+    h.firehose.flush(false).await;
+    assert_eq!(h.objects().iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), vec![b"kept".to_vec()]);
+    let d = h.ok("DescribeDeliveryStream", json!({"DeliveryStreamName": "blocked"})).await;
+    assert!(d["DeliveryStreamDescription"].get("FailureDescription").is_none(), "cleared once delivery works");
+}
+
+#[tokio::test]
 async fn buffered_records_survive_restart() {
     let mut h = Harness::new();
     h.create("keep", json!({"BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 300}})).await;

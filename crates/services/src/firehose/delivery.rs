@@ -123,7 +123,7 @@ impl FirehoseService {
                     Err(e) => {
                         tracing::warn!(stream = %stream.name, error = %e, "S3 delivery failed; will retry");
                         self.metrics.update(stream.id, |c| c.delivery_failures += 1);
-                        self.record_failure(&stream, Some(e.to_string())).await;
+                        self.record_failure(&stream, Some(format!("Writing to S3 failed: {e}"))).await;
                         let retry = now + RETRY_MS;
                         next = Some(next.map_or(retry, |n| n.min(retry)));
                         break;
@@ -134,9 +134,12 @@ impl FirehoseService {
         next
     }
 
-    /// Keeps the last delivery error in the stream's description (FailureDescription).
-    async fn record_failure(&self, stream: &DeliveryStream, error: Option<String>) {
-        let failure = error.map(|e| json!({"Type": "S3_WRITE_FAILED", "Details": e})).unwrap_or(Value::Null);
+    /// Keeps the last delivery error in the stream's description (FailureDescription),
+    /// until a delivery succeeds. AWS fills FailureDescription for KMS and VPC failures
+    /// only; Sluice also shows delivery errors there, typed UNKNOWN_ERROR (the one
+    /// DeliveryStreamFailureType that fits) so that SDKs with closed enums parse it.
+    pub(crate) async fn record_failure(&self, stream: &DeliveryStream, error: Option<String>) {
+        let failure = error.map(|e| json!({"Type": "UNKNOWN_ERROR", "Details": e})).unwrap_or(Value::Null);
         if stream.config.get("failure").cloned().unwrap_or(Value::Null) == failure {
             return;
         }

@@ -116,6 +116,7 @@ impl FirehoseService {
             Err(error) => {
                 tracing::debug!(stream = %stream.name, %error, "HTTP endpoint delivery failed; retrying");
                 self.metrics.update(stream.id, |c| c.delivery_failures += 1);
+                self.record_failure(stream, Some(format!("HTTP endpoint delivery failed: {error}"))).await;
                 attempts.next_ms = now + RETRY_INTERVAL_MS;
                 self.http_retries.lock().unwrap_or_else(|p| p.into_inner()).insert(stream.id, attempts);
                 Ok(false)
