@@ -504,3 +504,37 @@ async fn many_long_polls_each_get_a_message() {
     assert_eq!(all.len(), POLLERS, "every message went to exactly one poller");
     t.stop().await;
 }
+
+/// With SigV4 authentication on, the SDK's signatures verify, the credential's account is
+/// used, and a wrong secret or unknown key gets AWS's errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigv4_authentication_with_the_sdk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::ephemeral(Some(dir.path().to_owned()));
+    let credential = sluice::auth::Credential {
+        access_key_id: "AKIDEXAMPLE".into(),
+        secret_access_key: "secret".into(),
+        account_id: "111122223333".into(),
+        name: Some("alice".into()),
+    };
+    settings.auth = sluice::auth::AuthMode::SigV4([(credential.access_key_id.clone(), credential)].into());
+    let server = sluice::app::start(settings).await.unwrap();
+    let endpoint = format!("http://{}", server.addr);
+    let good = client(&endpoint, "AKIDEXAMPLE", "eu-west-1");
+    let url = good.create_queue().queue_name("signed").send().await.unwrap().queue_url.unwrap();
+    assert!(url.ends_with("/111122223333/signed"), "{url}");
+    good.send_message().queue_url(&url).message_body("x").send().await.unwrap();
+
+    let e = client(&endpoint, "AKIDNOBODY", "eu-west-1").list_queues().send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidClientTokenId");
+    let wrong = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .endpoint_url(&endpoint)
+        .credentials_provider(Credentials::new("AKIDEXAMPLE", "not-the-secret", None, None, "test"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    let e = Client::from_conf(wrong).list_queues().send().await.unwrap_err();
+    assert_eq!(code(&e), "SignatureDoesNotMatch");
+    server.stop().await.unwrap();
+}

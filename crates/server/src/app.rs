@@ -107,6 +107,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         sns,
         default_account: settings.account.clone(),
         default_region: settings.region.clone(),
+        auth: settings.auth.clone(),
     });
     let app = axum::Router::new().fallback(http::handle).with_state((state.clone(), "http"));
     let tls = match &settings.tls {

@@ -82,6 +82,13 @@ pub struct ServeArgs {
     /// Local-filesystem bucket root for Firehose S3 destinations (default: <data-dir>/s3).
     #[arg(long, env = "SLUICE_BUCKET_ROOT")]
     pub bucket_root: Option<PathBuf>,
+    /// `off` (any signature; account from the access key) or `sigv4` (verify signatures
+    /// against the configured credentials).
+    #[arg(long, env = "SLUICE_AUTH")]
+    pub auth: Option<String>,
+    /// `ACCESS_KEY_ID:SECRET:ACCOUNT_ID`, a credential for `--auth sigv4` (repeatable).
+    #[arg(long = "credential", env = "SLUICE_CREDENTIALS", value_delimiter = ',', hide_env_values = true)]
+    pub credentials: Vec<String>,
     /// How long Kinesis streams report CREATING/UPDATING, in milliseconds (0: ACTIVE at once).
     #[arg(long, env = "SLUICE_KINESIS_STATUS_DELAY_MS")]
     pub kinesis_status_delay_ms: Option<u64>,
@@ -113,6 +120,19 @@ pub struct FileConfig {
     pub s3_region: Option<String>,
     #[serde(default)]
     pub queues: Vec<QueueConfig>,
+    pub auth: Option<String>,
+    #[serde(default)]
+    pub credentials: Vec<CredentialConfig>,
+}
+
+/// A credential in the config file's `[[credentials]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub account_id: String,
+    pub name: Option<String>,
 }
 
 /// A queue created at start if missing (and brought to these attributes and tags if present).
@@ -150,6 +170,7 @@ pub struct Settings {
     pub extra_ca_certs: Vec<PathBuf>,
     /// Lambda function ARN → the HTTP URL that acts for it.
     pub lambda_urls: BTreeMap<String, String>,
+    pub auth: crate::auth::AuthMode,
 }
 
 impl Settings {
@@ -170,6 +191,7 @@ impl Settings {
             s3: None,
             extra_ca_certs: vec![],
             lambda_urls: BTreeMap::new(),
+            auth: crate::auth::AuthMode::Off,
         }
     }
 
@@ -227,7 +249,33 @@ impl Settings {
                 pair.split_once('=').ok_or_else(|| anyhow::anyhow!("--lambda-url takes ARN=URL, got {pair}"))?;
             lambda_urls.insert(arn.to_owned(), url.to_owned());
         }
+        let mut credentials = BTreeMap::new();
+        for c in &file.credentials {
+            let c = crate::auth::Credential {
+                access_key_id: c.access_key_id.clone(),
+                secret_access_key: c.secret_access_key.clone(),
+                account_id: c.account_id.clone(),
+                name: c.name.clone(),
+            };
+            c.check()?;
+            credentials.insert(c.access_key_id.clone(), c);
+        }
+        for triple in &args.credentials {
+            let c = crate::auth::Credential::parse_triple(triple)?;
+            credentials.insert(c.access_key_id.clone(), c);
+        }
+        let auth = match args.auth.clone().or(file.auth).as_deref().unwrap_or("off") {
+            "off" => crate::auth::AuthMode::Off,
+            "sigv4" if credentials.is_empty() => {
+                anyhow::bail!(
+                    "--auth sigv4 needs at least one credential (--credential, SLUICE_CREDENTIALS or [[credentials]])"
+                )
+            }
+            "sigv4" => crate::auth::AuthMode::SigV4(credentials),
+            other => anyhow::bail!("--auth is off or sigv4, not {other}"),
+        };
         Ok(Settings {
+            auth,
             lambda_urls,
             extra_ca_certs,
             s3,
@@ -267,6 +315,36 @@ mod tests {
         assert_eq!(s.queues[0].attributes["VisibilityTimeout"], "60");
         let args = ServeArgs { config: Some(path), listen: Some("127.0.0.1:6000".into()), ..Default::default() };
         assert_eq!(Settings::resolve(&args).unwrap().listen.port(), 6000);
+    }
+
+    #[test]
+    fn auth_modes_and_credentials() {
+        assert_eq!(Settings::resolve(&ServeArgs::default()).unwrap().auth, crate::auth::AuthMode::Off);
+        let sigv4 =
+            |credentials: Vec<String>| ServeArgs { auth: Some("sigv4".into()), credentials, ..Default::default() };
+        assert!(Settings::resolve(&sigv4(vec![])).is_err(), "sigv4 needs a credential");
+        assert!(Settings::resolve(&sigv4(vec!["AKID:secret:12".into()])).is_err(), "12-digit accounts");
+        assert!(Settings::resolve(&ServeArgs { auth: Some("basic".into()), ..Default::default() }).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.toml");
+        std::fs::write(
+            &path,
+            "auth = \"sigv4\"\n[[credentials]]\naccess_key_id = \"AKIDFILE\"\nsecret_access_key = \"s\"\naccount_id = \"111122223333\"\nname = \"ci\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            credentials: vec!["AKIDFLAG:p:a:s:444455556666".into()],
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&args).is_err(), "the account is what follows the second colon");
+        let args = ServeArgs { credentials: vec!["AKIDFLAG:p:444455556666".into()], ..args };
+        let crate::auth::AuthMode::SigV4(credentials) = Settings::resolve(&args).unwrap().auth else {
+            panic!("sigv4 from the file")
+        };
+        assert_eq!(credentials["AKIDFILE"].account_id, "111122223333");
+        assert_eq!(credentials["AKIDFILE"].name.as_deref(), Some("ci"));
+        assert_eq!(credentials["AKIDFLAG"].secret_access_key, "p");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub struct AppState {
     pub sns: Arc<SnsService>,
     pub default_account: String,
     pub default_region: String,
+    pub auth: crate::auth::AuthMode,
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -147,8 +148,21 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
                 .and_then(|(_, v)| sluice_wire::sigv4::scope_from_credential(v))
         });
     let access_key = scope.as_ref().map(|s| s.access_key_id.clone()).unwrap_or_else(|| "AKIAIOSFODNN7EXAMPLE".into());
+    let account = match &state.auth {
+        crate::auth::AuthMode::Off => account_for(&access_key, &state.default_account),
+        crate::auth::AuthMode::SigV4(credentials) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            match crate::auth::authenticate(credentials, &parts, &body, now) {
+                Ok(credential) => credential.account_id.clone(),
+                Err(e) => return error_response(&protocol, &e, &request_id),
+            }
+        }
+    };
     let ctx = RequestContext {
-        account: account_for(&access_key, &state.default_account),
+        account,
         region: scope.as_ref().map(|s| s.region.clone()).unwrap_or_else(|| state.default_region.clone()),
         host: header_str(&parts.headers, "host")
             .map(str::to_owned)

@@ -1,6 +1,7 @@
 //! The Sluice server: configuration, the HTTP listener and the process around them.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod http_client;

@@ -141,3 +141,25 @@ fn firehose_transformation_processor() {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("all flows passed"));
 }
+
+/// With `--auth sigv4`, signatures are verified for every protocol and form.
+#[test]
+fn sigv4_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(
+        dir.path(),
+        &[
+            "--auth",
+            "sigv4",
+            "--credential",
+            "AKIDALICE:alice-secret:111122223333",
+            "--credential",
+            "AKIDBOB:bob-secret:444455556666",
+        ],
+    );
+    let out =
+        Command::new("python3").arg(script("sigv4_auth.py")).env("SLUICE_ENDPOINT", &s.endpoint).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("all flows passed"));
+}
