@@ -246,12 +246,54 @@ impl DeliveryStore for EmbeddedStore {
                 )
             })
             .unwrap_or(None);
+        let now = self.clock.now_ms();
         if let Some(b) = self.firehose_registry().buffers.get_mut(&id) {
-            b.stats.oldest_arrival_ms = oldest.map(|v| v as u64);
-            if b.stats.records == 0 {
-                b.stats.oldest_arrival_ms = None;
-            }
+            b.stats.oldest_arrival_ms = if b.stats.records == 0 {
+                None
+            } else {
+                // Records counted but not yet committed (a put racing this flush) are not
+                // in the table yet; they arrived just now, and without an age the buffer
+                // would never become due.
+                Some(oldest.map_or(now, |v| v as u64))
+            };
         }
         self.commit((), vec![SqlOp::RemoveBuffered { stream_id: id, max_seq }], None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Clock, EmbeddedOptions, ManualClock};
+    use std::sync::Arc;
+
+    /// Releasing a delivered batch while a put is still committing must leave the buffer
+    /// with an age, or it would never become due again.
+    #[tokio::test]
+    async fn buffer_keeps_an_age_when_a_put_races_a_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000));
+        let store = EmbeddedStore::open(
+            EmbeddedOptions { data_dir: Some(dir.path().to_owned()), durable: true, relax_cooldowns: true },
+            clock.clone() as Arc<dyn Clock>,
+        )
+        .unwrap();
+        let stream = store
+            .create_delivery_stream("000000000000", "us-east-1", "s", serde_json::json!({}))
+            .unwrap()
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        store.buffer_records(stream.id, vec![b"first".to_vec()], None).unwrap().wait().await.unwrap();
+        let batch = store.read_buffer(stream.id, u64::MAX).unwrap();
+        clock.advance_ms(500);
+        let racing = store.buffer_records(stream.id, vec![b"second".to_vec()], None).unwrap();
+        store.remove_buffered(stream.id, batch[0].seq, &batch).unwrap().wait().await.unwrap();
+        let stats = store.buffer_stats(stream.id);
+        assert_eq!(stats.records, 1);
+        assert_eq!(stats.oldest_arrival_ms, Some(1_500), "committed or not, the racing record has an age");
+        racing.wait().await.unwrap();
+        assert_eq!(store.read_buffer(stream.id, u64::MAX).unwrap()[0].data, b"second");
     }
 }
