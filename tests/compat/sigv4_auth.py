@@ -24,9 +24,9 @@ ENDPOINT = os.environ["SLUICE_ENDPOINT"]
 NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"})
 
 
-def client(service, key="AKIDALICE", secret="alice-secret"):
+def client(service, key="AKIDALICE", secret="alice-secret", token=None):
     return boto3.client(service, endpoint_url=ENDPOINT, region_name="eu-west-1", aws_access_key_id=key,
-                        aws_secret_access_key=secret, config=NO_RETRY)
+                        aws_secret_access_key=secret, aws_session_token=token, config=NO_RETRY)
 
 
 def expect_error(code, fn, **kwargs):
@@ -62,6 +62,13 @@ def main():
     expect_error("InvalidClientTokenId", client("sqs", key="AKIDNOBODY").list_queues)
     expect_error("InvalidClientTokenId", client("sns", key="AKIDNOBODY").list_topics)
     expect_error("UnrecognizedClientException", client("kinesis", key="AKIDNOBODY").list_streams)
+
+    # Temporary credentials: the session token must be the configured one.
+    temp = client("sns", "ASIATEMP", "temp-secret", "the-session-token").create_topic(Name="t")["TopicArn"]
+    assert ":777788889999:" in temp, temp
+    expect_error("InvalidClientTokenId", client("sns", "ASIATEMP", "temp-secret").list_topics)
+    expect_error("InvalidClientTokenId", client("sns", "ASIATEMP", "temp-secret", "another-token").list_topics)
+    expect_error("InvalidClientTokenId", client("sqs", token="unexpected").list_queues)
 
     # Signed 20 minutes ago: outside AWS's 15 minutes of skew.
     stale = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(minutes=20)

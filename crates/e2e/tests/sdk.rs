@@ -516,6 +516,7 @@ async fn sigv4_authentication_with_the_sdk() {
         secret_access_key: "secret".into(),
         account_id: "111122223333".into(),
         name: Some("alice".into()),
+        session_token: None,
     };
     settings.auth = sluice::auth::AuthMode::SigV4([(credential.access_key_id.clone(), credential)].into());
     let server = sluice::app::start(settings).await.unwrap();

@@ -15,6 +15,9 @@ pub struct Credential {
     pub secret_access_key: String,
     pub account_id: String,
     pub name: Option<String>,
+    /// When set, requests must carry this `X-Amz-Security-Token` (temporary credentials);
+    /// when unset, a request carrying any token is refused, as AWS refuses unknown tokens.
+    pub session_token: Option<String>,
 }
 
 impl Credential {
@@ -29,6 +32,7 @@ impl Credential {
             secret_access_key: secret.to_owned(),
             account_id: account.to_owned(),
             name: None,
+            session_token: None,
         };
         c.check()?;
         Ok(c)
@@ -106,5 +110,13 @@ pub fn authenticate<'a>(
     let sig = sigv4::parse(&req).map_err(|e| sig_error(&e))?;
     let credential = credentials.get(&sig.access_key_id).ok_or_else(unknown_key)?;
     sigv4::verify(&req, &sig, &credential.secret_access_key, now_secs).map_err(|e| sig_error(&e))?;
+    let token_matches = match (&credential.session_token, &sig.security_token) {
+        (None, None) => true,
+        (Some(want), Some(given)) => sigv4::constant_time_eq(want.as_bytes(), given.as_bytes()),
+        _ => false,
+    };
+    if !token_matches {
+        return Err(unknown_key());
+    }
     Ok(credential)
 }

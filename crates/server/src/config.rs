@@ -133,6 +133,7 @@ pub struct CredentialConfig {
     pub secret_access_key: String,
     pub account_id: String,
     pub name: Option<String>,
+    pub session_token: Option<String>,
 }
 
 /// A queue created at start if missing (and brought to these attributes and tags if present).
@@ -256,6 +257,7 @@ impl Settings {
                 secret_access_key: c.secret_access_key.clone(),
                 account_id: c.account_id.clone(),
                 name: c.name.clone(),
+                session_token: c.session_token.clone(),
             };
             c.check()?;
             credentials.insert(c.access_key_id.clone(), c);

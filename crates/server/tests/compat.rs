@@ -146,9 +146,17 @@ fn firehose_transformation_processor() {
 #[test]
 fn sigv4_authentication() {
     let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("auth.toml");
+    std::fs::write(
+        &config,
+        "[[credentials]]\naccess_key_id = \"ASIATEMP\"\nsecret_access_key = \"temp-secret\"\naccount_id = \"777788889999\"\nsession_token = \"the-session-token\"\n",
+    )
+    .unwrap();
     let s = Server::spawn(
-        dir.path(),
+        &dir.path().join("data"),
         &[
+            "--config",
+            config.to_str().unwrap(),
             "--auth",
             "sigv4",
             "--credential",

@@ -345,7 +345,8 @@ pub fn expected_signature(
     Ok(hex::encode(hmac(&signing_key(secret, &sig.date, &sig.region, &sig.service), string_to_sign.as_bytes())))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Equality whose time does not depend on where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
