@@ -305,14 +305,60 @@ fn configure(conn: &Connection, durable: bool) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Databases up to this size are checked at every start; larger ones only after an
+/// unclean shutdown, because `PRAGMA quick_check` reads the whole file (about a second
+/// per GiB here) and a clean shutdown leaves a file SQLite itself wrote and synced.
+const ALWAYS_CHECK_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Written after a clean shutdown and removed at open: an existing database without it
+/// was left by a crash.
+fn clean_shutdown_marker(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".clean-shutdown");
+    path.with_file_name(name)
+}
+
+/// SQLite's "not a database" and "corrupt" errors become [`StoreError::Corrupt`].
+fn corrupt_or_internal(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => internal(e),
+    }
+}
+
+/// Runs `PRAGMA quick_check`; anything but "ok" is corruption.
+fn check_integrity(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)").map_err(corrupt_or_internal)?;
+    let problems: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(corrupt_or_internal)?
+        .collect::<Result<_, _>>()
+        .map_err(corrupt_or_internal)?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(problems.join("; ")))
+    }
+}
+
 impl Database {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the database at `path`, refusing one
+    /// that fails SQLite's integrity checks.
     pub fn open(path: &Path, durable: bool) -> Result<(Database, Connection), StoreError> {
-        let conn = Connection::open(path).map_err(internal)?;
-        configure(&conn, durable).map_err(internal)?;
+        let size = std::fs::metadata(path).map(|m| m.len()).ok();
+        let marker = clean_shutdown_marker(path);
+        let was_clean = marker.exists();
+        if was_clean {
+            std::fs::remove_file(&marker).map_err(internal)?;
+        }
+        let conn = Connection::open(path).map_err(corrupt_or_internal)?;
+        configure(&conn, durable).map_err(corrupt_or_internal)?;
+        if size.is_some_and(|s| s > 0 && (!was_clean || s <= ALWAYS_CHECK_BYTES)) {
+            check_integrity(&conn)?;
+        }
         migrate(&conn)?;
-        // A full `PRAGMA quick_check` reads the whole file (a second per GiB), so start-up
-        // only relies on SQLite's own checks; corruption detection is the hardening issue's.
         let load_conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(internal)?;
         configure(&load_conn, durable).map_err(internal)?;
         let (tx, rx) = mpsc::channel::<WriteItem>();
@@ -357,13 +403,18 @@ impl Database {
         result
     }
 
-    /// Stops the writer after it has committed everything already submitted.
+    /// Stops the writer after it has committed everything already submitted, and marks
+    /// the shutdown clean.
     pub fn shutdown(&self) {
         if let Ok(mut w) = self.writer.lock() {
             w.take();
         }
         if let Some(handle) = self.writer_thread.lock().ok().and_then(|mut t| t.take()) {
-            let _ = handle.join();
+            if handle.join().is_ok() {
+                if let Err(e) = std::fs::write(clean_shutdown_marker(&self.path), b"") {
+                    tracing::warn!(error = %e, "could not mark the shutdown clean; the next start checks the database");
+                }
+            }
         }
     }
 }

@@ -141,6 +141,9 @@ pub enum StoreError {
     MoveTaskNotFound,
     #[error("storage failure: {0}")]
     Internal(String),
+    /// The database file failed SQLite's checks at start; it is never served.
+    #[error("the database is corrupt: {0}")]
+    Corrupt(String),
 }
 
 /// A result that becomes valid once the write holding it is durable.

@@ -61,7 +61,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             },
             clock.clone(),
         )
-        .map_err(|e| anyhow::anyhow!("cannot open the data directory: {e}"))?,
+        .map_err(|e| anyhow::Error::new(e).context("cannot open the data directory"))?,
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let sqs = SqsService::new(store.clone() as Arc<dyn Store>, clock.clone(), shutdown_rx.clone());

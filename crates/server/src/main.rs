@@ -11,19 +11,37 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => {
-            let settings = Settings::resolve(&args)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let server = sluice::app::start(settings).await?;
-                // Tests and scripts read this line to find an ephemeral port.
-                println!("sluice listening on http://{}", server.addr);
-                if let Some(tls) = server.tls_addr {
-                    println!("sluice listening on https://{tls}");
+            let result = serve(args);
+            if let Err(e) = &result {
+                if let Some(sluice_engine::StoreError::Corrupt(detail)) = e.downcast_ref() {
+                    // A distinct exit code, so supervisors do not restart into the same failure.
+                    eprintln!(
+                        "sluice: the database in the data directory is corrupt ({detail}); refusing to serve it. \
+                         Restore it from a backup or move it aside."
+                    );
+                    std::process::exit(EXIT_CORRUPT);
                 }
-                sluice::app::wait_for_signal().await;
-                tracing::info!("shutting down: finishing in-flight requests");
-                server.stop().await
-            })
+            }
+            result
         }
     }
+}
+
+/// Exit status when the database fails its integrity check at start.
+const EXIT_CORRUPT: i32 = 3;
+
+fn serve(args: sluice::config::ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let server = sluice::app::start(settings).await?;
+        // Tests and scripts read this line to find an ephemeral port.
+        println!("sluice listening on http://{}", server.addr);
+        if let Some(tls) = server.tls_addr {
+            println!("sluice listening on https://{tls}");
+        }
+        sluice::app::wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        server.stop().await
+    })
 }

@@ -152,6 +152,6 @@ pub fn from_store(e: StoreError, queue: &str, receipt_handle: &str) -> AwsError 
         ),
         StoreError::MoveTask(m) => invalid_parameter_value(m),
         StoreError::MoveTaskNotFound => resource_not_found("Task does not exist."),
-        StoreError::Internal(m) => internal(m),
+        StoreError::Internal(m) | StoreError::Corrupt(m) => internal(m),
     }
 }
