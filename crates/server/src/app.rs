@@ -108,6 +108,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         default_account: settings.account.clone(),
         default_region: settings.region.clone(),
         auth: settings.auth.clone(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_requests)),
     });
     let app = axum::Router::new().fallback(http::handle).with_state((state.clone(), "http"));
     let tls = match &settings.tls {

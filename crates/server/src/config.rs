@@ -12,6 +12,9 @@ pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
 /// LocalStack's and moto's default account, which tools already expect.
 pub const DEFAULT_ACCOUNT: &str = "000000000000";
 pub const DEFAULT_REGION: &str = "us-east-1";
+/// Requests served at once (long polls included) before new ones are throttled; at most
+/// 8 MiB of body each, this bounds request memory to a few GiB in the worst case.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 4096;
 
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about = "AWS messaging (SQS) on your own machine, durable and faithful")]
@@ -82,6 +85,9 @@ pub struct ServeArgs {
     /// Local-filesystem bucket root for Firehose S3 destinations (default: <data-dir>/s3).
     #[arg(long, env = "SLUICE_BUCKET_ROOT")]
     pub bucket_root: Option<PathBuf>,
+    /// Requests served at once, long polls included; more are answered with a throttling error.
+    #[arg(long, env = "SLUICE_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
     /// `off` (any signature; account from the access key) or `sigv4` (verify signatures
     /// against the configured credentials).
     #[arg(long, env = "SLUICE_AUTH")]
@@ -123,6 +129,7 @@ pub struct FileConfig {
     pub auth: Option<String>,
     #[serde(default)]
     pub credentials: Vec<CredentialConfig>,
+    pub max_concurrent_requests: Option<usize>,
 }
 
 /// A credential in the config file's `[[credentials]]`.
@@ -172,6 +179,7 @@ pub struct Settings {
     /// Lambda function ARN → the HTTP URL that acts for it.
     pub lambda_urls: BTreeMap<String, String>,
     pub auth: crate::auth::AuthMode,
+    pub max_concurrent_requests: usize,
 }
 
 impl Settings {
@@ -193,6 +201,7 @@ impl Settings {
             extra_ca_certs: vec![],
             lambda_urls: BTreeMap::new(),
             auth: crate::auth::AuthMode::Off,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
         }
     }
 
@@ -276,7 +285,13 @@ impl Settings {
             "sigv4" => crate::auth::AuthMode::SigV4(credentials),
             other => anyhow::bail!("--auth is off or sigv4, not {other}"),
         };
+        let max_concurrent_requests =
+            args.max_concurrent_requests.or(file.max_concurrent_requests).unwrap_or(DEFAULT_MAX_CONCURRENT_REQUESTS);
+        if max_concurrent_requests == 0 {
+            anyhow::bail!("--max-concurrent-requests must be at least 1");
+        }
         Ok(Settings {
+            max_concurrent_requests,
             auth,
             lambda_urls,
             extra_ca_certs,

@@ -24,6 +24,8 @@ pub struct AppState {
     pub default_account: String,
     pub default_region: String,
     pub auth: crate::auth::AuthMode,
+    /// Requests being served (long polls included); beyond the cap requests are throttled.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -129,6 +131,12 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
         }
         Some(_) => Protocol::Json { query_compatible: true, version: "1.0" },
         None => Protocol::Query(XMLNS),
+    };
+    // Backpressure instead of unbounded memory: past the cap, answer at once with the
+    // throttling error every SDK retries with backoff, before reading the body.
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        let e = AwsError::new(400, "ThrottlingException", "Throttling", "Rate exceeded");
+        return error_response(&protocol, &e, &request_id);
     };
     let body = match to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,

@@ -230,3 +230,33 @@ fn health_and_http2_prior_knowledge() {
         .expect("curl is installed");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
 }
+
+/// Past `--max-concurrent-requests`, requests are throttled at once (an error every SDK
+/// retries) instead of queueing without bound; /health is never throttled.
+#[test]
+fn requests_beyond_the_concurrency_cap_are_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &["--max-concurrent-requests", "1"]);
+    let a = agent();
+    let url = create(&a, &s.endpoint, "busy");
+    let (endpoint, poll_url) = (s.endpoint.clone(), url.clone());
+    let poll = std::thread::spawn(move || {
+        json_call(&agent(), &endpoint, "ReceiveMessage", &j!({"QueueUrl": poll_url, "WaitTimeSeconds": 3}).to_string())
+    });
+    // Wait until the long poll holds the only slot.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let (status, body, query_error) = loop {
+        let r = json_call(&a, &s.endpoint, "GetQueueUrl", r#"{"QueueName":"busy"}"#);
+        if r.0 != 200 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(json(&body)["__type"], "ThrottlingException", "{body}");
+    assert_eq!(query_error.as_deref(), Some("Throttling;Sender"));
+    let health = a.get(&format!("{}/health", s.endpoint)).call().unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(poll.join().unwrap().0, 200, "the long poll itself is served");
+    assert_eq!(json_call(&a, &s.endpoint, "GetQueueUrl", r#"{"QueueName":"busy"}"#).0, 200, "the slot is free again");
+}
