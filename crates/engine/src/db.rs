@@ -283,6 +283,9 @@ pub struct WriteItem {
     /// Runs on the writer thread after the commit, before the caller is told:
     /// this is where new messages become visible in the in-memory indexes.
     pub on_commit: Option<CommitHook>,
+    /// Runs on the writer thread when the commit fails: undoes in-memory changes made
+    /// ahead of the commit (such as FIFO deduplication entries).
+    pub on_failure: Option<CommitHook>,
     pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
@@ -346,7 +349,7 @@ fn check_integrity(conn: &Connection) -> Result<(), StoreError> {
 impl Database {
     /// Opens (creating and migrating if needed) the database at `path`, refusing one
     /// that fails SQLite's integrity checks.
-    pub fn open(path: &Path, durable: bool) -> Result<(Database, Connection), StoreError> {
+    pub fn open(path: &Path, durable: bool, max_bytes: Option<u64>) -> Result<(Database, Connection), StoreError> {
         let size = std::fs::metadata(path).map(|m| m.len()).ok();
         let marker = clean_shutdown_marker(path);
         let was_clean = marker.exists();
@@ -359,6 +362,12 @@ impl Database {
             check_integrity(&conn)?;
         }
         migrate(&conn)?;
+        if let Some(max) = max_bytes {
+            // SQLite refuses to grow the file past this many pages with SQLITE_FULL, the
+            // same error a full disk gives: writes fail, reads and deletes keep working.
+            let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(internal)?;
+            conn.pragma_update(None, "max_page_count", (max / page_size).max(1)).map_err(internal)?;
+        }
         let load_conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(internal)?;
         configure(&load_conn, durable).map_err(internal)?;
         let (tx, rx) = mpsc::channel::<WriteItem>();
@@ -476,10 +485,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteItem>) {
             tracing::error!(error = %e, "group commit failed; {} writes rejected", batch.len());
         }
         for item in batch {
-            if result.is_ok() {
-                if let Some(hook) = item.on_commit {
-                    hook();
-                }
+            let hook = if result.is_ok() { item.on_commit } else { item.on_failure };
+            if let Some(hook) = hook {
+                hook();
             }
             if let Some(done) = item.done {
                 let _ = done.send(result.clone());
@@ -719,7 +727,7 @@ mod tests {
             )
             .unwrap();
         }
-        let (db, conn) = Database::open(&path, true).unwrap();
+        let (db, conn) = Database::open(&path, true, None).unwrap();
         assert_eq!(version(&conn), MIGRATIONS.len().to_string());
         let queues: i64 = conn.query_row("SELECT count(*) FROM queues", [], |r| r.get(0)).unwrap();
         assert_eq!(queues, 1, "existing data is kept");
@@ -736,7 +744,7 @@ mod tests {
             conn.execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);").unwrap();
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '999')", []).unwrap();
         }
-        let err = Database::open(&path, true).err().expect("refused");
+        let err = Database::open(&path, true, None).err().expect("refused");
         assert!(err.to_string().contains("newer than this binary"), "{err}");
     }
 }

@@ -23,6 +23,8 @@ pub struct EmbeddedOptions {
     pub durable: bool,
     /// Skip AWS's 60-second rules (PurgeQueueInProgress, QueueDeletedRecently): for tests.
     pub relax_cooldowns: bool,
+    /// Largest the database may grow; writes past it fail as on a full disk.
+    pub max_data_bytes: Option<u64>,
 }
 
 struct QueueHandle {
@@ -110,7 +112,7 @@ impl EmbeddedStore {
         };
         std::fs::create_dir_all(&dir).map_err(internal)?;
         let durable = options.durable && options.data_dir.is_some();
-        let (db, conn) = Database::open(&dir.join("sluice.db"), durable)?;
+        let (db, conn) = Database::open(&dir.join("sluice.db"), durable, options.max_data_bytes)?;
         let store = EmbeddedStore {
             db,
             clock,
@@ -276,7 +278,20 @@ impl EmbeddedStore {
         on_commit: Option<CommitHook>,
     ) -> Result<Durable<T>, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.db.submit(WriteItem { ops, on_commit, done: Some(tx) })?;
+        self.db.submit(WriteItem { ops, on_commit, on_failure: None, done: Some(tx) })?;
+        Ok(Durable { value, commit: Some(rx) })
+    }
+
+    /// As [`Self::commit`], with `on_failure` undoing in-memory changes if the write fails.
+    pub(crate) fn commit_or_undo<T>(
+        &self,
+        value: T,
+        ops: Vec<SqlOp>,
+        on_commit: Option<CommitHook>,
+        on_failure: CommitHook,
+    ) -> Result<Durable<T>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.db.submit(WriteItem { ops, on_commit, on_failure: Some(on_failure), done: Some(tx) })?;
         Ok(Durable { value, commit: Some(rx) })
     }
 
@@ -486,6 +501,9 @@ impl Store for EmbeddedStore {
         let mut metas = Vec::with_capacity(messages.len());
         let mut outcomes = Vec::with_capacity(messages.len());
         let mut last_seq = None;
+        // Deduplication entries are taken now (so concurrent sends see them) and given
+        // back if the write fails, or a retry would be answered as a duplicate of nothing.
+        let mut taken_dedup: Vec<((String, String), i64)> = Vec::new();
         for m in messages {
             if fifo {
                 if let Some(dedup_id) = &m.dedup_id {
@@ -514,6 +532,7 @@ impl Store for EmbeddedStore {
                         (scope.clone(), dedup_id.clone()),
                         DedupEntry { expires_ms, message_id: message_id.clone(), seq },
                     );
+                    taken_dedup.push(((scope.clone(), dedup_id.clone()), seq));
                     ops.push(SqlOp::InsertDedup {
                         queue_id: st.id,
                         scope,
@@ -570,7 +589,16 @@ impl Store for EmbeddedStore {
             drop(st);
             hook_handle.notify.notify_waiters();
         });
-        self.commit(outcomes, ops, Some(hook))
+        let undo_handle = handle.clone();
+        let undo: CommitHook = Box::new(move || {
+            let mut st = undo_handle.lock();
+            for (key, seq) in taken_dedup {
+                if st.dedup.get(&key).is_some_and(|e| e.seq == seq) {
+                    st.dedup.remove(&key);
+                }
+            }
+        });
+        self.commit_or_undo(outcomes, ops, Some(hook), undo)
     }
 
     fn receive_messages(

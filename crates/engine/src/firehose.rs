@@ -274,7 +274,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(1_000));
         let store = EmbeddedStore::open(
-            EmbeddedOptions { data_dir: Some(dir.path().to_owned()), durable: true, relax_cooldowns: true },
+            EmbeddedOptions {
+                data_dir: Some(dir.path().to_owned()),
+                durable: true,
+                relax_cooldowns: true,
+                max_data_bytes: None,
+            },
             clock.clone() as Arc<dyn Clock>,
         )
         .unwrap();

@@ -58,6 +58,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
                 data_dir: settings.data_dir.clone(),
                 durable: settings.fsync,
                 relax_cooldowns: settings.relax_cooldowns,
+                max_data_bytes: settings.max_data_mib.map(|m| m * 1024 * 1024),
             },
             clock.clone(),
         )

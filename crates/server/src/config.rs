@@ -85,6 +85,10 @@ pub struct ServeArgs {
     /// Local-filesystem bucket root for Firehose S3 destinations (default: <data-dir>/s3).
     #[arg(long, env = "SLUICE_BUCKET_ROOT")]
     pub bucket_root: Option<PathBuf>,
+    /// Largest the database may grow, in MiB; past it writes fail with a 5xx error as on a
+    /// full disk, while reads and deletes keep working.
+    #[arg(long, env = "SLUICE_MAX_DATA_MIB")]
+    pub max_data_mib: Option<u64>,
     /// Requests served at once, long polls included; more are answered with a throttling error.
     #[arg(long, env = "SLUICE_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<usize>,
@@ -130,6 +134,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub credentials: Vec<CredentialConfig>,
     pub max_concurrent_requests: Option<usize>,
+    pub max_data_mib: Option<u64>,
 }
 
 /// A credential in the config file's `[[credentials]]`.
@@ -180,6 +185,7 @@ pub struct Settings {
     pub lambda_urls: BTreeMap<String, String>,
     pub auth: crate::auth::AuthMode,
     pub max_concurrent_requests: usize,
+    pub max_data_mib: Option<u64>,
 }
 
 impl Settings {
@@ -202,6 +208,7 @@ impl Settings {
             lambda_urls: BTreeMap::new(),
             auth: crate::auth::AuthMode::Off,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_data_mib: None,
         }
     }
 
@@ -291,6 +298,7 @@ impl Settings {
             anyhow::bail!("--max-concurrent-requests must be at least 1");
         }
         Ok(Settings {
+            max_data_mib: args.max_data_mib.or(file.max_data_mib),
             max_concurrent_requests,
             auth,
             lambda_urls,

@@ -368,3 +368,69 @@ fn sigkill_keeps_fifo_order_and_loses_nothing() {
         assert!(order.windows(2).all(|w| w[0] <= w[1]), "group {group} out of order: {order:?}");
     }
 }
+
+/// A full disk (simulated with `--max-data-mib`, which makes SQLite fail writes with the
+/// same SQLITE_FULL a full disk gives): writes fail with a 5xx AWS error, reads and deletes
+/// keep working, writes work again once space is freed, a failed FIFO send can be retried
+/// with its deduplication id, and the data survives a restart intact.
+#[test]
+fn full_disk_fails_writes_cleanly_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &["--max-data-mib", "1"]);
+    let a = agent();
+    let (_, body, _) = json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"bulk"}"#);
+    let bulk = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
+    let fifo_req = r#"{"QueueName":"orders.fifo","Attributes":{"FifoQueue":"true"}}"#;
+    let (_, body, _) = json_call(&a, &s.endpoint, "CreateQueue", fifo_req);
+    let fifo = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
+    let big = "x".repeat(60 * 1024);
+    let mut accepted = 0;
+    let full = loop {
+        let (status, body, _) =
+            json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": bulk, "MessageBody": big}).to_string());
+        if status != 200 {
+            break (status, body);
+        }
+        accepted += 1;
+        assert!(accepted < 100, "a 1 MiB database fills up");
+    };
+    assert_eq!(full.0, 500, "{}", full.1);
+    assert_eq!(json(&full.1)["__type"], "InternalFailure");
+    assert!(accepted > 3, "{accepted} messages fit before the disk was full");
+    let order = j!({"QueueUrl": fifo, "MessageBody": big, "MessageGroupId": "g", "MessageDeduplicationId": "order-1"});
+    assert_eq!(json_call(&a, &s.endpoint, "SendMessage", &order.to_string()).0, 500, "full for FIFO too");
+
+    // Reads and deletes still work, and free space.
+    let (status, body, _) = json_call(
+        &a,
+        &s.endpoint,
+        "ReceiveMessage",
+        &j!({"QueueUrl": bulk, "MaxNumberOfMessages": 4, "VisibilityTimeout": 60}).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let received = json(&body)["Messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(received.len(), 4);
+    for m in &received {
+        let req = j!({"QueueUrl": bulk, "ReceiptHandle": m["ReceiptHandle"]}).to_string();
+        assert_eq!(json_call(&a, &s.endpoint, "DeleteMessage", &req).0, 200);
+    }
+    // The retried FIFO send is stored, not taken for a duplicate of the failed one.
+    let (status, body, _) = json_call(&a, &s.endpoint, "SendMessage", &order.to_string());
+    assert_eq!(status, 200, "{body}");
+    let (_, body, _) = json_call(&a, &s.endpoint, "ReceiveMessage", &j!({"QueueUrl": fifo}).to_string());
+    assert_eq!(json(&body)["Messages"][0]["Body"].as_str().map(str::len), Some(big.len()), "{body}");
+
+    assert!(s.terminate().success());
+    let s = Server::spawn(dir.path(), &[]);
+    let (_, body, _) = json_call(
+        &a,
+        &s.endpoint,
+        "GetQueueAttributes",
+        &j!({"QueueUrl": bulk, "AttributeNames": ["ApproximateNumberOfMessages"]}).to_string(),
+    );
+    assert_eq!(
+        json(&body)["Attributes"]["ApproximateNumberOfMessages"],
+        (accepted - 4).to_string(),
+        "what was acknowledged is intact after a restart"
+    );
+}

@@ -28,7 +28,12 @@ struct Harness {
 fn open(dir: &Path, clock: Arc<ManualClock>) -> (FirehoseService, KinesisService) {
     let store = Arc::new(
         EmbeddedStore::open(
-            EmbeddedOptions { data_dir: Some(dir.join("data")), durable: true, relax_cooldowns: true },
+            EmbeddedOptions {
+                data_dir: Some(dir.join("data")),
+                durable: true,
+                relax_cooldowns: true,
+                max_data_bytes: None,
+            },
             clock.clone() as Arc<dyn Clock>,
         )
         .unwrap(),

@@ -20,7 +20,12 @@ struct Harness {
 fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> KinesisService {
     let store = Arc::new(
         EmbeddedStore::open(
-            EmbeddedOptions { data_dir: Some(dir.to_owned()), durable: true, relax_cooldowns: true },
+            EmbeddedOptions {
+                data_dir: Some(dir.to_owned()),
+                durable: true,
+                relax_cooldowns: true,
+                max_data_bytes: None,
+            },
             clock.clone() as Arc<dyn Clock>,
         )
         .unwrap(),
