@@ -5,7 +5,7 @@ use crate::store::StoreError;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// Schema migrations, applied in order; `meta.schema_version` records how many ran.
@@ -298,6 +298,8 @@ pub struct Database {
     writer: Mutex<Option<mpsc::Sender<WriteItem>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    /// Group commits still to fail on purpose (fault-injection tests).
+    injected_failures: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn configure(conn: &Connection, durable: bool) -> rusqlite::Result<()> {
@@ -371,9 +373,11 @@ impl Database {
         let load_conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(internal)?;
         configure(&load_conn, durable).map_err(internal)?;
         let (tx, rx) = mpsc::channel::<WriteItem>();
+        let injected_failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failures = injected_failures.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, failures))
             .map_err(internal)?;
         Ok((
             Database {
@@ -381,6 +385,7 @@ impl Database {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(thread)),
                 readers: Mutex::new(Vec::new()),
+                injected_failures,
             },
             load_conn,
         ))
@@ -410,6 +415,11 @@ impl Database {
             pool.push(conn);
         }
         result
+    }
+
+    /// Makes the next `n` group commits fail as an I/O error would (fault-injection tests).
+    pub fn inject_commit_failures(&self, n: usize) {
+        self.injected_failures.store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stops the writer after it has committed everything already submitted, and marks
@@ -471,7 +481,11 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 /// Most writes one group commit takes; bounds the latency of the first in line.
 const MAX_GROUP: usize = 4096;
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteItem>) {
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<WriteItem>,
+    injected_failures: Arc<std::sync::atomic::AtomicUsize>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP {
@@ -480,7 +494,16 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteItem>) {
                 Err(_) => break,
             }
         }
-        let result = apply_batch(&mut conn, &batch);
+        let inject = injected_failures
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                n.checked_sub(1)
+            })
+            .is_ok();
+        let result = if inject {
+            Err(StoreError::Internal("injected I/O error".into()))
+        } else {
+            apply_batch(&mut conn, &batch)
+        };
         if let Err(e) = &result {
             tracing::error!(error = %e, "group commit failed; {} writes rejected", batch.len());
         }

@@ -282,6 +282,12 @@ impl EmbeddedStore {
         Ok(Durable { value, commit: Some(rx) })
     }
 
+    /// Makes the next `n` writes fail as an I/O error would, for fault-injection tests.
+    #[doc(hidden)]
+    pub fn inject_write_failures(&self, n: usize) {
+        self.db.inject_commit_failures(n);
+    }
+
     /// As [`Self::commit`], with `on_failure` undoing in-memory changes if the write fails.
     pub(crate) fn commit_or_undo<T>(
         &self,
@@ -703,11 +709,22 @@ impl Store for EmbeddedStore {
         if st.config.fifo && meta.state != MsgState::InFlight {
             return Err(StoreError::ReceiptHandleExpired);
         }
-        st.remove(seq);
+        let removed = st.remove(seq);
         drop(st);
         // Deleting a FIFO message may unblock its group.
         handle.notify.notify_waiters();
-        self.commit((), vec![SqlOp::DeleteMessage { seq }], None)
+        // If the delete cannot be written, the message goes back into the index: otherwise
+        // the client's retry would be answered "already deleted" while the row stays on
+        // disk, and the message would return after a restart.
+        let undo_handle = handle.clone();
+        let undo: CommitHook = Box::new(move || {
+            let Some(meta) = removed else { return };
+            let mut st = undo_handle.lock();
+            if !st.deleted && st.get(meta.seq).is_none() {
+                st.insert(meta);
+            }
+        });
+        self.commit_or_undo((), vec![SqlOp::DeleteMessage { seq }], None, undo)
     }
 
     fn change_visibility(

@@ -241,10 +241,11 @@ fn requests_beyond_the_concurrency_cap_are_throttled() {
     let url = create(&a, &s.endpoint, "busy");
     let (endpoint, poll_url) = (s.endpoint.clone(), url.clone());
     let poll = std::thread::spawn(move || {
-        json_call(&agent(), &endpoint, "ReceiveMessage", &j!({"QueueUrl": poll_url, "WaitTimeSeconds": 3}).to_string())
+        json_call(&agent(), &endpoint, "ReceiveMessage", &j!({"QueueUrl": poll_url, "WaitTimeSeconds": 8}).to_string())
     });
     // Wait until the long poll holds the only slot.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    // (Generous bounds: CI runs many servers at once on two cores.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(7);
     let (status, body, query_error) = loop {
         let r = json_call(&a, &s.endpoint, "GetQueueUrl", r#"{"QueueName":"busy"}"#);
         if r.0 != 200 || std::time::Instant::now() > deadline {
