@@ -5,6 +5,7 @@
 //! shares one decoder and one XML encoder.
 
 pub mod cbor;
+pub mod civil;
 pub mod error;
 pub mod eventstream;
 pub mod md5;

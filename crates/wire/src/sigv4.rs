@@ -231,30 +231,13 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::civil::days_from_civil(y, m as u32, d as u32);
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 fn format_amz_date(epoch: i64) -> String {
-    let days = epoch.div_euclid(86_400);
-    let rem = epoch.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    let t = crate::civil::from_epoch_ms(epoch * 1000);
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", t.year, t.month, t.day, t.hour, t.minute, t.second)
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -353,38 +336,27 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Checks `sig` (from [`parse`]) against `secret` at `now` (epoch seconds).
 pub fn verify(req: &Request, sig: &Signature, secret: &str, now: i64) -> Result<(), SigError> {
     let signed_at = parse_amz_date(&sig.amz_date).unwrap_or(0);
+    if signed_at > now + MAX_SKEW_SECS {
+        return Err(SigError::DoesNotMatch(format!(
+            "Signature not yet current: {} is still later than {} ({} + 15 min.)",
+            sig.amz_date,
+            format_amz_date(now + MAX_SKEW_SECS),
+            format_amz_date(now)
+        )));
+    }
     match sig.expires_secs {
-        Some(expires) => {
-            if now > signed_at + expires {
-                return Err(SigError::Expired("Request has expired.".into()));
-            }
-            if signed_at > now + MAX_SKEW_SECS {
-                return Err(SigError::DoesNotMatch(format!(
-                    "Signature not yet current: {} is still later than {} ({} + 15 min.)",
-                    sig.amz_date,
-                    format_amz_date(now + MAX_SKEW_SECS),
-                    format_amz_date(now)
-                )));
-            }
+        Some(expires) if now > signed_at + expires => {
+            return Err(SigError::Expired("Request has expired.".into()));
         }
-        None => {
-            if signed_at < now - MAX_SKEW_SECS {
-                return Err(SigError::DoesNotMatch(format!(
-                    "Signature expired: {} is now earlier than {} ({} - 15 min.)",
-                    sig.amz_date,
-                    format_amz_date(now - MAX_SKEW_SECS),
-                    format_amz_date(now)
-                )));
-            }
-            if signed_at > now + MAX_SKEW_SECS {
-                return Err(SigError::DoesNotMatch(format!(
-                    "Signature not yet current: {} is still later than {} ({} + 15 min.)",
-                    sig.amz_date,
-                    format_amz_date(now + MAX_SKEW_SECS),
-                    format_amz_date(now)
-                )));
-            }
+        None if signed_at < now - MAX_SKEW_SECS => {
+            return Err(SigError::DoesNotMatch(format!(
+                "Signature expired: {} is now earlier than {} ({} - 15 min.)",
+                sig.amz_date,
+                format_amz_date(now - MAX_SKEW_SECS),
+                format_amz_date(now)
+            )));
         }
+        _ => {}
     }
     if !sig.signed_headers.iter().any(|h| h == "host") {
         return Err(SigError::DoesNotMatch("The host header must be signed.".into()));

@@ -8,37 +8,8 @@ use super::partition::PartitionKeys;
 use rand_core::RngCore;
 
 /// Civil UTC date and time of epoch milliseconds.
-pub struct Utc {
-    pub year: i64,
-    pub month: u32,
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
-    pub millis: u32,
-}
-
-pub fn utc(ms: u64) -> Utc {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    Utc {
-        year: yoe + era * 400 + i64::from(month <= 2),
-        month,
-        day,
-        hour: (rem / 3600) as u32,
-        minute: (rem % 3600 / 60) as u32,
-        second: (rem % 60) as u32,
-        millis: (ms % 1000) as u32,
-    }
+pub fn utc(ms: u64) -> sluice_wire::civil::DateTime {
+    sluice_wire::civil::from_epoch_ms(ms as i64)
 }
 
 /// Formats with the subset of Java's DateTimeFormatter Firehose prefixes use: `y`, `M`,
