@@ -93,21 +93,6 @@ fn graceful_restart_keeps_messages_and_state() {
     assert!(send_fifo(&a, &s.endpoint, &fifo_url, "f2", "2") > seq_before);
 }
 
-/// SIGKILLs per run of the crash test: 20 in CI; `SLUICE_CRASH_ROUNDS=500` makes it a soak.
-fn crash_rounds() -> usize {
-    std::env::var("SLUICE_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
-}
-
-/// A kill moment between 150 and 900 ms into the load, different every round and run.
-fn random_kill_delay(round: usize) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
-    let mut x = nanos ^ (round as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    Duration::from_millis(150 + x % 750)
-}
-
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! Kinesis across SIGKILL: every acknowledged record is readable after restart, in
+//! Kinesis across repeated SIGKILLs: every acknowledged record is readable after restart, in
 //! order, with the sequence number it was acknowledged with.
 
 mod common;
@@ -8,7 +8,6 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 fn read_shard(a: &ureq::Agent, endpoint: &str, shard: &str) -> Vec<(String, String)> {
     let (_, it) = kinesis_call(
@@ -40,47 +39,59 @@ fn read_shard(a: &ureq::Agent, endpoint: &str, shard: &str) -> Vec<(String, Stri
 #[test]
 fn sigkill_under_load_keeps_every_acknowledged_record_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::spawn(dir.path(), &[]);
     let a = agent();
-    let (status, body) =
-        kinesis_call(&a, &s.endpoint, "CreateStream", &json!({"StreamName": "events", "ShardCount": 2})).unwrap();
-    assert_eq!(status, 200, "{body}");
     // (shard, partition key) -> acknowledged sequence number; the key encodes writer and index.
     let acked: Arc<Mutex<HashMap<String, (String, String)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..3 {
-        let (endpoint, acked, stop) = (s.endpoint.clone(), acked.clone(), stop.clone());
-        writers.push(std::thread::spawn(move || {
-            let a = agent();
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let keys: Vec<String> = (0..5).map(|j| format!("w{w}-{:06}", i * 5 + j)).collect();
-                let records: Vec<_> = keys.iter().map(|k| json!({"PartitionKey": k, "Data": "eA=="})).collect();
-                match kinesis_call(&a, &endpoint, "PutRecords", &json!({"StreamName": "events", "Records": records})) {
-                    Some((200, r)) => {
-                        let mut acked = acked.lock().unwrap();
-                        for (k, res) in keys.iter().zip(r["Records"].as_array().unwrap()) {
-                            acked.insert(
-                                k.clone(),
-                                (
-                                    res["ShardId"].as_str().unwrap().to_owned(),
-                                    res["SequenceNumber"].as_str().unwrap().to_owned(),
-                                ),
-                            );
+    // Per writer, the next batch index: keys stay unique and increasing across kills.
+    let next: Arc<Vec<std::sync::atomic::AtomicU64>> = Arc::new((0..3).map(|_| Default::default()).collect());
+    for round in 0..(crash_rounds() / 2).max(2) {
+        let s = Server::spawn(dir.path(), &[]);
+        if round == 0 {
+            let (status, body) =
+                kinesis_call(&a, &s.endpoint, "CreateStream", &json!({"StreamName": "events", "ShardCount": 2}))
+                    .unwrap();
+            assert_eq!(status, 200, "{body}");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..3 {
+            let (endpoint, acked, stop, next) = (s.endpoint.clone(), acked.clone(), stop.clone(), next.clone());
+            writers.push(std::thread::spawn(move || {
+                let a = agent();
+                while !stop.load(Ordering::Relaxed) {
+                    // Taken before sending: an unacknowledged batch may or may not be stored.
+                    let i = next[w].fetch_add(1, Ordering::SeqCst);
+                    let keys: Vec<String> = (0..5).map(|j| format!("w{w}-{:08}", i * 5 + j)).collect();
+                    let records: Vec<_> = keys.iter().map(|k| json!({"PartitionKey": k, "Data": "eA=="})).collect();
+                    match kinesis_call(
+                        &a,
+                        &endpoint,
+                        "PutRecords",
+                        &json!({"StreamName": "events", "Records": records}),
+                    ) {
+                        Some((200, r)) => {
+                            let mut acked = acked.lock().unwrap();
+                            for (k, res) in keys.iter().zip(r["Records"].as_array().unwrap()) {
+                                acked.insert(
+                                    k.clone(),
+                                    (
+                                        res["ShardId"].as_str().unwrap().to_owned(),
+                                        res["SequenceNumber"].as_str().unwrap().to_owned(),
+                                    ),
+                                );
+                            }
                         }
+                        _ => return,
                     }
-                    _ => return,
                 }
-                i += 1;
-            }
-        }));
-    }
-    std::thread::sleep(Duration::from_millis(800));
-    s.kill();
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        let _ = w.join();
+            }));
+        }
+        std::thread::sleep(random_kill_delay(round));
+        s.kill();
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            let _ = w.join();
+        }
     }
 
     let s = Server::spawn(dir.path(), &[]);

@@ -167,3 +167,18 @@ pub fn xml_field(xml: &str, tag: &str) -> Option<String> {
     let end = xml[start..].find(&format!("</{tag}>"))? + start;
     Some(xml[start..end].replace("&quot;", "\"").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
 }
+
+/// SIGKILLs per run of the crash test: 20 in CI; `SLUICE_CRASH_ROUNDS=500` makes it a soak.
+pub fn crash_rounds() -> usize {
+    std::env::var("SLUICE_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+}
+
+/// A kill moment between 150 and 900 ms into the load, different every round and run.
+pub fn random_kill_delay(round: usize) -> std::time::Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let mut x = nanos ^ (round as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::time::Duration::from_millis(150 + x % 750)
+}
