@@ -1,5 +1,6 @@
-//! SNS HTTP delivery across a crash: a publish whose HTTP delivery is still being
-//! retried when the server is SIGKILLed is delivered after restart.
+//! SNS across crashes: a publish whose HTTP delivery is still being retried when the
+//! server is SIGKILLed is delivered after restart, and under repeated SIGKILLs every
+//! acknowledged publish reaches its SQS subscriber.
 
 mod common;
 
@@ -104,4 +105,87 @@ fn http_delivery_resumes_after_sigkill() {
     let _s = Server::spawn(dir.path(), &[]);
     let (_, delivered) = endpoint.wait_for(|(code, b)| *code == 200 && b.contains("\"Message\" : \"survives\""));
     assert_eq!(json(&delivered)["TopicArn"], topic.as_str());
+}
+
+/// Publishers publish to a topic with a raw SQS subscription while the server is killed
+/// at random moments; afterwards every acknowledged publish is in the queue.
+#[test]
+fn repeated_sigkills_lose_no_acknowledged_publish() {
+    use std::collections::HashSet;
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().unwrap();
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let (mut topic, mut queue_url) = (String::new(), String::new());
+    for round in 0..(crash_rounds() / 2).max(2) {
+        let s = Server::spawn(dir.path(), &[]);
+        let a = agent();
+        if round == 0 {
+            let (_, xml) = query_call_as(&a, &s.endpoint, "sns", &[("Action", "CreateTopic"), ("Name", "news")]);
+            topic = xml_field(&xml, "TopicArn").unwrap();
+            let (_, body, _) = json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"fanout"}"#);
+            queue_url = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
+            let (status, xml) = query_call_as(
+                &a,
+                &s.endpoint,
+                "sns",
+                &[
+                    ("Action", "Subscribe"),
+                    ("TopicArn", &topic),
+                    ("Protocol", "sqs"),
+                    ("Endpoint", "arn:aws:sqs:us-east-1:000000000000:fanout"),
+                    ("Attributes.entry.1.key", "RawMessageDelivery"),
+                    ("Attributes.entry.1.value", "true"),
+                ],
+            );
+            assert_eq!(status, 200, "{xml}");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut publishers = Vec::new();
+        for t in 0..2 {
+            let (endpoint, topic, acked, stop) = (s.endpoint.clone(), topic.clone(), acked.clone(), stop.clone());
+            publishers.push(std::thread::spawn(move || {
+                let a = agent();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let message = format!("r{round}-t{t}-{i}");
+                    let form = [("Action", "Publish"), ("TopicArn", topic.as_str()), ("Message", message.as_str())];
+                    match try_query_call_as(&a, &endpoint, "sns", &form) {
+                        Some((200, _)) => {
+                            acked.lock().unwrap().insert(message);
+                        }
+                        _ => return,
+                    }
+                    i += 1;
+                }
+            }));
+        }
+        std::thread::sleep(random_kill_delay(round));
+        s.kill();
+        stop.store(true, Ordering::Relaxed);
+        for p in publishers {
+            let _ = p.join();
+        }
+    }
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let acked = acked.lock().unwrap();
+    assert!(acked.len() > 50, "the publishers made progress ({} acked)", acked.len());
+    let mut received: HashSet<String> = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !acked.iter().all(|m| received.contains(m)) && Instant::now() < deadline {
+        let req = serde_json::json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 600});
+        let (_, body, _) = json_call(&a, &s.endpoint, "ReceiveMessage", &req.to_string());
+        let messages = json(&body)["Messages"].as_array().cloned().unwrap_or_default();
+        if messages.is_empty() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        received.extend(messages.iter().map(|m| m["Body"].as_str().unwrap().to_owned()));
+    }
+    let lost: Vec<&String> = acked.iter().filter(|m| !received.contains(*m)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged publishes lost, e.g. {:?}",
+        lost.len(),
+        lost.iter().take(5).collect::<Vec<_>>()
+    );
 }

@@ -135,17 +135,27 @@ pub fn query_call(agent: &ureq::Agent, url: &str, form: &[(&str, &str)]) -> (u16
 
 /// A Query call signed for `service` (the credential scope routes SQS and SNS).
 pub fn query_call_as(agent: &ureq::Agent, url: &str, service: &str, form: &[(&str, &str)]) -> (u16, String) {
+    try_query_call_as(agent, url, service, form).expect("request")
+}
+
+/// As [`query_call_as`], `None` when the connection fails (the server was killed).
+pub fn try_query_call_as(
+    agent: &ureq::Agent,
+    url: &str,
+    service: &str,
+    form: &[(&str, &str)],
+) -> Option<(u16, String)> {
     let body: String = form.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&");
     let mut resp = agent
         .post(url)
         .header("Content-Type", "application/x-www-form-urlencoded")
         .header("Authorization", &AUTH.replace("/sqs/", &format!("/{service}/")))
         .send(body.as_str())
-        .expect("request");
+        .ok()?;
     let status = resp.status().as_u16();
     let mut text = String::new();
-    resp.body_mut().as_reader().read_to_string(&mut text).expect("body");
-    (status, text)
+    resp.body_mut().as_reader().read_to_string(&mut text).ok()?;
+    Some((status, text))
 }
 
 fn enc(s: &str) -> String {
