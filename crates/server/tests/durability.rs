@@ -156,12 +156,7 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
                 }
             }));
         }
-        std::thread::sleep(random_kill_delay(round));
-        s.kill();
-        stop.store(true, Ordering::Relaxed);
-        for w in workers {
-            let _ = w.join();
-        }
+        kill_under_load(s, random_kill_delay(round), &stop, workers);
     }
     let s = Server::spawn(dir.path(), &[]);
     let a = agent();
@@ -309,12 +304,7 @@ fn sigkill_keeps_fifo_order_and_loses_nothing() {
                 }
             }));
         }
-        std::thread::sleep(random_kill_delay(round));
-        s.kill();
-        stop.store(true, Ordering::Relaxed);
-        for w in workers {
-            let _ = w.join();
-        }
+        kill_under_load(s, random_kill_delay(round), &stop, workers);
     }
     let s = Server::spawn(dir.path(), &[]);
     std::thread::sleep(Duration::from_millis(1500));

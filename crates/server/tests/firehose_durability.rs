@@ -154,12 +154,7 @@ fn repeated_sigkills_during_delivery_lose_no_acknowledged_record() {
                 }
             }));
         }
-        std::thread::sleep(random_kill_delay(round) * 2);
-        s.kill();
-        stop.store(true, Ordering::Relaxed);
-        for p in producers {
-            let _ = p.join();
-        }
+        kill_under_load(s, random_kill_delay(round) * 2, &stop, producers);
     }
     let s = Server::spawn(dir.path(), &[]);
     assert!(s.terminate().success(), "shutdown flushes the buffers");

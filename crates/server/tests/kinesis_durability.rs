@@ -86,12 +86,7 @@ fn sigkill_under_load_keeps_every_acknowledged_record_in_order() {
                 }
             }));
         }
-        std::thread::sleep(random_kill_delay(round));
-        s.kill();
-        stop.store(true, Ordering::Relaxed);
-        for w in writers {
-            let _ = w.join();
-        }
+        kill_under_load(s, random_kill_delay(round), &stop, writers);
     }
 
     let s = Server::spawn(dir.path(), &[]);

@@ -159,12 +159,7 @@ fn repeated_sigkills_lose_no_acknowledged_publish() {
                 }
             }));
         }
-        std::thread::sleep(random_kill_delay(round));
-        s.kill();
-        stop.store(true, Ordering::Relaxed);
-        for p in publishers {
-            let _ = p.join();
-        }
+        kill_under_load(s, random_kill_delay(round), &stop, publishers);
     }
     let s = Server::spawn(dir.path(), &[]);
     let a = agent();

@@ -192,3 +192,19 @@ pub fn random_kill_delay(round: usize) -> std::time::Duration {
     x ^= x << 17;
     std::time::Duration::from_millis(150 + x % 750)
 }
+
+/// Lets `workers` load the server for `delay`, then SIGKILLs it mid-flight, tells the
+/// workers to stop (they also stop on their first failed request) and waits for them.
+pub fn kill_under_load(
+    server: Server,
+    delay: std::time::Duration,
+    stop: &std::sync::atomic::AtomicBool,
+    workers: Vec<std::thread::JoinHandle<()>>,
+) {
+    std::thread::sleep(delay);
+    server.kill();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+}
