@@ -4,10 +4,12 @@ local-filesystem bucket root (SLUICE_BUCKET_ROOT) and reading the objects back.
 
 Usage: SLUICE_ENDPOINT=http://127.0.0.1:4566 SLUICE_BUCKET_ROOT=./sluice-data/s3 python3 tests/compat/boto3_firehose.py
 """
+import datetime
 import gzip
 import os
 import sys
 import time
+from zoneinfo import ZoneInfo
 import urllib.request
 
 import boto3
@@ -181,11 +183,42 @@ def partitioned():
         time.sleep(0.1)
 
 
+def aggregated_and_zoned():
+    """RecordDeAggregation ahead of partitioning, and CustomTimeZone in key prefixes."""
+    fh.create_delivery_stream(DeliveryStreamName="aggregated", ExtendedS3DestinationConfiguration={
+        "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::lake", "Prefix": "agg/k=!{partitionKeyFromQuery:k}/",
+        "ErrorOutputPrefix": "agg-errors/", "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 1},
+        "DynamicPartitioningConfiguration": {"Enabled": True},
+        "ProcessingConfiguration": {"Enabled": True, "Processors": [
+            {"Type": "RecordDeAggregation", "Parameters": [{"ParameterName": "SubRecordType", "ParameterValue": "JSON"}]},
+            {"Type": "MetadataExtraction", "Parameters": [
+                {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{k: .k}"},
+                {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]},
+            {"Type": "AppendDelimiterToRecord", "Parameters": []}]}})
+    fh.put_record(DeliveryStreamName="aggregated", Record={"Data": b'{"k":"a"}{"k":"b"}\n{"k":"a","n":2}'})
+    assert wait_for("lake", "agg/k=a/", 1)[0][1] == b'{"k":"a"}\n{"k":"a","n":2}\n'
+    assert wait_for("lake", "agg/k=b/", 1)[0][1] == b'{"k":"b"}\n'
+
+    tokyo = ZoneInfo("Asia/Tokyo")
+    before = datetime.datetime.now(tokyo).strftime("%Y/%m/%d/%H")
+    fh.create_delivery_stream(DeliveryStreamName="tokyo", ExtendedS3DestinationConfiguration={
+        "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::lake", "Prefix": "tz/", "CustomTimeZone": "Asia/Tokyo",
+        "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0}})
+    fh.put_record(DeliveryStreamName="tokyo", Record={"Data": b"konnichiwa"})
+    key = wait_for("lake", "tz/", 1)[0][0]
+    after = datetime.datetime.now(tokyo).strftime("%Y/%m/%d/%H")
+    assert key[len("tz/"):len("tz/") + 13] in (before, after), key
+    expect_error("InvalidArgumentException", fh.create_delivery_stream, DeliveryStreamName="nowhere",
+                 ExtendedS3DestinationConfiguration={"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::lake",
+                                                     "CustomTimeZone": "Mars/Olympus"})
+
+
 def main():
     direct_put()
     from_kinesis()
     from_sns()
     partitioned()
+    aggregated_and_zoned()
     print("boto3 Firehose compatibility: all flows passed")
 
 

@@ -37,7 +37,8 @@ class Function(BaseHTTPRequestHandler):
             elif "fail" in data:
                 out.append({"recordId": r["recordId"], "result": "ProcessingFailed", "data": r["data"]})
             else:
-                out.append({"recordId": r["recordId"], "result": "Ok", "data": base64.b64encode(data.upper().encode()).decode()})
+                out.append({"recordId": r["recordId"], "result": "Ok", "data": base64.b64encode(data.upper().encode()).decode(),
+                            "metadata": {"partitionKeys": {"first": data[:1]}}})
         body = json.dumps({"records": out}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -82,6 +83,19 @@ def main():
     event = Function.events[0]
     assert event["deliveryStreamArn"].endswith("deliverystream/transformed") and event["region"] == "us-east-1"
     assert all({"recordId", "approximateArrivalTimestamp", "data"} <= set(r) for r in event["records"])
+    # Dynamic partitioning by the keys the function returns.
+    fh.create_delivery_stream(DeliveryStreamName="by-letter", ExtendedS3DestinationConfiguration={
+        "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::lake", "Prefix": "letters/first=!{partitionKeyFromLambda:first}/",
+        "ErrorOutputPrefix": "letters-errors/", "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 1},
+        "DynamicPartitioningConfiguration": {"Enabled": True},
+        "ProcessingConfiguration": {"Enabled": True, "Processors": [
+            {"Type": "Lambda", "Parameters": [{"ParameterName": "LambdaArn", "ParameterValue": ARN}]}]}})
+    fh.put_record_batch(DeliveryStreamName="by-letter", Records=[{"Data": d} for d in [b"hello", b"world", b"hat"]])
+    deadline = time.time() + 20
+    while time.time() < deadline and not (files("letters/first=h") and files("letters/first=w")):
+        time.sleep(0.1)
+    assert files("letters/first=h") == [b"HELLOHAT"], files("letters")
+    assert files("letters/first=w") == [b"WORLD"], files("letters")
     try:
         fh.create_delivery_stream(DeliveryStreamName="unmapped", ExtendedS3DestinationConfiguration={
             "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::lake", "ProcessingConfiguration": {"Enabled": True, "Processors": [

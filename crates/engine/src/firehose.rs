@@ -169,7 +169,7 @@ impl DeliveryStore for EmbeddedStore {
         f: &mut dyn FnMut(&mut serde_json::Value) -> Result<(), StoreError>,
     ) -> Result<Durable<()>, StoreError> {
         let mut reg = self.firehose_registry();
-        let stream = reg.streams.values_mut().find(|s| s.id == id).ok_or(StoreError::QueueDoesNotExist)?;
+        let stream = reg.streams.values_mut().find(|s| s.id == id).ok_or(StoreError::ResourceNotFound)?;
         let mut config = stream.config.clone();
         f(&mut config)?;
         stream.config = config;
@@ -187,11 +187,11 @@ impl DeliveryStore for EmbeddedStore {
         let mut reg = self.firehose_registry();
         let mut ops = Vec::with_capacity(records.len() + 1);
         if let Some(config) = config {
-            let stream = reg.streams.values_mut().find(|s| s.id == id).ok_or(StoreError::QueueDoesNotExist)?;
+            let stream = reg.streams.values_mut().find(|s| s.id == id).ok_or(StoreError::ResourceNotFound)?;
             stream.config = config;
             ops.push(stream_op(stream)?);
         }
-        let buffer = reg.buffers.get_mut(&id).ok_or(StoreError::QueueDoesNotExist)?;
+        let buffer = reg.buffers.get_mut(&id).ok_or(StoreError::ResourceNotFound)?;
         let mut seqs = Vec::with_capacity(records.len());
         for data in records {
             let seq = buffer.next_seq;

@@ -121,6 +121,9 @@ pub struct MoveTask {
 pub enum StoreError {
     #[error("queue does not exist")]
     QueueDoesNotExist,
+    /// A Kinesis stream, shard or Firehose delivery stream that is not (or no longer) there.
+    #[error("resource does not exist")]
+    ResourceNotFound,
     #[error("a queue already exists with the same name and a different value for attribute {0}")]
     QueueAlreadyExists(String),
     #[error("queue deleted recently")]
@@ -139,6 +142,9 @@ pub enum StoreError {
     MoveTask(String),
     #[error("no such move task")]
     MoveTaskNotFound,
+    /// An update closure refused the change; nothing was written (the caller keeps why).
+    #[error("update refused")]
+    UpdateRefused,
     #[error("storage failure: {0}")]
     Internal(String),
     /// The database file failed SQLite's checks at start; it is never served.

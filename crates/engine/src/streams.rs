@@ -272,6 +272,7 @@ pub trait StreamStore: Send + Sync {
     fn update_stream(
         &self,
         key: &StreamKey,
+        // `f` may refuse with [`StoreError::UpdateRefused`]; nothing is then written.
         f: &mut dyn FnMut(&mut StreamMeta) -> Result<(), StoreError>,
     ) -> Result<Durable<()>, StoreError>;
     fn append_records(
@@ -355,7 +356,7 @@ impl StreamStore for EmbeddedStore {
 
     fn delete_stream(&self, key: &StreamKey) -> Result<Durable<()>, StoreError> {
         let mut reg = self.stream_registry();
-        let meta = reg.streams.remove(key).ok_or(StoreError::QueueDoesNotExist)?;
+        let meta = reg.streams.remove(key).ok_or(StoreError::ResourceNotFound)?;
         let shard_uids: Vec<i64> = meta.shards.iter().map(|s| s.uid).collect();
         for uid in &shard_uids {
             reg.shards.remove(uid);
@@ -369,7 +370,7 @@ impl StreamStore for EmbeddedStore {
         f: &mut dyn FnMut(&mut StreamMeta) -> Result<(), StoreError>,
     ) -> Result<Durable<()>, StoreError> {
         let mut reg = self.stream_registry();
-        let mut meta = reg.streams.get(key).cloned().ok_or(StoreError::QueueDoesNotExist)?;
+        let mut meta = reg.streams.get(key).cloned().ok_or(StoreError::ResourceNotFound)?;
         f(&mut meta)?;
         for i in 0..meta.shards.len() {
             if meta.shards[i].uid == 0 {
@@ -404,7 +405,7 @@ impl StreamStore for EmbeddedStore {
     ) -> Result<Durable<Vec<AppendedRecord>>, StoreError> {
         let now = self.clock.now_ms();
         let mut reg = self.stream_registry();
-        let meta = reg.streams.get(key).cloned().ok_or(StoreError::QueueDoesNotExist)?;
+        let meta = reg.streams.get(key).cloned().ok_or(StoreError::ResourceNotFound)?;
         let mut ops = Vec::with_capacity(records.len());
         let mut out = Vec::with_capacity(records.len());
         let mut signals: Vec<Arc<Notify>> = Vec::new();
@@ -470,7 +471,7 @@ impl StreamStore for EmbeddedStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<ReadResult, StoreError> {
-        let shard = meta.shards.iter().find(|s| s.uid == shard_uid).ok_or(StoreError::QueueDoesNotExist)?.clone();
+        let shard = meta.shards.iter().find(|s| s.uid == shard_uid).ok_or(StoreError::ResourceNotFound)?.clone();
         let (next_seq_ix, latest) = {
             let reg = self.stream_registry();
             let rt = reg.shards.get(&shard_uid);

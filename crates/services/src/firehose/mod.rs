@@ -208,7 +208,7 @@ impl FirehoseService {
         let result = self.store.update_delivery_stream(stream.id, &mut |config| {
             f(config).map_err(|e| {
                 failure = Some(e);
-                StoreError::MoveTask(String::new())
+                StoreError::UpdateRefused
             })
         });
         if let Some(e) = failure {

@@ -389,14 +389,21 @@ impl KinesisService {
         err("ResourceNotFoundException", format!("Stream {} under account {} not found.", key.name, key.account))
     }
 
+    /// An open shard SplitShard or MergeShards names that the stream does not have.
+    fn shard_not_found(key: &StreamKey, shard: &str) -> AwsError {
+        err(
+            "ResourceNotFoundException",
+            format!("Could not find shard {shard} in stream {} under account {}.", key.name, key.account),
+        )
+    }
+
     fn meta(&self, key: &StreamKey) -> Result<StreamMeta, AwsError> {
         self.store.stream(key).ok_or_else(|| Self::not_found(key))
     }
 
     async fn wait<T>(&self, key: &StreamKey, d: Result<Durable<T>, StoreError>) -> Result<T, AwsError> {
         let map = |e: StoreError| match e {
-            StoreError::QueueDoesNotExist => Self::not_found(key),
-            StoreError::MoveTask(m) => invalid_argument(m),
+            StoreError::ResourceNotFound => Self::not_found(key),
             other => internal(other),
         };
         d.map_err(map)?.wait().await.map_err(map)
@@ -411,7 +418,7 @@ impl KinesisService {
         let result = self.store.update_stream(key, &mut |meta| {
             f(meta).map_err(|e| {
                 failure = Some(e);
-                StoreError::MoveTask(String::new())
+                StoreError::UpdateRefused
             })
         });
         if let Some(e) = failure {
@@ -857,7 +864,7 @@ impl KinesisService {
                 .shards
                 .iter_mut()
                 .find(|s| s.shard_id() == target && s.is_open())
-                .ok_or_else(|| err("ResourceNotFoundException", format!("Could not find shard {target} in stream {} under account {}.", key.name, key.account)))?;
+                .ok_or_else(|| Self::shard_not_found(&key, &target))?;
             let (lo, hi) = parent.range();
             if new_start <= lo || new_start > hi {
                 return Err(invalid_argument(format!(
@@ -887,7 +894,7 @@ impl KinesisService {
         self.update(&key, |meta| {
             self.require_active(meta, false)?;
             let find = |id: &str| meta.shards.iter().position(|s| s.shard_id() == id && s.is_open());
-            let missing = |id: &str| err("ResourceNotFoundException", format!("Could not find shard {id} in stream {} under account {}.", key.name, key.account));
+            let missing = |id: &str| Self::shard_not_found(&key, id);
             let a = find(&a_id).ok_or_else(|| missing(&a_id))?;
             let b = find(&b_id).ok_or_else(|| missing(&b_id))?;
             let (alo, ahi) = meta.shards[a].range();

@@ -4,7 +4,6 @@
 use super::errors::*;
 use super::SnsService;
 use crate::RequestContext;
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sluice_engine::{Durable, OutboxEntry, StoreError};
@@ -24,7 +23,6 @@ const SMS_ATTRIBUTES: &[&str] = &[
     "DefaultSMSType",
     "UsageReportS3Bucket",
 ];
-const PAGE: usize = 100;
 
 const APP: &str = "platform-application";
 const ENDPOINT: &str = "platform-endpoint";
@@ -85,21 +83,6 @@ fn attrs_of(v: &Value) -> Map<String, Value> {
 /// E.164: a plus sign and up to 15 digits.
 fn valid_phone(p: &str) -> bool {
     p.strip_prefix('+').is_some_and(|d| !d.is_empty() && d.len() <= 15 && d.chars().all(|c| c.is_ascii_digit()))
-}
-
-fn paged(items: Vec<Value>, token: &Option<String>) -> Result<(Vec<Value>, Option<String>), AwsError> {
-    let start = match token {
-        Some(t) => base64::engine::general_purpose::STANDARD
-            .decode(t)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.parse::<usize>().ok())
-            .ok_or_else(|| invalid_parameter("NextToken"))?,
-        None => 0,
-    };
-    let end = (start + PAGE).min(items.len());
-    let next = (end < items.len()).then(|| base64::engine::general_purpose::STANDARD.encode(end.to_string()));
-    Ok((items.get(start..end).map(<[Value]>::to_vec).unwrap_or_default(), next))
 }
 
 impl SnsService {
@@ -209,7 +192,7 @@ impl SnsService {
                 json!({"PlatformApplicationArn": arn, "Attributes": attrs})
             })
             .collect();
-        let (items, next) = paged(all, &r.next_token)?;
+        let (items, next) = super::page(&all, &r.next_token)?;
         let mut out = json!({"PlatformApplications": items});
         if let Some(n) = next {
             out["NextToken"] = n.into();
@@ -276,7 +259,7 @@ impl SnsService {
             .into_iter()
             .map(|(arn, v)| json!({"EndpointArn": arn, "Attributes": attrs_of(&v)}))
             .collect();
-        let (items, next) = paged(all, &r.next_token)?;
+        let (items, next) = super::page(&all, &r.next_token)?;
         let mut out = json!({"Endpoints": items});
         if let Some(n) = next {
             out["NextToken"] = n.into();
@@ -347,7 +330,7 @@ impl SnsService {
             .into_iter()
             .map(|(k, _)| Value::String(k[prefix.len()..].to_owned()))
             .collect();
-        let (items, next) = paged(all, &r.next_token)?;
+        let (items, next) = super::page(&all, &r.next_token)?;
         let mut out = json!({"phoneNumbers": items});
         if let Some(n) = next {
             out["nextToken"] = n.into();

@@ -47,7 +47,8 @@ const MAX_TOPIC_NAME_LEN: usize = 256;
 const MAX_TOPICS_PER_ACCOUNT: usize = 100_000;
 /// Tags per resource.
 const MAX_TAGS: usize = 50;
-/// ListTopics and ListSubscriptions pages.
+/// Pages of every SNS List operation (topics, subscriptions, platform applications and
+/// endpoints, phone numbers).
 const PAGE_SIZE: usize = 100;
 /// SenderId of messages SNS puts into SQS (the SNS service principal's id on AWS).
 const SNS_SENDER_ID: &str = "AIDAIT2UOQQY3AUEKVGXU";
@@ -131,7 +132,7 @@ fn is_true(attrs: &Attributes, name: &str) -> bool {
     attrs.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-fn page<T: Clone>(items: &[T], token: &Option<String>) -> Result<(Vec<T>, Option<String>), AwsError> {
+pub(crate) fn page<T: Clone>(items: &[T], token: &Option<String>) -> Result<(Vec<T>, Option<String>), AwsError> {
     let start = match token {
         Some(t) => base64::engine::general_purpose::STANDARD
             .decode(t)

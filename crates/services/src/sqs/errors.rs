@@ -140,7 +140,7 @@ pub fn internal(e: impl std::fmt::Display) -> AwsError {
 /// Maps an engine error for the queue named `queue`.
 pub fn from_store(e: StoreError, queue: &str, receipt_handle: &str) -> AwsError {
     match e {
-        StoreError::QueueDoesNotExist => queue_does_not_exist(),
+        StoreError::QueueDoesNotExist | StoreError::ResourceNotFound => queue_does_not_exist(),
         StoreError::QueueAlreadyExists(attr) => queue_already_exists(&attr),
         StoreError::QueueDeletedRecently => queue_deleted_recently(),
         StoreError::PurgeInProgress => purge_in_progress(queue),
@@ -153,5 +153,6 @@ pub fn from_store(e: StoreError, queue: &str, receipt_handle: &str) -> AwsError 
         StoreError::MoveTask(m) => invalid_parameter_value(m),
         StoreError::MoveTaskNotFound => resource_not_found("Task does not exist."),
         StoreError::Internal(m) | StoreError::Corrupt(m) => internal(m),
+        StoreError::UpdateRefused => internal("update refused"),
     }
 }
