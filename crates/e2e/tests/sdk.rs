@@ -506,25 +506,48 @@ async fn many_long_polls_each_get_a_message() {
 }
 
 /// With SigV4 authentication on, the SDK's signatures verify, the credential's account is
-/// used, and a wrong secret or unknown key gets AWS's errors.
+/// used, a wrong secret or unknown key gets AWS's errors, and another account reaches a
+/// queue exactly when the queue's policy lets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigv4_authentication_with_the_sdk() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::ephemeral(Some(dir.path().to_owned()));
-    let credential = sluice::auth::Credential {
-        access_key_id: "AKIDEXAMPLE".into(),
+    let credential = |akid: &str, account: &str| sluice::auth::Credential {
+        access_key_id: akid.into(),
         secret_access_key: "secret".into(),
-        account_id: "111122223333".into(),
-        name: Some("alice".into()),
+        account_id: account.into(),
+        name: None,
         session_token: None,
+        identity_policy: None,
     };
-    settings.auth = sluice::auth::AuthMode::SigV4([(credential.access_key_id.clone(), credential)].into());
+    settings.auth = sluice::auth::AuthMode::SigV4(
+        [
+            ("AKIDEXAMPLE".to_owned(), credential("AKIDEXAMPLE", "111122223333")),
+            ("AKIDOTHER".to_owned(), credential("AKIDOTHER", "444455556666")),
+        ]
+        .into(),
+    );
     let server = sluice::app::start(settings).await.unwrap();
     let endpoint = format!("http://{}", server.addr);
     let good = client(&endpoint, "AKIDEXAMPLE", "eu-west-1");
     let url = good.create_queue().queue_name("signed").send().await.unwrap().queue_url.unwrap();
     assert!(url.ends_with("/111122223333/signed"), "{url}");
     good.send_message().queue_url(&url).message_body("x").send().await.unwrap();
+
+    let other = client(&endpoint, "AKIDOTHER", "eu-west-1");
+    let e = other.send_message().queue_url(&url).message_body("y").send().await.unwrap_err();
+    assert_eq!(code(&e), "AccessDenied");
+    good.add_permission()
+        .queue_url(&url)
+        .label("other-sends")
+        .aws_account_ids("444455556666")
+        .actions("SendMessage")
+        .send()
+        .await
+        .unwrap();
+    other.send_message().queue_url(&url).message_body("y").send().await.unwrap();
+    let e = other.receive_message().queue_url(&url).send().await.unwrap_err();
+    assert_eq!(code(&e), "AccessDenied", "only SendMessage was granted");
 
     let e = client(&endpoint, "AKIDNOBODY", "eu-west-1").list_queues().send().await.unwrap_err();
     assert_eq!(code(&e), "InvalidClientTokenId");

@@ -263,6 +263,7 @@ async fn declare_queues(sqs: &SqsService, settings: &Settings) -> anyhow::Result
             access_key_id: "sluice-config".into(),
             path: "/".into(),
             trace_header: None,
+            caller: None,
         };
         let create = json!({"QueueName": q.name, "Attributes": q.attributes, "tags": q.tags});
         match sqs.handle(&ctx, "CreateQueue", create, false).await {

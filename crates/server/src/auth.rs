@@ -4,9 +4,11 @@
 //! credential's account. `/health` and `/_sluice/*` stay open.
 
 use axum::http::request::Parts;
+use sluice_services::iam::{Caller, Policy, Principal};
 use sluice_wire::sigv4::{self, SigError};
 use sluice_wire::AwsError;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One configured credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +20,9 @@ pub struct Credential {
     /// When set, requests must carry this `X-Amz-Security-Token` (temporary credentials);
     /// when unset, a request carrying any token is refused, as AWS refuses unknown tokens.
     pub session_token: Option<String>,
+    /// Limits what the credential may do (least privilege); without one it acts as its
+    /// account's root.
+    pub identity_policy: Option<Arc<Policy>>,
 }
 
 impl Credential {
@@ -33,9 +38,18 @@ impl Credential {
             account_id: account.to_owned(),
             name: None,
             session_token: None,
+            identity_policy: None,
         };
         c.check()?;
         Ok(c)
+    }
+
+    /// The caller this credential authenticates as.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            principal: Principal::for_credential(&self.account_id, self.name.as_deref()),
+            identity_policy: self.identity_policy.clone(),
+        }
     }
 
     pub fn check(&self) -> anyhow::Result<()> {

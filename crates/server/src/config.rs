@@ -146,6 +146,8 @@ pub struct CredentialConfig {
     pub account_id: String,
     pub name: Option<String>,
     pub session_token: Option<String>,
+    /// An IAM identity policy (JSON) limiting what this credential may do.
+    pub policy: Option<String>,
 }
 
 /// A queue created at start if missing (and brought to these attributes and tags if present).
@@ -274,6 +276,13 @@ impl Settings {
                 account_id: c.account_id.clone(),
                 name: c.name.clone(),
                 session_token: c.session_token.clone(),
+                identity_policy: match &c.policy {
+                    Some(text) => Some(std::sync::Arc::new(
+                        sluice_services::iam::Policy::parse(text)
+                            .map_err(|e| anyhow::anyhow!("credential {}: invalid policy: {e}", c.access_key_id))?,
+                    )),
+                    None => None,
+                },
             };
             c.check()?;
             credentials.insert(c.access_key_id.clone(), c);

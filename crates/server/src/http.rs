@@ -156,15 +156,15 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
                 .and_then(|(_, v)| sluice_wire::sigv4::scope_from_credential(v))
         });
     let access_key = scope.as_ref().map(|s| s.access_key_id.clone()).unwrap_or_else(|| "AKIAIOSFODNN7EXAMPLE".into());
-    let account = match &state.auth {
-        crate::auth::AuthMode::Off => account_for(&access_key, &state.default_account),
+    let (account, caller) = match &state.auth {
+        crate::auth::AuthMode::Off => (account_for(&access_key, &state.default_account), None),
         crate::auth::AuthMode::SigV4(credentials) => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
             match crate::auth::authenticate(credentials, &parts, &body, now) {
-                Ok(credential) => credential.account_id.clone(),
+                Ok(credential) => (credential.account_id.clone(), Some(Arc::new(credential.caller()))),
                 Err(e) => return error_response(&protocol, &e, &request_id),
             }
         }
@@ -181,6 +181,7 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
         access_key_id: access_key,
         path: parts.uri.path().to_owned(),
         trace_header: header_str(&parts.headers, "x-amzn-trace-id").map(str::to_owned),
+        caller,
     };
 
     match protocol {

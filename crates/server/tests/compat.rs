@@ -168,3 +168,39 @@ fn sigv4_authentication() {
         Command::new("python3").arg(script("sigv4_auth.py")).env("SLUICE_ENDPOINT", &s.endpoint).output().unwrap();
     assert_passed("sigv4_auth.py", &out);
 }
+
+/// With `--auth sigv4`, resource policies and identity policies decide access.
+#[test]
+fn access_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("auth.toml");
+    std::fs::write(
+        &config,
+        r#"[[credentials]]
+access_key_id = "AKIDREADER"
+secret_access_key = "reader-secret"
+account_id = "111122223333"
+name = "reader"
+policy = '''{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueUrl"],
+   "Resource": "arn:aws:sqs:*:111122223333:*"},
+  {"Effect": "Allow", "Action": "firehose:Describe*", "Resource": "*"}]}'''
+"#,
+    )
+    .unwrap();
+    let s = Server::spawn(
+        &dir.path().join("data"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--auth",
+            "sigv4",
+            "--credential",
+            "AKIDALICE:alice-secret:111122223333",
+            "--credential",
+            "AKIDBOB:bob-secret:444455556666",
+        ],
+    );
+    let out = Command::new("python3").arg(script("policies.py")).env("SLUICE_ENDPOINT", &s.endpoint).output().unwrap();
+    assert_passed("policies.py", &out);
+}

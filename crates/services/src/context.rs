@@ -14,4 +14,14 @@ pub struct RequestContext {
     pub path: String,
     /// `X-Amzn-Trace-Id`, stored as the AWSTraceHeader system attribute of sends.
     pub trace_header: Option<String>,
+    /// The authenticated caller when `--auth sigv4` is on; `None` means policies are not
+    /// enforced (local development).
+    pub caller: Option<std::sync::Arc<crate::iam::Caller>>,
+}
+
+impl RequestContext {
+    /// Condition keys every authorized request carries.
+    pub fn condition_keys(&self) -> Vec<(&'static str, String)> {
+        vec![("aws:SecureTransport", (self.scheme == "https").to_string())]
+    }
 }

@@ -3,6 +3,7 @@
 pub mod context;
 pub mod filter;
 pub mod firehose;
+pub mod iam;
 pub mod kinesis;
 pub mod sns;
 pub mod sqs;

@@ -47,6 +47,7 @@ impl Harness {
             access_key_id: "AKID".into(),
             path: "/".into(),
             trace_header: None,
+            caller: None,
         };
         Harness { dir, clock, svc, ctx }
     }

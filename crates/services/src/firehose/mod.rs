@@ -173,6 +173,9 @@ impl FirehoseService {
                 return Err(validation(m));
             }
         }
+        if let Some(caller) = &ctx.caller {
+            Self::authorize(ctx, caller, action, &input)?;
+        }
         match action {
             "CreateDeliveryStream" => self.create(ctx, input).await,
             "DeleteDeliveryStream" => self.delete(ctx, input).await,
@@ -188,6 +191,30 @@ impl FirehoseService {
             "ListTagsForDeliveryStream" => self.list_tags(ctx, input),
             _ => Err(err("UnknownOperationException", "")),
         }
+    }
+
+    /// Firehose has no resource policies: the caller's identity policy decides, within
+    /// its own account (delivery streams are named per account).
+    fn authorize(
+        ctx: &RequestContext,
+        caller: &crate::iam::Caller,
+        action: &str,
+        input: &Value,
+    ) -> Result<(), AwsError> {
+        let resource = match str_of(input, "DeliveryStreamName") {
+            Some(name) => format!("arn:aws:firehose:{}:{}:deliverystream/{name}", ctx.region, ctx.account),
+            None => "*".to_owned(),
+        };
+        let action = format!("firehose:{action}");
+        let access = crate::iam::Access {
+            action: &action,
+            resource: &resource,
+            resource_owner: &ctx.account,
+            resource_policy: None,
+            context: ctx.condition_keys(),
+        };
+        // The common-errors AccessDeniedException, HTTP 400.
+        crate::iam::authorize(caller, &access).map_err(|d| err("AccessDeniedException", d.message))
     }
 
     fn not_found(ctx: &RequestContext, name: &str) -> AwsError {

@@ -1,5 +1,6 @@
 //! Amazon Kinesis Data Streams over AWS JSON 1.1 (`Kinesis_20131202.*`).
 
+pub mod access;
 pub mod iterator;
 pub mod limits;
 mod subscribe;
@@ -321,6 +322,9 @@ impl KinesisService {
             }
         }
         let req: Request = serde_json::from_value(input).map_err(|e| serialization(e.to_string()))?;
+        if let Some(caller) = &ctx.caller {
+            self.authorize(ctx, caller, action, &req)?;
+        }
         match action {
             "CreateStream" => self.create_stream(ctx, req).await,
             "DeleteStream" => self.delete_stream(ctx, req).await,
@@ -1241,9 +1245,8 @@ impl KinesisService {
     async fn put_resource_policy(&self, _ctx: &RequestContext, req: Request) -> Result<Value, AwsError> {
         let (key, consumer) = self.policy_target(&req)?;
         let policy = req.policy.clone().unwrap_or_default();
-        if serde_json::from_str::<Value>(&policy).is_err() {
-            return Err(invalid_argument("Policy is not valid JSON."));
-        }
+        crate::iam::Policy::parse_resource_policy(&policy)
+            .map_err(|e| invalid_argument(format!("Invalid policy: {e}")))?;
         self.update(&key, |meta| {
             match &consumer {
                 Some(c) => {

@@ -20,7 +20,6 @@ impl KinesisService {
         input: Value,
         cbor: bool,
     ) -> Result<mpsc::Receiver<Vec<u8>>, AwsError> {
-        let _ = ctx;
         let op = self.model.operations.get("SubscribeToShard").ok_or_else(unknown_operation)?;
         if let Some(shape) = &op.input {
             if let Some(missing) = sluice_wire::query::first_missing_required(&self.model, shape, &input) {
@@ -31,6 +30,9 @@ impl KinesisService {
             }
         }
         let req: Request = serde_json::from_value(input).map_err(|e| serialization(e.to_string()))?;
+        if let Some(caller) = &ctx.caller {
+            self.authorize(ctx, caller, "SubscribeToShard", &req)?;
+        }
         let consumer_arn = req.consumer_arn.clone().unwrap_or_default();
         let (meta, consumer) = self.consumer(ctx, &req)?;
         let shard_id = req.shard_id.clone().unwrap_or_default();

@@ -2,6 +2,7 @@
 //! delivery to SQS queues in this server, to HTTP endpoints (see `delivery`), and to
 //! an outbox for protocols Sluice does not send yet (email, SMS, mobile, Lambda).
 
+pub mod access;
 pub mod delivery;
 pub mod envelope;
 pub mod errors;
@@ -225,6 +226,9 @@ impl SnsService {
                 return Err(missing_parameter(&missing));
             }
         }
+        if let Some(caller) = &ctx.caller {
+            self.authorize(ctx, caller, action, &input)?;
+        }
         match action {
             "CreateTopic" => self.create_topic(ctx, parse(input)?).await,
             "DeleteTopic" => self.delete_topic(parse(input)?).await,
@@ -315,7 +319,14 @@ impl SnsService {
                 "Topic" | "MessageGroup" => value.to_owned(),
                 _ => return Err(bad()),
             },
-            "Policy" | "DeliveryPolicy" | "ArchivePolicy" => {
+            "Policy" => {
+                if !value.is_empty() {
+                    crate::iam::Policy::parse_resource_policy(value)
+                        .map_err(|e| invalid_parameter(format!("Policy Error: {e}")))?;
+                }
+                value.to_owned()
+            }
+            "DeliveryPolicy" | "ArchivePolicy" => {
                 if !value.is_empty() && serde_json::from_str::<Value>(value).is_err() {
                     return Err(invalid_parameter(format!("Attributes Reason: {name}: failed to parse JSON")));
                 }
@@ -1018,6 +1029,12 @@ impl SnsService {
             match sub.protocol.as_str() {
                 "sqs" => {
                     let Some(queue) = QueueKey::from_arn(&sub.endpoint) else { continue };
+                    // With authentication on, the queue's policy must let SNS send from
+                    // this topic, as on AWS (same account or not); otherwise AWS drops it.
+                    if ctx.caller.is_some() && !self.queue_accepts(&queue, topic) {
+                        tracing::warn!(subscription = %sub.arn, queue = %queue.arn(), "queue policy does not allow delivery from this topic");
+                        continue;
+                    }
                     let queue_fifo = queue.name.ends_with(".fifo");
                     let message = NewMessage {
                         body,
@@ -1169,10 +1186,8 @@ impl SnsService {
         }
         let current = topic.attributes.get("Policy").cloned().unwrap_or_else(|| Self::default_policy(&topic));
         let mut policy: Value = serde_json::from_str(&current).map_err(internal)?;
-        let statements = policy
-            .get_mut("Statement")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| internal("policy without statements"))?;
+        let statements =
+            crate::iam::statement_list(&mut policy).ok_or_else(|| internal("policy without statements"))?;
         if statements.iter().any(|s| s.get("Sid").and_then(Value::as_str) == Some(label)) {
             return Err(invalid_parameter("Statement already exists"));
         }
@@ -1189,10 +1204,8 @@ impl SnsService {
         let label = require(&req.label, "Label")?;
         let current = topic.attributes.get("Policy").cloned().unwrap_or_else(|| Self::default_policy(&topic));
         let mut policy: Value = serde_json::from_str(&current).map_err(internal)?;
-        let statements = policy
-            .get_mut("Statement")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| internal("policy without statements"))?;
+        let statements =
+            crate::iam::statement_list(&mut policy).ok_or_else(|| internal("policy without statements"))?;
         let before = statements.len();
         statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(label));
         if statements.len() == before {

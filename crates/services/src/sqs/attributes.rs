@@ -122,7 +122,7 @@ pub fn validate(
                 _ => return Err(invalid_value(name)),
             },
             "Policy" => {
-                if !value.is_empty() && serde_json::from_str::<serde_json::Value>(value).is_err() {
+                if !value.is_empty() && crate::iam::Policy::parse_resource_policy(value).is_err() {
                     return Err(invalid_value(name));
                 }
                 value.clone()

@@ -1,5 +1,6 @@
 //! Amazon SQS: one handler per operation, shared by the JSON 1.0 and Query protocols.
 
+pub mod access;
 pub mod attributes;
 pub mod errors;
 pub mod messages;
@@ -216,6 +217,9 @@ impl SqsService {
             if let Some(missing) = sluice_wire::query::first_missing_required(&self.model, shape, &input) {
                 return Err(missing_parameter(&missing));
             }
+        }
+        if let Some(caller) = &ctx.caller {
+            self.authorize(ctx, caller, action, &input)?;
         }
         match action {
             "CreateQueue" => self.create_queue(ctx, parse(input)?).await,
@@ -1026,10 +1030,8 @@ impl SqsService {
             info.attributes.get("Policy").and_then(|p| serde_json::from_str::<Value>(p).ok()).unwrap_or_else(
                 || json!({"Version": "2012-10-17", "Id": format!("{}/SQSDefaultPolicy", key.arn()), "Statement": []}),
             );
-        let statements = policy
-            .get_mut("Statement")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| internal("stored policy has no Statement list"))?;
+        let statements =
+            crate::iam::statement_list(&mut policy).ok_or_else(|| internal("stored policy has no Statement list"))?;
         if statements.iter().any(|s| s.get("Sid").and_then(Value::as_str) == Some(label)) {
             return Err(invalid_value_reason("Label", label, "Already exists."));
         }
@@ -1052,7 +1054,7 @@ impl SqsService {
         let not_found = || invalid_value_reason("Label", label, "can't find label on existing policy.");
         let mut policy =
             info.attributes.get("Policy").and_then(|p| serde_json::from_str::<Value>(p).ok()).ok_or_else(not_found)?;
-        let statements = policy.get_mut("Statement").and_then(Value::as_array_mut).ok_or_else(not_found)?;
+        let statements = crate::iam::statement_list(&mut policy).ok_or_else(not_found)?;
         let before = statements.len();
         statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(label));
         if statements.len() == before {
