@@ -95,6 +95,11 @@ CREATE TABLE firehose_buffer (
     PRIMARY KEY (stream_id, seq)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- 1 when `data` is sealed (encryption at rest); SQS bodies tell by their type instead.
+ALTER TABLE records ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE firehose_buffer ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// One row of `messages`, as the writer inserts it.
@@ -103,7 +108,8 @@ pub struct MessageRow {
     pub seq: i64,
     pub queue_id: i64,
     pub message_id: String,
-    pub body: String,
+    /// Sealed when the queue requests server-side encryption.
+    pub body: crate::at_rest::StoredText,
     pub attributes: Option<String>,
     pub system_attributes: Option<String>,
     pub sender_id: String,
@@ -213,7 +219,8 @@ pub enum SqlOp {
     UpsertOutbox {
         id: i64,
         subscription_arn: String,
-        record: String,
+        /// Sealed when the topic requests server-side encryption.
+        record: crate::at_rest::StoredText,
         next_attempt_ms: i64,
     },
     DeleteOutbox {
@@ -233,6 +240,7 @@ pub enum SqlOp {
         arrival_ms: i64,
         partition_key: String,
         data: Vec<u8>,
+        sealed: bool,
     },
     /// Deletes a shard's records below `below_seq_ix` (retention).
     TrimRecords {
@@ -251,6 +259,7 @@ pub enum SqlOp {
         seq: i64,
         arrival_ms: i64,
         data: Vec<u8>,
+        sealed: bool,
     },
     /// Removes a delivery stream's buffered records up to `max_seq` (delivered).
     RemoveBuffered {
@@ -651,11 +660,11 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
                 tx.prepare_cached("DELETE FROM shard_seq WHERE shard_uid=?1")?.execute(params![uid])?;
             }
         }
-        SqlOp::InsertRecord { shard_uid, seq_ix, arrival_ms, partition_key, data } => {
+        SqlOp::InsertRecord { shard_uid, seq_ix, arrival_ms, partition_key, data, sealed } => {
             tx.prepare_cached(
-                "INSERT INTO records (shard_uid, seq_ix, arrival_ms, partition_key, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO records (shard_uid, seq_ix, arrival_ms, partition_key, data, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![shard_uid, seq_ix, arrival_ms, partition_key, data])?;
+            .execute(params![shard_uid, seq_ix, arrival_ms, partition_key, data, sealed])?;
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO record_times (shard_uid, second, first_seq_ix) VALUES (?1, ?2, ?3)",
             )?
@@ -680,11 +689,11 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
             tx.prepare_cached("DELETE FROM delivery_streams WHERE id=?1")?.execute(params![id])?;
             tx.prepare_cached("DELETE FROM firehose_buffer WHERE stream_id=?1")?.execute(params![id])?;
         }
-        SqlOp::InsertBuffered { stream_id, seq, arrival_ms, data } => {
+        SqlOp::InsertBuffered { stream_id, seq, arrival_ms, data, sealed } => {
             tx.prepare_cached(
-                "INSERT INTO firehose_buffer (stream_id, seq, arrival_ms, data) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO firehose_buffer (stream_id, seq, arrival_ms, data, sealed) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![stream_id, seq, arrival_ms, data])?;
+            .execute(params![stream_id, seq, arrival_ms, data, sealed])?;
         }
         SqlOp::RemoveBuffered { stream_id, max_seq } => {
             tx.prepare_cached("DELETE FROM firehose_buffer WHERE stream_id=?1 AND seq<=?2")?

@@ -1,13 +1,14 @@
 //! The embedded backend: queues' in-memory indexes, rebuilt from SQLite at start,
 //! with every write going through the group-commit writer.
 
+use crate::at_rest::{Sealer, StoredText};
 use crate::clock::Clock;
 use crate::db::{internal, CommitHook, Database, MessageRow, MoveTaskRow, SqlOp, WriteItem};
 use crate::limits::*;
 use crate::queue_state::{DedupEntry, MsgMeta, MsgState, QueueState};
 use crate::store::*;
 use base64::Engine as _;
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -25,6 +26,9 @@ pub struct EmbeddedOptions {
     pub relax_cooldowns: bool,
     /// Largest the database may grow; writes past it fail as on a full disk.
     pub max_data_bytes: Option<u64>,
+    /// The at-rest encryption key; `None` uses (and first creates) `sluice.key` in the
+    /// data directory.
+    pub encryption_key: Option<[u8; 32]>,
 }
 
 struct QueueHandle {
@@ -61,6 +65,7 @@ pub struct EmbeddedStore {
     streams: Mutex<crate::streams::StreamRegistry>,
     firehose: Mutex<crate::firehose::FirehoseRegistry>,
     pub(crate) secret: Mutex<Option<Vec<u8>>>,
+    pub(crate) sealer: Sealer,
     next_queue_id: AtomicI64,
     tasks: Mutex<Vec<TaskState>>,
     _temp_dir: Option<tempfile::TempDir>,
@@ -112,6 +117,10 @@ impl EmbeddedStore {
         };
         std::fs::create_dir_all(&dir).map_err(internal)?;
         let durable = options.durable && options.data_dir.is_some();
+        let sealer = match &options.encryption_key {
+            Some(key) => Sealer::new(key),
+            None => Sealer::load_or_create(&dir.join(crate::at_rest::KEY_FILE))?,
+        };
         let (db, conn) = Database::open(&dir.join("sluice.db"), durable, options.max_data_bytes)?;
         let store = EmbeddedStore {
             db,
@@ -125,10 +134,37 @@ impl EmbeddedStore {
             streams: Mutex::new(Default::default()),
             firehose: Mutex::new(Default::default()),
             secret: Mutex::new(None),
+            sealer,
             _temp_dir: temp_dir,
         };
+        store.check_key(&conn)?;
         store.load(&conn).map_err(internal)?;
         Ok(store)
+    }
+
+    /// Refuses a key that does not open what this data directory was written with; the
+    /// first start records a value sealed under the key for later starts to check.
+    fn check_key(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+        let stored: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key='key_check'", [], |r| r.get(0))
+            .optional()
+            .map_err(internal)?;
+        match stored {
+            Some(hex) => {
+                let sealed = crate::at_rest::from_hex(&hex)?;
+                match self.sealer.open(&sealed) {
+                    Ok(plain) if plain == crate::at_rest::KEY_CHECK_PLAINTEXT => Ok(()),
+                    _ => Err(StoreError::EncryptionKey(
+                        "this is not the key the data directory's encrypted data was written with".into(),
+                    )),
+                }
+            }
+            None => {
+                let value = crate::at_rest::to_hex(&self.sealer.seal(crate::at_rest::KEY_CHECK_PLAINTEXT));
+                drop(self.commit((), vec![SqlOp::SetMeta { key: "key_check", value }], None)?);
+                Ok(())
+            }
+        }
     }
 
     /// Rebuilds the in-memory indexes from the database.
@@ -243,7 +279,7 @@ impl EmbeddedStore {
                 tasks.push(TaskState { row: row? });
             }
         }
-        *self.topic_registry() = crate::topics::TopicRegistry::load(conn, now)?;
+        *self.topic_registry() = crate::topics::TopicRegistry::load(conn, now, &self.sealer)?;
         *self.stream_registry() = crate::streams::StreamRegistry::load(conn)?;
         *self.firehose_registry() = crate::firehose::FirehoseRegistry::load(conn)?;
         self.next_seq.store(max_seq + 1, Ordering::SeqCst);
@@ -332,7 +368,7 @@ impl EmbeddedStore {
                     Ok(ReceivedMessage {
                         message_id: r.get(0)?,
                         receipt_handle: String::new(),
-                        body: r.get(1)?,
+                        body: StoredText::read(r.get_ref(1)?, &self.sealer)?,
                         attributes: r.get(2)?,
                         system_attributes: r.get(3)?,
                         sender_id: r.get(4)?,
@@ -503,6 +539,7 @@ impl Store for EmbeddedStore {
             return Err(StoreError::QueueDoesNotExist);
         }
         let fifo = st.config.fifo;
+        let sse = crate::at_rest::queue_requests_sse(&st.attributes);
         let mut ops = Vec::with_capacity(messages.len() + 1);
         let mut metas = Vec::with_capacity(messages.len());
         let mut outcomes = Vec::with_capacity(messages.len());
@@ -569,7 +606,7 @@ impl Store for EmbeddedStore {
                 seq,
                 queue_id: st.id,
                 message_id,
-                body: m.body,
+                body: StoredText::new(m.body, sse.then_some(&self.sealer)),
                 attributes: m.attributes,
                 system_attributes: m.system_attributes,
                 sender_id: m.sender_id,

@@ -65,9 +65,10 @@ impl FirehoseRegistry {
                 config: v["config"].clone(),
             };
             reg.next_id = reg.next_id.max(id + 1);
+            // Sizes are the records' own, without what sealing adds.
             let (count, bytes, oldest, max_seq): (i64, i64, Option<i64>, Option<i64>) = conn.query_row(
-                "SELECT count(*), coalesce(sum(length(data)),0), min(arrival_ms), max(seq) FROM firehose_buffer WHERE stream_id=?1",
-                params![id],
+                "SELECT count(*), coalesce(sum(length(data) - ?2 * sealed),0), min(arrival_ms), max(seq) FROM firehose_buffer WHERE stream_id=?1",
+                params![id, crate::at_rest::SEALED_OVERHEAD as i64],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
             reg.buffers.insert(
@@ -191,6 +192,8 @@ impl DeliveryStore for EmbeddedStore {
             stream.config = config;
             ops.push(stream_op(stream)?);
         }
+        let sealed =
+            reg.streams.values().find(|s| s.id == id).is_some_and(|s| s.config["encryption"]["Status"] == "ENABLED");
         let buffer = reg.buffers.get_mut(&id).ok_or(StoreError::ResourceNotFound)?;
         let mut seqs = Vec::with_capacity(records.len());
         for data in records {
@@ -200,7 +203,8 @@ impl DeliveryStore for EmbeddedStore {
             buffer.stats.bytes += data.len() as u64;
             buffer.stats.oldest_arrival_ms.get_or_insert(now);
             seqs.push(seq);
-            ops.push(SqlOp::InsertBuffered { stream_id: id, seq, arrival_ms: now as i64, data });
+            let data = if sealed { self.sealer.seal(&data) } else { data };
+            ops.push(SqlOp::InsertBuffered { stream_id: id, seq, arrival_ms: now as i64, data, sealed });
         }
         self.commit(seqs, ops, None)
     }
@@ -211,13 +215,16 @@ impl DeliveryStore for EmbeddedStore {
 
     fn read_buffer(&self, id: i64, max_bytes: u64) -> Result<Vec<Buffered>, StoreError> {
         self.db.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT seq, arrival_ms, data FROM firehose_buffer WHERE stream_id=?1 ORDER BY seq")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, arrival_ms, data, sealed FROM firehose_buffer WHERE stream_id=?1 ORDER BY seq",
+            )?;
             let mut rows = stmt.query(params![id])?;
             let mut out = Vec::new();
             let mut bytes = 0u64;
             while let Some(r) = rows.next()? {
                 let data: Vec<u8> = r.get(2)?;
+                let data =
+                    if r.get(3)? { self.sealer.open(&data).map_err(crate::at_rest::read_failure)? } else { data };
                 if !out.is_empty() && bytes + data.len() as u64 > max_bytes {
                     break;
                 }
@@ -279,6 +286,7 @@ mod tests {
                 durable: true,
                 relax_cooldowns: true,
                 max_data_bytes: None,
+                encryption_key: None,
             },
             clock.clone() as Arc<dyn Clock>,
         )

@@ -150,6 +150,9 @@ pub enum StoreError {
     /// The database file failed SQLite's checks at start; it is never served.
     #[error("the database is corrupt: {0}")]
     Corrupt(String),
+    /// The encryption key is malformed or is not the one the data was written with.
+    #[error("encryption key: {0}")]
+    EncryptionKey(String),
 }
 
 /// A result that becomes valid once the write holding it is durable.

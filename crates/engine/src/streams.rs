@@ -406,6 +406,8 @@ impl StreamStore for EmbeddedStore {
         let now = self.clock.now_ms();
         let mut reg = self.stream_registry();
         let meta = reg.streams.get(key).cloned().ok_or(StoreError::ResourceNotFound)?;
+        // StartStreamEncryption turns sealing on for records written from then on.
+        let sealed = meta.encryption_type == "KMS";
         let mut ops = Vec::with_capacity(records.len());
         let mut out = Vec::with_capacity(records.len());
         let mut signals: Vec<Arc<Notify>> = Vec::new();
@@ -431,7 +433,8 @@ impl StreamStore for EmbeddedStore {
                 seq_ix: seq_ix as i64,
                 arrival_ms: now as i64,
                 partition_key: r.partition_key,
-                data: r.data,
+                data: if sealed { self.sealer.seal(&r.data) } else { r.data },
+                sealed,
             });
         }
         let hook: crate::db::CommitHook = Box::new(move || signals.iter().for_each(|s| s.notify_waiters()));
@@ -479,7 +482,7 @@ impl StreamStore for EmbeddedStore {
         };
         let records = self.db.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq_ix, arrival_ms, partition_key, data FROM records WHERE shard_uid=?1 AND seq_ix>=?2 AND seq_ix<?3 ORDER BY seq_ix LIMIT ?4",
+                "SELECT seq_ix, arrival_ms, partition_key, data, sealed FROM records WHERE shard_uid=?1 AND seq_ix>=?2 AND seq_ix<?3 ORDER BY seq_ix LIMIT ?4",
             )?;
             let mut rows = stmt.query(params![shard_uid, from_seq_ix as i64, next_seq_ix as i64, limit as i64])?;
             let mut out = Vec::new();
@@ -488,6 +491,7 @@ impl StreamStore for EmbeddedStore {
                 let seq_ix = r.get::<_, i64>(0)? as u64;
                 let arrival_ms = r.get::<_, i64>(1)? as u64;
                 let data: Vec<u8> = r.get(3)?;
+                let data = if r.get(4)? { self.sealer.open(&data).map_err(crate::at_rest::read_failure)? } else { data };
                 bytes += data.len();
                 out.push(StreamRecord {
                     seq_ix,

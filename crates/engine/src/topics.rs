@@ -1,6 +1,7 @@
 //! SNS state in the embedded backend: topics, subscriptions, FIFO topic dedup and the
 //! delivery outbox, held in memory and written through the group-commit writer.
 
+use crate::at_rest::{Sealer, StoredText};
 use crate::db::{internal, SqlOp};
 use crate::embedded::{sequence_number, EmbeddedStore};
 use crate::limits::DEDUP_WINDOW_MS;
@@ -21,7 +22,7 @@ pub(crate) struct TopicRegistry {
 }
 
 impl TopicRegistry {
-    pub(crate) fn load(conn: &rusqlite::Connection, now: u64) -> rusqlite::Result<TopicRegistry> {
+    pub(crate) fn load(conn: &rusqlite::Connection, now: u64, sealer: &Sealer) -> rusqlite::Result<TopicRegistry> {
         let mut reg = TopicRegistry { next_outbox_id: 1, ..Default::default() };
         let mut stmt = conn.prepare("SELECT record FROM topics")?;
         for row in stmt.query_map([], |r| r.get::<_, String>(0))? {
@@ -34,7 +35,7 @@ impl TopicRegistry {
             reg.subscriptions.insert(s.arn.clone(), s);
         }
         let mut stmt = conn.prepare("SELECT id, record FROM sns_outbox")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+        for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, StoredText::read(r.get_ref(1)?, sealer)?)))? {
             let (id, text) = row?;
             let mut e: OutboxEntry = decode(text)?;
             e.id = id;
@@ -63,6 +64,16 @@ impl TopicRegistry {
 
 fn decode<T: serde::de::DeserializeOwned>(text: String) -> rusqlite::Result<T> {
     serde_json::from_str(&text).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+impl TopicRegistry {
+    /// Whether an outbox entry's topic requests server-side encryption (`KmsMasterKeyId`).
+    fn seals(&self, entry: &OutboxEntry) -> bool {
+        self.subscriptions
+            .get(&entry.subscription_arn)
+            .and_then(|s| self.topics.get(&s.topic_arn))
+            .is_some_and(|t| t.attributes.get("KmsMasterKeyId").is_some_and(|k| !k.is_empty()))
+    }
 }
 
 fn record_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -171,7 +182,7 @@ impl TopicStore for EmbeddedStore {
             ops.push(SqlOp::UpsertOutbox {
                 id: e.id,
                 subscription_arn: e.subscription_arn.clone(),
-                record: record_json(&e)?,
+                record: StoredText::new(record_json(&e)?, reg.seals(&e).then_some(&self.sealer)),
                 next_attempt_ms: e.next_attempt_ms as i64,
             });
             ids.push(e.id);
@@ -182,13 +193,15 @@ impl TopicStore for EmbeddedStore {
     }
 
     fn update_outbox(&self, entry: OutboxEntry) -> Result<Durable<()>, StoreError> {
+        let mut reg = self.topic_registry();
         let op = SqlOp::UpsertOutbox {
             id: entry.id,
             subscription_arn: entry.subscription_arn.clone(),
-            record: record_json(&entry)?,
+            record: StoredText::new(record_json(&entry)?, reg.seals(&entry).then_some(&self.sealer)),
             next_attempt_ms: entry.next_attempt_ms as i64,
         };
-        self.topic_registry().outbox.insert(entry.id, entry);
+        reg.outbox.insert(entry.id, entry);
+        drop(reg);
         self.commit((), vec![op], None)
     }
 

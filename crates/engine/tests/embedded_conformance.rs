@@ -5,8 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 fn embedded(dir: &Path, clock: Arc<ManualClock>) -> Arc<dyn Store> {
-    let options =
-        EmbeddedOptions { data_dir: Some(dir.to_owned()), durable: true, relax_cooldowns: false, max_data_bytes: None };
+    let options = EmbeddedOptions {
+        data_dir: Some(dir.to_owned()),
+        durable: true,
+        relax_cooldowns: false,
+        max_data_bytes: None,
+        encryption_key: None,
+    };
     Arc::new(EmbeddedStore::open(options, clock).expect("open store"))
 }
 

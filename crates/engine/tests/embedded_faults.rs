@@ -8,8 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 fn open(dir: &Path) -> EmbeddedStore {
-    let options =
-        EmbeddedOptions { data_dir: Some(dir.to_owned()), durable: true, relax_cooldowns: true, max_data_bytes: None };
+    let options = EmbeddedOptions {
+        data_dir: Some(dir.to_owned()),
+        durable: true,
+        relax_cooldowns: true,
+        max_data_bytes: None,
+        encryption_key: None,
+    };
     EmbeddedStore::open(options, Arc::new(ManualClock::new(1_700_000_000_000)) as Arc<dyn Clock>).unwrap()
 }
 

@@ -59,6 +59,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
                 durable: settings.fsync,
                 relax_cooldowns: settings.relax_cooldowns,
                 max_data_bytes: settings.max_data_mib.map(|m| m * 1024 * 1024),
+                encryption_key: settings.encryption_key,
             },
             clock.clone(),
         )

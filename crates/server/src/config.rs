@@ -102,6 +102,10 @@ pub struct ServeArgs {
     /// How long Kinesis streams report CREATING/UPDATING, in milliseconds (0: ACTIVE at once).
     #[arg(long, env = "SLUICE_KINESIS_STATUS_DELAY_MS")]
     pub kinesis_status_delay_ms: Option<u64>,
+    /// File holding the at-rest encryption key (64 hex digits); default: `sluice.key` in
+    /// the data directory, created on first start.
+    #[arg(long, env = "SLUICE_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +139,7 @@ pub struct FileConfig {
     pub credentials: Vec<CredentialConfig>,
     pub max_concurrent_requests: Option<usize>,
     pub max_data_mib: Option<u64>,
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// A credential in the config file's `[[credentials]]`.
@@ -188,6 +193,8 @@ pub struct Settings {
     pub auth: crate::auth::AuthMode,
     pub max_concurrent_requests: usize,
     pub max_data_mib: Option<u64>,
+    /// The at-rest encryption key when configured; `None` uses the data directory's key file.
+    pub encryption_key: Option<[u8; 32]>,
 }
 
 impl Settings {
@@ -211,6 +218,7 @@ impl Settings {
             auth: crate::auth::AuthMode::Off,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_data_mib: None,
+            encryption_key: None,
         }
     }
 
@@ -306,7 +314,16 @@ impl Settings {
         if max_concurrent_requests == 0 {
             anyhow::bail!("--max-concurrent-requests must be at least 1");
         }
+        let encryption_key = match args.encryption_key_file.clone().or(file.encryption_key_file) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot read the encryption key file {}: {e}", path.display()))?;
+                Some(sluice_engine::at_rest::parse_key(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+            }
+            None => None,
+        };
         Ok(Settings {
+            encryption_key,
             max_data_mib: args.max_data_mib.or(file.max_data_mib),
             max_concurrent_requests,
             auth,

@@ -13,13 +13,23 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let result = serve(args);
             if let Err(e) = &result {
-                if let Some(sluice_engine::StoreError::Corrupt(detail)) = e.downcast_ref() {
-                    // A distinct exit code, so supervisors do not restart into the same failure.
-                    eprintln!(
-                        "sluice: the database in the data directory is corrupt ({detail}); refusing to serve it. \
-                         Restore it from a backup or move it aside."
-                    );
-                    std::process::exit(EXIT_CORRUPT);
+                // Distinct exit codes, so supervisors do not restart into the same failure.
+                match e.downcast_ref() {
+                    Some(sluice_engine::StoreError::Corrupt(detail)) => {
+                        eprintln!(
+                            "sluice: the database in the data directory is corrupt ({detail}); refusing to serve it. \
+                             Restore it from a backup or move it aside."
+                        );
+                        std::process::exit(EXIT_CORRUPT);
+                    }
+                    Some(sluice_engine::StoreError::EncryptionKey(detail)) => {
+                        eprintln!(
+                            "sluice: encryption key problem: {detail}. Give the key the data was written with \
+                             (--encryption-key-file, or sluice.key in the data directory)."
+                        );
+                        std::process::exit(EXIT_WRONG_KEY);
+                    }
+                    _ => {}
                 }
             }
             result
@@ -29,6 +39,8 @@ fn main() -> anyhow::Result<()> {
 
 /// Exit status when the database fails its integrity check at start.
 const EXIT_CORRUPT: i32 = 3;
+/// Exit status when the encryption key is malformed or does not open the stored data.
+const EXIT_WRONG_KEY: i32 = 4;
 
 fn serve(args: sluice::config::ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args)?;

@@ -33,6 +33,7 @@ fn open(dir: &Path, clock: Arc<ManualClock>) -> (FirehoseService, KinesisService
                 durable: true,
                 relax_cooldowns: true,
                 max_data_bytes: None,
+                encryption_key: None,
             },
             clock.clone() as Arc<dyn Clock>,
         )

@@ -25,6 +25,7 @@ fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> KinesisService {
                 durable: true,
                 relax_cooldowns: true,
                 max_data_bytes: None,
+                encryption_key: None,
             },
             clock.clone() as Arc<dyn Clock>,
         )

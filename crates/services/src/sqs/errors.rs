@@ -152,7 +152,7 @@ pub fn from_store(e: StoreError, queue: &str, receipt_handle: &str) -> AwsError 
         ),
         StoreError::MoveTask(m) => invalid_parameter_value(m),
         StoreError::MoveTaskNotFound => resource_not_found("Task does not exist."),
-        StoreError::Internal(m) | StoreError::Corrupt(m) => internal(m),
+        StoreError::Internal(m) | StoreError::Corrupt(m) | StoreError::EncryptionKey(m) => internal(m),
         StoreError::UpdateRefused => internal("update refused"),
     }
 }

@@ -1,0 +1,214 @@
+//! Encryption at rest for resources that request server-side encryption (SQS
+//! `SqsManagedSseEnabled`/`KmsMasterKeyId`, Kinesis StartStreamEncryption, Firehose
+//! StartDeliveryStreamEncryption): AES-256-GCM under one local key. This is local-key
+//! encryption, not KMS: whoever holds the key file reads the data.
+//!
+//! Sealed form: version byte, 96-bit random nonce, ciphertext, 128-bit tag. Random nonces
+//! keep the chance of a repeat negligible up to about 2^32 sealed values per key (NIST
+//! SP 800-38D); a deployment writing more than that should rotate keys (not yet offered).
+
+use crate::store::StoreError;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use std::path::Path;
+
+/// The key file created in the data directory when no key is configured.
+pub const KEY_FILE: &str = "sluice.key";
+const VERSION: u8 = 1;
+/// Sealed on first use of a key and checked at every start, so that a wrong key is
+/// reported at once rather than as unreadable messages later.
+pub const KEY_CHECK_PLAINTEXT: &[u8] = b"sluice at-rest key check";
+
+pub struct Sealer {
+    key: LessSafeKey,
+    random: SystemRandom,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(AES-256-GCM)")
+    }
+}
+
+/// Whether a queue asks for server-side encryption: SSE-SQS (`SqsManagedSseEnabled`, on by
+/// default for new queues as on AWS) or SSE-KMS (`KmsMasterKeyId`). Both use the local key.
+pub fn queue_requests_sse(attributes: &crate::store::Attributes) -> bool {
+    attributes.get("SqsManagedSseEnabled").is_some_and(|v| v == "true")
+        || attributes.get("KmsMasterKeyId").is_some_and(|v| !v.is_empty())
+}
+
+/// A key given as 64 hexadecimal digits (surrounding whitespace ignored).
+pub fn parse_key(text: &str) -> Result<[u8; 32], StoreError> {
+    from_hex(text.trim())?
+        .try_into()
+        .map_err(|_| StoreError::EncryptionKey("an encryption key is 64 hexadecimal digits (32 bytes)".into()))
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn from_hex(text: &str) -> Result<Vec<u8>, StoreError> {
+    let bad = || StoreError::EncryptionKey("not hexadecimal".into());
+    if !text.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()).ok_or_else(bad))
+        .collect()
+}
+
+impl Sealer {
+    pub fn new(key: &[u8; 32]) -> Sealer {
+        let unbound = UnboundKey::new(&AES_256_GCM, key).expect("AES-256 takes a 32-byte key");
+        Sealer { key: LessSafeKey::new(unbound), random: SystemRandom::new() }
+    }
+
+    /// The key in `path`, created (random, readable by the owner only) if missing.
+    pub fn load_or_create(path: &Path) -> Result<Sealer, StoreError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Sealer::new(&parse_key(&text)?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                SystemRandom::new().fill(&mut key).map_err(|_| StoreError::Internal("no system randomness".into()))?;
+                write_private(path, &to_hex(&key))
+                    .map_err(|e| StoreError::Internal(format!("writing {}: {e}", path.display())))?;
+                Ok(Sealer::new(&key))
+            }
+            Err(e) => Err(StoreError::Internal(format!("reading {}: {e}", path.display()))),
+        }
+    }
+
+    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        // SystemRandom fails only if the OS has no randomness source, which ring checks at
+        // first use; a zero nonce would be unsafe, so refuse to continue rather than seal.
+        self.random.fill(&mut nonce).expect("system randomness");
+        let mut out = Vec::with_capacity(SEALED_OVERHEAD + plaintext.len());
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        let mut body = plaintext.to_vec();
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut body)
+            .expect("AES-GCM seals any length Sluice stores");
+        out.extend_from_slice(&body);
+        out
+    }
+
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let refused = || StoreError::EncryptionKey("stored data does not decrypt with this key".into());
+        if sealed.len() < SEALED_OVERHEAD || sealed[0] != VERSION {
+            return Err(refused());
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&sealed[1..1 + NONCE_LEN]).map_err(|_| refused())?;
+        let mut body = sealed[1 + NONCE_LEN..].to_vec();
+        let plain = self.key.open_in_place(nonce, Aad::empty(), &mut body).map_err(|_| refused())?;
+        let n = plain.len();
+        body.truncate(n);
+        Ok(body)
+    }
+
+    /// Text sealed as bytes (SQS bodies).
+    pub fn open_text(&self, sealed: &[u8]) -> Result<String, StoreError> {
+        String::from_utf8(self.open(sealed)?)
+            .map_err(|_| StoreError::EncryptionKey("decrypted text is not UTF-8".into()))
+    }
+}
+
+/// A text value as stored: plain as TEXT, sealed as BLOB. SQLite types each value, so
+/// a column holds both and a reader tells them apart without a flag.
+#[derive(Debug, Clone)]
+pub enum StoredText {
+    Plain(String),
+    Sealed(Vec<u8>),
+}
+
+impl StoredText {
+    pub fn new(text: String, sealer: Option<&Sealer>) -> StoredText {
+        match sealer {
+            Some(s) => StoredText::Sealed(s.seal(text.as_bytes())),
+            None => StoredText::Plain(text),
+        }
+    }
+
+    /// Reads a stored value back; a sealed one that does not open is a conversion failure.
+    pub fn read(value: ValueRef<'_>, sealer: &Sealer) -> rusqlite::Result<String> {
+        let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+            rusqlite::Error::FromSqlConversionFailure(0, value.data_type(), e)
+        };
+        match value {
+            ValueRef::Blob(b) => sealer.open_text(b).map_err(|e| failed(Box::new(e))),
+            ValueRef::Text(t) => String::from_utf8(t.to_vec()).map_err(|e| failed(Box::new(e))),
+            other => Err(rusqlite::Error::InvalidColumnType(0, "stored text".into(), other.data_type())),
+        }
+    }
+}
+
+impl ToSql for StoredText {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            StoredText::Plain(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            StoredText::Sealed(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+/// A value that does not open, as the error of the read that found it.
+pub fn read_failure(e: StoreError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+}
+
+/// Bytes sealing adds to a value: version, nonce and tag.
+pub const SEALED_OVERHEAD: usize = 1 + NONCE_LEN + 16;
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_tamper_detection() {
+        let sealer = Sealer::new(&[7u8; 32]);
+        let a = sealer.seal(b"secret message");
+        let b = sealer.seal(b"secret message");
+        assert_ne!(a, b, "fresh nonce per seal");
+        assert!(!a.windows(6).any(|w| w == b"secret"), "ciphertext hides the plaintext");
+        assert_eq!(sealer.open(&a).unwrap(), b"secret message");
+        assert_eq!(sealer.open(&sealer.seal(b"")).unwrap(), b"");
+        let mut tampered = a.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(sealer.open(&tampered).is_err());
+        assert!(Sealer::new(&[8u8; 32]).open(&a).is_err(), "another key does not open it");
+        assert!(sealer.open(b"short").is_err());
+    }
+
+    #[test]
+    fn key_file_is_created_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let sealed = Sealer::load_or_create(&path).unwrap().seal(b"x");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(parse_key(&text).unwrap().len(), 32);
+        assert_eq!(Sealer::load_or_create(&path).unwrap().open(&sealed).unwrap(), b"x", "the same key is reused");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert!(parse_key("abc").is_err());
+        assert!(parse_key(&"zz".repeat(32)).is_err());
+    }
+}
