@@ -59,16 +59,29 @@ pub struct EmbeddedStore {
     pub(crate) db: Database,
     pub(crate) clock: Arc<dyn Clock>,
     options: EmbeddedOptions,
-    registry: RwLock<Registry>,
+    /// Shared with undo hooks, which run on the writer thread.
+    registry: Arc<RwLock<Registry>>,
     pub(crate) next_seq: AtomicI64,
-    topics: Mutex<crate::topics::TopicRegistry>,
-    streams: Mutex<crate::streams::StreamRegistry>,
-    firehose: Mutex<crate::firehose::FirehoseRegistry>,
+    /// Shared with undo hooks, which run on the writer thread.
+    pub(crate) topics: Arc<Mutex<crate::topics::TopicRegistry>>,
+    pub(crate) streams: Arc<Mutex<crate::streams::StreamRegistry>>,
+    pub(crate) firehose: Arc<Mutex<crate::firehose::FirehoseRegistry>>,
     pub(crate) secret: Mutex<Option<Vec<u8>>>,
     pub(crate) sealer: Sealer,
     next_queue_id: AtomicI64,
     tasks: Mutex<Vec<TaskState>>,
     _temp_dir: Option<tempfile::TempDir>,
+}
+
+/// Undoes an attribute or tag change whose write failed, unless it changed again since.
+fn restore_queue_maps(handle: Arc<QueueHandle>, before: (Attributes, Tags), after: (Attributes, Tags)) -> CommitHook {
+    Box::new(move || {
+        let mut st = handle.lock();
+        if st.attributes == after.0 && st.tags == after.1 {
+            st.set_attributes(before.0);
+            st.tags = before.1;
+        }
+    })
 }
 
 const HANDLE_VERSION: u8 = 1;
@@ -126,13 +139,13 @@ impl EmbeddedStore {
             db,
             clock,
             options,
-            registry: RwLock::new(Registry::default()),
+            registry: Arc::new(RwLock::new(Registry::default())),
             next_seq: AtomicI64::new(1),
             next_queue_id: AtomicI64::new(1),
             tasks: Mutex::new(Vec::new()),
-            topics: Mutex::new(Default::default()),
-            streams: Mutex::new(Default::default()),
-            firehose: Mutex::new(Default::default()),
+            topics: Arc::new(Mutex::new(Default::default())),
+            streams: Arc::new(Mutex::new(Default::default())),
+            firehose: Arc::new(Mutex::new(Default::default())),
             secret: Mutex::new(None),
             sealer,
             _temp_dir: temp_dir,
@@ -436,8 +449,21 @@ impl Store for EmbeddedStore {
         let info = Self::info(&state);
         let handle = Arc::new(QueueHandle { state: Mutex::new(state), notify: Arc::new(Notify::new()) });
         reg.by_key.insert(key.clone(), handle.clone());
-        reg.by_id.insert(id, handle);
-        self.commit((info, true), vec![op], None)
+        reg.by_id.insert(id, handle.clone());
+        // A queue that was not written must not be served: the client's retry would find
+        // it and answer success, and it would vanish at the next restart.
+        let registry = self.registry.clone();
+        let key = key.clone();
+        let undo: CommitHook = Box::new(move || {
+            let mut reg = registry.write().unwrap_or_else(|p| p.into_inner());
+            if reg.by_key.get(&key).is_some_and(|h| Arc::ptr_eq(h, &handle)) {
+                reg.by_key.remove(&key);
+                reg.by_id.remove(&id);
+            }
+            handle.lock().deleted = true;
+            handle.notify.notify_waiters();
+        });
+        self.commit_or_undo((info, true), vec![op], None, undo)
     }
 
     fn get_queue(&self, key: &QueueKey) -> Result<QueueInfo, StoreError> {
@@ -468,39 +494,61 @@ impl Store for EmbeddedStore {
         reg.by_id.remove(&id);
         reg.deleted_at.insert(key.clone(), now);
         handle.notify.notify_waiters();
-        self.commit((), vec![SqlOp::DeleteQueue { id }], None)
+        // A delete that was not written leaves the queue served, as it is still on disk.
+        let registry = self.registry.clone();
+        let key = key.clone();
+        let undo: CommitHook = Box::new(move || {
+            let mut reg = registry.write().unwrap_or_else(|p| p.into_inner());
+            if reg.by_key.contains_key(&key) {
+                return;
+            }
+            handle.lock().deleted = false;
+            reg.deleted_at.remove(&key);
+            reg.by_key.insert(key, handle.clone());
+            reg.by_id.insert(id, handle);
+        });
+        self.commit_or_undo((), vec![SqlOp::DeleteQueue { id }], None, undo)
     }
 
     fn set_queue_attributes(&self, key: &QueueKey, attributes: Attributes) -> Result<Durable<()>, StoreError> {
         let handle = self.handle(key)?;
         let mut st = handle.lock();
+        let before = (st.attributes.clone(), st.tags.clone());
         let mut merged = st.attributes.clone();
         merged.extend(attributes);
         st.set_attributes(merged);
         st.modified_ms = self.clock.now_ms();
         let op = Self::update_queue_op(&st);
+        let after = (st.attributes.clone(), st.tags.clone());
         drop(st);
-        self.commit((), vec![op], None)
+        let undo = restore_queue_maps(handle.clone(), before, after);
+        self.commit_or_undo((), vec![op], None, undo)
     }
 
     fn tag_queue(&self, key: &QueueKey, tags: Tags) -> Result<Durable<()>, StoreError> {
         let handle = self.handle(key)?;
         let mut st = handle.lock();
+        let before = (st.attributes.clone(), st.tags.clone());
         st.tags.extend(tags);
         let op = Self::update_queue_op(&st);
+        let after = (st.attributes.clone(), st.tags.clone());
         drop(st);
-        self.commit((), vec![op], None)
+        let undo = restore_queue_maps(handle.clone(), before, after);
+        self.commit_or_undo((), vec![op], None, undo)
     }
 
     fn untag_queue(&self, key: &QueueKey, keys: &[String]) -> Result<Durable<()>, StoreError> {
         let handle = self.handle(key)?;
         let mut st = handle.lock();
+        let before = (st.attributes.clone(), st.tags.clone());
         for k in keys {
             st.tags.remove(k);
         }
         let op = Self::update_queue_op(&st);
+        let after = (st.attributes.clone(), st.tags.clone());
         drop(st);
-        self.commit((), vec![op], None)
+        let undo = restore_queue_maps(handle.clone(), before, after);
+        self.commit_or_undo((), vec![op], None, undo)
     }
 
     fn purge_queue(&self, key: &QueueKey) -> Result<Durable<()>, StoreError> {
@@ -512,15 +560,29 @@ impl Store for EmbeddedStore {
                 return Err(StoreError::PurgeInProgress);
             }
         }
-        st.last_purge_ms = Some(now);
+        let last_purge = st.last_purge_ms.replace(now);
         let max_seq = self.next_seq.load(Ordering::SeqCst) - 1;
-        for seq in st.all_seqs_up_to(max_seq) {
-            st.remove(seq);
-        }
+        let purged: Vec<_> = st.all_seqs_up_to(max_seq).into_iter().filter_map(|seq| st.remove(seq)).collect();
         let ops =
             vec![SqlOp::PurgeMessages { queue_id: st.id, max_seq }, SqlOp::SetLastPurge { id: st.id, at: now as i64 }];
         drop(st);
-        self.commit((), ops, None)
+        // A purge that was not written leaves the messages, which are still on disk.
+        let undo_handle = handle.clone();
+        let undo: CommitHook = Box::new(move || {
+            let mut st = undo_handle.lock();
+            if st.deleted {
+                return;
+            }
+            st.last_purge_ms = last_purge;
+            for meta in purged {
+                if st.get(meta.seq).is_none() {
+                    st.insert(meta);
+                }
+            }
+            drop(st);
+            undo_handle.notify.notify_waiters();
+        });
+        self.commit_or_undo((), ops, None, undo)
     }
 
     fn queue_counts(&self, key: &QueueKey) -> Result<QueueCounts, StoreError> {
@@ -677,6 +739,38 @@ impl Store for EmbeddedStore {
                 receipt_token: t.receipt_token as i64,
             });
         }
+        // If the write fails, the client gets an error and never sees these receipt
+        // handles: the messages become visible again with their stored receive counts,
+        // and those bound for the dead-letter queue go back to the source.
+        let taken_tokens: Vec<(i64, u64)> = outcome.taken.iter().map(|t| (t.seq, t.receipt_token)).collect();
+        let not_moved = outcome.to_dead_letter.clone();
+        let undo_handle = handle.clone();
+        let undo: CommitHook = Box::new(move || {
+            let mut st = undo_handle.lock();
+            if st.deleted {
+                return;
+            }
+            for (seq, token) in taken_tokens {
+                if !st.get(seq).is_some_and(|m| m.receipt_token == token && m.state == MsgState::InFlight) {
+                    continue;
+                }
+                let Some(mut meta) = st.remove(seq) else { continue };
+                meta.state = MsgState::Visible;
+                meta.visible_at_ms = now;
+                meta.receive_count = meta.receive_count.saturating_sub(1);
+                if meta.receive_count == 0 {
+                    meta.first_receive_ms = 0;
+                }
+                st.insert(meta);
+            }
+            for meta in not_moved {
+                if st.get(meta.seq).is_none() {
+                    st.insert(meta);
+                }
+            }
+            drop(st);
+            undo_handle.notify.notify_waiters();
+        });
         let mut hook: Option<CommitHook> = None;
         if let (Some(dlq), false) = (dlq, outcome.to_dead_letter.is_empty()) {
             let dlq_id = dlq.lock().id;
@@ -723,7 +817,7 @@ impl Store for EmbeddedStore {
             // An empty receive writes nothing; answer without a trip through the writer.
             return Ok(Durable::ready(out));
         }
-        self.commit(out, ops, hook)
+        self.commit_or_undo(out, ops, hook, undo)
     }
 
     fn delete_message(&self, key: &QueueKey, receipt_handle: &str) -> Result<Durable<()>, StoreError> {
@@ -777,12 +871,30 @@ impl Store for EmbeddedStore {
         if queue_id != st.id {
             return Err(StoreError::ReceiptHandleInvalid);
         }
+        let before = st.get(seq).cloned();
         let meta = st.change_visibility(seq, token, now, timeout_s)?;
         drop(st);
         if timeout_s == 0 {
             handle.notify.notify_waiters();
         }
-        self.commit(
+        // If the write fails, the message keeps the visibility it has on disk, unless
+        // something changed it since (a receive after a timeout of 0).
+        let undo_handle = handle.clone();
+        let changed = meta.clone();
+        let undo: CommitHook = Box::new(move || {
+            let Some(before) = before else { return };
+            let mut st = undo_handle.lock();
+            let untouched = st.get(seq).is_some_and(|m| {
+                m.receipt_token == changed.receipt_token
+                    && m.visible_at_ms == changed.visible_at_ms
+                    && m.state == changed.state
+            });
+            if !st.deleted && untouched {
+                st.remove(seq);
+                st.insert(before);
+            }
+        });
+        self.commit_or_undo(
             (),
             vec![SqlOp::UpdateVisibility {
                 seq,
@@ -792,6 +904,7 @@ impl Store for EmbeddedStore {
                 receipt_token: meta.receipt_token as i64,
             }],
             None,
+            undo,
         )
     }
 

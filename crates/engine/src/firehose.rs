@@ -127,6 +127,15 @@ fn stream_op(s: &DeliveryStream) -> Result<SqlOp, StoreError> {
     Ok(SqlOp::UpsertDeliveryStream { id: s.id, record: serde_json::to_string(&record).map_err(internal)? })
 }
 
+impl EmbeddedStore {
+    /// Runs `f` on the delivery-stream registry if a write fails, so memory keeps agreeing
+    /// with disk.
+    fn undo_firehose(&self, f: impl FnOnce(&mut FirehoseRegistry) + Send + 'static) -> crate::db::CommitHook {
+        let registry = self.firehose.clone();
+        Box::new(move || f(&mut registry.lock().unwrap_or_else(|p| p.into_inner())))
+    }
+}
+
 impl DeliveryStore for EmbeddedStore {
     fn create_delivery_stream(
         &self,
@@ -144,9 +153,15 @@ impl DeliveryStore for EmbeddedStore {
         reg.next_id += 1;
         let stream = DeliveryStream { id, account: account.into(), region: region.into(), name: name.into(), config };
         let op = stream_op(&stream)?;
-        reg.streams.insert(key, stream.clone());
+        reg.streams.insert(key.clone(), stream.clone());
         reg.buffers.insert(id, BufferState { next_seq: 1, stats: BufferStats::default() });
-        self.commit(stream, vec![op], None).map(Some)
+        let undo = self.undo_firehose(move |reg| {
+            if reg.streams.get(&key).is_some_and(|s| s.id == id) {
+                reg.streams.remove(&key);
+                reg.buffers.remove(&id);
+            }
+        });
+        self.commit_or_undo(stream, vec![op], None, undo).map(Some)
     }
 
     fn delivery_stream(&self, account: &str, region: &str, name: &str) -> Option<DeliveryStream> {
@@ -159,9 +174,20 @@ impl DeliveryStore for EmbeddedStore {
 
     fn delete_delivery_stream(&self, id: i64) -> Result<Durable<()>, StoreError> {
         let mut reg = self.firehose_registry();
+        let removed: Vec<_> =
+            reg.streams.iter().filter(|(_, s)| s.id == id).map(|(k, s)| (k.clone(), s.clone())).collect();
         reg.streams.retain(|_, s| s.id != id);
-        reg.buffers.remove(&id);
-        self.commit((), vec![SqlOp::DeleteDeliveryStream { id }], None)
+        let buffer = reg.buffers.remove(&id);
+        // Not written: the delivery stream and its buffer are still on disk, so still served.
+        let undo = self.undo_firehose(move |reg| {
+            for (key, stream) in removed {
+                reg.streams.entry(key).or_insert(stream);
+            }
+            if let Some(b) = buffer {
+                reg.buffers.entry(id).or_insert(b);
+            }
+        });
+        self.commit_or_undo((), vec![SqlOp::DeleteDeliveryStream { id }], None, undo)
     }
 
     fn update_delivery_stream(
@@ -173,9 +199,14 @@ impl DeliveryStore for EmbeddedStore {
         let stream = reg.streams.values_mut().find(|s| s.id == id).ok_or(StoreError::ResourceNotFound)?;
         let mut config = stream.config.clone();
         f(&mut config)?;
-        stream.config = config;
+        let before = std::mem::replace(&mut stream.config, config.clone());
         let op = stream_op(stream)?;
-        self.commit((), vec![op], None)
+        let undo = self.undo_firehose(move |reg| {
+            if let Some(s) = reg.streams.values_mut().find(|s| s.id == id && s.config == config) {
+                s.config = before;
+            }
+        });
+        self.commit_or_undo((), vec![op], None, undo)
     }
 
     fn buffer_records(
@@ -196,6 +227,7 @@ impl DeliveryStore for EmbeddedStore {
             reg.streams.values().find(|s| s.id == id).is_some_and(|s| s.config["encryption"]["Status"] == "ENABLED");
         let buffer = reg.buffers.get_mut(&id).ok_or(StoreError::ResourceNotFound)?;
         let mut seqs = Vec::with_capacity(records.len());
+        let added_bytes: u64 = records.iter().map(|d| d.len() as u64).sum();
         for data in records {
             let seq = buffer.next_seq;
             buffer.next_seq += 1;
@@ -206,7 +238,16 @@ impl DeliveryStore for EmbeddedStore {
             let data = if sealed { self.sealer.seal(&data) } else { data };
             ops.push(SqlOp::InsertBuffered { stream_id: id, seq, arrival_ms: now as i64, data, sealed });
         }
-        self.commit(seqs, ops, None)
+        // Records that were not written do not count towards the buffer's size (their
+        // sequence numbers stay unused, which readers never notice).
+        let (count, bytes) = (seqs.len() as u64, added_bytes);
+        let undo = self.undo_firehose(move |reg| {
+            if let Some(b) = reg.buffers.get_mut(&id) {
+                b.stats.records = b.stats.records.saturating_sub(count);
+                b.stats.bytes = b.stats.bytes.saturating_sub(bytes);
+            }
+        });
+        self.commit_or_undo(seqs, ops, None, undo)
     }
 
     fn buffer_stats(&self, id: i64) -> BufferStats {

@@ -300,6 +300,14 @@ fn stream_op(meta: &StreamMeta) -> Result<SqlOp, StoreError> {
     Ok(SqlOp::UpsertStream { id: meta.id, record: serde_json::to_string(meta).map_err(internal)? })
 }
 
+impl EmbeddedStore {
+    /// Runs `f` on the stream registry if a write fails, so memory keeps agreeing with disk.
+    fn undo_streams(&self, f: impl FnOnce(&mut StreamRegistry) + Send + 'static) -> crate::db::CommitHook {
+        let registry = self.streams.clone();
+        Box::new(move || f(&mut registry.lock().unwrap_or_else(|p| p.into_inner())))
+    }
+}
+
 impl StreamStore for EmbeddedStore {
     fn create_stream(&self, mut meta: StreamMeta, shard_count: u32) -> Result<Durable<bool>, StoreError> {
         let mut reg = self.stream_registry();
@@ -333,8 +341,18 @@ impl StreamStore for EmbeddedStore {
             reg.shards.insert(s.uid, ShardRuntime::default());
         }
         let op = stream_op(&meta)?;
+        let (key, id, uids) = (meta.key(), meta.id, meta.shards.iter().map(|s| s.uid).collect::<Vec<_>>());
         reg.streams.insert(meta.key(), meta);
-        self.commit(true, vec![op], None)
+        // A stream that was not written is not served (a retry creates it).
+        let undo = self.undo_streams(move |reg| {
+            if reg.streams.get(&key).is_some_and(|m| m.id == id) {
+                reg.streams.remove(&key);
+                for uid in uids {
+                    reg.shards.remove(&uid);
+                }
+            }
+        });
+        self.commit_or_undo(true, vec![op], None, undo)
     }
 
     fn stream(&self, key: &StreamKey) -> Option<StreamMeta> {
@@ -358,10 +376,20 @@ impl StreamStore for EmbeddedStore {
         let mut reg = self.stream_registry();
         let meta = reg.streams.remove(key).ok_or(StoreError::ResourceNotFound)?;
         let shard_uids: Vec<i64> = meta.shards.iter().map(|s| s.uid).collect();
-        for uid in &shard_uids {
-            reg.shards.remove(uid);
-        }
-        self.commit((), vec![SqlOp::DeleteStream { id: meta.id, shard_uids }], None)
+        let runtimes: Vec<(i64, ShardRuntime)> =
+            shard_uids.iter().filter_map(|uid| reg.shards.remove(uid).map(|r| (*uid, r))).collect();
+        let op = SqlOp::DeleteStream { id: meta.id, shard_uids };
+        // Not written: the stream and its records are still on disk, so still served, with
+        // each shard's next record index kept.
+        let key = key.clone();
+        let undo = self.undo_streams(move |reg| {
+            if reg.streams.contains_key(&key) {
+                return;
+            }
+            reg.streams.insert(key, meta);
+            reg.shards.extend(runtimes);
+        });
+        self.commit_or_undo((), vec![op], None, undo)
     }
 
     fn update_stream(
@@ -391,9 +419,17 @@ impl StreamStore for EmbeddedStore {
             }
         }
         let op = stream_op(&meta)?;
-        reg.streams.insert(key.clone(), meta);
+        let before = reg.streams.insert(key.clone(), meta.clone());
+        // Not written: the stream keeps its stored metadata (shards a failed reshard
+        // created stay unused in the runtime map).
+        let key = key.clone();
+        let undo = self.undo_streams(move |reg| {
+            if let (Some(before), true) = (before, reg.streams.get(&key) == Some(&meta)) {
+                reg.streams.insert(key, before);
+            }
+        });
         // Submitted under the registry lock, so that stream writes and appends commit in order.
-        self.commit((), vec![op], None)
+        self.commit_or_undo((), vec![op], None, undo)
     }
 
     /// Every target shard must be open. Record indices are assigned and submitted under
@@ -438,6 +474,8 @@ impl StreamStore for EmbeddedStore {
             });
         }
         let hook: crate::db::CommitHook = Box::new(move || signals.iter().for_each(|s| s.notify_waiters()));
+        // A failed append leaves a gap in the shard's record indexes: readers skip it and
+        // sequence numbers stay increasing, so nothing needs undoing.
         self.commit(out, ops, Some(hook))
     }
 

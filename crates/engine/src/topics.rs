@@ -2,7 +2,7 @@
 //! delivery outbox, held in memory and written through the group-commit writer.
 
 use crate::at_rest::{Sealer, StoredText};
-use crate::db::{internal, SqlOp};
+use crate::db::{internal, CommitHook, SqlOp};
 use crate::embedded::{sequence_number, EmbeddedStore};
 use crate::limits::DEDUP_WINDOW_MS;
 use crate::queue_state::DedupEntry;
@@ -80,11 +80,27 @@ fn record_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(internal)
 }
 
+impl EmbeddedStore {
+    /// Runs `f` on the topic registry if a write fails, so memory keeps agreeing with disk.
+    fn undo_topics(&self, f: impl FnOnce(&mut TopicRegistry) + Send + 'static) -> CommitHook {
+        let registry = self.topics.clone();
+        Box::new(move || f(&mut registry.lock().unwrap_or_else(|p| p.into_inner())))
+    }
+}
+
 impl TopicStore for EmbeddedStore {
     fn put_topic(&self, topic: TopicRecord) -> Result<Durable<()>, StoreError> {
         let op = SqlOp::UpsertTopic { arn: topic.arn.clone(), record: record_json(&topic)? };
-        self.topic_registry().topics.insert(topic.arn.clone(), topic);
-        self.commit((), vec![op], None)
+        let before = self.topic_registry().topics.insert(topic.arn.clone(), topic.clone());
+        let undo = self.undo_topics(move |reg| {
+            if reg.topics.get(&topic.arn) == Some(&topic) {
+                match before {
+                    Some(b) => reg.topics.insert(topic.arn.clone(), b),
+                    None => reg.topics.remove(&topic.arn),
+                };
+            }
+        });
+        self.commit_or_undo((), vec![op], None, undo)
     }
 
     fn get_topic(&self, arn: &str) -> Option<TopicRecord> {
@@ -97,17 +113,29 @@ impl TopicStore for EmbeddedStore {
 
     fn delete_topic(&self, arn: &str) -> Result<Durable<()>, StoreError> {
         let mut reg = self.topic_registry();
-        reg.topics.remove(arn);
+        let topic = reg.topics.remove(arn);
         let subs: Vec<String> =
             reg.subscriptions.values().filter(|s| s.topic_arn == arn).map(|s| s.arn.clone()).collect();
         let mut ops = vec![SqlOp::DeleteTopic { arn: arn.to_owned() }];
+        let mut removed = Vec::with_capacity(subs.len());
         for s in subs {
-            reg.subscriptions.remove(&s);
+            removed.extend(reg.subscriptions.remove(&s));
             ops.push(SqlOp::DeleteSubscription { arn: s });
         }
         reg.dedup.retain(|(t, _, _), _| t != arn);
         drop(reg);
-        self.commit((), ops, None)
+        // Not written: the topic and its subscriptions are still on disk, so still served.
+        let undo = self.undo_topics(move |reg| {
+            let Some(topic) = topic else { return };
+            if reg.topics.contains_key(&topic.arn) {
+                return;
+            }
+            reg.topics.insert(topic.arn.clone(), topic);
+            for s in removed {
+                reg.subscriptions.entry(s.arn.clone()).or_insert(s);
+            }
+        });
+        self.commit_or_undo((), ops, None, undo)
     }
 
     fn put_subscription(&self, subscription: SubscriptionRecord) -> Result<Durable<()>, StoreError> {
@@ -116,8 +144,16 @@ impl TopicStore for EmbeddedStore {
             topic_arn: subscription.topic_arn.clone(),
             record: record_json(&subscription)?,
         };
-        self.topic_registry().subscriptions.insert(subscription.arn.clone(), subscription);
-        self.commit((), vec![op], None)
+        let before = self.topic_registry().subscriptions.insert(subscription.arn.clone(), subscription.clone());
+        let undo = self.undo_topics(move |reg| {
+            if reg.subscriptions.get(&subscription.arn) == Some(&subscription) {
+                match before {
+                    Some(b) => reg.subscriptions.insert(subscription.arn.clone(), b),
+                    None => reg.subscriptions.remove(&subscription.arn),
+                };
+            }
+        });
+        self.commit_or_undo((), vec![op], None, undo)
     }
 
     fn get_subscription(&self, arn: &str) -> Option<SubscriptionRecord> {
@@ -134,8 +170,13 @@ impl TopicStore for EmbeddedStore {
     }
 
     fn delete_subscription(&self, arn: &str) -> Result<Durable<()>, StoreError> {
-        self.topic_registry().subscriptions.remove(arn);
-        self.commit((), vec![SqlOp::DeleteSubscription { arn: arn.to_owned() }], None)
+        let removed = self.topic_registry().subscriptions.remove(arn);
+        let undo = self.undo_topics(move |reg| {
+            if let Some(s) = removed {
+                reg.subscriptions.entry(s.arn.clone()).or_insert(s);
+            }
+        });
+        self.commit_or_undo((), vec![SqlOp::DeleteSubscription { arn: arn.to_owned() }], None, undo)
     }
 
     fn topic_sequence(
@@ -156,8 +197,15 @@ impl TopicStore for EmbeddedStore {
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
         let message_id = uuid::Uuid::new_v4().to_string();
         let expires_ms = now + DEDUP_WINDOW_MS;
-        reg.dedup.insert(key, DedupEntry { expires_ms, message_id: message_id.clone(), seq });
+        reg.dedup.insert(key.clone(), DedupEntry { expires_ms, message_id: message_id.clone(), seq });
         drop(reg);
+        // A dedup id whose write failed is given back, or the publisher's retry would be
+        // answered as a duplicate of a message that was never delivered.
+        let undo = self.undo_topics(move |reg| {
+            if reg.dedup.get(&key).is_some_and(|e| e.seq == seq) {
+                reg.dedup.remove(&key);
+            }
+        });
         let ops = vec![
             SqlOp::InsertTopicDedup {
                 topic_arn: topic_arn.to_owned(),
@@ -169,7 +217,7 @@ impl TopicStore for EmbeddedStore {
             },
             SqlOp::RaiseLastSeq { seq },
         ];
-        self.commit((message_id, seq, false), ops, None)
+        self.commit_or_undo((message_id, seq, false), ops, None, undo)
     }
 
     fn add_outbox(&self, entries: Vec<OutboxEntry>) -> Result<Durable<Vec<i64>>, StoreError> {
@@ -189,7 +237,14 @@ impl TopicStore for EmbeddedStore {
             reg.outbox.insert(e.id, e);
         }
         drop(reg);
-        self.commit(ids, ops, None)
+        // Deliveries that were not written are not attempted: the publish failed.
+        let unwritten = ids.clone();
+        let undo = self.undo_topics(move |reg| {
+            for id in unwritten {
+                reg.outbox.remove(&id);
+            }
+        });
+        self.commit_or_undo(ids, ops, None, undo)
     }
 
     fn update_outbox(&self, entry: OutboxEntry) -> Result<Durable<()>, StoreError> {
