@@ -17,6 +17,8 @@ from unittest import mock
 
 import boto3
 import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -85,6 +87,19 @@ def main():
     except urllib.error.HTTPError as e:
         assert e.code == 403 and b"MissingAuthenticationToken" in e.read(), e
     assert urllib.request.urlopen(ENDPOINT + "/health").status == 200, "health needs no credentials"
+
+    # The SNS outbox holds message bodies: it needs a signed request; metrics stay open.
+    try:
+        urllib.request.urlopen(ENDPOINT + "/_sluice/sns/outbox")
+        raise AssertionError("an unsigned outbox request is refused")
+    except urllib.error.HTTPError as e:
+        assert e.code == 403 and b"MissingAuthenticationToken" in e.read(), e
+    signed = botocore.awsrequest.AWSRequest(method="GET", url=ENDPOINT + "/_sluice/sns/outbox")
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials("AKIDALICE", "alice-secret"), "sns",
+                            "eu-west-1").add_auth(signed)
+    req = urllib.request.Request(ENDPOINT + "/_sluice/sns/outbox", headers=dict(signed.headers.items()))
+    assert urllib.request.urlopen(req).status == 200
+    assert urllib.request.urlopen(ENDPOINT + "/_sluice/metrics").status == 200
 
     # Presigned (query-string) requests, valid until X-Amz-Expires.
     presigned = client("sns").generate_presigned_url("list_topics", ExpiresIn=2, HttpMethod="GET")

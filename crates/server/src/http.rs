@@ -28,6 +28,10 @@ pub struct AppState {
     pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -118,6 +122,24 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
             .unwrap_or_default();
     }
     if parts.uri.path().starts_with("/_sluice/") {
+        // The outbox holds message bodies: with --auth sigv4 it needs a signed request from
+        // a configured credential. The signing certificate and the metrics (counts only)
+        // stay open, like /health.
+        if let (crate::auth::AuthMode::SigV4(credentials), true) =
+            (&state.auth, parts.uri.path() == "/_sluice/sns/outbox")
+        {
+            let body = to_bytes(body, MAX_BODY_BYTES).await.unwrap_or_default();
+            if let Err(e) = crate::auth::authenticate(credentials, &parts, &body, now_secs()) {
+                return plain(
+                    StatusCode::from_u16(e.status).unwrap_or(StatusCode::FORBIDDEN),
+                    "application/json",
+                    String::from_utf8_lossy(&e.json_body()).into_owned(),
+                );
+            }
+            return sluice_endpoint(&state, &parts.method, parts.uri.path()).await.unwrap_or_else(|| {
+                plain(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET or DELETE".into())
+            });
+        }
         if let Some(response) = sluice_endpoint(&state, &parts.method, parts.uri.path()).await {
             return response;
         }
@@ -159,11 +181,7 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
     let (account, caller) = match &state.auth {
         crate::auth::AuthMode::Off => (account_for(&access_key, &state.default_account), None),
         crate::auth::AuthMode::SigV4(credentials) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            match crate::auth::authenticate(credentials, &parts, &body, now) {
+            match crate::auth::authenticate(credentials, &parts, &body, now_secs()) {
                 Ok(credential) => (credential.account_id.clone(), Some(Arc::new(credential.caller()))),
                 Err(e) => return error_response(&protocol, &e, &request_id),
             }

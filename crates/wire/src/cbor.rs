@@ -90,9 +90,11 @@ fn item(d: &mut Decoder<'_>, depth: usize) -> Result<Value, CborError> {
             let len = d.map().map_err(e)?;
             let mut out = Map::new();
             let mut entry = |d: &mut Decoder<'_>| -> Result<(), CborError> {
-                let key = match item(d, depth + 1)? {
-                    Value::String(s) => s,
-                    other => other.to_string(),
+                // Member names are text. Turning other keys into their JSON text, as this
+                // once did, grows exponentially with nested map keys (found by fuzzing).
+                let kind = d.datatype().map_err(e)?;
+                let (Type::String | Type::StringIndef, Value::String(key)) = (kind, item(d, depth + 1)?) else {
+                    return Err(CborError(format!("map keys must be text strings, not {kind:?}")));
                 };
                 out.insert(key, item(d, depth + 1)?);
                 Ok(())
@@ -211,6 +213,19 @@ fn write(enc: &mut Encoder<Vec<u8>>, model: &Model, shape: Option<&str>, value: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `fuzz/run.sh cbor`: nested maps used as map keys once grew exponentially
+    /// (each level JSON-escaped the one below) until memory ran out.
+    #[test]
+    fn map_keys_must_be_text() {
+        let mut nested_keys = vec![0xA1u8; 40];
+        nested_keys.extend([0x61, b'k', 0x00]);
+        nested_keys.extend(std::iter::repeat_n(0x00, 40));
+        let err = decode(&nested_keys).unwrap_err();
+        assert!(err.to_string().contains("map keys must be text strings"), "{err}");
+        assert!(decode(&[0xA1, 0x01, 0x02]).is_err(), "an integer key");
+        assert_eq!(decode(&[0xA1, 0x61, b'a', 0x02]).unwrap(), serde_json::json!({"a": 2}));
+    }
 
     const MODEL: &str = r#"{"metadata":{"apiVersion":"x"},"shapes":{
         "Out":{"type":"structure","members":{"Data":{"shape":"B"},"At":{"shape":"T"},"N":{"shape":"I"}}},
