@@ -136,9 +136,9 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
                     String::from_utf8_lossy(&e.json_body()).into_owned(),
                 );
             }
-            return sluice_endpoint(&state, &parts.method, parts.uri.path()).await.unwrap_or_else(|| {
-                plain(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET or DELETE".into())
-            });
+            return sluice_endpoint(&state, &parts.method, parts.uri.path())
+                .await
+                .unwrap_or_else(|| plain(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET or DELETE".into()));
         }
         if let Some(response) = sluice_endpoint(&state, &parts.method, parts.uri.path()).await {
             return response;
