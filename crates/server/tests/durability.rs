@@ -130,7 +130,8 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
                 }
             }));
         }
-        {
+        // Two consumers compete for the same messages.
+        for _ in 0..2 {
             let (endpoint, url, deleted, stop) = (endpoint.clone(), url.clone(), deleted.clone(), stop.clone());
             let delete_attempted = delete_attempted.clone();
             workers.push(std::thread::spawn(move || {
