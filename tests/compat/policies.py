@@ -120,6 +120,15 @@ def sns_to_sqs_across_accounts():
     bob_sns.publish(TopicArn=topic, Message="from bob")
     assert delivered() == ["from bob"]
     denied("AuthorizationError", 403, bob_sns.delete_topic, TopicArn=topic)
+    # Subscribing needs the topic policy too; the subscription is then Bob's to manage.
+    bob_sqs.create_queue(QueueName="inbox2")
+    inbox2_arn = f"arn:aws:sqs:eu-west-1:{BOB}:inbox2"
+    denied("AuthorizationError", 403, bob_sns.subscribe, TopicArn=topic, Protocol="sqs", Endpoint=inbox2_arn)
+    alice_sns.add_permission(TopicArn=topic, Label="bob-subscribes", AWSAccountId=[BOB], ActionName=["Subscribe"])
+    own = bob_sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox2_arn,
+                            ReturnSubscriptionArn=True)["SubscriptionArn"]
+    assert bob_sns.get_subscription_attributes(SubscriptionArn=own)["Attributes"]["Owner"] == BOB
+    bob_sns.unsubscribe(SubscriptionArn=own)
     # The default topic policy admits every principal of the owner's account (Principal
     # "*" with AWS:SourceOwner), so the reader may publish; creating topics it may not.
     client("sns", "AKIDREADER").publish(TopicArn=topic, Message="from the reader")

@@ -71,10 +71,15 @@ impl SnsService {
             }
             _ => "*".to_owned(),
         };
-        let (owner, is_topic) = match split_arn(&resource) {
+        let (mut owner, is_topic) = match split_arn(&resource) {
             Some((_, account, name)) => (account.to_owned(), !name.contains(':')),
             None => (ctx.account.clone(), false),
         };
+        // A subscription belongs to the account that subscribed, which may not be the
+        // topic's (a queue owner subscribing to another account's topic).
+        if let Some(sub) = self.topics.get_subscription(&resource) {
+            owner = sub.owner;
+        }
         let policy = if is_topic && operation != "CreateTopic" { self.topic_policy(&resource) } else { None };
         let action = match operation {
             "PublishBatch" => "SNS:Publish".to_owned(),
