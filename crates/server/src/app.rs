@@ -113,6 +113,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_requests)),
     });
     let app = axum::Router::new().fallback(http::handle).with_state((state.clone(), "http"));
+    let connection_slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
     let tls = match &settings.tls {
         Some((addr, source)) => {
             let config = crate::tls::server_config(source)?;
@@ -123,7 +124,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             tracing::info!(addr = %tls_addr, "serving TLS");
             Some((
                 tls_addr,
-                tokio::spawn(serve_tls(listener, tokio_rustls::TlsAcceptor::from(config), router, shutdown_rx.clone())),
+                tokio::spawn(serve_tls(
+                    crate::connections::CappedListener { listener, slots: connection_slots.clone() },
+                    tokio_rustls::TlsAcceptor::from(config),
+                    router,
+                    shutdown_rx.clone(),
+                )),
             ))
         }
         None => None,
@@ -137,7 +143,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let workers = tokio::spawn(run_workers(store.clone(), shutdown_rx.clone()));
     let mut stop = shutdown_rx;
     let serve = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(crate::connections::CappedListener { listener, slots: connection_slots }, app)
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
@@ -170,7 +176,7 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Accepts TLS connections and serves each with HTTP/2 or HTTP/1.1 (by ALPN) until
 /// shutdown, then lets open connections finish.
 async fn serve_tls(
-    listener: tokio::net::TcpListener,
+    listener: crate::connections::CappedListener,
     acceptor: tokio_rustls::TlsAcceptor,
     router: axum::Router,
     mut shutdown: watch::Receiver<bool>,
@@ -178,8 +184,7 @@ async fn serve_tls(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
+            (tcp, _) = crate::connections::accept(&listener.listener, &listener.slots) => {
                 let (acceptor, router, watcher) = (acceptor.clone(), router.clone(), graceful.watcher());
                 tokio::spawn(async move {
                     let Ok(stream) = acceptor.accept(tcp).await else { return };

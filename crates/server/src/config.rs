@@ -15,6 +15,10 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// Requests served at once (long polls included) before new ones are throttled; at most
 /// 8 MiB of body each, this bounds request memory to a few GiB in the worst case.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 4096;
+/// Open connections before the listener stops accepting. An idle keep-alive connection
+/// costs a few KiB; 16,384 stays within the usual 65,536-descriptor limit with room for
+/// the database and outbound connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about = "AWS messaging (SQS) on your own machine, durable and faithful")]
@@ -92,6 +96,9 @@ pub struct ServeArgs {
     /// Requests served at once, long polls included; more are answered with a throttling error.
     #[arg(long, env = "SLUICE_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<usize>,
+    /// Open connections (HTTP and HTTPS together); more wait in the kernel's backlog.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// `off` (any signature; account from the access key) or `sigv4` (verify signatures
     /// against the configured credentials).
     #[arg(long, env = "SLUICE_AUTH")]
@@ -138,6 +145,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub credentials: Vec<CredentialConfig>,
     pub max_concurrent_requests: Option<usize>,
+    pub max_connections: Option<usize>,
     pub max_data_mib: Option<u64>,
     pub encryption_key_file: Option<PathBuf>,
 }
@@ -192,6 +200,7 @@ pub struct Settings {
     pub lambda_urls: BTreeMap<String, String>,
     pub auth: crate::auth::AuthMode,
     pub max_concurrent_requests: usize,
+    pub max_connections: usize,
     pub max_data_mib: Option<u64>,
     /// The at-rest encryption key when configured; `None` uses the data directory's key file.
     pub encryption_key: Option<[u8; 32]>,
@@ -217,6 +226,7 @@ impl Settings {
             lambda_urls: BTreeMap::new(),
             auth: crate::auth::AuthMode::Off,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_data_mib: None,
             encryption_key: None,
         }
@@ -314,6 +324,10 @@ impl Settings {
         if max_concurrent_requests == 0 {
             anyhow::bail!("--max-concurrent-requests must be at least 1");
         }
+        let max_connections = args.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            anyhow::bail!("--max-connections must be at least 1");
+        }
         let encryption_key = match args.encryption_key_file.clone().or(file.encryption_key_file) {
             Some(path) => {
                 let text = std::fs::read_to_string(&path)
@@ -326,6 +340,7 @@ impl Settings {
             encryption_key,
             max_data_mib: args.max_data_mib.or(file.max_data_mib),
             max_concurrent_requests,
+            max_connections,
             auth,
             lambda_urls,
             extra_ca_certs,

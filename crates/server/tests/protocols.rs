@@ -261,3 +261,34 @@ fn requests_beyond_the_concurrency_cap_are_throttled() {
     assert_eq!(poll.join().unwrap().0, 200, "the long poll itself is served");
     assert_eq!(json_call(&a, &s.endpoint, "GetQueueUrl", r#"{"QueueName":"busy"}"#).0, 200, "the slot is free again");
 }
+
+/// Past `--max-connections`, new connections wait unaccepted (in the kernel's backlog)
+/// until an open one closes, then are served.
+#[test]
+fn connections_beyond_the_cap_wait_until_one_closes() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &["--max-connections", "2"]);
+    let addr = s.endpoint.trim_start_matches("http://").to_owned();
+    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let exchange = |c: &mut std::net::TcpStream| -> String {
+        c.write_all(request.as_bytes()).unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    // Two keep-alive connections take both slots.
+    let mut first = std::net::TcpStream::connect(&addr).unwrap();
+    let mut second = std::net::TcpStream::connect(&addr).unwrap();
+    assert!(exchange(&mut first).starts_with("HTTP/1.1 200"));
+    assert!(exchange(&mut second).starts_with("HTTP/1.1 200"));
+    // A third connects (the kernel queues it) but is not served while both are open.
+    let mut third = std::net::TcpStream::connect(&addr).unwrap();
+    third.set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+    assert_eq!(exchange(&mut third), "", "not served while the cap is reached");
+    drop(first);
+    third.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 512];
+    let n = third.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "served once a slot frees");
+}

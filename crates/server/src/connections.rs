@@ -1,0 +1,91 @@
+//! A cap on open connections (`--max-connections`): past it the listener stops accepting,
+//! so further clients wait in the kernel's backlog instead of costing memory here.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A connection that frees its slot when dropped.
+pub struct Counted<S> {
+    stream: S,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl<S> Counted<S> {
+    pub fn new(stream: S, slot: OwnedSemaphorePermit) -> Counted<S> {
+        Counted { stream, _slot: slot }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Waits for a free slot, then accepts one connection.
+pub async fn accept(listener: &TcpListener, slots: &Arc<Semaphore>) -> (Counted<TcpStream>, std::net::SocketAddr) {
+    let slot = slots.clone().acquire_owned().await.expect("the connection semaphore is never closed");
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                return (Counted::new(stream, slot), addr);
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait, as axum's own listener does.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The HTTP listener, capped.
+pub struct CappedListener {
+    pub listener: TcpListener,
+    pub slots: Arc<Semaphore>,
+}
+
+impl axum::serve::Listener for CappedListener {
+    type Io = Counted<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        accept(&self.listener, &self.slots).await
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
