@@ -30,7 +30,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Measure a server (Sluice, AWS or another emulator) with one of the scenarios.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args, Default)]

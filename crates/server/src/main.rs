@@ -11,7 +11,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => {
-            let result = serve(args);
+            let result = serve(*args);
             if let Err(e) = &result {
                 // Distinct exit codes, so supervisors do not restart into the same failure.
                 match e.downcast_ref() {
@@ -34,6 +34,7 @@ fn main() -> anyhow::Result<()> {
             }
             result
         }
+        Command::Bench(args) => sluice::bench::run(args),
     }
 }
 

@@ -1,0 +1,71 @@
+//! `sluice bench` against the real server: the counts it reports are what the server stored.
+
+mod common;
+
+use common::{agent, json, json_call, Server};
+use std::process::Command;
+
+fn bench(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("bench")
+        .args(args)
+        .args(["--endpoint", endpoint, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn bench_reports_what_the_server_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+
+    let report = bench(&s.endpoint, &["sqs-send", "--count", "120", "--connections", "4", "--body-size", "100"]);
+    assert_eq!(report["requests"], 120);
+    assert_eq!(report["units"], 120);
+    assert_eq!(report["errors"], serde_json::json!({}));
+    assert!(report["latency_us"]["p50"].as_u64().unwrap() > 0);
+    let (_, body, _) = json_call(&a, &s.endpoint, "ListQueues", r#"{"QueueNamePrefix":"bench-"}"#);
+    let url = json(&body)["QueueUrls"][0].as_str().unwrap().to_owned();
+    let req = serde_json::json!({"QueueUrl": url, "AttributeNames": ["ApproximateNumberOfMessages"]});
+    let (_, body, _) = json_call(&a, &s.endpoint, "GetQueueAttributes", &req.to_string());
+    assert_eq!(json(&body)["Attributes"]["ApproximateNumberOfMessages"], "120", "every reported send is stored");
+
+    let report = bench(&s.endpoint, &["kinesis-put", "--count", "4", "--connections", "2", "--body-size", "10"]);
+    assert_eq!(report["units"], 2000, "4 PutRecords of 500");
+    assert_eq!(report["shards"], "2");
+
+    let report = bench(&s.endpoint, &["sqs-cycle", "--duration", "2", "--connections", "4", "--body-size", "64"]);
+    assert!(report["units"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["end_to_end_latency_us"]["p50"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}));
+
+    // Errors are reported by their AWS code: a signature is refused with --auth sigv4.
+    let secured =
+        Server::spawn(&dir.path().join("secured"), &["--auth", "sigv4", "--credential", "AKIDX:s:111122223333"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench", "sqs-send", "--count", "1", "--endpoint", &secured.endpoint])
+        .env("AWS_ACCESS_KEY_ID", "AKIDX")
+        .env("AWS_SECRET_ACCESS_KEY", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SignatureDoesNotMatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["bench", "sqs-send", "--count", "10", "--json", "--endpoint", &secured.endpoint])
+            .env("AWS_ACCESS_KEY_ID", "AKIDX")
+            .env("AWS_SECRET_ACCESS_KEY", "s")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(report["units"], 10, "signed with the right secret, every request is accepted");
+}
