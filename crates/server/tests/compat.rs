@@ -141,16 +141,12 @@ fn firehose_transformation_processor() {
     assert_passed("firehose_transform.py", &out);
 }
 
-/// With `--auth sigv4`, signatures are verified for every protocol and form.
-#[test]
-fn sigv4_authentication() {
+/// Runs `name` against a server with `--auth sigv4`, Alice (111122223333) and Bob
+/// (444455556666) as credentials, and `credentials` (TOML) as the config file's.
+fn run_with_sigv4(name: &str, credentials: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("auth.toml");
-    std::fs::write(
-        &config,
-        "[[credentials]]\naccess_key_id = \"ASIATEMP\"\nsecret_access_key = \"temp-secret\"\naccount_id = \"777788889999\"\nsession_token = \"the-session-token\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, credentials).unwrap();
     let s = Server::spawn(
         &dir.path().join("data"),
         &[
@@ -164,18 +160,24 @@ fn sigv4_authentication() {
             "AKIDBOB:bob-secret:444455556666",
         ],
     );
-    let out =
-        Command::new("python3").arg(script("sigv4_auth.py")).env("SLUICE_ENDPOINT", &s.endpoint).output().unwrap();
-    assert_passed("sigv4_auth.py", &out);
+    let out = Command::new("python3").arg(script(name)).env("SLUICE_ENDPOINT", &s.endpoint).output().unwrap();
+    assert_passed(name, &out);
+}
+
+/// With `--auth sigv4`, signatures are verified for every protocol and form.
+#[test]
+fn sigv4_authentication() {
+    run_with_sigv4(
+        "sigv4_auth.py",
+        "[[credentials]]\naccess_key_id = \"ASIATEMP\"\nsecret_access_key = \"temp-secret\"\naccount_id = \"777788889999\"\nsession_token = \"the-session-token\"\n",
+    );
 }
 
 /// With `--auth sigv4`, resource policies and identity policies decide access.
 #[test]
 fn access_policies() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("auth.toml");
-    std::fs::write(
-        &config,
+    run_with_sigv4(
+        "policies.py",
         r#"[[credentials]]
 access_key_id = "AKIDREADER"
 secret_access_key = "reader-secret"
@@ -186,23 +188,7 @@ policy = '''{"Version": "2012-10-17", "Statement": [
    "Resource": "arn:aws:sqs:*:111122223333:*"},
   {"Effect": "Allow", "Action": "firehose:Describe*", "Resource": "*"}]}'''
 "#,
-    )
-    .unwrap();
-    let s = Server::spawn(
-        &dir.path().join("data"),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--auth",
-            "sigv4",
-            "--credential",
-            "AKIDALICE:alice-secret:111122223333",
-            "--credential",
-            "AKIDBOB:bob-secret:444455556666",
-        ],
     );
-    let out = Command::new("python3").arg(script("policies.py")).env("SLUICE_ENDPOINT", &s.endpoint).output().unwrap();
-    assert_passed("policies.py", &out);
 }
 
 /// Every file of the data directory (Firehose's local bucket aside), concatenated.

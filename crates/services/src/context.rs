@@ -20,6 +20,26 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// Authorizes `action` on `resource` (owned by `owner`, with its policy if it has one)
+    /// for `caller`, with this request's condition keys.
+    pub fn authorize(
+        &self,
+        caller: &crate::iam::Caller,
+        action: &str,
+        resource: &str,
+        owner: &str,
+        resource_policy: Option<&crate::iam::Policy>,
+    ) -> Result<(), crate::iam::Denial> {
+        let access = crate::iam::Access {
+            action,
+            resource,
+            resource_owner: owner,
+            resource_policy,
+            context: self.condition_keys(),
+        };
+        crate::iam::authorize(caller, &access)
+    }
+
     /// Condition keys every authorized request carries.
     pub fn condition_keys(&self) -> Vec<(&'static str, String)> {
         vec![("aws:SecureTransport", (self.scheme == "https").to_string())]

@@ -336,6 +336,18 @@ impl Policy {
         Ok(policy)
     }
 
+    /// A resource's stored policy. One that does not parse (stored before Sluice enforced
+    /// policies) grants nothing, as an invalid policy would on AWS, and is logged.
+    pub fn stored(text: &str, resource: &str) -> Option<Policy> {
+        match Policy::parse_resource_policy(text) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(%resource, error = %e, "ignoring a resource policy Sluice cannot evaluate");
+                None
+            }
+        }
+    }
+
     fn evaluate(&self, request: &Request, as_resource_policy: bool) -> Verdict {
         let mut verdict = Verdict::NotAllowed;
         for s in &self.statements {

@@ -205,16 +205,9 @@ impl FirehoseService {
             Some(name) => format!("arn:aws:firehose:{}:{}:deliverystream/{name}", ctx.region, ctx.account),
             None => "*".to_owned(),
         };
-        let action = format!("firehose:{action}");
-        let access = crate::iam::Access {
-            action: &action,
-            resource: &resource,
-            resource_owner: &ctx.account,
-            resource_policy: None,
-            context: ctx.condition_keys(),
-        };
         // The common-errors AccessDeniedException, HTTP 400.
-        crate::iam::authorize(caller, &access).map_err(|d| err("AccessDeniedException", d.message))
+        ctx.authorize(caller, &format!("firehose:{action}"), &resource, &ctx.account, None)
+            .map_err(|d| err("AccessDeniedException", d.message))
     }
 
     fn not_found(ctx: &RequestContext, name: &str) -> AwsError {

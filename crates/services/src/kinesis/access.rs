@@ -3,7 +3,7 @@
 //! (`--auth sigv4`).
 
 use super::{err, iterator::IteratorToken, KinesisService, Request};
-use crate::iam::{self, Access, Caller, Policy};
+use crate::iam::{Caller, Policy};
 use crate::RequestContext;
 use sluice_engine::streams::StreamKey;
 use sluice_wire::AwsError;
@@ -30,16 +30,6 @@ const OWNER_ONLY: &[&str] = &[
 /// Kinesis's AccessDeniedException carries the common-errors status, 400.
 pub fn access_denied(message: String) -> AwsError {
     err("AccessDeniedException", message)
-}
-
-fn parse_policy(text: &str, arn: &str) -> Option<Policy> {
-    match Policy::parse_resource_policy(text) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::warn!(resource = %arn, error = %e, "ignoring a resource policy Sluice cannot evaluate");
-            None
-        }
-    }
 }
 
 impl KinesisService {
@@ -87,7 +77,7 @@ impl KinesisService {
                 } else {
                     meta.resource_policy.clone()
                 };
-                parse_policy(&text?, arn)
+                Policy::stored(&text?, arn)
             }),
             _ => None,
         };
@@ -96,13 +86,6 @@ impl KinesisService {
             "RemoveTagsFromStream" | "UntagResource" => "kinesis:RemoveTagsFromStream".to_owned(),
             other => format!("kinesis:{other}"),
         };
-        let access = Access {
-            action: &action,
-            resource: &resource,
-            resource_owner: &owner,
-            resource_policy: policy.as_ref(),
-            context: ctx.condition_keys(),
-        };
-        iam::authorize(caller, &access).map_err(|d| access_denied(d.message))
+        ctx.authorize(caller, &action, &resource, &owner, policy.as_ref()).map_err(|d| access_denied(d.message))
     }
 }

@@ -23,13 +23,7 @@ impl SnsService {
     pub(super) fn topic_policy(&self, topic_arn: &str) -> Option<Policy> {
         let topic = self.topics.get_topic(topic_arn)?;
         let text = topic.attributes.get("Policy").cloned().unwrap_or_else(|| Self::default_policy(&topic));
-        match Policy::parse_resource_policy(&text) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::warn!(topic = %topic_arn, error = %e, "ignoring a topic policy Sluice cannot evaluate");
-                None
-            }
-        }
+        Policy::stored(&text, topic_arn)
     }
 
     /// Whether the queue's policy lets SNS deliver from this topic: the service principal
@@ -85,13 +79,6 @@ impl SnsService {
             "PublishBatch" => "SNS:Publish".to_owned(),
             other => format!("SNS:{other}"),
         };
-        let access = Access {
-            action: &action,
-            resource: &resource,
-            resource_owner: &owner,
-            resource_policy: policy.as_ref(),
-            context: ctx.condition_keys(),
-        };
-        iam::authorize(caller, &access).map_err(|d| authorization_error(d.message))
+        ctx.authorize(caller, &action, &resource, &owner, policy.as_ref()).map_err(|d| authorization_error(d.message))
     }
 }

@@ -2,7 +2,7 @@
 //! that may allow it. Enforced only for authenticated callers (`--auth sigv4`).
 
 use super::SqsService;
-use crate::iam::{self, Access, Caller, Policy};
+use crate::iam::{Caller, Policy};
 use crate::RequestContext;
 use base64::Engine as _;
 use serde_json::Value;
@@ -42,17 +42,9 @@ pub fn access_denied(message: String) -> AwsError {
     AwsError::new(403, "AccessDeniedException", "AccessDenied", message)
 }
 
-/// The queue's policy, if it has one that parses. A policy stored before Sluice enforced
-/// policies may not parse; it then grants nothing, as an invalid policy would on AWS.
+/// The queue's policy, if it has one that parses.
 pub fn queue_policy(attributes: &sluice_engine::Attributes, queue: &str) -> Option<Policy> {
-    let text = attributes.get("Policy").filter(|p| !p.is_empty())?;
-    match Policy::parse_resource_policy(text) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::warn!(%queue, error = %e, "ignoring a queue policy Sluice cannot evaluate");
-            None
-        }
-    }
+    Policy::stored(attributes.get("Policy").filter(|p| !p.is_empty())?, queue)
 }
 
 impl SqsService {
@@ -105,14 +97,7 @@ impl SqsService {
             }
             _ => None,
         };
-        let action = iam_action(operation);
-        let access = Access {
-            action: &action,
-            resource: &resource,
-            resource_owner: &owner,
-            resource_policy: policy.as_ref(),
-            context: ctx.condition_keys(),
-        };
-        iam::authorize(caller, &access).map_err(|d| access_denied(d.message))
+        ctx.authorize(caller, &iam_action(operation), &resource, &owner, policy.as_ref())
+            .map_err(|d| access_denied(d.message))
     }
 }

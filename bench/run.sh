@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Reproduces every figure in bench/README.md on this machine: builds the release binary,
+# measures the nginx ceiling, then runs each scenario against a fresh durable Sluice
+# (fsync on) and prints one Markdown table row per measurement.
+#   bench/run.sh [SECONDS_PER_RUN]      (default 10)
+# Needs nginx (Debian: apt-get install nginx). Results also go to bench/results.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-10}"
+cargo build --release --quiet
+sluice="$PWD/target/release/sluice"
+results="$PWD/bench/results.jsonl"
+: > "$results"
+work="$(mktemp -d)"
+trap 'pkill -F "$work/nginx/nginx.pid" 2>/dev/null || true; kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+row() { # scenario label json
+    python3 - "$1" "$2" "$3" <<'EOF'
+import json, sys
+scenario, label, text = sys.argv[1], sys.argv[2], sys.argv[3]
+r = json.loads(text)
+lat = r["latency_us"]
+e2e = r.get("end_to_end_latency_us")
+errors = sum(r["errors"].values())
+extra = f", send→receive p50 {e2e['p50']/1000:.2f} ms p99 {e2e['p99']/1000:.2f} ms" if e2e else ""
+print(f"| {scenario} | {label} | {r['requests_per_s']:.0f} | {r['units_per_s']:.0f} {r['unit']} | "
+      f"{lat['p50']/1000:.2f} / {lat['p99']/1000:.2f} / {lat['max']/1000:.1f}{extra} | {errors} |")
+EOF
+}
+
+measure() { # scenario label endpoint args...
+    local scenario="$1" label="$2" endpoint="$3"; shift 3
+    local out
+    out="$("$sluice" bench "$scenario" --endpoint "$endpoint" --json "$@")"
+    echo "$out" >> "$results"
+    row "$scenario" "$label" "$out"
+}
+
+start_sluice() {
+    kill "${server:-0}" 2>/dev/null || true
+    wait "${server:-0}" 2>/dev/null || true
+    rm -rf "$work/data"
+    SLUICE_LOG=warn "$sluice" serve --listen 127.0.0.1:0 --data-dir "$work/data" "$@" > "$work/sluice.out" &
+    server=$!
+    for _ in $(seq 100); do grep -q listening "$work/sluice.out" 2>/dev/null && break; sleep 0.05; done
+    endpoint="$(sed -n 's/^sluice listening on //p' "$work/sluice.out" | head -1)"
+}
+
+echo "| scenario | setting | requests/s | throughput | latency p50 / p99 / max (ms) | errors |"
+echo "|---|---|---|---|---|---|"
+
+mkdir -p "$work/nginx/logs"
+nginx -c "$PWD/bench/nginx.conf" -p "$work/nginx"
+measure http-post "nginx ceiling, 32 connections" http://127.0.0.1:8081 --connections 32 --duration "$seconds"
+pkill -F "$work/nginx/nginx.pid" || true
+
+start_sluice
+measure sqs-send "16 connections" "$endpoint" --connections 16 --duration "$seconds"
+peak=$(tail -1 "$results" | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["requests_per_s"]))')
+measure sqs-send "at half the peak rate ($((peak / 2))/s)" "$endpoint" --connections 16 --duration "$seconds" --rate $((peak / 2))
+for c in 1 4 16 64 256; do
+    measure sqs-send "$c connections" "$endpoint" --connections "$c" --duration "$seconds"
+done
+start_sluice
+measure sqs-send-batch "16 connections, batches of 10" "$endpoint" --connections 16 --duration "$seconds"
+start_sluice
+measure sqs-cycle "8 senders, 8 receivers" "$endpoint" --connections 16 --duration "$seconds"
+start_sluice
+measure sqs-fifo "16 connections, 16 groups" "$endpoint" --connections 16 --duration "$seconds"
+start_sluice
+measure sns-fanout "16 connections, 10 queues" "$endpoint" --connections 16 --duration "$seconds" --queues 10
+start_sluice
+measure kinesis-put "8 connections, 2 shards, PutRecords of 500" "$endpoint" --connections 8 --duration "$seconds"
+start_sluice
+measure kinesis-get "2 connections, 2 shards, 200,000 records" "$endpoint" --connections 2 --duration "$seconds" --prefill 200000
+start_sluice
+measure firehose-put "8 connections, PutRecordBatch of 500" "$endpoint" --connections 8 --duration "$seconds"
+
+# Memory and start-up.
+start_sluice
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
+echo "idle RSS, empty data directory: $((rss / 1024)) MiB"
+kill "$server"; wait "$server" 2>/dev/null || true
+python3 - "$sluice" "$work" <<'EOF'
+import os, subprocess, sys, time, urllib.request
+sluice, work = sys.argv[1], sys.argv[2]
+data = os.path.join(work, "startup")
+t0 = time.monotonic()
+p = subprocess.Popen([sluice, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+url = p.stdout.readline().strip().removeprefix("sluice listening on ")
+urllib.request.urlopen(url + "/health").read()
+print(f"exec to first served request, empty data directory: {(time.monotonic() - t0) * 1000:.0f} ms")
+p.terminate(); p.wait()
+EOF
+
+# 10,000 idle long polls: memory, and CPU while they wait.
+start_sluice --max-concurrent-requests 20000
+"$sluice" bench sqs-idle-pollers --endpoint "$endpoint" --connections 10000 --duration 1 --json > "$work/pollers.json" &
+pollers=$!
+sleep 8
+ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+before=$(ticks); sleep 5; after=$(ticks)
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
+hz=$(getconf CLK_TCK)
+echo "10,000 idle long polls: RSS $((rss / 1024)) MiB, CPU $(( (after - before) * 1000 / hz / 5 )) ms per second while idle"
+wait "$pollers"
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"  polls completed: {r[\"units\"]}, errors: {r[\"errors\"]}")' "$work/pollers.json"
