@@ -91,6 +91,8 @@ impl Target {
 }
 
 enum Sender {
+    /// Plain-TCP HTTP/1.1, the common case: the lean client.
+    Plain(super::h1::Plain),
     H1(http1::SendRequest<Full<Bytes>>),
     H2(http2::SendRequest<Full<Bytes>>),
 }
@@ -124,6 +126,7 @@ impl Connection {
                 let stream = tls.connect(name, tcp).await?;
                 handshake(TokioIo::new(stream), target.h2).await?
             }
+            None if !target.h2 => Sender::Plain(super::h1::Plain::new(tcp)),
             None => handshake(TokioIo::new(tcp), target.h2).await?,
         };
         Ok(Connection {
@@ -184,26 +187,43 @@ impl Connection {
                 signed
             }
         };
-        let mut builder = http::Request::builder().method("POST").uri("/");
-        if self.target.h2 {
-            let scheme = if self.target.tls.is_some() { "https" } else { "http" };
-            builder = http::Request::builder().method("POST").uri(format!("{scheme}://{}/", self.host_header));
-        }
-        for (k, v) in &headers {
-            if !(self.target.h2 && k == "host") {
-                builder = builder.header(k.as_str(), v.as_str());
+        let (target, host_header) = (&self.target, &self.host_header);
+        let hyper_request = || -> anyhow::Result<http::Request<Full<Bytes>>> {
+            let uri = if target.h2 {
+                let scheme = if target.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{host_header}/")
+            } else {
+                "/".to_owned()
+            };
+            let mut builder = http::Request::builder().method("POST").uri(uri);
+            for (k, v) in &headers {
+                // HTTP/2 carries the host as :authority.
+                if !(target.h2 && k == "host") {
+                    builder = builder.header(k.as_str(), v.as_str());
+                }
             }
-        }
-        let request =
-            builder.header("x-amz-date", amz_date).header("authorization", authorization).body(Full::new(body))?;
+            Ok(builder
+                .header("x-amz-date", amz_date.as_str())
+                .header("authorization", authorization.as_str())
+                .body(Full::new(body.clone()))?)
+        };
         let response = match &mut self.sender {
+            Sender::Plain(plain) => {
+                let mut all: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                all.push(("x-amz-date", &amz_date));
+                all.push(("authorization", &authorization));
+                let response = plain.post(&all, &body).await?;
+                let error_code = (response.status >= 300)
+                    .then(|| error_code(service.protocol, response.query_error, &response.body, response.status));
+                return Ok(Reply { status: response.status, error_code, body: response.body });
+            }
             Sender::H1(s) => {
                 s.ready().await?;
-                s.send_request(request).await?
+                s.send_request(hyper_request()?).await?
             }
             Sender::H2(s) => {
                 s.ready().await?;
-                s.send_request(request).await?
+                s.send_request(hyper_request()?).await?
             }
         };
         let status = response.status().as_u16();

@@ -4,6 +4,7 @@
 //! and are merged at the end, so the generator shares nothing while it runs.
 
 pub mod client;
+pub mod h1;
 pub mod report;
 pub mod scenario;
 
