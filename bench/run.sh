@@ -12,7 +12,11 @@ sluice="$PWD/target/release/sluice"
 results="$PWD/bench/results.jsonl"
 : > "$results"
 work="$(mktemp -d)"
-trap 'pkill -F "$work/nginx/nginx.pid" 2>/dev/null || true; kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+server=""
+stop_sluice() {
+    if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; server=""; fi
+}
+trap 'pkill -F "$work/nginx/nginx.pid" 2>/dev/null || true; stop_sluice; rm -rf "$work"' EXIT
 
 row() { # scenario label json
     python3 - "$1" "$2" "$3" <<'EOF'
@@ -37,8 +41,7 @@ measure() { # scenario label endpoint args...
 }
 
 start_sluice() {
-    kill "${server:-0}" 2>/dev/null || true
-    wait "${server:-0}" 2>/dev/null || true
+    stop_sluice
     rm -rf "$work/data"
     SLUICE_LOG=warn "$sluice" serve --listen 127.0.0.1:0 --data-dir "$work/data" "$@" > "$work/sluice.out" &
     server=$!
@@ -80,7 +83,7 @@ measure firehose-put "8 connections, PutRecordBatch of 500" "$endpoint" --connec
 start_sluice
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
 echo "idle RSS, empty data directory: $((rss / 1024)) MiB"
-kill "$server"; wait "$server" 2>/dev/null || true
+stop_sluice
 python3 - "$sluice" "$work" <<'EOF'
 import os, subprocess, sys, time, urllib.request
 sluice, work = sys.argv[1], sys.argv[2]
@@ -105,4 +108,4 @@ rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
 hz=$(getconf CLK_TCK)
 echo "10,000 idle long polls: RSS $((rss / 1024)) MiB, CPU $(( (after - before) * 1000 / hz / 5 )) ms per second while idle"
 wait "$pollers"
-python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"  polls completed: {r[\"units\"]}, errors: {r[\"errors\"]}")' "$work/pollers.json"
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("  polls completed: %d, errors: %s" % (r["units"], r["errors"]))' "$work/pollers.json"
