@@ -3,47 +3,39 @@
 //! (prints figures; nothing is asserted).
 
 use sluice_services::filter::{attribute_values, FilterPolicy, PolicyIndex, Scope};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 fn main() {
-    for subscriptions in [10usize, 1_000, 10_000] {
-        let policies: Vec<Option<(Arc<FilterPolicy>, Scope)>> = (0..subscriptions)
-            .map(|i| {
-                let text = format!(r#"{{"customer":["c{i}"],"amount":[{{"numeric":[">",{}]}}]}}"#, i % 100);
-                Some((
-                    Arc::new(FilterPolicy::parse(&text, Scope::MessageAttributes).unwrap()),
-                    Scope::MessageAttributes,
-                ))
-            })
-            .collect();
-        let index = PolicyIndex::build(policies.clone());
-        let messages: Vec<_> = (0..1_000)
-            .map(|i| {
-                let customer = format!("c{}", i * 7 % subscriptions);
-                attribute_values([("customer", "String", Some(customer.as_str())), ("amount", "Number", Some("150"))])
-            })
-            .collect();
-        let rounds = 100_000 / subscriptions.max(1) + 1;
-        let start = Instant::now();
-        let mut indexed = 0;
-        for _ in 0..rounds {
-            for m in &messages {
-                indexed += index.matching(m, None).len();
-            }
-        }
-        let indexed_per_publish = start.elapsed() / (rounds * messages.len()) as u32;
-        let start = Instant::now();
-        let mut linear = 0;
-        for _ in 0..rounds {
-            for m in &messages {
-                linear += policies.iter().filter(|p| p.as_ref().is_some_and(|(p, _)| p.matches(m))).count();
-            }
-        }
-        let linear_per_publish = start.elapsed() / (rounds * messages.len()) as u32;
-        assert_eq!(indexed, linear);
-        println!(
-            "{subscriptions:>6} subscriptions: indexed {indexed_per_publish:>10.2?} per publish, linear scan {linear_per_publish:>10.2?}"
-        );
-    }
+    divan::main();
+}
+
+type Policies = Vec<Option<(Arc<FilterPolicy>, Scope)>>;
+
+fn policies(subscriptions: usize) -> Policies {
+    (0..subscriptions)
+        .map(|i| {
+            let text = format!(r#"{{"customer":["c{i}"],"amount":[{{"numeric":[">",{}]}}]}}"#, i % 100);
+            Some((Arc::new(FilterPolicy::parse(&text, Scope::MessageAttributes).unwrap()), Scope::MessageAttributes))
+        })
+        .collect()
+}
+
+fn message(subscriptions: usize) -> HashMap<String, Vec<sluice_services::filter::Leaf>> {
+    let customer = format!("c{}", 7 % subscriptions);
+    attribute_values([("customer", "String", Some(customer.as_str())), ("amount", "Number", Some("150"))])
+}
+
+#[divan::bench(args = [10, 1_000, 10_000])]
+fn indexed(bencher: divan::Bencher, subscriptions: usize) {
+    let index = PolicyIndex::build(policies(subscriptions));
+    let m = message(subscriptions);
+    bencher.bench(|| index.matching(divan::black_box(&m), None).len());
+}
+
+#[divan::bench(args = [10, 1_000, 10_000])]
+fn linear_scan(bencher: divan::Bencher, subscriptions: usize) {
+    let all = policies(subscriptions);
+    let m = message(subscriptions);
+    bencher.bench(|| all.iter().filter(|p| p.as_ref().is_some_and(|(p, _)| p.matches(divan::black_box(&m)))).count());
 }
