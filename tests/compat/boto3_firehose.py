@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import urllib.request
 
 import boto3
-from botocore.exceptions import ClientError
+from expect import expect_error
 
 ENDPOINT = os.environ["SLUICE_ENDPOINT"]
 ROOT = os.environ["SLUICE_BUCKET_ROOT"]
@@ -21,15 +21,6 @@ KW = dict(endpoint_url=ENDPOINT, region_name="us-east-1", aws_access_key_id="AKI
 fh = boto3.client("firehose", **KW)
 kinesis = boto3.client("kinesis", **KW)
 ROLE = "arn:aws:iam::000000000000:role/firehose"
-
-
-def expect_error(code, fn, **kwargs):
-    try:
-        fn(**kwargs)
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == code, e.response["Error"]
-        return e.response["Error"]["Message"]
-    raise AssertionError(f"expected {code}")
 
 
 def objects(bucket, prefix=""):

@@ -7,23 +7,13 @@ import hashlib
 import json
 import os
 import sys
-import time
 
 import boto3
-from botocore.exceptions import ClientError
+from expect import expect_error
 
 ENDPOINT = os.environ["SLUICE_ENDPOINT"]
 k = boto3.client("kinesis", endpoint_url=ENDPOINT, region_name="us-east-1",
                  aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
-
-
-def expect_error(code, fn, **kwargs):
-    try:
-        fn(**kwargs)
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == code, e.response["Error"]
-        return e.response["Error"]["Message"]
-    raise AssertionError(f"expected {code}")
 
 
 def read_shard(stream, shard_id, kind="TRIM_HORIZON", **extra):

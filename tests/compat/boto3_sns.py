@@ -16,10 +16,10 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
-from botocore.exceptions import ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from expect import expect_error
 
 ENDPOINT = os.environ["SLUICE_ENDPOINT"]
 KW = dict(endpoint_url=ENDPOINT, region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
@@ -42,15 +42,6 @@ def drain(url, wait=1):
             return out
         out.extend(msgs)
         sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
-
-
-def expect_error(code, fn, **kwargs):
-    try:
-        fn(**kwargs)
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == code, e.response["Error"]
-        return e.response["Error"]["Message"]
-    raise AssertionError(f"expected {code}")
 
 
 def string_to_sign(m):

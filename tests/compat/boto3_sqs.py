@@ -15,23 +15,13 @@ import boto3
 import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
-from botocore.exceptions import ClientError
+from expect import expect_error
 
 ENDPOINT = os.environ["SLUICE_ENDPOINT"]
 REGION = "us-east-1"
 CREDS = dict(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
 sqs = boto3.client("sqs", endpoint_url=ENDPOINT, region_name=REGION, **CREDS)
 NS = {"q": "http://queue.amazonaws.com/doc/2012-11-05/"}
-
-
-def expect_error(code, fn, *args, **kwargs):
-    try:
-        fn(*args, **kwargs)
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"expected {code}, got {got}: {e}"
-        return e
-    raise AssertionError(f"expected {code}, call succeeded")
 
 
 def standard_queue_flow():

@@ -13,7 +13,7 @@ import sys
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from expect import expect_error
 
 ENDPOINT = os.environ["SLUICE_ENDPOINT"]
 NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"})
@@ -26,16 +26,6 @@ def client(service, key):
                         aws_secret_access_key=SECRETS[key], config=NO_RETRY)
 
 
-def denied(code, status, fn, **kwargs):
-    try:
-        fn(**kwargs)
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == code, e.response
-        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == status, e.response
-        return e.response["Error"]["Message"]
-    raise AssertionError(f"expected {code} from {fn.__name__}")
-
-
 def sqs_identity_and_queue_policies():
     alice, bob, reader = client("sqs", "AKIDALICE"), client("sqs", "AKIDBOB"), client("sqs", "AKIDREADER")
     url = alice.create_queue(QueueName="work")["QueueUrl"]
@@ -46,40 +36,40 @@ def sqs_identity_and_queue_policies():
     assert reader.get_queue_url(QueueName="work")["QueueUrl"] == url
     msgs = reader.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
     assert [m["Body"] for m in msgs] == ["job"]
-    message = denied("AccessDenied", 403, reader.send_message, QueueUrl=url, MessageBody="x")
+    message = expect_error("AccessDenied", reader.send_message, status=403, QueueUrl=url, MessageBody="x")
     assert message == (f"User: arn:aws:iam::{ALICE}:user/reader is not authorized to perform: sqs:SendMessage "
                        f"on resource: {arn} because no identity-based policy allows the sqs:SendMessage action"), message
-    denied("AccessDenied", 403, reader.send_message_batch, QueueUrl=url, Entries=[{"Id": "1", "MessageBody": "x"}])
-    denied("AccessDenied", 403, reader.list_queues)
+    expect_error("AccessDenied", reader.send_message_batch, status=403, QueueUrl=url, Entries=[{"Id": "1", "MessageBody": "x"}])
+    expect_error("AccessDenied", reader.list_queues, status=403)
 
     # Another account needs the queue policy: AddPermission grants exactly what it names.
-    message = denied("AccessDenied", 403, bob.send_message, QueueUrl=url, MessageBody="from bob")
+    message = expect_error("AccessDenied", bob.send_message, status=403, QueueUrl=url, MessageBody="from bob")
     assert message.endswith("because no resource-based policy allows the sqs:SendMessage action"), message
     alice.add_permission(QueueUrl=url, Label="bob-sends", AWSAccountIds=[BOB], Actions=["SendMessage"])
     bob.send_message(QueueUrl=url, MessageBody="from bob")
-    denied("AccessDenied", 403, bob.receive_message, QueueUrl=url)
-    denied("AccessDenied", 403, bob.get_queue_url, QueueName="work", QueueOwnerAWSAccountId=ALICE)
+    expect_error("AccessDenied", bob.receive_message, status=403, QueueUrl=url)
+    expect_error("AccessDenied", bob.get_queue_url, status=403, QueueName="work", QueueOwnerAWSAccountId=ALICE)
     # Some operations stay with the owner whatever the policy says.
     alice.add_permission(QueueUrl=url, Label="bob-all", AWSAccountIds=[BOB], Actions=["*"])
     assert bob.get_queue_url(QueueName="work", QueueOwnerAWSAccountId=ALICE)["QueueUrl"] == url
-    denied("AccessDenied", 403, bob.set_queue_attributes, QueueUrl=url, Attributes={"DelaySeconds": "5"})
-    denied("AccessDenied", 403, bob.delete_queue, QueueUrl=url)
+    expect_error("AccessDenied", bob.set_queue_attributes, status=403, QueueUrl=url, Attributes={"DelaySeconds": "5"})
+    expect_error("AccessDenied", bob.delete_queue, status=403, QueueUrl=url)
     alice.remove_permission(QueueUrl=url, Label="bob-all")
     alice.remove_permission(QueueUrl=url, Label="bob-sends")
-    denied("AccessDenied", 403, bob.send_message, QueueUrl=url, MessageBody="again")
+    expect_error("AccessDenied", bob.send_message, status=403, QueueUrl=url, MessageBody="again")
 
     # An explicit deny in the queue policy overrides the reader's identity policy.
     deny = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Resource": arn, "Action": "sqs:DeleteMessage",
                                                     "Principal": {"AWS": f"arn:aws:iam::{ALICE}:user/reader"}}]}
     alice.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(deny)})
     msgs = reader.receive_message(QueueUrl=url, VisibilityTimeout=0, WaitTimeSeconds=1)["Messages"]
-    message = denied("AccessDenied", 403, reader.delete_message, QueueUrl=url, ReceiptHandle=msgs[0]["ReceiptHandle"])
+    message = expect_error("AccessDenied", reader.delete_message, status=403, QueueUrl=url, ReceiptHandle=msgs[0]["ReceiptHandle"])
     assert message.endswith("with an explicit deny in a resource-based policy"), message
     alice.delete_message(QueueUrl=url, ReceiptHandle=msgs[0]["ReceiptHandle"])
 
     # A policy Sluice cannot evaluate is refused when set, not ignored later.
     no_principal = {"Statement": [{"Effect": "Allow", "Action": "sqs:*", "Resource": arn}]}
-    denied("InvalidAttributeValue", 400, alice.set_queue_attributes, QueueUrl=url,
+    expect_error("InvalidAttributeValue", alice.set_queue_attributes, status=400, QueueUrl=url,
            Attributes={"Policy": json.dumps(no_principal)})
 
 
@@ -114,16 +104,16 @@ def sns_to_sqs_across_accounts():
     assert delivered() == ["allowed"]
 
     # Publishing to another account's topic needs its topic policy.
-    message = denied("AuthorizationError", 403, bob_sns.publish, TopicArn=topic, Message="from bob")
+    message = expect_error("AuthorizationError", bob_sns.publish, status=403, TopicArn=topic, Message="from bob")
     assert message.startswith(f"User: arn:aws:iam::{BOB}:root is not authorized to perform: SNS:Publish"), message
     alice_sns.add_permission(TopicArn=topic, Label="bob-publishes", AWSAccountId=[BOB], ActionName=["Publish"])
     bob_sns.publish(TopicArn=topic, Message="from bob")
     assert delivered() == ["from bob"]
-    denied("AuthorizationError", 403, bob_sns.delete_topic, TopicArn=topic)
+    expect_error("AuthorizationError", bob_sns.delete_topic, status=403, TopicArn=topic)
     # Subscribing needs the topic policy too; the subscription is then Bob's to manage.
     bob_sqs.create_queue(QueueName="inbox2")
     inbox2_arn = f"arn:aws:sqs:eu-west-1:{BOB}:inbox2"
-    denied("AuthorizationError", 403, bob_sns.subscribe, TopicArn=topic, Protocol="sqs", Endpoint=inbox2_arn)
+    expect_error("AuthorizationError", bob_sns.subscribe, status=403, TopicArn=topic, Protocol="sqs", Endpoint=inbox2_arn)
     alice_sns.add_permission(TopicArn=topic, Label="bob-subscribes", AWSAccountId=[BOB], ActionName=["Subscribe"])
     own = bob_sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox2_arn,
                             ReturnSubscriptionArn=True)["SubscriptionArn"]
@@ -133,8 +123,8 @@ def sns_to_sqs_across_accounts():
     # "*" with AWS:SourceOwner), so the reader may publish; creating topics it may not.
     client("sns", "AKIDREADER").publish(TopicArn=topic, Message="from the reader")
     assert delivered() == ["from the reader"]
-    denied("AuthorizationError", 403, client("sns", "AKIDREADER").create_topic, Name="mine")
-    denied("InvalidParameter", 400, alice_sns.set_topic_attributes, TopicArn=topic, AttributeName="Policy",
+    expect_error("AuthorizationError", client("sns", "AKIDREADER").create_topic, status=403, Name="mine")
+    expect_error("InvalidParameter", alice_sns.set_topic_attributes, status=400, TopicArn=topic, AttributeName="Policy",
            AttributeValue=json.dumps({"Statement": [{"Effect": "Allow", "Action": "SNS:Publish"}]}))
 
 
@@ -142,30 +132,39 @@ def kinesis_resource_policy():
     alice, bob = client("kinesis", "AKIDALICE"), client("kinesis", "AKIDBOB")
     alice.create_stream(StreamName="shared", ShardCount=1)
     arn = alice.describe_stream_summary(StreamName="shared")["StreamDescriptionSummary"]["StreamARN"]
-    denied("AccessDeniedException", 400, bob.put_record, StreamARN=arn, Data=b"x", PartitionKey="k")
+    expect_error("AccessDeniedException", bob.put_record, status=400, StreamARN=arn, Data=b"x", PartitionKey="k")
     policy = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"AWS": BOB}, "Resource": arn,
         "Action": ["kinesis:PutRecord", "kinesis:DescribeStreamSummary"]}]}
     alice.put_resource_policy(ResourceARN=arn, Policy=json.dumps(policy))
     assert bob.describe_stream_summary(StreamARN=arn)["StreamDescriptionSummary"]["StreamName"] == "shared"
     bob.put_record(StreamARN=arn, Data=b"from bob", PartitionKey="k")
-    denied("AccessDeniedException", 400, bob.list_shards, StreamARN=arn)
-    denied("AccessDeniedException", 400, bob.delete_stream, StreamARN=arn)
+    expect_error("AccessDeniedException", bob.list_shards, status=400, StreamARN=arn)
+    expect_error("AccessDeniedException", bob.delete_stream, status=400, StreamARN=arn)
     shard = alice.list_shards(StreamName="shared")["Shards"][0]["ShardId"]
     it = alice.get_shard_iterator(StreamName="shared", ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
     assert [r["Data"] for r in alice.get_records(ShardIterator=it)["Records"]] == [b"from bob"]
     # The iterator names Alice's stream: Bob may not read through it.
-    denied("AccessDeniedException", 400, bob.get_records, ShardIterator=it)
-    denied("InvalidArgumentException", 400, alice.put_resource_policy, ResourceARN=arn,
+    expect_error("AccessDeniedException", bob.get_records, status=400, ShardIterator=it)
+    expect_error("InvalidArgumentException", alice.put_resource_policy, status=400, ResourceARN=arn,
            Policy=json.dumps({"Statement": [{"Effect": "Allow", "Action": "kinesis:*"}]}))
+
+    # A consumer has its own resource policy; the stream's does not cover it.
+    consumer = alice.register_stream_consumer(StreamARN=arn, ConsumerName="bobs-reader")["Consumer"]["ConsumerARN"]
+    expect_error("AccessDeniedException", bob.describe_stream_consumer, status=400, ConsumerARN=consumer)
+    alice.put_resource_policy(ResourceARN=consumer, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": BOB}, "Resource": consumer,
+        "Action": ["kinesis:DescribeStreamConsumer", "kinesis:SubscribeToShard"]}]}))
+    described = bob.describe_stream_consumer(ConsumerARN=consumer)["ConsumerDescription"]
+    assert described["ConsumerName"] == "bobs-reader", described
 
 
 def firehose_identity_policy():
     reader = client("firehose", "AKIDREADER")
     # Allowed by the reader's policy: the operation runs (and finds nothing).
-    denied("ResourceNotFoundException", 400, reader.describe_delivery_stream, DeliveryStreamName="none")
-    message = denied("AccessDeniedException", 400, reader.put_record, DeliveryStreamName="none",
-                     Record={"Data": b"x"})
+    expect_error("ResourceNotFoundException", reader.describe_delivery_stream, status=400, DeliveryStreamName="none")
+    message = expect_error("AccessDeniedException", reader.put_record, status=400, DeliveryStreamName="none",
+                           Record={"Data": b"x"})
     assert "firehose:PutRecord" in message, message
 
 

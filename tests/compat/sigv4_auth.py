@@ -20,7 +20,7 @@ import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from expect import expect_error
 
 ENDPOINT = os.environ["SLUICE_ENDPOINT"]
 NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"})
@@ -29,15 +29,6 @@ NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"})
 def client(service, key="AKIDALICE", secret="alice-secret", token=None):
     return boto3.client(service, endpoint_url=ENDPOINT, region_name="eu-west-1", aws_access_key_id=key,
                         aws_secret_access_key=secret, aws_session_token=token, config=NO_RETRY)
-
-
-def expect_error(code, fn, **kwargs):
-    try:
-        fn(**kwargs)
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == code, e.response
-        return e.response
-    raise AssertionError(f"expected {code}")
 
 
 def main():
@@ -57,8 +48,7 @@ def main():
     assert ":444455556666:" in client("sns", "AKIDBOB", "bob-secret").create_topic(Name="b")["TopicArn"]
 
     # A wrong secret, an unknown key.
-    r = expect_error("SignatureDoesNotMatch", client("sqs", secret="wrong").list_queues)
-    assert r["ResponseMetadata"]["HTTPStatusCode"] == 403
+    expect_error("SignatureDoesNotMatch", client("sqs", secret="wrong").list_queues, status=403)
     expect_error("SignatureDoesNotMatch", client("sns", secret="wrong").list_topics)
     expect_error("InvalidSignatureException", client("kinesis", secret="wrong").list_streams)
     expect_error("InvalidClientTokenId", client("sqs", key="AKIDNOBODY").list_queues)
@@ -75,8 +65,8 @@ def main():
     # Signed 20 minutes ago: outside AWS's 15 minutes of skew.
     stale = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(minutes=20)
     with mock.patch.object(botocore.auth, "get_current_datetime", return_value=stale):
-        r = expect_error("SignatureDoesNotMatch", client("sns").list_topics)
-    assert r["Error"]["Message"].startswith("Signature expired:"), r
+        message = expect_error("SignatureDoesNotMatch", client("sns").list_topics)
+    assert message.startswith("Signature expired:"), message
 
     # Unsigned requests.
     req = urllib.request.Request(ENDPOINT + "/", data=b"Action=ListTopics&Version=2010-03-31",

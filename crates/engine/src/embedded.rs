@@ -73,6 +73,16 @@ pub struct EmbeddedStore {
     _temp_dir: Option<tempfile::TempDir>,
 }
 
+/// A hook that runs `f` on a registry if a write fails, so memory keeps agreeing with
+/// disk. Registries are shared through `Arc` because hooks run on the writer thread.
+pub(crate) fn undo_in<R: Send + 'static>(
+    registry: &Arc<Mutex<R>>,
+    f: impl FnOnce(&mut R) + Send + 'static,
+) -> CommitHook {
+    let registry = registry.clone();
+    Box::new(move || f(&mut registry.lock().unwrap_or_else(|p| p.into_inner())))
+}
+
 /// Undoes an attribute or tag change whose write failed, unless it changed again since.
 fn restore_queue_maps(handle: Arc<QueueHandle>, before: (Attributes, Tags), after: (Attributes, Tags)) -> CommitHook {
     Box::new(move || {

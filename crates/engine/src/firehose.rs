@@ -3,7 +3,7 @@
 //! SQLite, so buffers survive restarts and a 200 means the record is on disk.
 
 use crate::db::{internal, SqlOp};
-use crate::embedded::EmbeddedStore;
+use crate::embedded::{undo_in, EmbeddedStore};
 use crate::store::*;
 use rusqlite::params;
 use std::collections::{BTreeMap, HashMap};
@@ -127,15 +127,6 @@ fn stream_op(s: &DeliveryStream) -> Result<SqlOp, StoreError> {
     Ok(SqlOp::UpsertDeliveryStream { id: s.id, record: serde_json::to_string(&record).map_err(internal)? })
 }
 
-impl EmbeddedStore {
-    /// Runs `f` on the delivery-stream registry if a write fails, so memory keeps agreeing
-    /// with disk.
-    fn undo_firehose(&self, f: impl FnOnce(&mut FirehoseRegistry) + Send + 'static) -> crate::db::CommitHook {
-        let registry = self.firehose.clone();
-        Box::new(move || f(&mut registry.lock().unwrap_or_else(|p| p.into_inner())))
-    }
-}
-
 impl DeliveryStore for EmbeddedStore {
     fn create_delivery_stream(
         &self,
@@ -155,7 +146,7 @@ impl DeliveryStore for EmbeddedStore {
         let op = stream_op(&stream)?;
         reg.streams.insert(key.clone(), stream.clone());
         reg.buffers.insert(id, BufferState { next_seq: 1, stats: BufferStats::default() });
-        let undo = self.undo_firehose(move |reg| {
+        let undo = undo_in(&self.firehose, move |reg| {
             if reg.streams.get(&key).is_some_and(|s| s.id == id) {
                 reg.streams.remove(&key);
                 reg.buffers.remove(&id);
@@ -179,7 +170,7 @@ impl DeliveryStore for EmbeddedStore {
         reg.streams.retain(|_, s| s.id != id);
         let buffer = reg.buffers.remove(&id);
         // Not written: the delivery stream and its buffer are still on disk, so still served.
-        let undo = self.undo_firehose(move |reg| {
+        let undo = undo_in(&self.firehose, move |reg| {
             for (key, stream) in removed {
                 reg.streams.entry(key).or_insert(stream);
             }
@@ -201,7 +192,7 @@ impl DeliveryStore for EmbeddedStore {
         f(&mut config)?;
         let before = std::mem::replace(&mut stream.config, config.clone());
         let op = stream_op(stream)?;
-        let undo = self.undo_firehose(move |reg| {
+        let undo = undo_in(&self.firehose, move |reg| {
             if let Some(s) = reg.streams.values_mut().find(|s| s.id == id && s.config == config) {
                 s.config = before;
             }
@@ -241,7 +232,7 @@ impl DeliveryStore for EmbeddedStore {
         // Records that were not written do not count towards the buffer's size (their
         // sequence numbers stay unused, which readers never notice).
         let (count, bytes) = (seqs.len() as u64, added_bytes);
-        let undo = self.undo_firehose(move |reg| {
+        let undo = undo_in(&self.firehose, move |reg| {
             if let Some(b) = reg.buffers.get_mut(&id) {
                 b.stats.records = b.stats.records.saturating_sub(count);
                 b.stats.bytes = b.stats.bytes.saturating_sub(bytes);

@@ -3,7 +3,7 @@
 //! (shard, record index), so reading from any position costs O(records read).
 
 use crate::db::{internal, SqlOp};
-use crate::embedded::EmbeddedStore;
+use crate::embedded::{undo_in, EmbeddedStore};
 use crate::seqnum;
 use crate::store::*;
 use rusqlite::params;
@@ -300,14 +300,6 @@ fn stream_op(meta: &StreamMeta) -> Result<SqlOp, StoreError> {
     Ok(SqlOp::UpsertStream { id: meta.id, record: serde_json::to_string(meta).map_err(internal)? })
 }
 
-impl EmbeddedStore {
-    /// Runs `f` on the stream registry if a write fails, so memory keeps agreeing with disk.
-    fn undo_streams(&self, f: impl FnOnce(&mut StreamRegistry) + Send + 'static) -> crate::db::CommitHook {
-        let registry = self.streams.clone();
-        Box::new(move || f(&mut registry.lock().unwrap_or_else(|p| p.into_inner())))
-    }
-}
-
 impl StreamStore for EmbeddedStore {
     fn create_stream(&self, mut meta: StreamMeta, shard_count: u32) -> Result<Durable<bool>, StoreError> {
         let mut reg = self.stream_registry();
@@ -344,7 +336,7 @@ impl StreamStore for EmbeddedStore {
         let (key, id, uids) = (meta.key(), meta.id, meta.shards.iter().map(|s| s.uid).collect::<Vec<_>>());
         reg.streams.insert(meta.key(), meta);
         // A stream that was not written is not served (a retry creates it).
-        let undo = self.undo_streams(move |reg| {
+        let undo = undo_in(&self.streams, move |reg| {
             if reg.streams.get(&key).is_some_and(|m| m.id == id) {
                 reg.streams.remove(&key);
                 for uid in uids {
@@ -382,7 +374,7 @@ impl StreamStore for EmbeddedStore {
         // Not written: the stream and its records are still on disk, so still served, with
         // each shard's next record index kept.
         let key = key.clone();
-        let undo = self.undo_streams(move |reg| {
+        let undo = undo_in(&self.streams, move |reg| {
             if reg.streams.contains_key(&key) {
                 return;
             }
@@ -423,7 +415,7 @@ impl StreamStore for EmbeddedStore {
         // Not written: the stream keeps its stored metadata (shards a failed reshard
         // created stay unused in the runtime map).
         let key = key.clone();
-        let undo = self.undo_streams(move |reg| {
+        let undo = undo_in(&self.streams, move |reg| {
             if let (Some(before), true) = (before, reg.streams.get(&key) == Some(&meta)) {
                 reg.streams.insert(key, before);
             }

@@ -2,8 +2,8 @@
 //! delivery outbox, held in memory and written through the group-commit writer.
 
 use crate::at_rest::{Sealer, StoredText};
-use crate::db::{internal, CommitHook, SqlOp};
-use crate::embedded::{sequence_number, EmbeddedStore};
+use crate::db::{internal, SqlOp};
+use crate::embedded::{sequence_number, undo_in, EmbeddedStore};
 use crate::limits::DEDUP_WINDOW_MS;
 use crate::queue_state::DedupEntry;
 use crate::store::*;
@@ -80,19 +80,11 @@ fn record_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(internal)
 }
 
-impl EmbeddedStore {
-    /// Runs `f` on the topic registry if a write fails, so memory keeps agreeing with disk.
-    fn undo_topics(&self, f: impl FnOnce(&mut TopicRegistry) + Send + 'static) -> CommitHook {
-        let registry = self.topics.clone();
-        Box::new(move || f(&mut registry.lock().unwrap_or_else(|p| p.into_inner())))
-    }
-}
-
 impl TopicStore for EmbeddedStore {
     fn put_topic(&self, topic: TopicRecord) -> Result<Durable<()>, StoreError> {
         let op = SqlOp::UpsertTopic { arn: topic.arn.clone(), record: record_json(&topic)? };
         let before = self.topic_registry().topics.insert(topic.arn.clone(), topic.clone());
-        let undo = self.undo_topics(move |reg| {
+        let undo = undo_in(&self.topics, move |reg| {
             if reg.topics.get(&topic.arn) == Some(&topic) {
                 match before {
                     Some(b) => reg.topics.insert(topic.arn.clone(), b),
@@ -125,7 +117,7 @@ impl TopicStore for EmbeddedStore {
         reg.dedup.retain(|(t, _, _), _| t != arn);
         drop(reg);
         // Not written: the topic and its subscriptions are still on disk, so still served.
-        let undo = self.undo_topics(move |reg| {
+        let undo = undo_in(&self.topics, move |reg| {
             let Some(topic) = topic else { return };
             if reg.topics.contains_key(&topic.arn) {
                 return;
@@ -145,7 +137,7 @@ impl TopicStore for EmbeddedStore {
             record: record_json(&subscription)?,
         };
         let before = self.topic_registry().subscriptions.insert(subscription.arn.clone(), subscription.clone());
-        let undo = self.undo_topics(move |reg| {
+        let undo = undo_in(&self.topics, move |reg| {
             if reg.subscriptions.get(&subscription.arn) == Some(&subscription) {
                 match before {
                     Some(b) => reg.subscriptions.insert(subscription.arn.clone(), b),
@@ -171,7 +163,7 @@ impl TopicStore for EmbeddedStore {
 
     fn delete_subscription(&self, arn: &str) -> Result<Durable<()>, StoreError> {
         let removed = self.topic_registry().subscriptions.remove(arn);
-        let undo = self.undo_topics(move |reg| {
+        let undo = undo_in(&self.topics, move |reg| {
             if let Some(s) = removed {
                 reg.subscriptions.entry(s.arn.clone()).or_insert(s);
             }
@@ -201,7 +193,7 @@ impl TopicStore for EmbeddedStore {
         drop(reg);
         // A dedup id whose write failed is given back, or the publisher's retry would be
         // answered as a duplicate of a message that was never delivered.
-        let undo = self.undo_topics(move |reg| {
+        let undo = undo_in(&self.topics, move |reg| {
             if reg.dedup.get(&key).is_some_and(|e| e.seq == seq) {
                 reg.dedup.remove(&key);
             }
@@ -239,7 +231,7 @@ impl TopicStore for EmbeddedStore {
         drop(reg);
         // Deliveries that were not written are not attempted: the publish failed.
         let unwritten = ids.clone();
-        let undo = self.undo_topics(move |reg| {
+        let undo = undo_in(&self.topics, move |reg| {
             for id in unwritten {
                 reg.outbox.remove(&id);
             }

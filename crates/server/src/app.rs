@@ -260,17 +260,11 @@ async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bo
 /// listed attributes and tags.
 async fn declare_queues(sqs: &SqsService, settings: &Settings) -> anyhow::Result<()> {
     for q in &settings.queues {
-        let ctx = RequestContext {
-            account: q.account.clone().unwrap_or_else(|| settings.account.clone()),
-            region: q.region.clone().unwrap_or_else(|| settings.region.clone()),
-            host: settings.listen.to_string(),
-            scheme: "http".into(),
-            request_id: "config".into(),
-            access_key_id: "sluice-config".into(),
-            path: "/".into(),
-            trace_header: None,
-            caller: None,
-        };
+        let mut ctx = RequestContext::local(
+            q.account.as_deref().unwrap_or(&settings.account),
+            q.region.as_deref().unwrap_or(&settings.region),
+        );
+        ctx.host = settings.listen.to_string();
         let create = json!({"QueueName": q.name, "Attributes": q.attributes, "tags": q.tags});
         match sqs.handle(&ctx, "CreateQueue", create, false).await {
             Ok(_) => {}

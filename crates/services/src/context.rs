@@ -20,6 +20,22 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// A context for calls Sluice makes itself (queues declared in the config file) and for
+    /// tests: no caller, so no policies apply.
+    pub fn local(account: &str, region: &str) -> RequestContext {
+        RequestContext {
+            account: account.to_owned(),
+            region: region.to_owned(),
+            host: "localhost".into(),
+            scheme: "http".into(),
+            request_id: "local".into(),
+            access_key_id: "sluice".into(),
+            path: "/".into(),
+            trace_header: None,
+            caller: None,
+        }
+    }
+
     /// Authorizes `action` on `resource` (owned by `owner`, with its policy if it has one)
     /// for `caller`, with this request's condition keys.
     pub fn authorize(

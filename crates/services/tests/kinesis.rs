@@ -39,17 +39,7 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(START_MS));
         let svc = open(dir.path(), clock.clone());
-        let ctx = RequestContext {
-            account: "000000000000".into(),
-            region: "us-east-1".into(),
-            host: "localhost".into(),
-            scheme: "http".into(),
-            request_id: "r".into(),
-            access_key_id: "AKID".into(),
-            path: "/".into(),
-            trace_header: None,
-            caller: None,
-        };
+        let ctx = RequestContext::local("000000000000", "us-east-1");
         Harness { dir, clock, svc, ctx }
     }
 

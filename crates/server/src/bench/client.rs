@@ -104,6 +104,16 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+/// A signature and what it covers: the second, the target (service and action) and the
+/// body's hash; the host and content type are the connection's and the service's.
+struct LastSignature {
+    at: i64,
+    target: String,
+    payload_hash: String,
+    amz_date: String,
+    authorization: String,
+}
+
 pub struct Connection {
     target: Target,
     host_header: String,
@@ -111,7 +121,7 @@ pub struct Connection {
     signers: Vec<(&'static str, Signer)>,
     /// The last signature: a request identical to the last one (same action, body and
     /// second) has the same signature, as an SDK would compute it.
-    last_signature: Option<(i64, String, String, (String, String))>,
+    last_signature: Option<LastSignature>,
 }
 
 impl Connection {
@@ -177,14 +187,24 @@ impl Connection {
         }
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        let (amz_date, authorization) = match &self.last_signature {
-            Some((at, a, h, signed)) if *at == now && a == action && h == payload_hash && self.signers.len() == 1 => {
-                signed.clone()
-            }
-            _ => {
-                let signed = self.signer(service.signing_name).sign_hashed("POST", "/", &headers, payload_hash, now);
-                self.last_signature = Some((now, action.to_owned(), payload_hash.to_owned(), signed.clone()));
-                signed
+        let target = format!("{}.{action}", service.signing_name);
+        let reusable = self
+            .last_signature
+            .as_ref()
+            .filter(|l| l.at == now && l.target == target && l.payload_hash == payload_hash);
+        let (amz_date, authorization) = match reusable {
+            Some(l) => (l.amz_date.clone(), l.authorization.clone()),
+            None => {
+                let (amz_date, authorization) =
+                    self.signer(service.signing_name).sign_hashed("POST", "/", &headers, payload_hash, now);
+                self.last_signature = Some(LastSignature {
+                    at: now,
+                    target,
+                    payload_hash: payload_hash.to_owned(),
+                    amz_date: amz_date.clone(),
+                    authorization: authorization.clone(),
+                });
+                (amz_date, authorization)
             }
         };
         let (target, host_header) = (&self.target, &self.host_header);
