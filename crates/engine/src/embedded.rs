@@ -129,6 +129,57 @@ fn to_json(map: &std::collections::BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
 }
 
+/// Reads every message's metadata in sequence order, in chunks for the indexing thread;
+/// returns the highest sequence number seen.
+fn scan_messages(
+    conn: &rusqlite::Connection,
+    now: u64,
+    chunks: &std::sync::mpsc::SyncSender<Vec<(i64, MsgMeta)>>,
+) -> rusqlite::Result<i64> {
+    const CHUNK: usize = 4096;
+    let mut stmt = conn.prepare(
+        "SELECT seq, queue_id, group_id, sent_ms, visible_at_ms, receive_count, first_receive_ms, receipt_token, dlq_source_queue_id FROM messages ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut groups: HashMap<String, Arc<str>> = HashMap::new();
+    let mut max_seq = 0;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        max_seq = max_seq.max(seq);
+        let group: Option<String> = r.get(2)?;
+        let group = group.map(|g| groups.entry(g.clone()).or_insert_with(|| Arc::from(g.as_str())).clone());
+        let visible_at = r.get::<_, i64>(4)? as u64;
+        let token = r.get::<_, i64>(7)? as u64;
+        let state = if visible_at <= now {
+            MsgState::Visible
+        } else if token != 0 {
+            MsgState::InFlight
+        } else {
+            MsgState::Delayed
+        };
+        let meta = MsgMeta {
+            seq,
+            sent_ms: r.get::<_, i64>(3)? as u64,
+            visible_at_ms: visible_at,
+            receive_count: r.get::<_, i64>(5)? as u32,
+            first_receive_ms: r.get::<_, i64>(6)? as u64,
+            receipt_token: token,
+            group,
+            state,
+            dlq_source: r.get(8)?,
+        };
+        chunk.push((r.get::<_, i64>(1)?, meta));
+        if chunk.len() == CHUNK && chunks.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).is_err() {
+            return Ok(max_seq);
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = chunks.send(chunk);
+    }
+    Ok(max_seq)
+}
+
 impl EmbeddedStore {
     pub fn open(options: EmbeddedOptions, clock: Arc<dyn Clock>) -> Result<EmbeddedStore, StoreError> {
         let (dir, temp_dir) = match &options.data_dir {
@@ -227,41 +278,23 @@ impl EmbeddedStore {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        {
-            let mut stmt = conn.prepare(
-                "SELECT seq, queue_id, group_id, sent_ms, visible_at_ms, receive_count, first_receive_ms, receipt_token, dlq_source_queue_id FROM messages ORDER BY seq",
-            )?;
-            let mut rows = stmt.query([])?;
-            let mut groups: HashMap<String, Arc<str>> = HashMap::new();
-            while let Some(r) = rows.next()? {
-                let seq: i64 = r.get(0)?;
-                max_seq = max_seq.max(seq);
-                let queue_id: i64 = r.get(1)?;
-                let Some(handle) = reg.by_id.get(&queue_id) else { continue };
-                let group: Option<String> = r.get(2)?;
-                let group = group.map(|g| groups.entry(g.clone()).or_insert_with(|| Arc::from(g.as_str())).clone());
-                let visible_at = r.get::<_, i64>(4)? as u64;
-                let receive_count = r.get::<_, i64>(5)? as u32;
-                let token = r.get::<_, i64>(7)? as u64;
-                let state = if visible_at <= now {
-                    MsgState::Visible
-                } else if token != 0 {
-                    MsgState::InFlight
-                } else {
-                    MsgState::Delayed
-                };
-                handle.lock().insert(MsgMeta {
-                    seq,
-                    sent_ms: r.get::<_, i64>(3)? as u64,
-                    visible_at_ms: visible_at,
-                    receive_count,
-                    first_receive_ms: r.get::<_, i64>(6)? as u64,
-                    receipt_token: token,
-                    group,
-                    state,
-                    dlq_source: r.get(8)?,
-                });
+        // A million stored messages must be indexed within a second of start: one thread
+        // scans the table while this one builds the indexes from its chunks.
+        let scanned = std::thread::scope(|scope| {
+            let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Vec<(i64, MsgMeta)>>(8);
+            let scanner = scope.spawn(move || self.db.read(|c| scan_messages(c, now, &chunks_tx)));
+            for chunk in chunks_rx {
+                for (queue_id, meta) in chunk {
+                    if let Some(handle) = reg.by_id.get(&queue_id) {
+                        handle.lock().insert(meta);
+                    }
+                }
             }
+            scanner.join().unwrap_or_else(|_| Err(StoreError::Internal("message scan panicked".into())))
+        });
+        match scanned {
+            Ok(scanned_max_seq) => max_seq = max_seq.max(scanned_max_seq),
+            Err(e) => return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))),
         }
         {
             let mut stmt = conn.prepare(

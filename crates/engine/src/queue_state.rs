@@ -5,7 +5,30 @@
 use crate::limits::*;
 use crate::store::{Attributes, QueueCounts, QueueKey, Tags};
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+
+/// Hashes a message's sequence number by one multiplication (Fibonacci hashing) instead of
+/// SipHash: sequence numbers are assigned by the store, never chosen by a client, so
+/// there is no flooding to defend against, and this map takes one insert per message sent.
+#[derive(Default)]
+pub struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_i64(&mut self, seq: i64) {
+        self.0 = (seq as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type SeqMap<V> = HashMap<i64, V, BuildHasherDefault<SeqHasher>>;
 
 /// The attributes the engine acts on, parsed from the queue's attribute map.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +143,7 @@ pub struct QueueState {
     pub last_purge_ms: Option<u64>,
     pub config: QueueConfig,
     pub deleted: bool,
-    msgs: HashMap<i64, MsgMeta>,
+    msgs: SeqMap<MsgMeta>,
     visible: BTreeSet<i64>,
     timers: BTreeSet<(u64, i64)>,
     by_sent: BTreeSet<(u64, i64)>,
@@ -144,7 +167,7 @@ impl QueueState {
             last_purge_ms: None,
             config,
             deleted: false,
-            msgs: HashMap::new(),
+            msgs: SeqMap::default(),
             visible: BTreeSet::new(),
             timers: BTreeSet::new(),
             by_sent: BTreeSet::new(),

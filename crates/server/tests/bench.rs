@@ -42,6 +42,23 @@ fn bench_reports_what_the_server_stored() {
     assert!(report["end_to_end_latency_us"]["p50"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["errors"], serde_json::json!({}));
 
+    // sqs-receive fills its queue first (45: four full batches and a partial one), then
+    // receives with VisibilityTimeout 0, so the queue keeps every message.
+    let report = bench(&s.endpoint, &["sqs-receive", "--prefill", "45", "--count", "20", "--connections", "2"]);
+    assert_eq!(report["prefilled messages"], "45");
+    assert_eq!(report["units"], 200, "20 receives of 10 from a queue of 45");
+    let (_, body, _) = json_call(&a, &s.endpoint, "ListQueues", r#"{"QueueNamePrefix":"bench-"}"#);
+    let queues = json(&body)["QueueUrls"].as_array().unwrap().clone();
+    let counts: Vec<String> = queues
+        .iter()
+        .map(|url| {
+            let req = serde_json::json!({"QueueUrl": url, "AttributeNames": ["ApproximateNumberOfMessages"]});
+            let (_, body, _) = json_call(&a, &s.endpoint, "GetQueueAttributes", &req.to_string());
+            json(&body)["Attributes"]["ApproximateNumberOfMessages"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(counts.contains(&"45".to_owned()), "{counts:?}");
+
     // Errors are reported by their AWS code: a signature is refused with --auth sigv4.
     let secured =
         Server::spawn(&dir.path().join("secured"), &["--auth", "sigv4", "--credential", "AKIDX:s:111122223333"]);

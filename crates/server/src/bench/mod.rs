@@ -114,7 +114,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
     };
     let plan = Arc::new(single_threaded()?.block_on(async {
         let mut c = Connection::open(&target).await?;
-        scenario::setup(args.scenario, &mut c, &options).await
+        scenario::setup(args.scenario, &target, &mut c, &options).await
     })?);
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -1,7 +1,7 @@
 //! The benchmark scenarios: what each sets up through the API, what each worker sends, and
 //! how many messages or records a reply carried.
 
-use super::client::{Connection, Service, FIREHOSE, KINESIS, RAW, SNS, SQS};
+use super::client::{Connection, Service, Target, FIREHOSE, KINESIS, RAW, SNS, SQS};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
@@ -18,6 +18,9 @@ pub enum Kind {
     SqsFifo,
     /// Long polls (20 s) held on an empty queue; run beside another scenario.
     SqsIdlePollers,
+    /// ReceiveMessage of 10 with VisibilityTimeout 0 from a queue holding `--prefill`
+    /// messages: the queue keeps its size, so a small and a large backlog compare.
+    SqsReceive,
     /// Publish to one topic fanned out to `--queues` queues.
     SnsFanout,
     /// PutRecords of 500.
@@ -62,7 +65,7 @@ impl Kind {
     /// What one unit of throughput is.
     pub fn unit(self) -> &'static str {
         match self {
-            Kind::SqsSend | Kind::SqsSendBatch | Kind::SqsCycle | Kind::SqsFifo => "messages",
+            Kind::SqsSend | Kind::SqsSendBatch | Kind::SqsCycle | Kind::SqsFifo | Kind::SqsReceive => "messages",
             Kind::SqsIdlePollers => "polls",
             Kind::SnsFanout => "publishes",
             Kind::KinesisPut | Kind::KinesisGet | Kind::FirehosePut => "records",
@@ -108,8 +111,39 @@ async fn create_queue(c: &mut Connection, name: &str, attributes: Value) -> anyh
     out["QueueUrl"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("CreateQueue returned no QueueUrl"))
 }
 
+/// Sends `--prefill` messages to the queue over 16 connections, in batches of 10.
+async fn prefill_queue(target: &Target, queue_url: &str, o: &Options) -> anyhow::Result<usize> {
+    const CONNECTIONS: usize = 16;
+    let batches = o.prefill.div_ceil(10);
+    let mut senders = tokio::task::JoinSet::new();
+    for k in 0..CONNECTIONS {
+        let (target, queue_url, body) = (target.clone(), queue_url.to_owned(), body_of(o.body_size, ""));
+        let prefill = o.prefill;
+        senders.spawn(async move {
+            let mut c = Connection::open(&target).await?;
+            let mut sent = 0;
+            for batch in (k..batches).step_by(CONNECTIONS) {
+                let entries: Vec<Value> = (0..(prefill - batch * 10).min(10))
+                    .map(|i| json!({"Id": format!("m{i}"), "MessageBody": body}))
+                    .collect();
+                let out = ok_json(&mut c, SQS, "SendMessageBatch", json!({"QueueUrl": queue_url, "Entries": entries}))
+                    .await?;
+                let ok = out["Successful"].as_array().map_or(0, Vec::len);
+                anyhow::ensure!(ok == entries.len(), "prefill: some messages failed");
+                sent += ok;
+            }
+            anyhow::Ok(sent)
+        });
+    }
+    let mut sent = 0;
+    while let Some(done) = senders.join_next().await {
+        sent += done??;
+    }
+    Ok(sent)
+}
+
 /// Creates what the scenario needs.
-pub async fn setup(kind: Kind, c: &mut Connection, o: &Options) -> anyhow::Result<Plan> {
+pub async fn setup(kind: Kind, target: &Target, c: &mut Connection, o: &Options) -> anyhow::Result<Plan> {
     let mut plan = Plan::default();
     let id = &o.run_id;
     match kind {
@@ -123,6 +157,11 @@ pub async fn setup(kind: Kind, c: &mut Connection, o: &Options) -> anyhow::Resul
         }
         Kind::SqsIdlePollers => {
             plan.queue_url = create_queue(c, &format!("bench-idle-{id}"), json!({})).await?;
+        }
+        Kind::SqsReceive => {
+            plan.queue_url = create_queue(c, &format!("bench-{id}"), json!({})).await?;
+            let sent = prefill_queue(target, &plan.queue_url, o).await?;
+            plan.notes.push(("prefilled messages".into(), sent.to_string()));
         }
         Kind::SnsFanout => {
             let xml =
@@ -310,6 +349,10 @@ async fn build_call(kind: Kind, plan: &Plan, o: &Options, w: &mut Worker, c: &mu
                 "MessageDeduplicationId": format!("{}-{}-{n}", o.run_id, w.index)}),
         ),
         Kind::SqsIdlePollers => sqs("ReceiveMessage", json!({"QueueUrl": plan.queue_url, "WaitTimeSeconds": 20})),
+        Kind::SqsReceive => sqs(
+            "ReceiveMessage",
+            json!({"QueueUrl": plan.queue_url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 0}),
+        ),
         Kind::SnsFanout => {
             let message = body_of(o.body_size, "");
             let form = form_urlencoded::Serializer::new(String::new())
@@ -370,6 +413,7 @@ pub async fn on_success(
     Ok(match kind {
         Kind::SqsSend | Kind::SqsFifo | Kind::SnsFanout | Kind::HttpPost | Kind::SqsIdlePollers => (1, vec![]),
         Kind::SqsCycle if !w.consumer => (0, vec![]),
+        Kind::SqsReceive => (parse()["Messages"].as_array().map_or(0, Vec::len) as u64, vec![]),
         Kind::SqsSendBatch => (parse()["Successful"].as_array().map_or(0, Vec::len) as u64, vec![]),
         Kind::SqsCycle => {
             let out = parse();

@@ -23,11 +23,21 @@ pub fn valid_xml_char(c: char) -> bool {
     matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
+/// `valid_xml_char` over a whole string, a byte at a time: in valid UTF-8 only two kinds
+/// of character fail (C0 controls other than tab, LF and CR, one byte each; U+FFFE and
+/// U+FFFF, `EF BF BE`/`EF BF BF`), so most bodies need one vectorisable pass and no
+/// UTF-8 decoding. This runs on every message sent.
+pub fn valid_xml_text(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let controls_ok = bytes.iter().fold(true, |ok, &b| ok & (b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r')));
+    controls_ok && (!bytes.contains(&0xEF) || !text.contains(['\u{FFFE}', '\u{FFFF}']))
+}
+
 pub fn validate_body(body: &str) -> Result<(), AwsError> {
     if body.is_empty() {
         return Err(invalid_parameter_value("The request must contain the parameter MessageBody."));
     }
-    if !body.chars().all(valid_xml_char) {
+    if !valid_xml_text(body) {
         return Err(invalid_message_contents());
     }
     Ok(())
@@ -91,7 +101,7 @@ pub fn validate_attributes(attrs: &MessageAttributeMap, kind: &str) -> Result<us
                     "The message ({kind}) attribute '{name}' must contain a non-empty message attribute value for message attribute type '{data_type}'."
                 )));
             }
-            if !s.chars().all(valid_xml_char) {
+            if !valid_xml_text(s) {
                 return Err(invalid_message_contents());
             }
             if base == "Number" && !valid_number(s) {
@@ -209,4 +219,44 @@ pub fn attribute_requested(requested: &[String], name: &str) -> bool {
             || r == name
             || r.strip_suffix(".*").is_some_and(|p| name.starts_with(&format!("{p}.")) || name == p)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_byte_scan_agrees_with_the_xml_char_rule() {
+        let edges = [
+            '\u{0}',
+            '\u{8}',
+            '\u{9}',
+            '\u{A}',
+            '\u{B}',
+            '\u{C}',
+            '\u{D}',
+            '\u{E}',
+            '\u{1F}',
+            '\u{20}',
+            '\u{7F}',
+            '\u{80}',
+            '\u{D7FF}',
+            '\u{E000}',
+            '\u{EFFF}',
+            '\u{FEFF}',
+            '\u{FFFD}',
+            '\u{FFFE}',
+            '\u{FFFF}',
+            '\u{10000}',
+            '\u{10FFFF}',
+            'é',
+            '€',
+        ];
+        for c in edges {
+            for text in [c.to_string(), format!("ab{c}cd"), format!("€{c}"), format!("{c}\u{FFFD}")] {
+                assert_eq!(valid_xml_text(&text), text.chars().all(valid_xml_char), "{text:?}");
+            }
+        }
+        assert!(valid_xml_text(&"x".repeat(1024)));
+    }
 }
