@@ -100,6 +100,31 @@ CREATE TABLE firehose_buffer (
 ALTER TABLE records ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE firehose_buffer ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Kinesis records and Firehose buffers move to rowid tables with a unique index for their
+-- key. A WITHOUT ROWID row is an index b-tree cell, which keeps at most about 1 KB of a
+-- 4 KiB page in place: each 1 KiB record spilled into an overflow page of its own, and
+-- four times its size was written (twice: WAL, then checkpoint). Rowid rows keep up to
+-- 4 KB in place and append at the end of the table.
+CREATE TABLE records_by_rowid (
+    shard_uid INTEGER NOT NULL, seq_ix INTEGER NOT NULL, arrival_ms INTEGER NOT NULL,
+    partition_key TEXT NOT NULL, data BLOB NOT NULL, sealed INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO records_by_rowid (shard_uid, seq_ix, arrival_ms, partition_key, data, sealed)
+    SELECT shard_uid, seq_ix, arrival_ms, partition_key, data, sealed FROM records ORDER BY shard_uid, seq_ix;
+DROP TABLE records;
+ALTER TABLE records_by_rowid RENAME TO records;
+CREATE UNIQUE INDEX records_by_shard ON records (shard_uid, seq_ix);
+CREATE TABLE firehose_buffer_by_rowid (
+    stream_id INTEGER NOT NULL, seq INTEGER NOT NULL, arrival_ms INTEGER NOT NULL, data BLOB NOT NULL,
+    sealed INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO firehose_buffer_by_rowid (stream_id, seq, arrival_ms, data, sealed)
+    SELECT stream_id, seq, arrival_ms, data, sealed FROM firehose_buffer ORDER BY stream_id, seq;
+DROP TABLE firehose_buffer;
+ALTER TABLE firehose_buffer_by_rowid RENAME TO firehose_buffer;
+CREATE UNIQUE INDEX firehose_buffer_by_stream ON firehose_buffer (stream_id, seq);
+"#,
 ];
 
 /// One row of `messages`, as the writer inserts it.
@@ -241,6 +266,14 @@ pub enum SqlOp {
         partition_key: String,
         data: Vec<u8>,
         sealed: bool,
+    },
+    /// After a shard's records of one append: the next index it will assign, and the
+    /// first index of the arrival second (kept only if the second has none yet).
+    ShardAppended {
+        shard_uid: i64,
+        next_seq_ix: i64,
+        second: i64,
+        first_seq_ix: i64,
     },
     /// Deletes a shard's records below `below_seq_ix` (retention).
     TrimRecords {
@@ -672,15 +705,17 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
                 "INSERT INTO records (shard_uid, seq_ix, arrival_ms, partition_key, data, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![shard_uid, seq_ix, arrival_ms, partition_key, data, sealed])?;
+        }
+        SqlOp::ShardAppended { shard_uid, next_seq_ix, second, first_seq_ix } => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO record_times (shard_uid, second, first_seq_ix) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![shard_uid, arrival_ms / 1000, seq_ix])?;
+            .execute(params![shard_uid, second, first_seq_ix])?;
             tx.prepare_cached(
                 "INSERT INTO shard_seq (shard_uid, next_seq_ix) VALUES (?1, ?2) ON CONFLICT(shard_uid) DO UPDATE SET \
                  next_seq_ix = MAX(next_seq_ix, excluded.next_seq_ix)",
             )?
-            .execute(params![shard_uid, seq_ix + 1])?;
+            .execute(params![shard_uid, next_seq_ix])?;
         }
         SqlOp::TrimRecords { shard_uid, below_seq_ix } => {
             tx.prepare_cached("DELETE FROM records WHERE shard_uid=?1 AND seq_ix<?2")?
@@ -750,6 +785,60 @@ mod tests {
 
     fn version(conn: &Connection) -> String {
         conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn kinesis_records_and_firehose_buffers_move_to_rowid_tables_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        let record = vec![7u8; 1024];
+        {
+            let conn = Connection::open(&path).unwrap();
+            // Schema 6 is the last with WITHOUT ROWID records.
+            let before = 6;
+            for migration in &MIGRATIONS[..before] {
+                conn.execute_batch(migration).unwrap();
+            }
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", params![before.to_string()])
+                .unwrap();
+            for seq in [3i64, 1, 2] {
+                conn.execute(
+                    "INSERT INTO records (shard_uid, seq_ix, arrival_ms, partition_key, data, sealed) VALUES (9, ?1, 5, 'pk', ?2, 0)",
+                    params![seq, record],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO firehose_buffer (stream_id, seq, arrival_ms, data, sealed) VALUES (4, 1, 5, ?1, 1)",
+                params![record],
+            )
+            .unwrap();
+        }
+        let (db, conn) = Database::open(&path, true, None).unwrap();
+        let layout = |table: &str| -> String {
+            conn.query_row("SELECT sql FROM sqlite_master WHERE name=?1", params![table], |r| r.get(0)).unwrap()
+        };
+        assert!(!layout("records").contains("WITHOUT ROWID"), "{}", layout("records"));
+        assert!(!layout("firehose_buffer").contains("WITHOUT ROWID"));
+        let seqs: Vec<i64> = conn
+            .prepare("SELECT seq_ix FROM records WHERE shard_uid=9 ORDER BY seq_ix")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(seqs, [1, 2, 3]);
+        let data: Vec<u8> = conn.query_row("SELECT data FROM records WHERE seq_ix=2", [], |r| r.get(0)).unwrap();
+        assert_eq!(data, record);
+        let sealed: bool =
+            conn.query_row("SELECT sealed FROM firehose_buffer WHERE stream_id=4", [], |r| r.get(0)).unwrap();
+        assert!(sealed);
+        let duplicate = conn.execute(
+            "INSERT INTO records (shard_uid, seq_ix, arrival_ms, partition_key, data) VALUES (9, 2, 5, 'pk', x'00')",
+            [],
+        );
+        assert!(duplicate.is_err(), "(shard, index) stays unique");
+        drop(db);
     }
 
     #[test]

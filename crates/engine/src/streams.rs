@@ -436,9 +436,12 @@ impl StreamStore for EmbeddedStore {
         let meta = reg.streams.get(key).cloned().ok_or(StoreError::ResourceNotFound)?;
         // StartStreamEncryption turns sealing on for records written from then on.
         let sealed = meta.encryption_type == "KMS";
-        let mut ops = Vec::with_capacity(records.len());
+        let mut ops = Vec::with_capacity(records.len() + meta.shards.len());
         let mut out = Vec::with_capacity(records.len());
         let mut signals: Vec<Arc<Notify>> = Vec::new();
+        // Per shard written: (uid, first index, next index), for one ShardAppended op each
+        // instead of two bookkeeping statements per record.
+        let mut appended: Vec<(i64, u64, u64)> = Vec::new();
         for r in records {
             let shard = meta
                 .shards
@@ -448,6 +451,10 @@ impl StreamStore for EmbeddedStore {
             let runtime = reg.shards.entry(shard.uid).or_default();
             let seq_ix = runtime.next_seq_ix;
             runtime.next_seq_ix += 1;
+            match appended.iter_mut().find(|(uid, _, _)| *uid == shard.uid) {
+                Some(entry) => entry.2 = seq_ix + 1,
+                None => appended.push((shard.uid, seq_ix, seq_ix + 1)),
+            }
             runtime.latest_arrival_ms = Some(now);
             if !signals.iter().any(|s| Arc::ptr_eq(s, &runtime.signal)) {
                 signals.push(runtime.signal.clone());
@@ -465,6 +472,12 @@ impl StreamStore for EmbeddedStore {
                 sealed,
             });
         }
+        ops.extend(appended.into_iter().map(|(shard_uid, first, next)| SqlOp::ShardAppended {
+            shard_uid,
+            next_seq_ix: next as i64,
+            second: (now / 1000) as i64,
+            first_seq_ix: first as i64,
+        }));
         let hook: crate::db::CommitHook = Box::new(move || signals.iter().for_each(|s| s.notify_waiters()));
         // A failed append leaves a gap in the shard's record indexes: readers skip it and
         // sequence numbers stay increasing, so nothing needs undoing.
