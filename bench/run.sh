@@ -84,18 +84,31 @@ start_sluice
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
 echo "idle RSS, empty data directory: $((rss / 1024)) MiB"
 stop_sluice
-python3 - "$sluice" "$work" <<'EOF'
-import os, subprocess, sys, time, urllib.request
-sluice, work = sys.argv[1], sys.argv[2]
-data = os.path.join(work, "startup")
+startup() { # label data-dir
+    python3 - "$sluice" "$2" "$1" <<'EOF'
+import subprocess, sys, time, urllib.request
+sluice, data, label = sys.argv[1], sys.argv[2], sys.argv[3]
 t0 = time.monotonic()
 p = subprocess.Popen([sluice, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 url = p.stdout.readline().strip().removeprefix("sluice listening on ")
 urllib.request.urlopen(url + "/health").read()
-print(f"exec to first served request, empty data directory: {(time.monotonic() - t0) * 1000:.0f} ms")
+print(f"exec to first served request, {label}: {(time.monotonic() - t0) * 1000:.0f} ms")
 p.terminate(); p.wait()
 EOF
+}
+startup "empty data directory" "$work/startup"
+
+# A backlog of 1,000,000 messages: receive latency against a small queue's, memory, and
+# start-up (three starts; the database is in the page cache after the first).
+start_sluice
+measure sqs-receive "backlog of 1,000 messages" "$endpoint" --connections 16 --duration "$seconds" --prefill 1000
+start_sluice
+measure sqs-receive "backlog of 1,000,000 messages" "$endpoint" --connections 16 --duration "$seconds" --prefill 1000000
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
+echo "RSS holding 1,000,000 messages: $((rss / 1024)) MiB"
+stop_sluice
+for _ in 1 2 3; do startup "1,000,000 stored messages" "$work/data"; done
 
 # 10,000 idle long polls: memory, and CPU while they wait.
 start_sluice --max-concurrent-requests 20000
