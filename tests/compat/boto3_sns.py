@@ -7,6 +7,7 @@ succeeds; a failing endpoint's messages land in its dead-letter queue.
 Usage: SLUICE_ENDPOINT=http://127.0.0.1:4566 python3 tests/compat/boto3_sns.py
 """
 import base64
+import hashlib
 import json
 import os
 import sys
@@ -40,6 +41,9 @@ def drain(url, wait=1):
                                    MessageAttributeNames=["All"], AttributeNames=["All"]).get("Messages", [])
         if not msgs:
             return out
+        # Deliveries are stored without an MD5 and hashed when received.
+        for m in msgs:
+            assert m["MD5OfBody"] == hashlib.md5(m["Body"].encode()).hexdigest(), m
         out.extend(msgs)
         sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
 

@@ -4,6 +4,7 @@ and attributes itself) and a raw SigV4-signed Query request.
 
 Usage: SLUICE_ENDPOINT=http://127.0.0.1:4566 python3 tests/compat/boto3_sqs.py
 """
+import hashlib
 import json
 import os
 import sys
@@ -46,6 +47,9 @@ def standard_queue_flow():
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"])
     msgs = got["Messages"]
     assert len(msgs) == 6, len(msgs)
+    # MD5OfBody is stored at send and returned at receive: it must still be the body's.
+    for m in msgs:
+        assert m["MD5OfBody"] == hashlib.md5(m["Body"].encode()).hexdigest(), m
     first = next(m for m in msgs if m["Body"] == "héllo wörld")
     assert first["MessageAttributes"]["bin"]["BinaryValue"] == b"\x00\x01\xff"
     assert first["Attributes"]["AWSTraceHeader"].startswith("Root=1-")
@@ -102,7 +106,6 @@ def query_protocol_flow(url):
     with urllib.request.urlopen(http_req) as resp:
         root = ET.fromstring(resp.read())
     md5 = root.find("q:SendMessageResult/q:MD5OfMessageBody", NS).text
-    import hashlib
     assert md5 == hashlib.md5(b"via query").hexdigest(), md5
     assert root.find("q:SendMessageResult/q:MD5OfMessageAttributes", NS) is not None
     got = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=1)["Messages"][0]

@@ -416,7 +416,7 @@ impl EmbeddedStore {
         self.db.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT b.message_id, b.body, b.attributes, b.system_attributes, b.sender_id, m.group_id, b.dedup_id, m.sent_ms, \
-                 m.dlq_source_queue_id FROM messages m JOIN message_bodies b ON b.seq = m.seq WHERE m.seq=?1",
+                 m.dlq_source_queue_id, b.body_md5 FROM messages m JOIN message_bodies b ON b.seq = m.seq WHERE m.seq=?1",
             )?;
             let mut out = HashMap::new();
             for seq in seqs {
@@ -425,6 +425,7 @@ impl EmbeddedStore {
                         message_id: r.get(0)?,
                         receipt_handle: String::new(),
                         body: StoredText::read(r.get_ref(1)?, &self.sealer)?,
+                        body_md5: r.get(9)?,
                         attributes: r.get(2)?,
                         system_attributes: r.get(3)?,
                         sender_id: r.get(4)?,
@@ -712,6 +713,7 @@ impl Store for EmbeddedStore {
                 queue_id: st.id,
                 message_id,
                 body: StoredText::new(m.body, sse.then_some(&self.sealer)),
+                body_md5: m.body_md5,
                 attributes: m.attributes,
                 system_attributes: m.system_attributes,
                 sender_id: m.sender_id,

@@ -62,6 +62,9 @@ pub struct QueueCounts {
 #[derive(Debug, Clone, Default)]
 pub struct NewMessage {
     pub body: String,
+    /// MD5 of `body` in hex when the sender already computed it (SendMessage answers with
+    /// it): stored, so ReceiveMessage need not hash the body again. `None` = computed then.
+    pub body_md5: Option<String>,
     /// Message attributes as the service serialised them; opaque to the engine.
     pub attributes: Option<String>,
     pub system_attributes: Option<String>,
@@ -92,6 +95,8 @@ pub struct ReceivedMessage {
     pub message_id: String,
     pub receipt_handle: String,
     pub body: String,
+    /// As stored at send, when the sender gave one.
+    pub body_md5: Option<String>,
     pub attributes: Option<String>,
     pub system_attributes: Option<String>,
     pub sender_id: String,

@@ -1038,6 +1038,8 @@ impl SnsService {
                     let queue_fifo = queue.name.ends_with(".fifo");
                     let message = NewMessage {
                         body,
+                        // Hashed when received, like any message sent without its MD5.
+                        body_md5: None,
                         attributes: if raw { store_sqs_attributes(&sqs_attributes(&out.attributes)) } else { None },
                         system_attributes: None,
                         sender_id: SNS_SENDER_ID.into(),

@@ -523,9 +523,11 @@ impl SqsService {
             }
             None => None,
         };
+        let md5_body = md5_hex(body.as_bytes());
         Ok(PreparedMessage {
             message: NewMessage {
                 body: body.to_owned(),
+                body_md5: Some(md5_body.clone()),
                 attributes: store_attributes(attrs),
                 system_attributes: store_attributes(&system_attrs),
                 sender_id: ctx.access_key_id.clone(),
@@ -533,7 +535,7 @@ impl SqsService {
                 dedup_id,
                 delay_s: delay.map(|d| d as u64),
             },
-            md5_body: md5_hex(body.as_bytes()),
+            md5_body,
             md5_attributes: md5_of_attributes(attrs),
             md5_system_attributes,
             size,
@@ -710,7 +712,8 @@ impl SqsService {
         let mut out = Map::new();
         out.insert("MessageId".into(), m.message_id.clone().into());
         out.insert("ReceiptHandle".into(), m.receipt_handle.clone().into());
-        out.insert("MD5OfBody".into(), md5_hex(m.body.as_bytes()).into());
+        let md5 = m.body_md5.clone().unwrap_or_else(|| md5_hex(m.body.as_bytes()));
+        out.insert("MD5OfBody".into(), md5.into());
         out.insert("Body".into(), m.body.clone().into());
         let want = |n: &str| system_names.iter().any(|s| s == "All" || s == n);
         let mut sys = Map::new();
