@@ -253,18 +253,19 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
             if target == "Kinesis_20131202.SubscribeToShard" {
                 return subscribe_to_shard(&state, &ctx, input, &protocol, &request_id).await;
             }
+            let to_json = |v: Value| serde_json::to_vec(&v).unwrap_or_default();
             let result = match target.split_once('.') {
-                Some(("AmazonSQS", action)) => state.sqs.handle(&ctx, action, input, false).await,
+                Some(("AmazonSQS", action)) => state.sqs.handle(&ctx, action, input, false).await.map(to_json),
                 Some((sluice_services::kinesis::TARGET_PREFIX, action)) => {
-                    state.kinesis.handle(&ctx, action, input).await
+                    state.kinesis.handle_json(&ctx, action, input).await
                 }
                 Some((sluice_services::firehose::TARGET_PREFIX, action)) => {
-                    state.firehose.handle(&ctx, action, input).await
+                    state.firehose.handle(&ctx, action, input).await.map(to_json)
                 }
                 _ => Err(errors::unknown_operation(&target, false)),
             };
             match result {
-                Ok(output) => json_response(&output, version, &request_id),
+                Ok(body) => json_response(body, version, &request_id),
                 Err(e) => error_response(&protocol, &e, &request_id),
             }
         }
@@ -356,12 +357,12 @@ fn xml_response(text: String, request_id: &str) -> Response<Body> {
         .unwrap_or_default()
 }
 
-fn json_response(output: &Value, version: &str, request_id: &str) -> Response<Body> {
+fn json_response(body: Vec<u8>, version: &str, request_id: &str) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, format!("application/x-amz-json-{version}"))
         .header("x-amzn-RequestId", request_id)
-        .body(Body::from(serde_json::to_vec(output).unwrap_or_default()))
+        .body(Body::from(body))
         .unwrap_or_default()
 }
 

@@ -187,6 +187,71 @@ fn record_json(r: &sluice_engine::streams::StreamRecord) -> Value {
     })
 }
 
+/// What GetRecords answers, rendered as a `Value` (for CBOR) or directly as JSON.
+struct GetRecordsReply {
+    records: Vec<sluice_engine::streams::StreamRecord>,
+    millis_behind: u64,
+    next: Option<String>,
+    children: Option<Value>,
+}
+
+impl GetRecordsReply {
+    fn to_value(&self) -> Value {
+        let records: Vec<Value> = self.records.iter().map(record_json).collect();
+        let mut out = json!({"Records": records, "MillisBehindLatest": self.millis_behind});
+        if let Some(children) = &self.children {
+            out["ChildShards"] = children.clone();
+        }
+        if let Some(next) = &self.next {
+            out["NextShardIterator"] = next.clone().into();
+        }
+        out
+    }
+
+    /// The same document as `to_value` serialised (keys in the same sorted order).
+    /// Sequence numbers are digits and base64 needs no escaping, so both are written as
+    /// they are; partition keys, numbers and the rest go through serde_json.
+    fn to_json(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let data_bytes: usize = self.records.iter().map(|r| r.data.len() * 4 / 3 + r.partition_key.len() + 160).sum();
+        let mut out = Vec::with_capacity(data_bytes + 512);
+        out.push(b'{');
+        if let Some(children) = &self.children {
+            out.extend_from_slice(b"\"ChildShards\":");
+            serde_json::to_writer(&mut out, children).expect("writing to a Vec");
+            out.push(b',');
+        }
+        out.extend_from_slice(format!("\"MillisBehindLatest\":{},", self.millis_behind).as_bytes());
+        if let Some(next) = &self.next {
+            out.extend_from_slice(b"\"NextShardIterator\":");
+            serde_json::to_writer(&mut out, next).expect("writing to a Vec");
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"Records\":[");
+        for (i, r) in self.records.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"ApproximateArrivalTimestamp\":");
+            serde_json::to_writer(&mut out, &secs(r.arrival_ms)).expect("writing to a Vec");
+            out.extend_from_slice(b",\"Data\":\"");
+            let start = out.len();
+            out.resize(start + base64::encoded_len(r.data.len(), true).unwrap_or(0), 0);
+            let written = base64::engine::general_purpose::STANDARD
+                .encode_slice(&r.data, &mut out[start..])
+                .expect("sized by encoded_len");
+            out.truncate(start + written);
+            out.extend_from_slice(b"\",\"PartitionKey\":");
+            serde_json::to_writer(&mut out, &r.partition_key).expect("writing to a Vec");
+            out.extend_from_slice(b",\"SequenceNumber\":\"");
+            out.extend_from_slice(r.sequence_number.as_bytes());
+            out.extend_from_slice(b"\"}");
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+}
+
 fn shard_json(s: &ShardMeta) -> Value {
     let mut o = Map::new();
     o.insert("ShardId".into(), s.shard_id().into());
@@ -302,7 +367,24 @@ impl KinesisService {
         }
     }
 
+    /// As [`KinesisService::handle`], rendered as AWS JSON. GetRecords writes its reply
+    /// straight into the body: through a `Value` it cost an allocated map of four keys
+    /// per record and a byte-at-a-time escape scan of each record's base64.
+    pub async fn handle_json(&self, ctx: &RequestContext, action: &str, input: Value) -> Result<Vec<u8>, AwsError> {
+        if action == "GetRecords" {
+            let req = self.prepare(ctx, action, input)?;
+            return Ok(self.get_records_reply(req)?.to_json());
+        }
+        Ok(serde_json::to_vec(&self.handle(ctx, action, input).await?).unwrap_or_default())
+    }
+
     pub async fn handle(&self, ctx: &RequestContext, action: &str, input: Value) -> Result<Value, AwsError> {
+        let req = self.prepare(ctx, action, input)?;
+        self.dispatch(ctx, action, req).await
+    }
+
+    /// Validates the input against the model, decodes it and authorizes the caller.
+    fn prepare(&self, ctx: &RequestContext, action: &str, input: Value) -> Result<Request, AwsError> {
         let op = self.model.operations.get(action).ok_or_else(unknown_operation)?;
         if !input.is_object() {
             return Err(serialization("Start of structure or map found where not expected."));
@@ -325,6 +407,10 @@ impl KinesisService {
         if let Some(caller) = &ctx.caller {
             self.authorize(ctx, caller, action, &req)?;
         }
+        Ok(req)
+    }
+
+    async fn dispatch(&self, ctx: &RequestContext, action: &str, req: Request) -> Result<Value, AwsError> {
         match action {
             "CreateStream" => self.create_stream(ctx, req).await,
             "DeleteStream" => self.delete_stream(ctx, req).await,
@@ -335,7 +421,7 @@ impl KinesisService {
             "PutRecord" => self.put_record(ctx, req).await,
             "PutRecords" => self.put_records(ctx, req).await,
             "GetShardIterator" => self.get_shard_iterator(ctx, req),
-            "GetRecords" => self.get_records(req),
+            "GetRecords" => Ok(self.get_records_reply(req)?.to_value()),
             "SplitShard" => self.split_shard(ctx, req).await,
             "MergeShards" => self.merge_shards(ctx, req).await,
             "UpdateShardCount" => self.update_shard_count(ctx, req).await,
@@ -791,7 +877,7 @@ impl KinesisService {
         Ok(json!({"ShardIterator": token.encode(&secret)}))
     }
 
-    fn get_records(&self, req: Request) -> Result<Value, AwsError> {
+    fn get_records_reply(&self, req: Request) -> Result<GetRecordsReply, AwsError> {
         let text = req.shard_iterator.clone().unwrap_or_default();
         let secret = self.store.iterator_secret().map_err(internal)?;
         let token = IteratorToken::decode(&text, &secret)
@@ -831,23 +917,21 @@ impl KinesisService {
             let bytes = read.records.iter().map(|r| r.data.len()).sum();
             limiter.lock().unwrap_or_else(|p| p.into_inner()).charge_read(token.shard_uid, bytes, now);
         }
-        let records: Vec<Value> = read.records.iter().map(record_json).collect();
         let caught_up = read.next_seq_ix >= self.store.shard_next_seq_ix(token.shard_uid);
         let behind = match (caught_up, read.records.last(), read.latest_arrival_ms) {
             (true, _, _) | (_, _, None) => 0,
             (false, Some(last), Some(_)) => now.saturating_sub(last.arrival_ms),
             (false, None, Some(latest)) => now.saturating_sub(latest),
         };
-        let mut out = json!({"Records": records, "MillisBehindLatest": behind});
+        let mut reply = GetRecordsReply { records: read.records, millis_behind: behind, next: None, children: None };
         if read.shard_ended {
             let index = meta.shards.iter().find(|s| s.uid == token.shard_uid).map(|s| s.index);
-            let children = index.map(|i| subscribe::child_shards(&meta, i)).unwrap_or_default();
-            out["ChildShards"] = children.into();
+            reply.children = Some(index.map(|i| subscribe::child_shards(&meta, i)).unwrap_or_default().into());
         } else {
             let next = IteratorToken { position: read.next_seq_ix, created_ms: now, ..token };
-            out["NextShardIterator"] = next.encode(&secret).into();
+            reply.next = Some(next.encode(&secret));
         }
-        Ok(out)
+        Ok(reply)
     }
 
     // ---- resharding ----
@@ -1323,4 +1407,46 @@ fn uuid_like(now: u64, name: &str) -> String {
     let digest = Md5::digest(format!("{now}:{name}").as_bytes());
     let h = hex::encode(digest);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_engine::streams::StreamRecord;
+
+    fn record(seq_ix: u64, arrival_ms: u64, partition_key: &str, data: &[u8]) -> StreamRecord {
+        StreamRecord {
+            seq_ix,
+            sequence_number: sluice_engine::seqnum::encode(1_700_000_000, 1, seq_ix, arrival_ms / 1000),
+            arrival_ms,
+            partition_key: partition_key.into(),
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn get_records_json_is_the_value_serialised() {
+        let replies = [
+            GetRecordsReply { records: vec![], millis_behind: 0, next: Some("AAAA/+=".into()), children: None },
+            GetRecordsReply {
+                records: vec![
+                    record(1, 1_700_000_000_123, "plain", b"hello"),
+                    record(2, 1_700_000_000_000, "quote \" back\\slash \u{1} é", &[0, 255, 10, 13]),
+                    record(3, 1_700_000_001_999, "", &[]),
+                    record(4, 7, "k", &[7u8; 1000]),
+                ],
+                millis_behind: 12_345,
+                next: None,
+                children: Some(json!([{"ShardId": "shardId-000000000002", "ParentShards": ["shardId-000000000000"]}])),
+            },
+        ];
+        for reply in replies {
+            let direct = reply.to_json();
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                serde_json::to_string(&reply.to_value()).unwrap(),
+                "byte for byte what serde_json writes for the Value"
+            );
+        }
+    }
 }
