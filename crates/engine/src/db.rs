@@ -140,9 +140,9 @@ pub struct MessageRow {
     pub message_id: String,
     /// Sealed when the queue requests server-side encryption.
     pub body: crate::at_rest::StoredText,
-    /// MD5 of the plaintext body in hex, when the sender computed it; never sealed (it
-    /// reveals no more than AWS returns to every receiver).
-    pub body_md5: Option<String>,
+    /// MD5 of the plaintext body in hex, when the sender computed it; sealed like the
+    /// body, since a digest in the clear would confirm a guessed body.
+    pub body_md5: Option<crate::at_rest::StoredText>,
     pub attributes: Option<String>,
     pub system_attributes: Option<String>,
     pub sender_id: String,

@@ -294,6 +294,8 @@ impl EmbeddedStore {
         });
         match scanned {
             Ok(scanned_max_seq) => max_seq = max_seq.max(scanned_max_seq),
+            // `load` speaks rusqlite's error type; the store error travels inside it, and
+            // `open` reports it as an internal failure with its text, as before.
             Err(e) => return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))),
         }
         {
@@ -425,7 +427,10 @@ impl EmbeddedStore {
                         message_id: r.get(0)?,
                         receipt_handle: String::new(),
                         body: StoredText::read(r.get_ref(1)?, &self.sealer)?,
-                        body_md5: r.get(9)?,
+                        body_md5: match r.get_ref(9)? {
+                            rusqlite::types::ValueRef::Null => None,
+                            stored => Some(StoredText::read(stored, &self.sealer)?),
+                        },
                         attributes: r.get(2)?,
                         system_attributes: r.get(3)?,
                         sender_id: r.get(4)?,
@@ -713,7 +718,7 @@ impl Store for EmbeddedStore {
                 queue_id: st.id,
                 message_id,
                 body: StoredText::new(m.body, sse.then_some(&self.sealer)),
-                body_md5: m.body_md5,
+                body_md5: m.body_md5.map(|md5| StoredText::new(md5, sse.then_some(&self.sealer))),
                 attributes: m.attributes,
                 system_attributes: m.system_attributes,
                 sender_id: m.sender_id,

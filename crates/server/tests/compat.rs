@@ -231,6 +231,13 @@ fn encryption_at_rest() {
         for secret in ["SECRET-SQS", "SECRET-KMS", "SECRET-KINESIS", "SECRET-FIREHOSE", "SECRET-SNS"] {
             assert!(!contains(&bytes, &format!("{secret}-7f3a")), "{stage}: {secret} is sealed on disk");
         }
+        // The body's MD5, stored for ReceiveMessage, is sealed with it: a digest in the
+        // clear would confirm a guessed body.
+        let md5 = |body: &str| sluice_wire::md5::md5_hex(body.as_bytes());
+        assert!(contains(&bytes, &md5("PLAIN-SQS-7f3a")), "{stage}: the clear queue's digest is found");
+        for secret in ["SECRET-SQS-7f3a", "SECRET-KMS-7f3a"] {
+            assert!(!contains(&bytes, &md5(secret)), "{stage}: the digest of {secret} is sealed");
+        }
     };
     sealed_on_disk("running");
     assert!(s.terminate().success());
