@@ -298,6 +298,12 @@ pub async fn restart_keeps_state(f: Factory) {
     let deleted = rest.iter().find(|m| m.body == "deleted").unwrap();
     h.delete(&q, &deleted.receipt_handle).await;
     let before = h.send_fifo(&fifo, "a", "g", "d1").await;
+    // The highest sequence number is deleted before the restart: it must not be reused.
+    let top = h.send_fifo(&fifo, "top", "g2", "d9").await;
+    for m in h.receive(&fifo, 10, None).await {
+        h.delete(&fifo, &m.receipt_handle).await;
+    }
+    assert_eq!(h.counts(&fifo), QueueCounts { visible: 0, in_flight: 0, delayed: 0 });
 
     h.restart();
 
@@ -315,6 +321,8 @@ pub async fn restart_keeps_state(f: Factory) {
     let (b, a): (u128, u128) =
         (after.sequence_number.unwrap().parse().unwrap(), before.sequence_number.unwrap().parse().unwrap());
     assert!(b > a, "sequence numbers keep increasing across restarts");
+    let deleted_top: u128 = top.sequence_number.unwrap().parse().unwrap();
+    assert!(b > deleted_top, "not even a deleted message's sequence number comes back");
 }
 
 /// Instantiates every conformance test for one backend factory.

@@ -617,10 +617,18 @@ fn apply_batch(conn: &mut Connection, batch: &[WriteItem]) -> Result<(), StoreEr
         return Ok(());
     }
     let tx = conn.transaction().map_err(internal)?;
+    // Every send raises `last_seq`; one statement with the group's highest does the same.
+    let mut last_seq = None;
     for item in batch {
         for op in &item.ops {
-            apply(&tx, op).map_err(internal)?;
+            match op {
+                SqlOp::RaiseLastSeq { seq } => last_seq = last_seq.max(Some(*seq)),
+                op => apply(&tx, op).map_err(internal)?,
+            }
         }
+    }
+    if let Some(seq) = last_seq {
+        apply(&tx, &SqlOp::RaiseLastSeq { seq }).map_err(internal)?;
     }
     tx.commit().map_err(internal)
 }
