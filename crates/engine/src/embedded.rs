@@ -52,7 +52,12 @@ struct Registry {
 }
 
 struct TaskState {
+    /// The working state, ahead of the disk while a move step commits.
     row: MoveTaskRow,
+    /// What ListMessageMoveTasks reports: the state as last committed. A step's moved
+    /// messages enter their queue in its commit hook, so a task must not read COMPLETED
+    /// before then, or a client would receive from the destination and find nothing.
+    committed: MoveTaskRow,
 }
 
 pub struct EmbeddedStore {
@@ -69,7 +74,7 @@ pub struct EmbeddedStore {
     pub(crate) secret: Mutex<Option<Vec<u8>>>,
     pub(crate) sealer: Sealer,
     next_queue_id: AtomicI64,
-    tasks: Mutex<Vec<TaskState>>,
+    tasks: Arc<Mutex<Vec<TaskState>>>,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -203,7 +208,7 @@ impl EmbeddedStore {
             registry: Arc::new(RwLock::new(Registry::default())),
             next_seq: AtomicI64::new(1),
             next_queue_id: AtomicI64::new(1),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Arc::new(Mutex::new(Vec::new())),
             topics: Arc::new(Mutex::new(Default::default())),
             streams: Arc::new(Mutex::new(Default::default())),
             firehose: Arc::new(Mutex::new(Default::default())),
@@ -334,7 +339,8 @@ impl EmbeddedStore {
             })?;
             let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
             for row in rows {
-                tasks.push(TaskState { row: row? });
+                let row = row?;
+                tasks.push(TaskState { committed: row.clone(), row });
             }
         }
         *self.topic_registry() = crate::topics::TopicRegistry::load(conn, now, &self.sealer)?;
@@ -1021,7 +1027,7 @@ impl Store for EmbeddedStore {
             failure_reason: None,
             max_seq,
         };
-        tasks.push(TaskState { row: row.clone() });
+        tasks.push(TaskState { row: row.clone(), committed: row.clone() });
         drop(tasks);
         self.commit(handle_text, vec![SqlOp::UpsertMoveTask(Box::new(row))], None)
     }
@@ -1031,7 +1037,7 @@ impl Store for EmbeddedStore {
         let arn = source.arn();
         let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<MoveTask> =
-            tasks.iter().filter(|t| t.row.source_arn == arn).map(|t| task_view(&t.row)).collect();
+            tasks.iter().filter(|t| t.row.source_arn == arn).map(|t| task_view(&t.committed)).collect();
         out.sort_by_key(|t| std::cmp::Reverse(t.started_ms));
         out.truncate(max_results);
         Ok(out)
@@ -1044,6 +1050,7 @@ impl Store for EmbeddedStore {
             return Err(StoreError::MoveTask("Only active tasks can be cancelled.".into()));
         }
         task.row.status = "CANCELLED".into();
+        task.committed.status = "CANCELLED".into();
         let row = task.row.clone();
         drop(tasks);
         self.commit(task_view(&row), vec![SqlOp::UpsertMoveTask(Box::new(row))], None)
@@ -1054,13 +1061,19 @@ impl Store for EmbeddedStore {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         let mut ops = Vec::new();
         let mut hooks: Vec<(Arc<QueueHandle>, Vec<MsgMeta>)> = Vec::new();
+        let mut stepped: Vec<MoveTaskRow> = Vec::new();
+        // For a failed commit: the tasks as they were, and the messages taken from sources.
+        let mut rows_before: Vec<MoveTaskRow> = Vec::new();
+        let mut taken_from: Vec<(Arc<QueueHandle>, Vec<MsgMeta>)> = Vec::new();
         let mut total = 0;
         for task in tasks.iter_mut().filter(|t| t.row.status == "RUNNING") {
+            rows_before.push(task.row.clone());
             let source = self.registry().by_id.get(&task.row.source_queue_id).cloned();
             let Some(source) = source else {
                 task.row.status = "FAILED".into();
                 task.row.failure_reason = Some("AWS.SimpleQueueService.NonExistentQueue".into());
                 ops.push(SqlOp::UpsertMoveTask(Box::new(task.row.clone())));
+                stepped.push(task.row.clone());
                 continue;
             };
             let fixed_destination = match &task.row.destination_arn {
@@ -1070,6 +1083,7 @@ impl Store for EmbeddedStore {
                         task.row.status = "FAILED".into();
                         task.row.failure_reason = Some("AWS.SimpleQueueService.NonExistentQueue".into());
                         ops.push(SqlOp::UpsertMoveTask(Box::new(task.row.clone())));
+                        stepped.push(task.row.clone());
                         continue;
                     }
                 },
@@ -1080,6 +1094,7 @@ impl Store for EmbeddedStore {
             let taken = st.take_visible_up_to(now, task.row.max_seq, budget as usize);
             let remaining = st.count_up_to(task.row.max_seq);
             drop(st);
+            taken_from.push((source.clone(), taken.clone()));
             for mut meta in taken {
                 let dest = fixed_destination
                     .clone()
@@ -1116,8 +1131,11 @@ impl Store for EmbeddedStore {
                 task.row.status = "COMPLETED".into();
             }
             ops.push(SqlOp::UpsertMoveTask(Box::new(task.row.clone())));
+            stepped.push(task.row.clone());
         }
         drop(tasks);
+        let tasks = self.tasks.clone();
+        let tasks_for_undo = self.tasks.clone();
         if ops.is_empty() {
             return Ok(Durable::ready(0));
         }
@@ -1132,8 +1150,36 @@ impl Store for EmbeddedStore {
                 drop(st);
                 dest.notify.notify_waiters();
             }
+            // Only now, with the messages in their queues, does the task report progress.
+            let mut tasks = tasks.lock().unwrap_or_else(|p| p.into_inner());
+            for row in stepped {
+                if let Some(t) = tasks.iter_mut().find(|t| t.row.handle == row.handle) {
+                    // A cancel that landed meanwhile keeps its status.
+                    let cancelled = t.committed.status == "CANCELLED";
+                    t.committed = row;
+                    if cancelled {
+                        t.committed.status = "CANCELLED".into();
+                    }
+                }
+            }
         });
-        self.commit(total, ops, Some(hook))
+        let undo: CommitHook = Box::new(move || {
+            for (source, metas) in taken_from {
+                let mut st = source.lock();
+                for m in metas {
+                    if st.get(m.seq).is_none() {
+                        st.insert(m);
+                    }
+                }
+            }
+            let mut tasks = tasks_for_undo.lock().unwrap_or_else(|p| p.into_inner());
+            for row in rows_before {
+                if let Some(t) = tasks.iter_mut().find(|t| t.row.handle == row.handle && t.row.status != "CANCELLED") {
+                    t.row = row;
+                }
+            }
+        });
+        self.commit_or_undo(total, ops, Some(hook), undo)
     }
 
     fn expire(&self) -> Result<Durable<u64>, StoreError> {

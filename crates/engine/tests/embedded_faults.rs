@@ -283,3 +283,34 @@ async fn failed_delivery_stream_changes_leave_memory_as_on_disk() {
     assert!(store.delete_delivery_stream(stream.id).unwrap().wait().await.is_err());
     assert!(store.delivery_stream("000000000000", "us-east-1", "d").is_some());
 }
+
+#[tokio::test]
+async fn a_failed_move_step_reports_no_progress_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let dlq = QueueKey::new("000000000000", "us-east-1", "dlq");
+    store.create_queue(&dlq, Default::default(), Tags::new()).unwrap().wait().await.unwrap();
+    let src = QueueKey::new("000000000000", "us-east-1", "src");
+    let policy = format!("{{\"deadLetterTargetArn\":\"{}\",\"maxReceiveCount\":2}}", dlq.arn());
+    store
+        .create_queue(&src, [("RedrivePolicy".to_string(), policy)].into(), Tags::new())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    store.send_messages(&dlq, vec![message("stuck", None, None)]).unwrap().wait().await.unwrap();
+    store.start_move_task(&dlq, Some(&src), None).unwrap().wait().await.unwrap();
+
+    store.inject_write_failures(1);
+    assert!(store.run_move_tasks(100).unwrap().wait().await.is_err(), "the step was not written");
+    let tasks = store.list_move_tasks(&dlq, 10).unwrap();
+    assert_eq!((tasks[0].status.as_str(), tasks[0].moved), ("RUNNING", 0), "no progress is reported");
+    assert_eq!(store.queue_counts(&dlq).unwrap().visible, 1, "the message is back in its queue");
+    assert_eq!(store.queue_counts(&src).unwrap().visible, 0);
+
+    assert_eq!(store.run_move_tasks(100).unwrap().wait().await.unwrap(), 1, "the next step moves it");
+    let tasks = store.list_move_tasks(&dlq, 10).unwrap();
+    assert_eq!((tasks[0].status.as_str(), tasks[0].moved), ("COMPLETED", 1));
+    assert_eq!(store.queue_counts(&src).unwrap().visible, 1);
+    assert_eq!(store.queue_counts(&dlq).unwrap().visible, 0);
+}
