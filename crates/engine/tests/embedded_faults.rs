@@ -32,6 +32,14 @@ fn message(body: &str, group: Option<&str>, dedup: Option<&str>) -> NewMessage {
     }
 }
 
+/// Creates queue `name` with `attributes` (name, value pairs) in the default account.
+async fn create_queue(store: &EmbeddedStore, name: &str, attributes: &[(&str, &str)]) -> QueueKey {
+    let key = QueueKey::new("000000000000", "us-east-1", name);
+    let attributes = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    store.create_queue(&key, attributes, Tags::new()).unwrap().wait().await.unwrap();
+    key
+}
+
 fn receive_params() -> ReceiveParams {
     ReceiveParams { max_messages: 10, visibility_timeout_s: Some(30), attempt_id: None }
 }
@@ -40,8 +48,7 @@ fn receive_params() -> ReceiveParams {
 async fn a_failed_delete_can_be_retried_and_stays_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let key = QueueKey::new("000000000000", "us-east-1", "q");
-    store.create_queue(&key, Default::default(), Tags::new()).unwrap().wait().await.unwrap();
+    let key = create_queue(&store, "q", &[]).await;
     store.send_messages(&key, vec![message("m", None, None)]).unwrap().wait().await.unwrap();
     let got = store.receive_messages(&key, &receive_params()).unwrap().wait().await.unwrap();
     store.inject_write_failures(1);
@@ -61,9 +68,7 @@ async fn a_failed_delete_can_be_retried_and_stays_deleted() {
 async fn a_failed_fifo_send_gives_its_deduplication_id_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let key = QueueKey::new("000000000000", "us-east-1", "q.fifo");
-    let attrs = [("FifoQueue".to_string(), "true".to_string())].into();
-    store.create_queue(&key, attrs, Tags::new()).unwrap().wait().await.unwrap();
+    let key = create_queue(&store, "q.fifo", &[("FifoQueue", "true")]).await;
     store.inject_write_failures(1);
     let failed = store.send_messages(&key, vec![message("order", Some("g"), Some("d1"))]).unwrap().wait().await;
     assert!(failed.is_err());
@@ -80,9 +85,7 @@ async fn a_failed_fifo_send_gives_its_deduplication_id_back() {
 async fn a_failed_receive_leaves_the_message_visible_with_its_stored_count() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let key = QueueKey::new("000000000000", "us-east-1", "q.fifo");
-    let attrs = [("FifoQueue".to_string(), "true".to_string())].into();
-    store.create_queue(&key, attrs, Tags::new()).unwrap().wait().await.unwrap();
+    let key = create_queue(&store, "q.fifo", &[("FifoQueue", "true")]).await;
     store.send_messages(&key, vec![message("first", Some("g"), Some("d1"))]).unwrap().wait().await.unwrap();
     store.inject_write_failures(1);
     let failed = store.receive_messages(&key, &receive_params()).unwrap().wait().await;
@@ -100,8 +103,7 @@ async fn a_failed_visibility_change_keeps_the_stored_visibility() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let store = open_with_clock(dir.path(), clock.clone());
-    let key = QueueKey::new("000000000000", "us-east-1", "q");
-    store.create_queue(&key, Default::default(), Tags::new()).unwrap().wait().await.unwrap();
+    let key = create_queue(&store, "q", &[]).await;
     store.send_messages(&key, vec![message("m", None, None)]).unwrap().wait().await.unwrap();
     let got = store.receive_messages(&key, &receive_params()).unwrap().wait().await.unwrap();
     let handle = &got[0].receipt_handle;
@@ -288,16 +290,9 @@ async fn failed_delivery_stream_changes_leave_memory_as_on_disk() {
 async fn a_failed_move_step_reports_no_progress_and_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let dlq = QueueKey::new("000000000000", "us-east-1", "dlq");
-    store.create_queue(&dlq, Default::default(), Tags::new()).unwrap().wait().await.unwrap();
-    let src = QueueKey::new("000000000000", "us-east-1", "src");
+    let dlq = create_queue(&store, "dlq", &[]).await;
     let policy = format!("{{\"deadLetterTargetArn\":\"{}\",\"maxReceiveCount\":2}}", dlq.arn());
-    store
-        .create_queue(&src, [("RedrivePolicy".to_string(), policy)].into(), Tags::new())
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let src = create_queue(&store, "src", &[("RedrivePolicy", &policy)]).await;
     store.send_messages(&dlq, vec![message("stuck", None, None)]).unwrap().wait().await.unwrap();
     store.start_move_task(&dlq, Some(&src), None).unwrap().wait().await.unwrap();
 
