@@ -41,6 +41,10 @@ def write():
     assert summary["EncryptionType"] == "KMS", summary
     kinesis.get_waiter("stream_exists").wait(StreamName="sealed", WaiterConfig={"Delay": 1})
     kinesis.put_record(StreamName="sealed", Data=f"SECRET-KINESIS-{MARK}".encode(), PartitionKey="k")
+    # A stream without encryption: the disk scan must find its record (in the record log).
+    kinesis.create_stream(StreamName="clear", ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName="clear", WaiterConfig={"Delay": 1})
+    kinesis.put_record(StreamName="clear", Data=f"PLAIN-KINESIS-{MARK}".encode(), PartitionKey="k")
 
     # Long buffering keeps the records in the at-rest buffer while the test looks.
     firehose.create_delivery_stream(
@@ -89,6 +93,7 @@ def read():
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         assert receive(url) == f"{body}-{MARK}", name
     assert records("sealed") == [f"SECRET-KINESIS-{MARK}".encode()]
+    assert records("clear") == [f"PLAIN-KINESIS-{MARK}".encode()]
     assert f"SECRET-SNS-{MARK}" in outbox()
 
 

@@ -1,6 +1,7 @@
 //! SQLite persistence: schema and migrations, the single writer thread with group
 //! commit, and read connections for message bodies.
 
+use crate::record_log::{encode_chunk, ChunkPlace, RecordChunk, RecordLog, SEGMENT_BYTES};
 use crate::store::StoreError;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -129,6 +130,18 @@ CREATE UNIQUE INDEX firehose_buffer_by_stream ON firehose_buffer (stream_id, seq
 -- MD5OfBody as computed at send: ReceiveMessage hashed every body again (a tenth of its
 -- CPU). Rows from before stay NULL and are hashed when received.
 ALTER TABLE message_bodies ADD COLUMN body_md5 TEXT;
+"#,
+    r#"
+-- Kinesis record bytes move to append-only segment files (record_log.rs): one row per
+-- shard and append says where they are. Rows left in `records` by earlier versions are
+-- moved into the log at the next start (`move_legacy_records`).
+CREATE TABLE record_chunks (
+    shard_uid INTEGER NOT NULL, first_seq_ix INTEGER NOT NULL, count INTEGER NOT NULL,
+    arrival_ms INTEGER NOT NULL, sealed INTEGER NOT NULL,
+    segment INTEGER NOT NULL, position INTEGER NOT NULL, length INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX record_chunks_by_shard ON record_chunks (shard_uid, first_seq_ix);
+CREATE INDEX record_chunks_by_segment ON record_chunks (segment);
 "#,
 ];
 
@@ -267,14 +280,8 @@ pub enum SqlOp {
         id: i64,
         shard_uids: Vec<i64>,
     },
-    InsertRecord {
-        shard_uid: i64,
-        seq_ix: i64,
-        arrival_ms: i64,
-        partition_key: String,
-        data: Vec<u8>,
-        sealed: bool,
-    },
+    /// Records of one shard, appended to the record log before the transaction commits.
+    AppendRecords(Box<RecordChunk>),
     /// After a shard's records of one append: the next index it will assign, and the
     /// first index of the arrival second (kept only if the second has none yet).
     ShardAppended {
@@ -348,6 +355,8 @@ pub struct Database {
     writer: Mutex<Option<mpsc::Sender<WriteItem>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    /// Kinesis record bytes; `record_chunks` says which of them are committed.
+    pub(crate) record_log: Arc<RecordLog>,
     /// Group commits still to fail on purpose (fault-injection tests).
     injected_failures: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -419,6 +428,9 @@ impl Database {
             check_integrity(&conn)?;
         }
         migrate(&conn)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let record_log = Arc::new(RecordLog::open(dir, path, &conn, durable, max_bytes, SEGMENT_BYTES)?);
+        move_legacy_records(&conn, &record_log)?;
         if let Some(max) = max_bytes {
             // SQLite refuses to grow the file past this many pages with SQLITE_FULL, the
             // same error a full disk gives: writes fail, reads and deletes keep working.
@@ -432,6 +444,7 @@ impl Database {
         let (tx, rx) = mpsc::channel::<WriteItem>();
         let injected_failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let failures = injected_failures.clone();
+        let log = record_log.clone();
         let checkpoint_conn = Connection::open(path).map_err(internal)?;
         configure(&checkpoint_conn, durable).map_err(internal)?;
         let (commits_tx, commits_rx) = mpsc::sync_channel::<()>(1);
@@ -442,7 +455,7 @@ impl Database {
         let thread = std::thread::Builder::new()
             .name("sluice-writer".into())
             .spawn(move || {
-                writer_loop(conn, rx, failures, commits_tx);
+                writer_loop(conn, &log, rx, failures, commits_tx);
                 // The writer dropped its side of the channel: the checkpointer ends too.
                 let _ = checkpointer.join();
             })
@@ -453,6 +466,7 @@ impl Database {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(thread)),
                 readers: Mutex::new(Vec::new()),
+                record_log,
                 injected_failures,
             },
             load_conn,
@@ -512,7 +526,7 @@ impl Drop for Database {
     }
 }
 
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let has_meta: bool = conn
         .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", [], |r| r.get::<_, i64>(0))
         .map_err(internal)?
@@ -571,6 +585,7 @@ fn checkpointer_loop(conn: Connection, commits: mpsc::Receiver<()>) {
 
 fn writer_loop(
     mut conn: Connection,
+    log: &RecordLog,
     rx: mpsc::Receiver<WriteItem>,
     injected_failures: Arc<std::sync::atomic::AtomicUsize>,
     commits: mpsc::SyncSender<()>,
@@ -588,11 +603,7 @@ fn writer_loop(
                 n.checked_sub(1)
             })
             .is_ok();
-        let result = if inject {
-            Err(StoreError::Internal("injected I/O error".into()))
-        } else {
-            apply_batch(&mut conn, &batch)
-        };
+        let result = apply_batch(&mut conn, log, &batch, inject);
         match &result {
             Ok(()) => {
                 // Full means a checkpoint is already due.
@@ -612,25 +623,176 @@ fn writer_loop(
     }
 }
 
-fn apply_batch(conn: &mut Connection, batch: &[WriteItem]) -> Result<(), StoreError> {
+/// Appends the batch's records to the log (synced), then commits every op in one
+/// transaction. `inject` fails the batch between the two, as a crash there would.
+fn apply_batch(conn: &mut Connection, log: &RecordLog, batch: &[WriteItem], inject: bool) -> Result<(), StoreError> {
+    let mut log_bytes = Vec::new();
+    let mut places = Vec::new();
+    for op in batch.iter().flat_map(|i| &i.ops) {
+        if let SqlOp::AppendRecords(chunk) = op {
+            let start = log_bytes.len();
+            encode_chunk(chunk, &mut log_bytes);
+            places.push((start as u64, (log_bytes.len() - start) as u64));
+        }
+    }
+    let pending = if log_bytes.is_empty() { None } else { Some(log.append(&log_bytes)?) };
+    if inject {
+        return Err(StoreError::Internal("injected I/O error".into()));
+    }
     if batch.iter().all(|i| i.ops.is_empty()) {
         return Ok(());
     }
     let tx = conn.transaction().map_err(internal)?;
     // Every send raises `last_seq`; one statement with the group's highest does the same.
     let mut last_seq = None;
-    for item in batch {
-        for op in &item.ops {
-            match op {
-                SqlOp::RaiseLastSeq { seq } => last_seq = last_seq.max(Some(*seq)),
-                op => apply(&tx, op).map_err(internal)?,
+    let mut places = places.into_iter();
+    let mut frees_segments = false;
+    for op in batch.iter().flat_map(|i| &i.ops) {
+        match op {
+            SqlOp::RaiseLastSeq { seq } => last_seq = last_seq.max(Some(*seq)),
+            SqlOp::AppendRecords(chunk) => {
+                let (Some(append), Some((start, length))) = (pending, places.next()) else {
+                    return Err(StoreError::Internal("record chunk without a log position".into()));
+                };
+                let place = ChunkPlace { segment: append.segment, offset: append.offset + start, length };
+                insert_chunk_row(&tx, &ChunkRow::of(chunk, place)).map_err(internal)?;
+            }
+            op => {
+                frees_segments |= matches!(op, SqlOp::TrimRecords { .. } | SqlOp::DeleteStream { .. });
+                apply(&tx, op).map_err(internal)?
             }
         }
     }
     if let Some(seq) = last_seq {
         apply(&tx, &SqlOp::RaiseLastSeq { seq }).map_err(internal)?;
     }
-    tx.commit().map_err(internal)
+    tx.commit().map_err(internal)?;
+    if let Some(append) = pending {
+        log.committed(append);
+    }
+    if frees_segments {
+        // The commit stands either way; a segment left behind goes at the next start.
+        if let Err(e) = log.remove_unreferenced(conn) {
+            tracing::warn!(error = %e, "could not remove record log segments no longer needed");
+        }
+    }
+    Ok(())
+}
+
+/// A `record_chunks` row: what a chunk holds and where it is.
+pub(crate) struct ChunkRow {
+    shard_uid: i64,
+    first_seq_ix: u64,
+    count: usize,
+    arrival_ms: u64,
+    sealed: bool,
+    place: ChunkPlace,
+}
+
+impl ChunkRow {
+    pub(crate) fn of(chunk: &RecordChunk, place: ChunkPlace) -> ChunkRow {
+        ChunkRow {
+            shard_uid: chunk.shard_uid,
+            first_seq_ix: chunk.first_seq_ix,
+            count: chunk.records.len(),
+            arrival_ms: chunk.arrival_ms,
+            sealed: chunk.sealed,
+            place,
+        }
+    }
+}
+
+pub(crate) fn insert_chunk_row(conn: &Connection, row: &ChunkRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO record_chunks (shard_uid, first_seq_ix, count, arrival_ms, sealed, segment, position, length) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        row.shard_uid,
+        row.first_seq_ix as i64,
+        row.count as i64,
+        row.arrival_ms as i64,
+        row.sealed,
+        row.place.segment,
+        row.place.offset as i64,
+        row.place.length as i64
+    ])?;
+    Ok(())
+}
+
+/// Moves Kinesis records that earlier versions kept in the `records` table into the log,
+/// a shard's run of one arrival time at a time. The log is synced before the one
+/// transaction that adds the chunks and empties the table; a crash before it leaves the
+/// rows where they were and the log's uncommitted tail is written over.
+fn move_legacy_records(conn: &Connection, log: &RecordLog) -> Result<(), StoreError> {
+    let any: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM records)", [], |r| r.get(0)).map_err(internal)?;
+    if !any {
+        return Ok(());
+    }
+    /// Bytes of records written to the log per append while moving.
+    const MOVE_STEP: usize = 8 * 1024 * 1024;
+    let mut stmt = conn
+        .prepare(
+            "SELECT shard_uid, seq_ix, arrival_ms, partition_key, data, sealed FROM records ORDER BY shard_uid, seq_ix",
+        )
+        .map_err(internal)?;
+    let mut rows = stmt.query([]).map_err(internal)?;
+    let mut chunks: Vec<RecordChunk> = Vec::new();
+    let mut moved: Vec<ChunkRow> = Vec::new();
+    let mut step_bytes = 0;
+    let flush = |chunks: &mut Vec<RecordChunk>, moved: &mut Vec<ChunkRow>| {
+        let mut bytes = Vec::new();
+        let mut places = Vec::new();
+        for chunk in chunks.iter() {
+            let start = bytes.len();
+            encode_chunk(chunk, &mut bytes);
+            places.push((start as u64, (bytes.len() - start) as u64));
+        }
+        let append = log.append(&bytes)?;
+        log.committed(append);
+        for (chunk, (start, length)) in chunks.drain(..).zip(places) {
+            moved.push(ChunkRow::of(
+                &chunk,
+                ChunkPlace { segment: append.segment, offset: append.offset + start, length },
+            ));
+        }
+        Ok::<(), StoreError>(())
+    };
+    while let Some(r) = rows.next().map_err(internal)? {
+        let shard_uid: i64 = r.get(0).map_err(internal)?;
+        let seq_ix = r.get::<_, i64>(1).map_err(internal)? as u64;
+        let arrival_ms = r.get::<_, i64>(2).map_err(internal)? as u64;
+        let sealed: bool = r.get(5).map_err(internal)?;
+        let record: (String, Vec<u8>) = (r.get(3).map_err(internal)?, r.get(4).map_err(internal)?);
+        step_bytes += record.0.len() + record.1.len();
+        match chunks.last_mut() {
+            Some(c)
+                if c.shard_uid == shard_uid
+                    && c.arrival_ms == arrival_ms
+                    && c.sealed == sealed
+                    && c.first_seq_ix + c.records.len() as u64 == seq_ix =>
+            {
+                c.records.push(record)
+            }
+            _ => {
+                chunks.push(RecordChunk { shard_uid, first_seq_ix: seq_ix, arrival_ms, sealed, records: vec![record] })
+            }
+        }
+        if step_bytes >= MOVE_STEP {
+            flush(&mut chunks, &mut moved)?;
+            step_bytes = 0;
+        }
+    }
+    flush(&mut chunks, &mut moved)?;
+    drop(rows);
+    let tx = conn.unchecked_transaction().map_err(internal)?;
+    for row in &moved {
+        insert_chunk_row(&tx, row).map_err(internal)?;
+    }
+    tx.execute("DELETE FROM records", []).map_err(internal)?;
+    tx.commit().map_err(internal)?;
+    tracing::info!(chunks = moved.len(), "moved Kinesis records from the database into the record log");
+    Ok(())
 }
 
 fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
@@ -748,17 +910,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
         SqlOp::DeleteStream { id, shard_uids } => {
             tx.prepare_cached("DELETE FROM streams WHERE id=?1")?.execute(params![id])?;
             for uid in shard_uids {
-                tx.prepare_cached("DELETE FROM records WHERE shard_uid=?1")?.execute(params![uid])?;
+                tx.prepare_cached("DELETE FROM record_chunks WHERE shard_uid=?1")?.execute(params![uid])?;
                 tx.prepare_cached("DELETE FROM record_times WHERE shard_uid=?1")?.execute(params![uid])?;
                 tx.prepare_cached("DELETE FROM shard_seq WHERE shard_uid=?1")?.execute(params![uid])?;
             }
         }
-        SqlOp::InsertRecord { shard_uid, seq_ix, arrival_ms, partition_key, data, sealed } => {
-            tx.prepare_cached(
-                "INSERT INTO records (shard_uid, seq_ix, arrival_ms, partition_key, data, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![shard_uid, seq_ix, arrival_ms, partition_key, data, sealed])?;
-        }
+        // Placed in the log by `apply_batch`, which inserts its row itself.
+        SqlOp::AppendRecords(_) => return Err(rusqlite::Error::InvalidQuery),
         SqlOp::ShardAppended { shard_uid, next_seq_ix, second, first_seq_ix } => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO record_times (shard_uid, second, first_seq_ix) VALUES (?1, ?2, ?3)",
@@ -771,8 +929,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
             .execute(params![shard_uid, next_seq_ix])?;
         }
         SqlOp::TrimRecords { shard_uid, below_seq_ix } => {
-            tx.prepare_cached("DELETE FROM records WHERE shard_uid=?1 AND seq_ix<?2")?
-                .execute(params![shard_uid, below_seq_ix])?;
+            // Whole chunks only: a chunk's records share one arrival second, and the
+            // boundary is the first index of a second, so none is split.
+            tx.prepare_cached(
+                "DELETE FROM record_chunks WHERE shard_uid=?1 AND first_seq_ix<?2 AND first_seq_ix+count<=?2",
+            )?
+            .execute(params![shard_uid, below_seq_ix])?;
             tx.prepare_cached("DELETE FROM record_times WHERE shard_uid=?1 AND first_seq_ix<?2")?
                 .execute(params![shard_uid, below_seq_ix])?;
         }
@@ -841,7 +1003,7 @@ mod tests {
     }
 
     #[test]
-    fn kinesis_records_and_firehose_buffers_move_to_rowid_tables_intact() {
+    fn kinesis_records_and_firehose_buffers_of_older_versions_are_kept_intact() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.db");
         let record = vec![7u8; 1024];
@@ -873,24 +1035,39 @@ mod tests {
         };
         assert!(!layout("records").contains("WITHOUT ROWID"), "{}", layout("records"));
         assert!(!layout("firehose_buffer").contains("WITHOUT ROWID"));
-        let seqs: Vec<i64> = conn
-            .prepare("SELECT seq_ix FROM records WHERE shard_uid=9 ORDER BY seq_ix")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
+        // Migration 9 then moved the records into the log: one chunk of one arrival time.
+        let left: i64 = conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 0, "the table is emptied once the log holds the records");
+        let (first, count, place) = conn
+            .query_row(
+                "SELECT first_seq_ix, count, segment, position, length FROM record_chunks WHERE shard_uid=9",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        ChunkPlace {
+                            segment: r.get(2)?,
+                            offset: r.get::<_, i64>(3)? as u64,
+                            length: r.get::<_, i64>(4)? as u64,
+                        },
+                    ))
+                },
+            )
             .unwrap();
-        assert_eq!(seqs, [1, 2, 3]);
-        let data: Vec<u8> = conn.query_row("SELECT data FROM records WHERE seq_ix=2", [], |r| r.get(0)).unwrap();
-        assert_eq!(data, record);
+        assert_eq!((first, count), (1, 3));
+        let chunk = db.record_log.read(place).unwrap().expect("the segment is there");
+        assert_eq!(chunk.arrival_ms, 5);
+        assert_eq!(chunk.records, vec![("pk".to_owned(), record.clone()); 3]);
         let sealed: bool =
             conn.query_row("SELECT sealed FROM firehose_buffer WHERE stream_id=4", [], |r| r.get(0)).unwrap();
         assert!(sealed);
         let duplicate = conn.execute(
-            "INSERT INTO records (shard_uid, seq_ix, arrival_ms, partition_key, data) VALUES (9, 2, 5, 'pk', x'00')",
+            "INSERT INTO record_chunks (shard_uid, first_seq_ix, count, arrival_ms, sealed, segment, position, length) \
+             VALUES (9, 1, 1, 5, 0, 1, 0, 1)",
             [],
         );
-        assert!(duplicate.is_err(), "(shard, index) stays unique");
+        assert!(duplicate.is_err(), "(shard, first index) stays unique");
         drop(db);
     }
 

@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod firehose;
 pub mod limits;
 pub mod queue_state;
+pub mod record_log;
 pub mod seqnum;
 pub mod store;
 pub mod streams;

@@ -1,9 +1,11 @@
 //! Kinesis streams in the embedded backend: stream metadata in memory (written through
-//! the group-commit writer as one JSON document per stream), records in SQLite keyed by
-//! (shard, record index), so reading from any position costs O(records read).
+//! the group-commit writer as one JSON document per stream), record bytes in the record
+//! log with a `record_chunks` row per shard and append, keyed by (shard, first record
+//! index), so reading from any position costs O(records read).
 
 use crate::db::{internal, SqlOp};
 use crate::embedded::{undo_in, EmbeddedStore};
+use crate::record_log::{ChunkPlace, RecordChunk};
 use crate::seqnum;
 use crate::store::*;
 use rusqlite::params;
@@ -228,7 +230,7 @@ impl StreamRegistry {
                     .unwrap_or(FIRST_SEQ_IX as i64);
                 let latest: Option<i64> = conn
                     .query_row(
-                        "SELECT arrival_ms FROM records WHERE shard_uid=?1 ORDER BY seq_ix DESC LIMIT 1",
+                        "SELECT arrival_ms FROM record_chunks WHERE shard_uid=?1 ORDER BY first_seq_ix DESC LIMIT 1",
                         params![shard.uid],
                         |r| r.get(0),
                     )
@@ -436,12 +438,11 @@ impl StreamStore for EmbeddedStore {
         let meta = reg.streams.get(key).cloned().ok_or(StoreError::ResourceNotFound)?;
         // StartStreamEncryption turns sealing on for records written from then on.
         let sealed = meta.encryption_type == "KMS";
-        let mut ops = Vec::with_capacity(records.len() + meta.shards.len());
         let mut out = Vec::with_capacity(records.len());
         let mut signals: Vec<Arc<Notify>> = Vec::new();
-        // Per shard written: (uid, first index, next index), for one ShardAppended op each
-        // instead of two bookkeeping statements per record.
-        let mut appended: Vec<(i64, u64, u64)> = Vec::new();
+        // One chunk per shard written: its records have consecutive indexes, and one
+        // ShardAppended op each instead of bookkeeping per record.
+        let mut chunks: Vec<RecordChunk> = Vec::new();
         for r in records {
             let shard = meta
                 .shards
@@ -451,10 +452,6 @@ impl StreamStore for EmbeddedStore {
             let runtime = reg.shards.entry(shard.uid).or_default();
             let seq_ix = runtime.next_seq_ix;
             runtime.next_seq_ix += 1;
-            match appended.iter_mut().find(|(uid, _, _)| *uid == shard.uid) {
-                Some(entry) => entry.2 = seq_ix + 1,
-                None => appended.push((shard.uid, seq_ix, seq_ix + 1)),
-            }
             runtime.latest_arrival_ms = Some(now);
             if !signals.iter().any(|s| Arc::ptr_eq(s, &runtime.signal)) {
                 signals.push(runtime.signal.clone());
@@ -463,21 +460,28 @@ impl StreamStore for EmbeddedStore {
                 shard_id: shard.shard_id(),
                 sequence_number: shard.sequence_number(seq_ix, now),
             });
-            ops.push(SqlOp::InsertRecord {
-                shard_uid: shard.uid,
-                seq_ix: seq_ix as i64,
-                arrival_ms: now as i64,
-                partition_key: r.partition_key,
-                data: if sealed { self.sealer.seal(&r.data) } else { r.data },
-                sealed,
-            });
+            let data = if sealed { self.sealer.seal(&r.data) } else { r.data };
+            match chunks.iter_mut().find(|c| c.shard_uid == shard.uid) {
+                Some(chunk) => chunk.records.push((r.partition_key, data)),
+                None => chunks.push(RecordChunk {
+                    shard_uid: shard.uid,
+                    first_seq_ix: seq_ix,
+                    arrival_ms: now,
+                    sealed,
+                    records: vec![(r.partition_key, data)],
+                }),
+            }
         }
-        ops.extend(appended.into_iter().map(|(shard_uid, first, next)| SqlOp::ShardAppended {
-            shard_uid,
-            next_seq_ix: next as i64,
-            second: (now / 1000) as i64,
-            first_seq_ix: first as i64,
-        }));
+        let mut ops = Vec::with_capacity(chunks.len() * 2);
+        for chunk in chunks {
+            ops.push(SqlOp::ShardAppended {
+                shard_uid: chunk.shard_uid,
+                next_seq_ix: (chunk.first_seq_ix + chunk.records.len() as u64) as i64,
+                second: (now / 1000) as i64,
+                first_seq_ix: chunk.first_seq_ix as i64,
+            });
+            ops.push(SqlOp::AppendRecords(Box::new(chunk)));
+        }
         let hook: crate::db::CommitHook = Box::new(move || signals.iter().for_each(|s| s.notify_waiters()));
         // A failed append leaves a gap in the shard's record indexes: readers skip it and
         // sequence numbers stay increasing, so nothing needs undoing.
@@ -499,8 +503,10 @@ impl StreamStore for EmbeddedStore {
                 |r| r.get(0),
             )?;
             let Some(from) = from else { return Ok(next) };
+            // `from` starts a chunk (it is the first index of an append), and a chunk's
+            // records share one arrival time.
             let exact: Option<i64> = conn.query_row(
-                "SELECT min(seq_ix) FROM records WHERE shard_uid=?1 AND seq_ix>=?2 AND arrival_ms>=?3",
+                "SELECT min(first_seq_ix) FROM record_chunks WHERE shard_uid=?1 AND first_seq_ix>=?2 AND arrival_ms>=?3",
                 params![shard_uid, from, at_ms as i64],
                 |r| r.get(0),
             )?;
@@ -523,28 +529,62 @@ impl StreamStore for EmbeddedStore {
             let rt = reg.shards.get(&shard_uid);
             (rt.map(|r| r.next_seq_ix).unwrap_or(FIRST_SEQ_IX), rt.and_then(|r| r.latest_arrival_ms))
         };
+        let log = &self.db.record_log;
         let records = self.db.read(|conn| {
+            // The chunk holding `from_seq_ix` (or the first after it), and those that follow.
             let mut stmt = conn.prepare_cached(
-                "SELECT seq_ix, arrival_ms, partition_key, data, sealed FROM records WHERE shard_uid=?1 AND seq_ix>=?2 AND seq_ix<?3 ORDER BY seq_ix LIMIT ?4",
+                "SELECT first_seq_ix, count, segment, position, length FROM record_chunks \
+                 WHERE shard_uid=?1 AND first_seq_ix < ?3 AND first_seq_ix >= \
+                 coalesce((SELECT max(first_seq_ix) FROM record_chunks WHERE shard_uid=?1 AND first_seq_ix<=?2), 0) \
+                 ORDER BY first_seq_ix",
             )?;
-            let mut rows = stmt.query(params![shard_uid, from_seq_ix as i64, next_seq_ix as i64, limit as i64])?;
+            let mut rows = stmt.query(params![shard_uid, from_seq_ix as i64, next_seq_ix as i64])?;
             let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
             let mut bytes = 0;
-            while let Some(r) = rows.next()? {
-                let seq_ix = r.get::<_, i64>(0)? as u64;
-                let arrival_ms = r.get::<_, i64>(1)? as u64;
-                let data: Vec<u8> = r.get(3)?;
-                let data = if r.get(4)? { self.sealer.open(&data).map_err(crate::at_rest::read_failure)? } else { data };
-                bytes += data.len();
-                out.push(StreamRecord {
-                    seq_ix,
-                    sequence_number: shard.sequence_number(seq_ix, arrival_ms),
-                    arrival_ms,
-                    partition_key: r.get(2)?,
-                    data,
-                });
-                if bytes >= max_bytes {
-                    break;
+            'chunks: while let Some(r) = rows.next()? {
+                let first = r.get::<_, i64>(0)? as u64;
+                let count = r.get::<_, i64>(1)? as u64;
+                if first + count <= from_seq_ix {
+                    continue;
+                }
+                let place = ChunkPlace {
+                    segment: r.get(2)?,
+                    offset: r.get::<_, i64>(3)? as u64,
+                    length: r.get::<_, i64>(4)? as u64,
+                };
+                let Some(chunk) = log.read(place).map_err(crate::at_rest::read_failure)? else {
+                    // Removed by retention since this read's snapshot.
+                    continue;
+                };
+                if chunk.shard_uid != shard_uid || chunk.first_seq_ix != first || chunk.records.len() as u64 != count {
+                    let found = format!("shard {} index {}", chunk.shard_uid, chunk.first_seq_ix);
+                    return Err(crate::at_rest::read_failure(StoreError::Corrupt(format!(
+                        "record log chunk at segment {} offset {} holds {found}, expected shard {shard_uid} index {first}",
+                        place.segment, place.offset
+                    ))));
+                }
+                let skip = from_seq_ix.saturating_sub(first) as usize;
+                for (i, (partition_key, data)) in chunk.records.into_iter().enumerate().skip(skip) {
+                    let seq_ix = first + i as u64;
+                    let data = if chunk.sealed {
+                        self.sealer.open(&data).map_err(crate::at_rest::read_failure)?
+                    } else {
+                        data
+                    };
+                    bytes += data.len();
+                    out.push(StreamRecord {
+                        seq_ix,
+                        sequence_number: shard.sequence_number(seq_ix, chunk.arrival_ms),
+                        arrival_ms: chunk.arrival_ms,
+                        partition_key,
+                        data,
+                    });
+                    if bytes >= max_bytes || out.len() >= limit {
+                        break 'chunks;
+                    }
                 }
             }
             Ok(out)

@@ -309,3 +309,143 @@ async fn a_failed_move_step_reports_no_progress_and_is_retried() {
     assert_eq!(store.queue_counts(&src).unwrap().visible, 1);
     assert_eq!(store.queue_counts(&dlq).unwrap().visible, 0);
 }
+
+/// Kinesis record bytes live in the record log; SQLite says which of them are committed.
+mod record_log {
+    use super::*;
+    use sluice_engine::record_log::{encode_chunk, RecordChunk};
+    use sluice_engine::streams::{NewRecord, StreamKey, StreamStore};
+    use std::path::PathBuf;
+
+    async fn create_stream(store: &EmbeddedStore) -> StreamKey {
+        let meta = stream_meta("s");
+        let key = meta.key();
+        store.create_stream(meta, 1).unwrap().wait().await.unwrap();
+        key
+    }
+
+    async fn append(store: &EmbeddedStore, key: &StreamKey, data: &str) -> Result<(), StoreError> {
+        let record = NewRecord { shard_index: 0, partition_key: "k".into(), data: data.as_bytes().to_vec() };
+        store.append_records(key, vec![record]).unwrap().wait().await.map(drop)
+    }
+
+    fn read_all(store: &EmbeddedStore, key: &StreamKey) -> Result<Vec<String>, StoreError> {
+        let meta = store.stream(key).unwrap();
+        let read = store.read_records(&meta, meta.shards[0].uid, 0, 10_000, usize::MAX)?;
+        Ok(read.records.into_iter().map(|r| String::from_utf8(r.data).unwrap()).collect())
+    }
+
+    fn head_segment(dir: &Path) -> PathBuf {
+        let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        segments.sort();
+        segments.pop().expect("a record log segment")
+    }
+
+    /// A crash in the middle of an append leaves part of a chunk past the committed end.
+    /// At every length of that part, the next start serves exactly the acknowledged
+    /// records, cuts the rest off, and appends after them.
+    #[tokio::test]
+    async fn a_torn_append_is_cut_off_at_start_at_every_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let key = create_stream(&store).await;
+        append(&store, &key, "first").await.unwrap();
+        append(&store, &key, "second").await.unwrap();
+        let shard_uid = store.stream(&key).unwrap().shards[0].uid;
+        drop(store);
+        let segment = head_segment(dir.path());
+        let committed = std::fs::read(&segment).unwrap();
+        let mut torn = Vec::new();
+        let unacknowledged = RecordChunk {
+            shard_uid,
+            first_seq_ix: 3,
+            arrival_ms: 1_700_000_000_000,
+            sealed: false,
+            records: vec![("k".into(), b"never acknowledged".to_vec())],
+        };
+        encode_chunk(&unacknowledged, &mut torn);
+        for cut in 0..=torn.len() {
+            std::fs::write(&segment, [&committed[..], &torn[..cut]].concat()).unwrap();
+            let store = open(dir.path());
+            assert_eq!(read_all(&store, &key).unwrap(), ["first", "second"], "torn at {cut}");
+            drop(store);
+            assert_eq!(std::fs::read(&segment).unwrap(), committed, "the torn part is cut off (at {cut})");
+        }
+        std::fs::write(&segment, [&committed[..], &torn[..]].concat()).unwrap();
+        let store = open(dir.path());
+        append(&store, &key, "third").await.unwrap();
+        assert_eq!(read_all(&store, &key).unwrap(), ["first", "second", "third"]);
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(read_all(&store, &key).unwrap(), ["first", "second", "third"]);
+    }
+
+    /// The writer syncs the log, then commits the transaction naming the chunk. When the
+    /// commit fails after the log sync, the records were never acknowledged: they are not
+    /// served, the next append writes over them, and a restart cuts off what is left.
+    #[tokio::test]
+    async fn records_synced_to_the_log_but_not_committed_are_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let key = create_stream(&store).await;
+        append(&store, &key, "kept").await.unwrap();
+        store.inject_write_failures(1);
+        assert!(append(&store, &key, "lost-in-between-the-syncs").await.is_err());
+        assert_eq!(read_all(&store, &key).unwrap(), ["kept"]);
+        append(&store, &key, "after").await.unwrap();
+        assert_eq!(read_all(&store, &key).unwrap(), ["kept", "after"]);
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(read_all(&store, &key).unwrap(), ["kept", "after"]);
+        let on_disk = std::fs::read(head_segment(dir.path())).unwrap();
+        assert!(!on_disk.windows(4).any(|w| w == b"lost"), "the unacknowledged bytes are gone");
+    }
+
+    /// A segment shorter than its committed records lost acknowledged data: the store
+    /// refuses to start rather than serve a stream with a hole in it.
+    #[tokio::test]
+    async fn a_segment_missing_committed_bytes_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let key = create_stream(&store).await;
+        append(&store, &key, "acknowledged").await.unwrap();
+        drop(store);
+        let segment = head_segment(dir.path());
+        let len = std::fs::metadata(&segment).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 1).unwrap();
+        let options = EmbeddedOptions {
+            data_dir: Some(dir.path().to_owned()),
+            durable: true,
+            relax_cooldowns: true,
+            max_data_bytes: None,
+            encryption_key: None,
+        };
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000)) as Arc<dyn Clock>;
+        match EmbeddedStore::open(options, clock) {
+            Err(StoreError::Corrupt(why)) => assert!(why.contains("segment"), "{why}"),
+            Err(other) => panic!("expected Corrupt, got {other}"),
+            Ok(_) => panic!("a log that lost committed bytes was accepted"),
+        }
+    }
+
+    /// A damaged byte inside a committed chunk fails the read; it never returns other data.
+    #[tokio::test]
+    async fn a_damaged_chunk_fails_the_read_instead_of_serving_wrong_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let key = create_stream(&store).await;
+        append(&store, &key, "payload-to-damage").await.unwrap();
+        drop(store);
+        let segment = head_segment(dir.path());
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let at = bytes.windows(7).position(|w| w == b"payload").unwrap();
+        bytes[at] ^= 0x01;
+        std::fs::write(&segment, bytes).unwrap();
+        let store = open(dir.path());
+        assert!(read_all(&store, &key).is_err());
+    }
+}

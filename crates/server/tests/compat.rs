@@ -227,7 +227,9 @@ fn encryption_at_rest() {
     // While running (WAL) and after a clean shutdown (checkpointed into the main file).
     let sealed_on_disk = |stage: &str| {
         let bytes = data_dir_bytes(&data);
-        assert!(contains(&bytes, "PLAIN-SQS-7f3a"), "{stage}: the scan sees data written in clear");
+        for plain in ["PLAIN-SQS-7f3a", "PLAIN-KINESIS-7f3a"] {
+            assert!(contains(&bytes, plain), "{stage}: the scan sees {plain}, written in clear");
+        }
         for secret in ["SECRET-SQS", "SECRET-KMS", "SECRET-KINESIS", "SECRET-FIREHOSE", "SECRET-SNS"] {
             assert!(!contains(&bytes, &format!("{secret}-7f3a")), "{stage}: {secret} is sealed on disk");
         }

@@ -2,11 +2,11 @@
 //! mounted in private user, mount and PID namespaces (`unshare`, no privileges needed), the
 //! filesystem is filled to the last byte, and the server must fail writes with a 5xx,
 //! keep answering reads, resume writing once space is freed, and lose no acknowledged
-//! message across a SIGKILL.
+//! message or Kinesis record (those go to the record log, not SQLite) across a SIGKILL.
 
 mod common;
 
-use common::{agent, json, try_json_call};
+use common::{agent, json, kinesis_call, try_json_call};
 use serde_json::json as j;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
@@ -85,6 +85,17 @@ fn a_full_filesystem_fails_writes_cleanly_and_recovers() {
     };
     let (_, body, _) = call(&endpoint, "CreateQueue", j!({"QueueName": "q"}));
     let url = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
+    let put_record = |endpoint: &str, data: &str| {
+        let body = j!({"StreamName": "s", "PartitionKey": "k", "Data": base64(data)});
+        kinesis_call(&a, endpoint, "PutRecord", &body).expect("the server answers")
+    };
+    assert_eq!(kinesis_call(&a, &endpoint, "CreateStream", &j!({"StreamName": "s", "ShardCount": 1})).unwrap().0, 200);
+    let mut records = Vec::new();
+    for i in 0..5 {
+        let data = format!("record before {i}");
+        assert_eq!(put_record(&endpoint, &data).0, 200);
+        records.push(data);
+    }
     let mut acknowledged = Vec::new();
     for i in 0..20 {
         let body = format!("before {i}");
@@ -112,6 +123,23 @@ fn a_full_filesystem_fails_writes_cleanly_and_recovers() {
     }
     eprintln!("full filesystem: {} acknowledged in all, {refused} refused", acknowledged.len());
     assert!(refused >= 3, "writes fail once the filesystem is full");
+    let mut refused_records = 0;
+    for i in 0..200 {
+        let data = format!("record while full {i} {}", "x".repeat(8 * 1024));
+        let (status, body) = put_record(&endpoint, &data);
+        match status {
+            200 => records.push(data),
+            500 => {
+                assert_eq!(body["__type"], "InternalFailure", "{body}");
+                refused_records += 1;
+            }
+            other => panic!("a full disk answers 200 or 500, not {other}: {body}"),
+        }
+        if refused_records >= 3 {
+            break;
+        }
+    }
+    assert!(refused_records >= 3, "Kinesis writes fail once the filesystem is full");
     let (status, text, _) =
         call(&endpoint, "GetQueueAttributes", j!({"QueueUrl": url, "AttributeNames": ["ApproximateNumberOfMessages"]}));
     assert_eq!(status, 200, "reads keep working: {text}");
@@ -121,6 +149,9 @@ fn a_full_filesystem_fails_writes_cleanly_and_recovers() {
     let resumed = (0..20).any(|_| call(&endpoint, "SendMessage", j!({"QueueUrl": url, "MessageBody": body})).0 == 200);
     assert!(resumed, "writes resume once space is freed");
     acknowledged.push(body);
+    let data = "record after space returned".to_owned();
+    assert_eq!(put_record(&endpoint, &data).0, 200, "Kinesis writes resume once space is freed");
+    records.push(data);
 
     // SIGKILL and restart on the same filesystem: every acknowledged message is there.
     writeln!(ns.stdin, "restart").unwrap();
@@ -142,4 +173,35 @@ fn a_full_filesystem_fails_writes_cleanly_and_recovers() {
     }
     let missing: Vec<_> = acknowledged.iter().filter(|b| !seen.contains(*b)).collect();
     assert!(missing.is_empty(), "acknowledged and lost: {missing:?}");
+
+    assert_eq!(read_stream(&a, &endpoint), records, "every acknowledged record, in order, nothing else");
+}
+
+fn base64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// Every record of stream `s`'s one shard, from TRIM_HORIZON, decoded.
+fn read_stream(a: &ureq::Agent, endpoint: &str) -> Vec<String> {
+    use base64::Engine;
+    let (_, shards) = kinesis_call(a, endpoint, "ListShards", &j!({"StreamName": "s"})).unwrap();
+    let shard = shards["Shards"][0]["ShardId"].as_str().unwrap().to_owned();
+    let request = j!({"StreamName": "s", "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"});
+    let (_, it) = kinesis_call(a, endpoint, "GetShardIterator", &request).unwrap();
+    let mut iterator = it["ShardIterator"].as_str().unwrap().to_owned();
+    let mut out = Vec::new();
+    loop {
+        let (status, r) = kinesis_call(a, endpoint, "GetRecords", &j!({"ShardIterator": iterator})).unwrap();
+        assert_eq!(status, 200, "{r}");
+        let batch = r["Records"].as_array().unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        for record in batch {
+            let data = base64::engine::general_purpose::STANDARD.decode(record["Data"].as_str().unwrap()).unwrap();
+            out.push(String::from_utf8(data).unwrap());
+        }
+        iterator = r["NextShardIterator"].as_str().unwrap().to_owned();
+    }
 }

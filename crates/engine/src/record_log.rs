@@ -1,0 +1,424 @@
+//! Kinesis record bytes in append-only segment files beside the database.
+//!
+//! Records used to be SQLite rows: every byte went to the WAL and then again into the
+//! database file at checkpoint, and `kinesis-put` was bound by that double write. Now the
+//! writer appends a group commit's records to the head segment with one write and one
+//! `fdatasync`, then commits, in the same SQLite transaction as everything else, one
+//! `record_chunks` row per shard and append saying where the bytes are.
+//!
+//! SQLite stays the source of truth: bytes past the last committed chunk (a crash between
+//! the two syncs, a failed transaction, a torn write) are referenced by nothing, are cut
+//! off at the next start and overwritten by the next append before that. A segment goes
+//! away whole once retention or DeleteStream has removed every chunk in it.
+
+use crate::store::StoreError;
+use rusqlite::{params, Connection};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A segment is closed once an append would take it past this size. Big enough that
+/// rotation (a file creation and a directory fsync) is rare; small enough that retention
+/// frees space in steps that matter on a small disk.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+const SEGMENT_PREFIX: &str = "records.";
+const SEGMENT_SUFFIX: &str = ".seg";
+
+/// Bytes before a chunk's payload: payload length and CRC-32 of the payload.
+const HEADER_LEN: usize = 8;
+
+/// One append's records of one shard: consecutive indexes from `first_seq_ix`, one
+/// arrival time, sealed or not as the stream was when they were written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordChunk {
+    pub shard_uid: i64,
+    pub first_seq_ix: u64,
+    pub arrival_ms: u64,
+    pub sealed: bool,
+    /// (partition key, data); data already sealed when `sealed`.
+    pub records: Vec<(String, Vec<u8>)>,
+}
+
+/// Where a committed chunk's bytes are, as `record_chunks` stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkPlace {
+    pub segment: u32,
+    pub offset: u64,
+    pub length: u64,
+}
+
+/// Appends `chunk` to `out` as `len u32 | crc32 u32 | payload`. The payload names its
+/// shard, first index, arrival and sealing as well, so that a chunk can be checked
+/// against its row and the log can be read without the database.
+pub fn encode_chunk(chunk: &RecordChunk, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    out.extend_from_slice(&chunk.shard_uid.to_le_bytes());
+    out.extend_from_slice(&chunk.first_seq_ix.to_le_bytes());
+    out.extend_from_slice(&chunk.arrival_ms.to_le_bytes());
+    out.push(u8::from(chunk.sealed));
+    out.extend_from_slice(&(chunk.records.len() as u32).to_le_bytes());
+    for (key, data) in &chunk.records {
+        // Partition keys are at most 256 characters, so at most 1,024 bytes.
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+    }
+    let payload_len = (out.len() - start - HEADER_LEN) as u32;
+    let crc = crc32fast::hash(&out[start + HEADER_LEN..]);
+    out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Decodes one chunk written by [`encode_chunk`], refusing a wrong length or checksum.
+pub fn decode_chunk(bytes: &[u8]) -> Result<RecordChunk, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("record log: {what}"));
+    let mut r = Reader { bytes, at: 0 };
+    let len = r.u32().ok_or_else(|| corrupt("short chunk header"))? as usize;
+    let crc = r.u32().ok_or_else(|| corrupt("short chunk header"))?;
+    let payload = bytes.get(HEADER_LEN..).filter(|p| p.len() == len).ok_or_else(|| corrupt("chunk length"))?;
+    if crc32fast::hash(payload) != crc {
+        return Err(corrupt("chunk checksum mismatch"));
+    }
+    let mut r = Reader { bytes: payload, at: 0 };
+    let mut decode = || -> Option<RecordChunk> {
+        let shard_uid = r.u64()? as i64;
+        let first_seq_ix = r.u64()?;
+        let arrival_ms = r.u64()?;
+        let sealed = r.take(1)?[0] != 0;
+        let count = r.u32()? as usize;
+        let mut records = Vec::with_capacity(count.min(payload.len()));
+        for _ in 0..count {
+            let key_len = u16::from_le_bytes(r.take(2)?.try_into().ok()?) as usize;
+            let key = String::from_utf8(r.take(key_len)?.to_vec()).ok()?;
+            let data_len = r.u32()? as usize;
+            records.push((key, r.take(data_len)?.to_vec()));
+        }
+        (r.at == payload.len()).then_some(RecordChunk { shard_uid, first_seq_ix, arrival_ms, sealed, records })
+    };
+    decode().ok_or_else(|| corrupt("malformed chunk"))
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let out = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(out)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+/// An append written (and synced) but not yet committed: it counts only once the
+/// transaction naming it has committed ([`RecordLog::committed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PendingAppend {
+    pub segment: u32,
+    pub offset: u64,
+    pub length: u64,
+}
+
+struct Head {
+    segment: u32,
+    file: File,
+    /// End of the last committed chunk: the next append goes here.
+    end: u64,
+    /// Committed bytes per live segment (the head included), for `max_bytes`.
+    sizes: BTreeMap<u32, u64>,
+}
+
+pub struct RecordLog {
+    dir: PathBuf,
+    durable: bool,
+    segment_bytes: u64,
+    /// Log and database together stay under this (`--max-data-mib`).
+    max_bytes: Option<u64>,
+    database: PathBuf,
+    head: Mutex<Head>,
+    /// Read handles, shared by GetRecords calls.
+    readers: Mutex<HashMap<u32, Arc<File>>>,
+}
+
+fn segment_path(dir: &Path, segment: u32) -> PathBuf {
+    dir.join(format!("{SEGMENT_PREFIX}{segment:08}{SEGMENT_SUFFIX}"))
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("record log: {e}"))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl RecordLog {
+    /// Opens the log in `dir` (the data directory) against the committed chunk rows in
+    /// `conn`: refuses a segment that lost committed bytes, cuts uncommitted bytes off
+    /// the head and removes segments no chunk refers to.
+    pub fn open(
+        dir: &Path,
+        database: &Path,
+        conn: &Connection,
+        durable: bool,
+        max_bytes: Option<u64>,
+        segment_bytes: u64,
+    ) -> Result<RecordLog, StoreError> {
+        let mut committed: BTreeMap<u32, u64> = BTreeMap::new();
+        {
+            let mut stmt = conn
+                .prepare("SELECT segment, max(position + length) FROM record_chunks GROUP BY segment")
+                .map_err(internal)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u64>(1)?))).map_err(internal)?;
+            for row in rows {
+                let (segment, end) = row.map_err(internal)?;
+                committed.insert(segment, end);
+            }
+        }
+        let mut on_disk: BTreeMap<u32, u64> = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).map_err(internal)? {
+            let entry = entry.map_err(internal)?;
+            let name = entry.file_name();
+            let Some(number) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(SEGMENT_PREFIX))
+                .and_then(|n| n.strip_suffix(SEGMENT_SUFFIX))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            on_disk.insert(number, entry.metadata().map_err(internal)?.len());
+        }
+        for (segment, end) in &committed {
+            match on_disk.get(segment) {
+                Some(len) if len >= end => {}
+                Some(len) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "record log segment {segment} holds {len} bytes, committed records reach {end}"
+                    )))
+                }
+                None => return Err(StoreError::Corrupt(format!("record log segment {segment} is missing"))),
+            }
+        }
+        let head_segment = on_disk.keys().chain(committed.keys()).max().copied().unwrap_or(1);
+        for segment in on_disk.keys().filter(|s| **s != head_segment && !committed.contains_key(s)) {
+            std::fs::remove_file(segment_path(dir, *segment)).map_err(internal)?;
+        }
+        let end = committed.get(&head_segment).copied().unwrap_or(0);
+        let path = segment_path(dir, head_segment);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(internal)?;
+        if !on_disk.contains_key(&head_segment) {
+            sync_dir(dir).map_err(internal)?;
+        }
+        // What lies past the committed end was never acknowledged.
+        if file.metadata().map_err(internal)?.len() > end {
+            file.set_len(end).map_err(internal)?;
+        }
+        let mut sizes = committed;
+        sizes.insert(head_segment, end);
+        Ok(RecordLog {
+            dir: dir.to_owned(),
+            durable,
+            segment_bytes,
+            max_bytes,
+            database: database.to_owned(),
+            head: Mutex::new(Head { segment: head_segment, file, end, sizes }),
+            readers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn head(&self) -> MutexGuard<'_, Head> {
+        self.head.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `bytes` (whole chunks) at the head and syncs them. Nothing is committed:
+    /// until [`RecordLog::committed`], the next append writes over them.
+    pub fn append(&self, bytes: &[u8]) -> Result<PendingAppend, StoreError> {
+        let mut head = self.head();
+        let length = bytes.len() as u64;
+        if let Some(max) = self.max_bytes {
+            let database = std::fs::metadata(&self.database).map(|m| m.len()).unwrap_or(0);
+            let log: u64 = head.sizes.values().sum();
+            if database + log + length > max {
+                // Reported like SQLite's SQLITE_FULL: the write fails, reads go on.
+                return Err(internal("the data directory reached its size limit (--max-data-mib)"));
+            }
+        }
+        if head.end > 0 && head.end + length > self.segment_bytes {
+            let next = head.segment + 1;
+            let path = segment_path(&self.dir, next);
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(internal)?;
+            sync_dir(&self.dir).map_err(internal)?;
+            head.segment = next;
+            head.file = file;
+            head.end = 0;
+            head.sizes.insert(next, 0);
+        }
+        head.file.write_all_at(bytes, head.end).map_err(internal)?;
+        if self.durable {
+            head.file.sync_data().map_err(internal)?;
+        }
+        Ok(PendingAppend { segment: head.segment, offset: head.end, length })
+    }
+
+    /// The transaction naming `append`'s chunks has committed.
+    pub fn committed(&self, append: PendingAppend) {
+        let mut head = self.head();
+        if head.segment == append.segment {
+            let end = append.offset + append.length;
+            head.end = end;
+            head.sizes.insert(append.segment, end);
+        }
+    }
+
+    /// Deletes the segments, other than the head, that no chunk refers to any more.
+    pub fn remove_unreferenced(&self, conn: &Connection) -> Result<(), StoreError> {
+        let mut head = self.head();
+        let head_segment = head.segment;
+        let candidates: Vec<u32> = head.sizes.keys().copied().filter(|s| *s != head_segment).collect();
+        for segment in candidates {
+            let referenced: bool = conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM record_chunks WHERE segment=?1)")
+                .and_then(|mut s| s.query_row(params![segment], |r| r.get(0)))
+                .map_err(internal)?;
+            if !referenced {
+                std::fs::remove_file(segment_path(&self.dir, segment)).map_err(internal)?;
+                head.sizes.remove(&segment);
+                self.readers.lock().unwrap_or_else(|p| p.into_inner()).remove(&segment);
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of a committed chunk, or `None` when its segment has been removed since
+    /// the caller's snapshot (retention got there first).
+    pub fn read(&self, place: ChunkPlace) -> Result<Option<RecordChunk>, StoreError> {
+        let file = {
+            let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            match readers.get(&place.segment) {
+                Some(f) => f.clone(),
+                None => match File::open(segment_path(&self.dir, place.segment)) {
+                    Ok(f) => readers.entry(place.segment).or_insert(Arc::new(f)).clone(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(internal(e)),
+                },
+            }
+        };
+        let mut bytes = vec![0; place.length as usize];
+        file.read_exact_at(&mut bytes, place.offset).map_err(internal)?;
+        decode_chunk(&bytes).map(Some)
+    }
+
+    /// Live segments and their committed bytes (tests and diagnostics).
+    pub fn segments(&self) -> Vec<(u32, u64)> {
+        self.head().sizes.iter().map(|(s, b)| (*s, *b)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(shard_uid: i64, first: u64, n: usize) -> RecordChunk {
+        RecordChunk {
+            shard_uid,
+            first_seq_ix: first,
+            arrival_ms: 1_700_000_000_123,
+            sealed: first.is_multiple_of(2),
+            records: (0..n).map(|i| (format!("key-{i}"), vec![i as u8; i * 7])).collect(),
+        }
+    }
+
+    #[test]
+    fn chunks_round_trip_and_any_damage_is_refused() {
+        let original = chunk(3, 41, 5);
+        let mut bytes = Vec::new();
+        encode_chunk(&original, &mut bytes);
+        assert_eq!(decode_chunk(&bytes).unwrap(), original);
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x20;
+            assert!(matches!(decode_chunk(&damaged), Err(StoreError::Corrupt(_))), "flip at {at} went unnoticed");
+        }
+        for len in 0..bytes.len() {
+            assert!(decode_chunk(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+    }
+
+    fn committed_chunk(log: &RecordLog, conn: &Connection, chunk: &RecordChunk) -> ChunkPlace {
+        let mut bytes = Vec::new();
+        encode_chunk(chunk, &mut bytes);
+        let append = log.append(&bytes).unwrap();
+        let place = ChunkPlace { segment: append.segment, offset: append.offset, length: append.length };
+        crate::db::insert_chunk_row(conn, &crate::db::ChunkRow::of(chunk, place)).unwrap();
+        log.committed(append);
+        place
+    }
+
+    #[test]
+    fn segments_rotate_and_go_once_no_chunk_refers_to_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sluice.db");
+        let conn = Connection::open(&db).unwrap();
+        crate::db::migrate(&conn).unwrap();
+        let log = RecordLog::open(dir.path(), &db, &conn, true, None, 1000).unwrap();
+        let a = committed_chunk(&log, &conn, &chunk(1, 1, 12));
+        let b = committed_chunk(&log, &conn, &chunk(1, 13, 12));
+        assert!(a.length > 500 && b.length > 500, "two chunks do not fit one segment");
+        assert_eq!((a.segment, b.segment), (1, 2), "the second append opened a new segment");
+        assert_eq!(log.segments(), [(1, a.length), (2, b.length)]);
+
+        conn.execute("DELETE FROM record_chunks WHERE first_seq_ix=1", []).unwrap();
+        log.remove_unreferenced(&conn).unwrap();
+        assert!(!segment_path(dir.path(), 1).exists(), "nothing refers to segment 1");
+        assert_eq!(log.segments(), [(2, b.length)]);
+        assert_eq!(log.read(a).unwrap(), None, "a removed segment reads as trimmed");
+        assert_eq!(log.read(b).unwrap().unwrap(), chunk(1, 13, 12));
+        drop(log);
+
+        let log = RecordLog::open(dir.path(), &db, &conn, true, None, 1000).unwrap();
+        assert_eq!(log.segments(), [(2, b.length)], "the head and its end survive a restart");
+        let c = committed_chunk(&log, &conn, &chunk(1, 25, 1));
+        assert_eq!((c.segment, c.offset), (2, b.length), "appends continue after the last chunk");
+    }
+
+    #[test]
+    fn an_append_past_the_size_limit_fails_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sluice.db");
+        let conn = Connection::open(&db).unwrap();
+        crate::db::migrate(&conn).unwrap();
+        let limit = std::fs::metadata(&db).unwrap().len() + 1000;
+        let log = RecordLog::open(dir.path(), &db, &conn, true, Some(limit), SEGMENT_BYTES).unwrap();
+        let small = committed_chunk(&log, &conn, &chunk(1, 1, 3));
+        let mut big = Vec::new();
+        encode_chunk(&chunk(1, 4, 30), &mut big);
+        assert!(log.append(&big).is_err(), "{} bytes more would pass the limit", big.len());
+        assert_eq!(std::fs::metadata(segment_path(dir.path(), 1)).unwrap().len(), small.length);
+        assert_eq!(log.read(small).unwrap().unwrap(), chunk(1, 1, 3));
+    }
+}
