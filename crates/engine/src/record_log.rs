@@ -133,7 +133,8 @@ pub struct PendingAppend {
 
 struct Head {
     segment: u32,
-    file: File,
+    /// `None` until the head segment's file exists.
+    file: Option<File>,
     /// End of the last committed chunk: the next append goes here.
     end: u64,
     /// Committed bytes per live segment (the head included), for `max_bytes`.
@@ -217,21 +218,22 @@ impl RecordLog {
             std::fs::remove_file(segment_path(dir, *segment)).map_err(internal)?;
         }
         let end = committed.get(&head_segment).copied().unwrap_or(0);
-        let path = segment_path(dir, head_segment);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(internal)?;
-        if !on_disk.contains_key(&head_segment) {
-            sync_dir(dir).map_err(internal)?;
-        }
-        // What lies past the committed end was never acknowledged.
-        if file.metadata().map_err(internal)?.len() > end {
-            file.set_len(end).map_err(internal)?;
-        }
+        // Created at the first append: a data directory that holds no records has no
+        // segment, and its start pays for no file creation and directory sync.
+        let file = if on_disk.contains_key(&head_segment) {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(segment_path(dir, head_segment))
+                .map_err(internal)?;
+            // What lies past the committed end was never acknowledged.
+            if file.metadata().map_err(internal)?.len() > end {
+                file.set_len(end).map_err(internal)?;
+            }
+            Some(file)
+        } else {
+            None
+        };
         let mut sizes = committed;
         sizes.insert(head_segment, end);
         Ok(RecordLog {
@@ -264,25 +266,33 @@ impl RecordLog {
         }
         if head.end > 0 && head.end + length > self.segment_bytes {
             let next = head.segment + 1;
-            let path = segment_path(&self.dir, next);
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .map_err(internal)?;
-            sync_dir(&self.dir).map_err(internal)?;
+            head.file = None;
             head.segment = next;
-            head.file = file;
             head.end = 0;
             head.sizes.insert(next, 0);
         }
-        head.file.write_all_at(bytes, head.end).map_err(internal)?;
+        let file = match head.file.take() {
+            Some(file) => file,
+            None => {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(segment_path(&self.dir, head.segment))
+                    .map_err(internal)?;
+                // The new name must survive a crash before any record in it is committed.
+                sync_dir(&self.dir).map_err(internal)?;
+                file
+            }
+        };
+        let (segment, offset) = (head.segment, head.end);
+        let file = head.file.insert(file);
+        file.write_all_at(bytes, offset).map_err(internal)?;
         if self.durable {
-            head.file.sync_data().map_err(internal)?;
+            file.sync_data().map_err(internal)?;
         }
-        Ok(PendingAppend { segment: head.segment, offset: head.end, length })
+        Ok(PendingAppend { segment, offset, length })
     }
 
     /// The transaction naming `append`'s chunks has committed.
@@ -386,6 +396,7 @@ mod tests {
         let conn = Connection::open(&db).unwrap();
         crate::db::migrate(&conn).unwrap();
         let log = RecordLog::open(dir.path(), &db, &conn, true, None, 1000).unwrap();
+        assert!(!segment_path(dir.path(), 1).exists(), "no segment file before the first record");
         let a = committed_chunk(&log, &conn, &chunk(1, 1, 12));
         let b = committed_chunk(&log, &conn, &chunk(1, 13, 12));
         assert!(a.length > 500 && b.length > 500, "two chunks do not fit one segment");

@@ -410,3 +410,61 @@ fn full_disk_fails_writes_cleanly_and_recovers() {
         "what was acknowledged is intact after a restart"
     );
 }
+
+/// `--max-data-mib` bounds the Kinesis record log too (log and database together): puts
+/// past it fail with a 5xx and store nothing, what was acknowledged reads back whole, and
+/// a restart without the limit accepts writes again.
+#[test]
+fn kinesis_records_respect_the_data_size_limit() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &["--max-data-mib", "2"]);
+    let a = agent();
+    let call =
+        |endpoint: &str, action: &str, body: serde_json::Value| kinesis_call(&a, endpoint, action, &body).unwrap();
+    assert_eq!(call(&s.endpoint, "CreateStream", j!({"StreamName": "s", "ShardCount": 1})).0, 200);
+    let record = |i: usize| format!("{i:04}{}", "r".repeat(60 * 1024));
+    let put = |endpoint: &str, i: usize| {
+        let data = base64::engine::general_purpose::STANDARD.encode(record(i));
+        call(endpoint, "PutRecord", j!({"StreamName": "s", "PartitionKey": "k", "Data": data}))
+    };
+    let mut accepted = 0;
+    let refused = loop {
+        let (status, body) = put(&s.endpoint, accepted);
+        if status != 200 {
+            break (status, body);
+        }
+        accepted += 1;
+        assert!(accepted < 100, "a 2 MiB data directory fills up");
+    };
+    assert_eq!(refused.0, 500, "{}", refused.1);
+    assert_eq!(refused.1["__type"], "InternalFailure");
+    assert!(accepted > 3, "{accepted} records fit before the limit");
+    let read_all = |endpoint: &str| -> Vec<String> {
+        let (_, shards) = call(endpoint, "ListShards", j!({"StreamName": "s"}));
+        let shard = shards["Shards"][0]["ShardId"].clone();
+        let (_, it) = call(
+            endpoint,
+            "GetShardIterator",
+            j!({"StreamName": "s", "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}),
+        );
+        let (status, r) = call(endpoint, "GetRecords", j!({"ShardIterator": it["ShardIterator"]}));
+        assert_eq!(status, 200, "{r}");
+        r["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rec| {
+                let data = base64::engine::general_purpose::STANDARD.decode(rec["Data"].as_str().unwrap()).unwrap();
+                String::from_utf8(data).unwrap()
+            })
+            .collect()
+    };
+    let expected: Vec<String> = (0..accepted).map(record).collect();
+    assert_eq!(read_all(&s.endpoint), expected, "reads keep working, and show only what was acknowledged");
+
+    assert!(s.terminate().success());
+    let s = Server::spawn(dir.path(), &[]);
+    assert_eq!(read_all(&s.endpoint), expected, "intact after a restart");
+    assert_eq!(put(&s.endpoint, accepted).0, 200, "writes resume without the limit");
+}
