@@ -1,7 +1,7 @@
 //! SQLite persistence: schema and migrations, the single writer thread with group
 //! commit, and read connections for message bodies.
 
-use crate::record_log::{encode_chunk, ChunkPlace, RecordChunk, RecordLog, SEGMENT_BYTES};
+use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, SEGMENT_BYTES};
 use crate::store::StoreError;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -143,6 +143,20 @@ CREATE TABLE record_chunks (
 CREATE UNIQUE INDEX record_chunks_by_shard ON record_chunks (shard_uid, first_seq_ix);
 CREATE INDEX record_chunks_by_segment ON record_chunks (segment);
 "#,
+    r#"
+-- Firehose buffers move to the record log too: one row per delivery stream and append.
+-- `bytes` is the records' own size (without sealing), for the buffer's size. A delivery
+-- that ends inside a chunk moves the row's `first_seq` past the delivered records; the
+-- chunk's bytes stay as written, and readers skip what lies before `first_seq`. Rows of
+-- `firehose_buffer` written before are moved into the log at the next start.
+CREATE TABLE firehose_chunks (
+    stream_id INTEGER NOT NULL, first_seq INTEGER NOT NULL, count INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    arrival_ms INTEGER NOT NULL, sealed INTEGER NOT NULL,
+    segment INTEGER NOT NULL, position INTEGER NOT NULL, length INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX firehose_chunks_by_stream ON firehose_chunks (stream_id, first_seq);
+CREATE INDEX firehose_chunks_by_segment ON firehose_chunks (segment);
+"#,
 ];
 
 /// One row of `messages`, as the writer inserts it.
@@ -280,8 +294,9 @@ pub enum SqlOp {
         id: i64,
         shard_uids: Vec<i64>,
     },
-    /// Records of one shard, appended to the record log before the transaction commits.
-    AppendRecords(Box<RecordChunk>),
+    /// Records of one shard or delivery stream, appended to the record log before the
+    /// transaction that inserts the chunk's row commits.
+    AppendChunk(Box<RecordChunk>),
     /// After a shard's records of one append: the next index it will assign, and the
     /// first index of the arrival second (kept only if the second has none yet).
     ShardAppended {
@@ -302,17 +317,13 @@ pub enum SqlOp {
     DeleteDeliveryStream {
         id: i64,
     },
-    InsertBuffered {
-        stream_id: i64,
-        seq: i64,
-        arrival_ms: i64,
-        data: Vec<u8>,
-        sealed: bool,
-    },
-    /// Removes a delivery stream's buffered records up to `max_seq` (delivered).
+    /// Removes a delivery stream's buffered records up to `max_seq` (delivered);
+    /// `released` holds the removed records' (index, size), which a chunk that keeps
+    /// undelivered records subtracts from its size.
     RemoveBuffered {
         stream_id: i64,
         max_seq: i64,
+        released: Vec<(i64, u64)>,
     },
     UpsertResource {
         kind: String,
@@ -629,7 +640,7 @@ fn apply_batch(conn: &mut Connection, log: &RecordLog, batch: &[WriteItem], inje
     let mut log_bytes = Vec::new();
     let mut places = Vec::new();
     for op in batch.iter().flat_map(|i| &i.ops) {
-        if let SqlOp::AppendRecords(chunk) = op {
+        if let SqlOp::AppendChunk(chunk) = op {
             let start = log_bytes.len();
             encode_chunk(chunk, &mut log_bytes);
             places.push((start as u64, (log_bytes.len() - start) as u64));
@@ -650,7 +661,7 @@ fn apply_batch(conn: &mut Connection, log: &RecordLog, batch: &[WriteItem], inje
     for op in batch.iter().flat_map(|i| &i.ops) {
         match op {
             SqlOp::RaiseLastSeq { seq } => last_seq = last_seq.max(Some(*seq)),
-            SqlOp::AppendRecords(chunk) => {
+            SqlOp::AppendChunk(chunk) => {
                 let (Some(append), Some((start, length))) = (pending, places.next()) else {
                     return Err(StoreError::Internal("record chunk without a log position".into()));
                 };
@@ -658,7 +669,13 @@ fn apply_batch(conn: &mut Connection, log: &RecordLog, batch: &[WriteItem], inje
                 insert_chunk_row(&tx, &ChunkRow::of(chunk, place)).map_err(internal)?;
             }
             op => {
-                frees_segments |= matches!(op, SqlOp::TrimRecords { .. } | SqlOp::DeleteStream { .. });
+                frees_segments |= matches!(
+                    op,
+                    SqlOp::TrimRecords { .. }
+                        | SqlOp::DeleteStream { .. }
+                        | SqlOp::RemoveBuffered { .. }
+                        | SqlOp::DeleteDeliveryStream { .. }
+                );
                 apply(&tx, op).map_err(internal)?
             }
         }
@@ -679,11 +696,14 @@ fn apply_batch(conn: &mut Connection, log: &RecordLog, batch: &[WriteItem], inje
     Ok(())
 }
 
-/// A `record_chunks` row: what a chunk holds and where it is.
+/// A chunk's row (`record_chunks` or `firehose_chunks`): what it holds and where it is.
 pub(crate) struct ChunkRow {
-    shard_uid: i64,
-    first_seq_ix: u64,
+    kind: ChunkKind,
+    owner: i64,
+    first_index: u64,
     count: usize,
+    /// The records' own size, without what sealing adds.
+    bytes: u64,
     arrival_ms: u64,
     sealed: bool,
     place: ChunkPlace,
@@ -691,10 +711,13 @@ pub(crate) struct ChunkRow {
 
 impl ChunkRow {
     pub(crate) fn of(chunk: &RecordChunk, place: ChunkPlace) -> ChunkRow {
+        let overhead = if chunk.sealed { crate::at_rest::SEALED_OVERHEAD } else { 0 };
         ChunkRow {
-            shard_uid: chunk.shard_uid,
-            first_seq_ix: chunk.first_seq_ix,
+            kind: chunk.kind,
+            owner: chunk.owner,
+            first_index: chunk.first_index,
             count: chunk.records.len(),
+            bytes: chunk.records.iter().map(|(_, d)| d.len().saturating_sub(overhead) as u64).sum(),
             arrival_ms: chunk.arrival_ms,
             sealed: chunk.sealed,
             place,
@@ -703,40 +726,49 @@ impl ChunkRow {
 }
 
 pub(crate) fn insert_chunk_row(conn: &Connection, row: &ChunkRow) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO record_chunks (shard_uid, first_seq_ix, count, arrival_ms, sealed, segment, position, length) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        row.shard_uid,
-        row.first_seq_ix as i64,
+    let sql = match row.kind {
+        ChunkKind::KinesisShard => {
+            "INSERT INTO record_chunks (shard_uid, first_seq_ix, count, arrival_ms, sealed, segment, position, length) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        }
+        ChunkKind::FirehoseBuffer => {
+            "INSERT INTO firehose_chunks (stream_id, first_seq, count, arrival_ms, sealed, segment, position, length, bytes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        }
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let values = params![
+        row.owner,
+        row.first_index as i64,
         row.count as i64,
         row.arrival_ms as i64,
         row.sealed,
         row.place.segment,
         row.place.offset as i64,
-        row.place.length as i64
-    ])?;
+        row.place.length as i64,
+        row.bytes as i64
+    ];
+    match row.kind {
+        ChunkKind::KinesisShard => stmt.execute(&values[..8])?,
+        ChunkKind::FirehoseBuffer => stmt.execute(values)?,
+    };
     Ok(())
 }
 
-/// Moves Kinesis records that earlier versions kept in the `records` table into the log,
-/// a shard's run of one arrival time at a time. The log is synced before the one
-/// transaction that adds the chunks and empties the table; a crash before it leaves the
-/// rows where they were and the log's uncommitted tail is written over.
+/// Moves what earlier versions kept as one row per record (Kinesis `records`, Firehose
+/// `firehose_buffer`) into the log, one owner's run of one arrival time per chunk. The log
+/// is synced before the one transaction that adds the chunks and empties the tables; a
+/// crash before it leaves the rows where they were and the log's uncommitted tail is
+/// written over.
 fn move_legacy_records(conn: &Connection, log: &RecordLog) -> Result<(), StoreError> {
-    let any: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM records)", [], |r| r.get(0)).map_err(internal)?;
+    let any: bool = conn
+        .query_row("SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM firehose_buffer)", [], |r| r.get(0))
+        .map_err(internal)?;
     if !any {
         return Ok(());
     }
     /// Bytes of records written to the log per append while moving.
     const MOVE_STEP: usize = 8 * 1024 * 1024;
-    let mut stmt = conn
-        .prepare(
-            "SELECT shard_uid, seq_ix, arrival_ms, partition_key, data, sealed FROM records ORDER BY shard_uid, seq_ix",
-        )
-        .map_err(internal)?;
-    let mut rows = stmt.query([]).map_err(internal)?;
     let mut chunks: Vec<RecordChunk> = Vec::new();
     let mut moved: Vec<ChunkRow> = Vec::new();
     let mut step_bytes = 0;
@@ -748,6 +780,9 @@ fn move_legacy_records(conn: &Connection, log: &RecordLog) -> Result<(), StoreEr
             encode_chunk(chunk, &mut bytes);
             places.push((start as u64, (bytes.len() - start) as u64));
         }
+        if bytes.is_empty() {
+            return Ok(());
+        }
         let append = log.append(&bytes)?;
         log.committed(append);
         for (chunk, (start, length)) in chunks.drain(..).zip(places) {
@@ -758,40 +793,60 @@ fn move_legacy_records(conn: &Connection, log: &RecordLog) -> Result<(), StoreEr
         }
         Ok::<(), StoreError>(())
     };
-    while let Some(r) = rows.next().map_err(internal)? {
-        let shard_uid: i64 = r.get(0).map_err(internal)?;
-        let seq_ix = r.get::<_, i64>(1).map_err(internal)? as u64;
-        let arrival_ms = r.get::<_, i64>(2).map_err(internal)? as u64;
-        let sealed: bool = r.get(5).map_err(internal)?;
-        let record: (String, Vec<u8>) = (r.get(3).map_err(internal)?, r.get(4).map_err(internal)?);
-        step_bytes += record.0.len() + record.1.len();
-        match chunks.last_mut() {
-            Some(c)
-                if c.shard_uid == shard_uid
-                    && c.arrival_ms == arrival_ms
-                    && c.sealed == sealed
-                    && c.first_seq_ix + c.records.len() as u64 == seq_ix =>
-            {
-                c.records.push(record)
+    let sources = [
+        (
+            ChunkKind::KinesisShard,
+            "SELECT shard_uid, seq_ix, arrival_ms, partition_key, data, sealed FROM records ORDER BY shard_uid, seq_ix",
+        ),
+        (
+            ChunkKind::FirehoseBuffer,
+            "SELECT stream_id, seq, arrival_ms, '', data, sealed FROM firehose_buffer ORDER BY stream_id, seq",
+        ),
+    ];
+    for (kind, query) in sources {
+        let mut stmt = conn.prepare(query).map_err(internal)?;
+        let mut rows = stmt.query([]).map_err(internal)?;
+        while let Some(r) = rows.next().map_err(internal)? {
+            let owner: i64 = r.get(0).map_err(internal)?;
+            let index = r.get::<_, i64>(1).map_err(internal)? as u64;
+            let arrival_ms = r.get::<_, i64>(2).map_err(internal)? as u64;
+            let sealed: bool = r.get(5).map_err(internal)?;
+            let record: (String, Vec<u8>) = (r.get(3).map_err(internal)?, r.get(4).map_err(internal)?);
+            step_bytes += record.0.len() + record.1.len();
+            match chunks.last_mut() {
+                Some(c)
+                    if c.kind == kind
+                        && c.owner == owner
+                        && c.arrival_ms == arrival_ms
+                        && c.sealed == sealed
+                        && c.first_index + c.records.len() as u64 == index =>
+                {
+                    c.records.push(record)
+                }
+                _ => chunks.push(RecordChunk {
+                    kind,
+                    owner,
+                    first_index: index,
+                    arrival_ms,
+                    sealed,
+                    records: vec![record],
+                }),
             }
-            _ => {
-                chunks.push(RecordChunk { shard_uid, first_seq_ix: seq_ix, arrival_ms, sealed, records: vec![record] })
+            if step_bytes >= MOVE_STEP {
+                flush(&mut chunks, &mut moved)?;
+                step_bytes = 0;
             }
-        }
-        if step_bytes >= MOVE_STEP {
-            flush(&mut chunks, &mut moved)?;
-            step_bytes = 0;
         }
     }
     flush(&mut chunks, &mut moved)?;
-    drop(rows);
     let tx = conn.unchecked_transaction().map_err(internal)?;
     for row in &moved {
         insert_chunk_row(&tx, row).map_err(internal)?;
     }
     tx.execute("DELETE FROM records", []).map_err(internal)?;
+    tx.execute("DELETE FROM firehose_buffer", []).map_err(internal)?;
     tx.commit().map_err(internal)?;
-    tracing::info!(chunks = moved.len(), "moved Kinesis records from the database into the record log");
+    tracing::info!(chunks = moved.len(), "moved Kinesis records and Firehose buffers into the record log");
     Ok(())
 }
 
@@ -916,7 +971,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
             }
         }
         // Placed in the log by `apply_batch`, which inserts its row itself.
-        SqlOp::AppendRecords(_) => return Err(rusqlite::Error::InvalidQuery),
+        SqlOp::AppendChunk(_) => return Err(rusqlite::Error::InvalidQuery),
         SqlOp::ShardAppended { shard_uid, next_seq_ix, second, first_seq_ix } => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO record_times (shard_uid, second, first_seq_ix) VALUES (?1, ?2, ?3)",
@@ -944,17 +999,24 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
         }
         SqlOp::DeleteDeliveryStream { id } => {
             tx.prepare_cached("DELETE FROM delivery_streams WHERE id=?1")?.execute(params![id])?;
-            tx.prepare_cached("DELETE FROM firehose_buffer WHERE stream_id=?1")?.execute(params![id])?;
+            tx.prepare_cached("DELETE FROM firehose_chunks WHERE stream_id=?1")?.execute(params![id])?;
         }
-        SqlOp::InsertBuffered { stream_id, seq, arrival_ms, data, sealed } => {
-            tx.prepare_cached(
-                "INSERT INTO firehose_buffer (stream_id, seq, arrival_ms, data, sealed) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![stream_id, seq, arrival_ms, data, sealed])?;
-        }
-        SqlOp::RemoveBuffered { stream_id, max_seq } => {
-            tx.prepare_cached("DELETE FROM firehose_buffer WHERE stream_id=?1 AND seq<=?2")?
+        SqlOp::RemoveBuffered { stream_id, max_seq, released } => {
+            tx.prepare_cached("DELETE FROM firehose_chunks WHERE stream_id=?1 AND first_seq+count-1<=?2")?
                 .execute(params![stream_id, max_seq])?;
+            // A chunk that keeps undelivered records now starts after the delivered ones.
+            let partial: Option<i64> = tx
+                .prepare_cached("SELECT first_seq FROM firehose_chunks WHERE stream_id=?1 AND first_seq<=?2")?
+                .query_row(params![stream_id, max_seq], |r| r.get(0))
+                .optional()?;
+            if let Some(first) = partial {
+                let delivered: u64 = released.iter().filter(|(seq, _)| *seq >= first).map(|(_, n)| n).sum();
+                tx.prepare_cached(
+                    "UPDATE firehose_chunks SET first_seq=?3+1, count=first_seq+count-1-?3, bytes=max(bytes-?4, 0) \
+                     WHERE stream_id=?1 AND first_seq=?2",
+                )?
+                .execute(params![stream_id, first, max_seq, delivered as i64])?;
+            }
         }
         SqlOp::UpsertResource { kind, key, record } => {
             tx.prepare_cached("INSERT OR REPLACE INTO sns_resources (kind, key, record) VALUES (?1, ?2, ?3)")?
@@ -1059,9 +1121,30 @@ mod tests {
         let chunk = db.record_log.read(place).unwrap().expect("the segment is there");
         assert_eq!(chunk.arrival_ms, 5);
         assert_eq!(chunk.records, vec![("pk".to_owned(), record.clone()); 3]);
-        let sealed: bool =
-            conn.query_row("SELECT sealed FROM firehose_buffer WHERE stream_id=4", [], |r| r.get(0)).unwrap();
-        assert!(sealed);
+        // The Firehose buffer's record too, sealed as it was, its size without the sealing.
+        let (first, count, bytes, sealed, place) = conn
+            .query_row(
+                "SELECT first_seq, count, bytes, sealed, segment, position, length FROM firehose_chunks WHERE stream_id=4",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, bool>(3)?,
+                        ChunkPlace { segment: r.get(4)?, offset: r.get::<_, i64>(5)? as u64, length: r.get::<_, i64>(6)? as u64 },
+                    ))
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            (first, count, bytes, sealed),
+            (1, 1, (record.len() - crate::at_rest::SEALED_OVERHEAD) as i64, true)
+        );
+        let chunk = db.record_log.read(place).unwrap().unwrap();
+        assert_eq!((chunk.kind, chunk.records[0].1.clone()), (ChunkKind::FirehoseBuffer, record.clone()));
+        let left: i64 = conn.query_row("SELECT count(*) FROM firehose_buffer", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 0);
         let duplicate = conn.execute(
             "INSERT INTO record_chunks (shard_uid, first_seq_ix, count, arrival_ms, sealed, segment, position, length) \
              VALUES (9, 1, 1, 5, 0, 1, 0, 1)",

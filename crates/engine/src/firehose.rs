@@ -1,9 +1,11 @@
 //! Firehose delivery streams in the embedded backend: configuration as one JSON document
 //! per stream (opaque to the engine), and the buffer of accepted, undelivered records in
-//! SQLite, so buffers survive restarts and a 200 means the record is on disk.
+//! the record log with a `firehose_chunks` row per stream and append, so buffers survive
+//! restarts and a 200 means the record is on disk.
 
 use crate::db::{internal, SqlOp};
 use crate::embedded::{undo_in, EmbeddedStore};
+use crate::record_log::{ChunkKind, ChunkPlace, RecordChunk};
 use crate::store::*;
 use rusqlite::params;
 use std::collections::{BTreeMap, HashMap};
@@ -67,8 +69,9 @@ impl FirehoseRegistry {
             reg.next_id = reg.next_id.max(id + 1);
             // Sizes are the records' own, without what sealing adds.
             let (count, bytes, oldest, max_seq): (i64, i64, Option<i64>, Option<i64>) = conn.query_row(
-                "SELECT count(*), coalesce(sum(length(data) - ?2 * sealed),0), min(arrival_ms), max(seq) FROM firehose_buffer WHERE stream_id=?1",
-                params![id, crate::at_rest::SEALED_OVERHEAD as i64],
+                "SELECT coalesce(sum(count),0), coalesce(sum(bytes),0), min(arrival_ms), max(first_seq+count-1) \
+                 FROM firehose_chunks WHERE stream_id=?1",
+                params![id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
             reg.buffers.insert(
@@ -219,6 +222,14 @@ impl DeliveryStore for EmbeddedStore {
         let buffer = reg.buffers.get_mut(&id).ok_or(StoreError::ResourceNotFound)?;
         let mut seqs = Vec::with_capacity(records.len());
         let added_bytes: u64 = records.iter().map(|d| d.len() as u64).sum();
+        let mut chunk = RecordChunk {
+            kind: ChunkKind::FirehoseBuffer,
+            owner: id,
+            first_index: buffer.next_seq as u64,
+            arrival_ms: now,
+            sealed,
+            records: Vec::with_capacity(records.len()),
+        };
         for data in records {
             let seq = buffer.next_seq;
             buffer.next_seq += 1;
@@ -226,8 +237,10 @@ impl DeliveryStore for EmbeddedStore {
             buffer.stats.bytes += data.len() as u64;
             buffer.stats.oldest_arrival_ms.get_or_insert(now);
             seqs.push(seq);
-            let data = if sealed { self.sealer.seal(&data) } else { data };
-            ops.push(SqlOp::InsertBuffered { stream_id: id, seq, arrival_ms: now as i64, data, sealed });
+            chunk.records.push((String::new(), if sealed { self.sealer.seal(&data) } else { data }));
+        }
+        if !chunk.records.is_empty() {
+            ops.push(SqlOp::AppendChunk(Box::new(chunk)));
         }
         // Records that were not written do not count towards the buffer's size (their
         // sequence numbers stay unused, which readers never notice).
@@ -246,22 +259,42 @@ impl DeliveryStore for EmbeddedStore {
     }
 
     fn read_buffer(&self, id: i64, max_bytes: u64) -> Result<Vec<Buffered>, StoreError> {
+        let log = &self.db.record_log;
         self.db.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, arrival_ms, data, sealed FROM firehose_buffer WHERE stream_id=?1 ORDER BY seq",
+                "SELECT first_seq, count, segment, position, length FROM firehose_chunks WHERE stream_id=?1 ORDER BY first_seq",
             )?;
             let mut rows = stmt.query(params![id])?;
             let mut out = Vec::new();
             let mut bytes = 0u64;
             while let Some(r) = rows.next()? {
-                let data: Vec<u8> = r.get(2)?;
-                let data =
-                    if r.get(3)? { self.sealer.open(&data).map_err(crate::at_rest::read_failure)? } else { data };
-                if !out.is_empty() && bytes + data.len() as u64 > max_bytes {
-                    break;
+                let first = r.get::<_, i64>(0)? as u64;
+                let count = r.get::<_, i64>(1)? as u64;
+                let place = ChunkPlace {
+                    segment: r.get(2)?,
+                    offset: r.get::<_, i64>(3)? as u64,
+                    length: r.get::<_, i64>(4)? as u64,
+                };
+                let Some(chunk) = log.read(place).map_err(crate::at_rest::read_failure)? else {
+                    // Delivered and removed since this read's snapshot.
+                    continue;
+                };
+                if !chunk.holds(ChunkKind::FirehoseBuffer, id, first, count) {
+                    return Err(crate::at_rest::read_failure(StoreError::Corrupt(format!(
+                        "record log chunk at segment {} offset {} is not delivery stream {id}'s from {first}",
+                        place.segment, place.offset
+                    ))));
                 }
-                bytes += data.len() as u64;
-                out.push(Buffered { seq: r.get(0)?, arrival_ms: r.get::<_, i64>(1)? as u64, data });
+                let skip = (first - chunk.first_index) as usize;
+                for (i, (_, data)) in chunk.records.into_iter().enumerate().skip(skip) {
+                    let data =
+                        if chunk.sealed { self.sealer.open(&data).map_err(crate::at_rest::read_failure)? } else { data };
+                    if !out.is_empty() && bytes + data.len() as u64 > max_bytes {
+                        return Ok(out);
+                    }
+                    bytes += data.len() as u64;
+                    out.push(Buffered { seq: (chunk.first_index + i as u64) as i64, arrival_ms: chunk.arrival_ms, data });
+                }
             }
             Ok(out)
         })
@@ -279,7 +312,7 @@ impl DeliveryStore for EmbeddedStore {
             .db
             .read(|conn| {
                 conn.query_row(
-                    "SELECT min(arrival_ms) FROM firehose_buffer WHERE stream_id=?1 AND seq>?2",
+                    "SELECT min(arrival_ms) FROM firehose_chunks WHERE stream_id=?1 AND first_seq+count-1>?2",
                     params![id, max_seq],
                     |r| r.get(0),
                 )
@@ -296,7 +329,8 @@ impl DeliveryStore for EmbeddedStore {
                 Some(oldest.map_or(now, |v| v as u64))
             };
         }
-        self.commit((), vec![SqlOp::RemoveBuffered { stream_id: id, max_seq }], None)
+        let released = removed.iter().map(|r| (r.seq, r.data.len() as u64)).collect();
+        self.commit((), vec![SqlOp::RemoveBuffered { stream_id: id, max_seq, released }], None)
     }
 }
 
@@ -305,6 +339,58 @@ mod tests {
     use super::*;
     use crate::{Clock, EmbeddedOptions, ManualClock};
     use std::sync::Arc;
+
+    fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> EmbeddedStore {
+        let options = EmbeddedOptions {
+            data_dir: Some(dir.to_owned()),
+            durable: true,
+            relax_cooldowns: true,
+            max_data_bytes: None,
+            encryption_key: None,
+        };
+        EmbeddedStore::open(options, clock as Arc<dyn Clock>).unwrap()
+    }
+
+    /// A delivery can end inside one put's records (one chunk in the log): the rest stay
+    /// buffered with their own size and order, before and after a restart, sealed or not.
+    #[tokio::test]
+    async fn a_delivery_that_ends_inside_a_put_keeps_the_rest_buffered() {
+        for encryption in ["DISABLED", "ENABLED"] {
+            let dir = tempfile::tempdir().unwrap();
+            let clock = Arc::new(ManualClock::new(1_000));
+            let store = open(dir.path(), clock.clone());
+            let config = serde_json::json!({"encryption": {"Status": encryption}});
+            let stream = store.create_delivery_stream("000000000000", "us-east-1", "s", config).unwrap().unwrap();
+            let id = stream.wait().await.unwrap().id;
+            let records: Vec<Vec<u8>> = (1..=5).map(|i| vec![b'a' + i as u8; i * 10]).collect();
+            store.buffer_records(id, records.clone(), None).unwrap().wait().await.unwrap();
+            clock.advance_ms(100);
+            store.buffer_records(id, vec![b"later".to_vec()], None).unwrap().wait().await.unwrap();
+
+            let batch = store.read_buffer(id, 30).unwrap();
+            assert_eq!(batch.iter().map(|b| b.data.clone()).collect::<Vec<_>>(), records[..2], "{encryption}");
+            store.remove_buffered(id, batch[1].seq, &batch).unwrap().wait().await.unwrap();
+            let expect = |store: &EmbeddedStore| {
+                let left: Vec<Vec<u8>> = store.read_buffer(id, u64::MAX).unwrap().into_iter().map(|b| b.data).collect();
+                let mut want = records[2..].to_vec();
+                want.push(b"later".to_vec());
+                assert_eq!(left, want, "{encryption}");
+                let stats = store.buffer_stats(id);
+                assert_eq!((stats.records, stats.bytes), (4, 30 + 40 + 50 + 5), "{encryption}");
+                assert_eq!(stats.oldest_arrival_ms, Some(1_000), "{encryption}");
+            };
+            expect(&store);
+            drop(store);
+            let store = open(dir.path(), clock.clone());
+            expect(&store);
+
+            let rest = store.read_buffer(id, u64::MAX).unwrap();
+            store.remove_buffered(id, rest.last().unwrap().seq, &rest).unwrap().wait().await.unwrap();
+            assert_eq!(store.buffer_stats(id), BufferStats::default());
+            let next = store.buffer_records(id, vec![b"next".to_vec()], None).unwrap().wait().await.unwrap();
+            assert!(next[0] > rest.last().unwrap().seq, "indexes are not reused while the process runs");
+        }
+    }
 
     /// Releasing a delivered batch while a put is still committing must leave the buffer
     /// with an age, or it would never become due again.

@@ -1,15 +1,16 @@
-//! Kinesis record bytes in append-only segment files beside the database.
+//! Kinesis records and Firehose buffers in append-only segment files beside the database.
 //!
 //! Records used to be SQLite rows: every byte went to the WAL and then again into the
 //! database file at checkpoint, and `kinesis-put` was bound by that double write. Now the
 //! writer appends a group commit's records to the head segment with one write and one
-//! `fdatasync`, then commits, in the same SQLite transaction as everything else, one
-//! `record_chunks` row per shard and append saying where the bytes are.
+//! `fdatasync`, then commits, in the same SQLite transaction as everything else, one row
+//! per owner (shard or delivery stream) and append saying where the bytes are
+//! (`record_chunks`, `firehose_chunks`).
 //!
 //! SQLite stays the source of truth: bytes past the last committed chunk (a crash between
 //! the two syncs, a failed transaction, a torn write) are referenced by nothing, are cut
 //! off at the next start and overwritten by the next append before that. A segment goes
-//! away whole once retention or DeleteStream has removed every chunk in it.
+//! away whole once retention, delivery or deletion has removed every chunk in it.
 
 use crate::store::StoreError;
 use rusqlite::{params, Connection};
@@ -30,19 +31,39 @@ const SEGMENT_SUFFIX: &str = ".seg";
 /// Bytes before a chunk's payload: payload length and CRC-32 of the payload.
 const HEADER_LEN: usize = 8;
 
-/// One append's records of one shard: consecutive indexes from `first_seq_ix`, one
+/// Whose records a chunk holds; each kind has its table of chunk rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkKind {
+    /// A Kinesis shard's records (`record_chunks`); the owner is the shard's uid.
+    KinesisShard = 1,
+    /// A Firehose delivery stream's buffer (`firehose_chunks`); the owner is its id.
+    FirehoseBuffer = 2,
+}
+
+/// One append's records of one owner: consecutive indexes from `first_index`, one
 /// arrival time, sealed or not as the stream was when they were written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordChunk {
-    pub shard_uid: i64,
-    pub first_seq_ix: u64,
+    pub kind: ChunkKind,
+    pub owner: i64,
+    pub first_index: u64,
     pub arrival_ms: u64,
     pub sealed: bool,
     /// (partition key, data); data already sealed when `sealed`.
     pub records: Vec<(String, Vec<u8>)>,
 }
 
-/// Where a committed chunk's bytes are, as `record_chunks` stores it.
+impl RecordChunk {
+    /// Whether this is the chunk a row names: its kind and owner, and records from
+    /// `first` (a row may start after the chunk's first record: those were delivered)
+    /// to the chunk's end.
+    pub fn holds(&self, kind: ChunkKind, owner: i64, first: u64, count: u64) -> bool {
+        let end = self.first_index + self.records.len() as u64;
+        self.kind == kind && self.owner == owner && self.first_index <= first && first + count == end
+    }
+}
+
+/// Where a committed chunk's bytes are, as its row stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkPlace {
     pub segment: u32,
@@ -51,13 +72,14 @@ pub struct ChunkPlace {
 }
 
 /// Appends `chunk` to `out` as `len u32 | crc32 u32 | payload`. The payload names its
-/// shard, first index, arrival and sealing as well, so that a chunk can be checked
+/// kind, owner, first index, arrival and sealing as well, so that a chunk can be checked
 /// against its row and the log can be read without the database.
 pub fn encode_chunk(chunk: &RecordChunk, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    out.extend_from_slice(&chunk.shard_uid.to_le_bytes());
-    out.extend_from_slice(&chunk.first_seq_ix.to_le_bytes());
+    out.push(chunk.kind as u8);
+    out.extend_from_slice(&chunk.owner.to_le_bytes());
+    out.extend_from_slice(&chunk.first_index.to_le_bytes());
     out.extend_from_slice(&chunk.arrival_ms.to_le_bytes());
     out.push(u8::from(chunk.sealed));
     out.extend_from_slice(&(chunk.records.len() as u32).to_le_bytes());
@@ -86,8 +108,13 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<RecordChunk, StoreError> {
     }
     let mut r = Reader { bytes: payload, at: 0 };
     let mut decode = || -> Option<RecordChunk> {
-        let shard_uid = r.u64()? as i64;
-        let first_seq_ix = r.u64()?;
+        let kind = match r.take(1)?[0] {
+            1 => ChunkKind::KinesisShard,
+            2 => ChunkKind::FirehoseBuffer,
+            _ => return None,
+        };
+        let owner = r.u64()? as i64;
+        let first_index = r.u64()?;
         let arrival_ms = r.u64()?;
         let sealed = r.take(1)?[0] != 0;
         let count = r.u32()? as usize;
@@ -98,7 +125,7 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<RecordChunk, StoreError> {
             let data_len = r.u32()? as usize;
             records.push((key, r.take(data_len)?.to_vec()));
         }
-        (r.at == payload.len()).then_some(RecordChunk { shard_uid, first_seq_ix, arrival_ms, sealed, records })
+        (r.at == payload.len()).then_some(RecordChunk { kind, owner, first_index, arrival_ms, sealed, records })
     };
     decode().ok_or_else(|| corrupt("malformed chunk"))
 }
@@ -180,7 +207,11 @@ impl RecordLog {
         let mut committed: BTreeMap<u32, u64> = BTreeMap::new();
         {
             let mut stmt = conn
-                .prepare("SELECT segment, max(position + length) FROM record_chunks GROUP BY segment")
+                .prepare(
+                    "SELECT segment, max(position + length) FROM \
+                     (SELECT segment, position, length FROM record_chunks \
+                      UNION ALL SELECT segment, position, length FROM firehose_chunks) GROUP BY segment",
+                )
                 .map_err(internal)?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u64>(1)?))).map_err(internal)?;
             for row in rows {
@@ -312,7 +343,10 @@ impl RecordLog {
         let candidates: Vec<u32> = head.sizes.keys().copied().filter(|s| *s != head_segment).collect();
         for segment in candidates {
             let referenced: bool = conn
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM record_chunks WHERE segment=?1)")
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM record_chunks WHERE segment=?1) \
+                     OR EXISTS (SELECT 1 FROM firehose_chunks WHERE segment=?1)",
+                )
                 .and_then(|mut s| s.query_row(params![segment], |r| r.get(0)))
                 .map_err(internal)?;
             if !referenced {
@@ -353,10 +387,11 @@ impl RecordLog {
 mod tests {
     use super::*;
 
-    fn chunk(shard_uid: i64, first: u64, n: usize) -> RecordChunk {
+    fn chunk(owner: i64, first: u64, n: usize) -> RecordChunk {
         RecordChunk {
-            shard_uid,
-            first_seq_ix: first,
+            kind: if owner % 2 == 0 { ChunkKind::FirehoseBuffer } else { ChunkKind::KinesisShard },
+            owner,
+            first_index: first,
             arrival_ms: 1_700_000_000_123,
             sealed: first.is_multiple_of(2),
             records: (0..n).map(|i| (format!("key-{i}"), vec![i as u8; i * 7])).collect(),
@@ -365,6 +400,9 @@ mod tests {
 
     #[test]
     fn chunks_round_trip_and_any_damage_is_refused() {
+        let mut firehose = Vec::new();
+        encode_chunk(&chunk(4, 7, 2), &mut firehose);
+        assert_eq!(decode_chunk(&firehose).unwrap(), chunk(4, 7, 2), "a Firehose chunk keeps its kind");
         let original = chunk(3, 41, 5);
         let mut bytes = Vec::new();
         encode_chunk(&original, &mut bytes);
@@ -404,6 +442,7 @@ mod tests {
         assert_eq!(log.segments(), [(1, a.length), (2, b.length)]);
 
         conn.execute("DELETE FROM record_chunks WHERE first_seq_ix=1", []).unwrap();
+        assert_eq!(log.segments().len(), 2, "not yet removed");
         log.remove_unreferenced(&conn).unwrap();
         assert!(!segment_path(dir.path(), 1).exists(), "nothing refers to segment 1");
         assert_eq!(log.segments(), [(2, b.length)]);

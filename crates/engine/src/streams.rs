@@ -5,7 +5,7 @@
 
 use crate::db::{internal, SqlOp};
 use crate::embedded::{undo_in, EmbeddedStore};
-use crate::record_log::{ChunkPlace, RecordChunk};
+use crate::record_log::{ChunkKind, ChunkPlace, RecordChunk};
 use crate::seqnum;
 use crate::store::*;
 use rusqlite::params;
@@ -461,11 +461,12 @@ impl StreamStore for EmbeddedStore {
                 sequence_number: shard.sequence_number(seq_ix, now),
             });
             let data = if sealed { self.sealer.seal(&r.data) } else { r.data };
-            match chunks.iter_mut().find(|c| c.shard_uid == shard.uid) {
+            match chunks.iter_mut().find(|c| c.owner == shard.uid) {
                 Some(chunk) => chunk.records.push((r.partition_key, data)),
                 None => chunks.push(RecordChunk {
-                    shard_uid: shard.uid,
-                    first_seq_ix: seq_ix,
+                    kind: ChunkKind::KinesisShard,
+                    owner: shard.uid,
+                    first_index: seq_ix,
                     arrival_ms: now,
                     sealed,
                     records: vec![(r.partition_key, data)],
@@ -475,12 +476,12 @@ impl StreamStore for EmbeddedStore {
         let mut ops = Vec::with_capacity(chunks.len() * 2);
         for chunk in chunks {
             ops.push(SqlOp::ShardAppended {
-                shard_uid: chunk.shard_uid,
-                next_seq_ix: (chunk.first_seq_ix + chunk.records.len() as u64) as i64,
+                shard_uid: chunk.owner,
+                next_seq_ix: (chunk.first_index + chunk.records.len() as u64) as i64,
                 second: (now / 1000) as i64,
-                first_seq_ix: chunk.first_seq_ix as i64,
+                first_seq_ix: chunk.first_index as i64,
             });
-            ops.push(SqlOp::AppendRecords(Box::new(chunk)));
+            ops.push(SqlOp::AppendChunk(Box::new(chunk)));
         }
         let hook: crate::db::CommitHook = Box::new(move || signals.iter().for_each(|s| s.notify_waiters()));
         // A failed append leaves a gap in the shard's record indexes: readers skip it and
@@ -559,8 +560,8 @@ impl StreamStore for EmbeddedStore {
                     // Removed by retention since this read's snapshot.
                     continue;
                 };
-                if chunk.shard_uid != shard_uid || chunk.first_seq_ix != first || chunk.records.len() as u64 != count {
-                    let found = format!("shard {} index {}", chunk.shard_uid, chunk.first_seq_ix);
+                if !chunk.holds(ChunkKind::KinesisShard, shard_uid, first, count) {
+                    let found = format!("{:?} {} index {}", chunk.kind, chunk.owner, chunk.first_index);
                     return Err(crate::at_rest::read_failure(StoreError::Corrupt(format!(
                         "record log chunk at segment {} offset {} holds {found}, expected shard {shard_uid} index {first}",
                         place.segment, place.offset

@@ -313,7 +313,7 @@ async fn a_failed_move_step_reports_no_progress_and_is_retried() {
 /// Kinesis record bytes live in the record log; SQLite says which of them are committed.
 mod record_log {
     use super::*;
-    use sluice_engine::record_log::{encode_chunk, RecordChunk};
+    use sluice_engine::record_log::{encode_chunk, ChunkKind, RecordChunk};
     use sluice_engine::streams::{NewRecord, StreamKey, StreamStore};
     use std::path::PathBuf;
 
@@ -361,8 +361,9 @@ mod record_log {
         let committed = std::fs::read(&segment).unwrap();
         let mut torn = Vec::new();
         let unacknowledged = RecordChunk {
-            shard_uid,
-            first_seq_ix: 3,
+            kind: ChunkKind::KinesisShard,
+            owner: shard_uid,
+            first_index: 3,
             arrival_ms: 1_700_000_000_000,
             sealed: false,
             records: vec![("k".into(), b"never acknowledged".to_vec())],
