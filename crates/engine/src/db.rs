@@ -1,7 +1,7 @@
 //! SQLite persistence: schema and migrations, the single writer thread with group
 //! commit, and read connections for message bodies.
 
-use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, SEGMENT_BYTES};
+use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, Relocation, SEGMENT_BYTES};
 use crate::store::StoreError;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -297,6 +297,8 @@ pub enum SqlOp {
     /// Records of one shard or delivery stream, appended to the record log before the
     /// transaction that inserts the chunk's row commits.
     AppendChunk(Box<RecordChunk>),
+    /// A chunk copied to the head of the log by compaction; its row follows the copy.
+    RelocateChunk(Box<Relocation>),
     /// After a shard's records of one append: the next index it will assign, and the
     /// first index of the arrival second (kept only if the second has none yet).
     ShardAppended {
@@ -614,41 +616,98 @@ fn writer_loop(
                 n.checked_sub(1)
             })
             .is_ok();
-        let result = apply_batch(&mut conn, log, &batch, inject);
-        match &result {
-            Ok(()) => {
-                // Full means a checkpoint is already due.
-                let _ = commits.try_send(());
-            }
-            Err(e) => tracing::error!(error = %e, "group commit failed; {} writes rejected", batch.len()),
+        commit_batch(&mut conn, log, batch, inject, &commits);
+    }
+}
+
+/// Commits one group and answers its writes.
+fn commit_batch(
+    conn: &mut Connection,
+    log: &RecordLog,
+    batch: Vec<WriteItem>,
+    inject: bool,
+    commits: &mpsc::SyncSender<()>,
+) {
+    match apply_batch(conn, log, &batch, inject) {
+        Err(BatchFailure::Log(e)) => {
+            // The log could not take the records (a full disk, an I/O error): only the
+            // writes that carry records fail, the others commit without them, so a Kinesis
+            // put or a compaction step on a full disk never fails an SQS send that shares
+            // its group commit.
+            let (with_records, rest): (Vec<_>, Vec<_>) =
+                batch.into_iter().partition(|i| i.ops.iter().any(SqlOp::writes_log));
+            finish(with_records, Err(e), commits);
+            let result = apply_batch(conn, log, &rest, false).map_err(BatchFailure::into_store_error);
+            finish(rest, result, commits);
         }
-        for item in batch {
-            let hook = if result.is_ok() { item.on_commit } else { item.on_failure };
-            if let Some(hook) = hook {
-                hook();
-            }
-            if let Some(done) = item.done {
-                let _ = done.send(result.clone());
-            }
+        result => finish(batch, result.map_err(BatchFailure::into_store_error), commits),
+    }
+}
+
+/// Runs each write's hook and answers its caller.
+fn finish(batch: Vec<WriteItem>, result: Result<(), StoreError>, commits: &mpsc::SyncSender<()>) {
+    match &result {
+        Ok(()) => {
+            // Full means a checkpoint is already due.
+            let _ = commits.try_send(());
         }
+        Err(e) => tracing::error!(error = %e, "group commit failed; {} writes rejected", batch.len()),
+    }
+    for item in batch {
+        let hook = if result.is_ok() { item.on_commit } else { item.on_failure };
+        if let Some(hook) = hook {
+            hook();
+        }
+        if let Some(done) = item.done {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+/// Why a group commit failed: the record log refused the batch's records, or the rest.
+enum BatchFailure {
+    Log(StoreError),
+    Other(StoreError),
+}
+
+impl BatchFailure {
+    fn into_store_error(self) -> StoreError {
+        match self {
+            BatchFailure::Log(e) | BatchFailure::Other(e) => e,
+        }
+    }
+}
+
+impl From<StoreError> for BatchFailure {
+    fn from(e: StoreError) -> Self {
+        BatchFailure::Other(e)
+    }
+}
+
+impl SqlOp {
+    /// Whether the op puts bytes in the record log.
+    fn writes_log(&self) -> bool {
+        matches!(self, SqlOp::AppendChunk(_) | SqlOp::RelocateChunk(_))
     }
 }
 
 /// Appends the batch's records to the log (synced), then commits every op in one
 /// transaction. `inject` fails the batch between the two, as a crash there would.
-fn apply_batch(conn: &mut Connection, log: &RecordLog, batch: &[WriteItem], inject: bool) -> Result<(), StoreError> {
+fn apply_batch(conn: &mut Connection, log: &RecordLog, batch: &[WriteItem], inject: bool) -> Result<(), BatchFailure> {
     let mut log_bytes = Vec::new();
     let mut places = Vec::new();
     for op in batch.iter().flat_map(|i| &i.ops) {
-        if let SqlOp::AppendChunk(chunk) = op {
-            let start = log_bytes.len();
-            encode_chunk(chunk, &mut log_bytes);
-            places.push((start as u64, (log_bytes.len() - start) as u64));
+        let start = log_bytes.len();
+        match op {
+            SqlOp::AppendChunk(chunk) => encode_chunk(chunk, &mut log_bytes),
+            SqlOp::RelocateChunk(relocation) => log_bytes.extend_from_slice(&relocation.bytes),
+            _ => continue,
         }
+        places.push((start as u64, (log_bytes.len() - start) as u64));
     }
-    let pending = if log_bytes.is_empty() { None } else { Some(log.append(&log_bytes)?) };
+    let pending = if log_bytes.is_empty() { None } else { Some(log.append(&log_bytes).map_err(BatchFailure::Log)?) };
     if inject {
-        return Err(StoreError::Internal("injected I/O error".into()));
+        return Err(StoreError::Internal("injected I/O error".into()).into());
     }
     if batch.iter().all(|i| i.ops.is_empty()) {
         return Ok(());
@@ -661,12 +720,20 @@ fn apply_batch(conn: &mut Connection, log: &RecordLog, batch: &[WriteItem], inje
     for op in batch.iter().flat_map(|i| &i.ops) {
         match op {
             SqlOp::RaiseLastSeq { seq } => last_seq = last_seq.max(Some(*seq)),
-            SqlOp::AppendChunk(chunk) => {
+            SqlOp::AppendChunk(_) | SqlOp::RelocateChunk(_) => {
                 let (Some(append), Some((start, length))) = (pending, places.next()) else {
-                    return Err(StoreError::Internal("record chunk without a log position".into()));
+                    return Err(StoreError::Internal("record chunk without a log position".into()).into());
                 };
                 let place = ChunkPlace { segment: append.segment, offset: append.offset + start, length };
-                insert_chunk_row(&tx, &ChunkRow::of(chunk, place)).map_err(internal)?;
+                match op {
+                    SqlOp::AppendChunk(chunk) => insert_chunk_row(&tx, &ChunkRow::of(chunk, place)),
+                    SqlOp::RelocateChunk(relocation) => {
+                        frees_segments = true;
+                        move_chunk_row(&tx, relocation, place)
+                    }
+                    _ => unreachable!("matched above"),
+                }
+                .map_err(internal)?;
             }
             op => {
                 frees_segments |= matches!(
@@ -752,6 +819,20 @@ pub(crate) fn insert_chunk_row(conn: &Connection, row: &ChunkRow) -> rusqlite::R
         ChunkKind::KinesisShard => stmt.execute(&values[..8])?,
         ChunkKind::FirehoseBuffer => stmt.execute(values)?,
     };
+    Ok(())
+}
+
+/// Points the row of a relocated chunk at its copy. A row deleted meanwhile (retention,
+/// delivery) leaves the copy unreferenced, for a later compaction to drop.
+fn move_chunk_row(conn: &Connection, relocation: &Relocation, to: ChunkPlace) -> rusqlite::Result<()> {
+    let sql = match relocation.kind {
+        ChunkKind::KinesisShard => "UPDATE record_chunks SET segment=?3, position=?4 WHERE segment=?1 AND position=?2",
+        ChunkKind::FirehoseBuffer => {
+            "UPDATE firehose_chunks SET segment=?3, position=?4 WHERE segment=?1 AND position=?2"
+        }
+    };
+    let from = relocation.from;
+    conn.prepare_cached(sql)?.execute(params![from.segment, from.offset as i64, to.segment, to.offset as i64])?;
     Ok(())
 }
 
@@ -971,7 +1052,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
             }
         }
         // Placed in the log by `apply_batch`, which inserts its row itself.
-        SqlOp::AppendChunk(_) => return Err(rusqlite::Error::InvalidQuery),
+        SqlOp::AppendChunk(_) | SqlOp::RelocateChunk(_) => return Err(rusqlite::Error::InvalidQuery),
         SqlOp::ShardAppended { shard_uid, next_seq_ix, second, first_seq_ix } => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO record_times (shard_uid, second, first_seq_ix) VALUES (?1, ?2, ?3)",
@@ -1174,6 +1255,41 @@ mod tests {
         assert_eq!(queues, 1, "existing data is kept");
         conn.execute("INSERT INTO sns_resources (kind, key, record) VALUES ('k','k','{}')", []).unwrap();
         drop(db);
+    }
+
+    /// A group commit whose records the log refuses (here: past the size limit) fails
+    /// only the writes that carry records; a queue write in the same group commits.
+    #[test]
+    fn records_the_log_refuses_fail_alone_in_their_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        let conn = Connection::open(&path).unwrap();
+        migrate(&conn).unwrap();
+        drop(conn);
+        let (db, mut conn) = Database::open(&path, true, Some(1024 * 1024)).unwrap();
+        db.shutdown();
+        let (commits, _checkpoints) = mpsc::sync_channel(1);
+        let item = |ops: Vec<SqlOp>| {
+            let (tx, rx) = oneshot::channel();
+            (WriteItem { ops, on_commit: None, on_failure: None, done: Some(tx) }, rx)
+        };
+        let chunk = RecordChunk {
+            kind: ChunkKind::KinesisShard,
+            owner: 1,
+            first_index: 1,
+            arrival_ms: 0,
+            sealed: false,
+            records: vec![("k".into(), vec![0; 2 * 1024 * 1024])],
+        };
+        let (records, records_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk))]);
+        let (queue, queue_done) = item(vec![SqlOp::SetMeta { key: "probe", value: "committed".into() }]);
+        commit_batch(&mut conn, &db.record_log, vec![records, queue], false, &commits);
+        assert!(records_done.blocking_recv().unwrap().is_err(), "2 MiB of records pass the 1 MiB limit");
+        assert!(queue_done.blocking_recv().unwrap().is_ok(), "the other write commits");
+        let probe: String = conn.query_row("SELECT value FROM meta WHERE key='probe'", [], |r| r.get(0)).unwrap();
+        assert_eq!(probe, "committed");
+        let chunks: i64 = conn.query_row("SELECT count(*) FROM record_chunks", [], |r| r.get(0)).unwrap();
+        assert_eq!(chunks, 0);
     }
 
     #[test]

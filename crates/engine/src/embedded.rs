@@ -382,6 +382,18 @@ impl EmbeddedStore {
         Ok(Durable { value, commit: Some(rx) })
     }
 
+    /// Rotates record log segments at `bytes` from now on (tests need many segments).
+    #[doc(hidden)]
+    pub fn set_record_segment_bytes(&self, bytes: u64) {
+        self.db.record_log.set_segment_bytes(bytes);
+    }
+
+    /// Record log segments and their committed bytes.
+    #[doc(hidden)]
+    pub fn record_segments(&self) -> Vec<(u32, u64)> {
+        self.db.record_log.segments()
+    }
+
     /// Makes the next `n` writes fail as an I/O error would, for fault-injection tests.
     #[doc(hidden)]
     pub fn inject_write_failures(&self, n: usize) {

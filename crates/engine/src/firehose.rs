@@ -5,7 +5,7 @@
 
 use crate::db::{internal, SqlOp};
 use crate::embedded::{undo_in, EmbeddedStore};
-use crate::record_log::{ChunkKind, ChunkPlace, RecordChunk};
+use crate::record_log::{read_fresh, ChunkKind, ChunkPlace, RecordChunk};
 use crate::store::*;
 use rusqlite::params;
 use std::collections::{BTreeMap, HashMap};
@@ -260,43 +260,53 @@ impl DeliveryStore for EmbeddedStore {
 
     fn read_buffer(&self, id: i64, max_bytes: u64) -> Result<Vec<Buffered>, StoreError> {
         let log = &self.db.record_log;
-        self.db.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT first_seq, count, segment, position, length FROM firehose_chunks WHERE stream_id=?1 ORDER BY first_seq",
-            )?;
-            let mut rows = stmt.query(params![id])?;
-            let mut out = Vec::new();
-            let mut bytes = 0u64;
-            while let Some(r) = rows.next()? {
-                let first = r.get::<_, i64>(0)? as u64;
-                let count = r.get::<_, i64>(1)? as u64;
-                let place = ChunkPlace {
-                    segment: r.get(2)?,
-                    offset: r.get::<_, i64>(3)? as u64,
-                    length: r.get::<_, i64>(4)? as u64,
-                };
-                let Some(chunk) = log.read(place).map_err(crate::at_rest::read_failure)? else {
-                    // Delivered and removed since this read's snapshot.
-                    continue;
-                };
-                if !chunk.holds(ChunkKind::FirehoseBuffer, id, first, count) {
-                    return Err(crate::at_rest::read_failure(StoreError::Corrupt(format!(
-                        "record log chunk at segment {} offset {} is not delivery stream {id}'s from {first}",
-                        place.segment, place.offset
-                    ))));
-                }
-                let skip = (first - chunk.first_index) as usize;
-                for (i, (_, data)) in chunk.records.into_iter().enumerate().skip(skip) {
-                    let data =
-                        if chunk.sealed { self.sealer.open(&data).map_err(crate::at_rest::read_failure)? } else { data };
-                    if !out.is_empty() && bytes + data.len() as u64 > max_bytes {
-                        return Ok(out);
+        read_fresh(|| {
+            self.db.read(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT first_seq, count, segment, position, length FROM firehose_chunks \
+                     WHERE stream_id=?1 ORDER BY first_seq",
+                )?;
+                let mut rows = stmt.query(params![id])?;
+                let mut out = Vec::new();
+                let mut bytes = 0u64;
+                while let Some(r) = rows.next()? {
+                    let first = r.get::<_, i64>(0)? as u64;
+                    let count = r.get::<_, i64>(1)? as u64;
+                    let place = ChunkPlace {
+                        segment: r.get(2)?,
+                        offset: r.get::<_, i64>(3)? as u64,
+                        length: r.get::<_, i64>(4)? as u64,
+                    };
+                    let Some(chunk) = log.read(place).map_err(crate::at_rest::read_failure)? else {
+                        // Its segment went after this snapshot was taken: read again.
+                        return Ok(None);
+                    };
+                    if !chunk.holds(ChunkKind::FirehoseBuffer, id, first, count) {
+                        return Err(crate::at_rest::read_failure(StoreError::Corrupt(format!(
+                            "record log chunk at segment {} offset {} is not delivery stream {id}'s from {first}",
+                            place.segment, place.offset
+                        ))));
                     }
-                    bytes += data.len() as u64;
-                    out.push(Buffered { seq: (chunk.first_index + i as u64) as i64, arrival_ms: chunk.arrival_ms, data });
+                    let skip = (first - chunk.first_index) as usize;
+                    for (i, (_, data)) in chunk.records.into_iter().enumerate().skip(skip) {
+                        let data = if chunk.sealed {
+                            self.sealer.open(&data).map_err(crate::at_rest::read_failure)?
+                        } else {
+                            data
+                        };
+                        if !out.is_empty() && bytes + data.len() as u64 > max_bytes {
+                            return Ok(Some(out));
+                        }
+                        bytes += data.len() as u64;
+                        out.push(Buffered {
+                            seq: (chunk.first_index + i as u64) as i64,
+                            arrival_ms: chunk.arrival_ms,
+                            data,
+                        });
+                    }
                 }
-            }
-            Ok(out)
+                Ok(Some(out))
+            })
         })
     }
 

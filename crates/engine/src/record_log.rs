@@ -18,12 +18,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A segment is closed once an append would take it past this size. Big enough that
 /// rotation (a file creation and a directory fsync) is rare; small enough that retention
 /// frees space in steps that matter on a small disk.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Live chunk bytes a compaction pass copies at most: a pass is one group commit, and
+/// every write queued behind it waits for the copy.
+pub const COMPACTION_STEP_BYTES: u64 = 4 * 1024 * 1024;
 
 const SEGMENT_PREFIX: &str = "records.";
 const SEGMENT_SUFFIX: &str = ".seg";
@@ -149,6 +154,28 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Runs `read` until it completes on a snapshot whose segments all exist. A read that met
+/// a segment removed after its snapshot was taken returns `None`; a fresh snapshot no
+/// longer names that segment (its rows were deleted or moved by the commit before the
+/// removal), so the second attempt succeeds unless compaction moved on again.
+pub(crate) fn read_fresh<T>(mut read: impl FnMut() -> Result<Option<T>, StoreError>) -> Result<T, StoreError> {
+    for _ in 0..8 {
+        if let Some(value) = read()? {
+            return Ok(value);
+        }
+    }
+    Err(internal("segments kept disappearing under a read"))
+}
+
+/// A committed chunk to copy to the head of the log: the writer appends `bytes` and moves
+/// the chunk's row from `from` to the copy, if the row is still there.
+#[derive(Debug, Clone)]
+pub struct Relocation {
+    pub kind: ChunkKind,
+    pub from: ChunkPlace,
+    pub bytes: Vec<u8>,
+}
+
 /// An append written (and synced) but not yet committed: it counts only once the
 /// transaction naming it has committed ([`RecordLog::committed`]).
 #[derive(Debug, Clone, Copy)]
@@ -171,7 +198,8 @@ struct Head {
 pub struct RecordLog {
     dir: PathBuf,
     durable: bool,
-    segment_bytes: u64,
+    /// Settable for tests, which need many small segments.
+    segment_bytes: AtomicU64,
     /// Log and database together stay under this (`--max-data-mib`).
     max_bytes: Option<u64>,
     database: PathBuf,
@@ -270,7 +298,7 @@ impl RecordLog {
         Ok(RecordLog {
             dir: dir.to_owned(),
             durable,
-            segment_bytes,
+            segment_bytes: AtomicU64::new(segment_bytes),
             max_bytes,
             database: database.to_owned(),
             head: Mutex::new(Head { segment: head_segment, file, end, sizes }),
@@ -295,7 +323,7 @@ impl RecordLog {
                 return Err(internal("the data directory reached its size limit (--max-data-mib)"));
             }
         }
-        if head.end > 0 && head.end + length > self.segment_bytes {
+        if head.end > 0 && head.end + length > self.segment_bytes.load(Ordering::Relaxed) {
             let next = head.segment + 1;
             head.file = None;
             head.segment = next;
@@ -358,9 +386,18 @@ impl RecordLog {
         Ok(())
     }
 
-    /// The bytes of a committed chunk, or `None` when its segment has been removed since
-    /// the caller's snapshot (retention got there first).
+    /// A committed chunk, or `None` when its segment has been removed since the caller's
+    /// snapshot (retention, delivery or compaction got there first): the caller reads
+    /// again with a fresh snapshot, which no longer names that segment.
     pub fn read(&self, place: ChunkPlace) -> Result<Option<RecordChunk>, StoreError> {
+        match self.read_bytes(place)? {
+            Some(bytes) => decode_chunk(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A committed chunk's bytes as written (header included), unchecked.
+    fn read_bytes(&self, place: ChunkPlace) -> Result<Option<Vec<u8>>, StoreError> {
         let file = {
             let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
             match readers.get(&place.segment) {
@@ -374,7 +411,74 @@ impl RecordLog {
         };
         let mut bytes = vec![0; place.length as usize];
         file.read_exact_at(&mut bytes, place.offset).map_err(internal)?;
-        decode_chunk(&bytes).map(Some)
+        Ok(Some(bytes))
+    }
+
+    /// The next compaction step: up to [`COMPACTION_STEP_BYTES`] of the live chunks of the
+    /// emptiest segment that is less than half live (streams with different retention
+    /// share segments, so one long-lived chunk would otherwise keep a whole segment), each
+    /// checked and ready to append at the head. Empty when no segment needs it.
+    pub fn compaction_step(&self, conn: &Connection) -> Result<Vec<Relocation>, StoreError> {
+        let sizes: BTreeMap<u32, u64> = {
+            let head = self.head();
+            head.sizes.iter().filter(|(s, _)| **s != head.segment).map(|(s, b)| (*s, *b)).collect()
+        };
+        if sizes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut live: BTreeMap<u32, u64> = BTreeMap::new();
+        {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT segment, sum(length) FROM (SELECT segment, length FROM record_chunks \
+                     UNION ALL SELECT segment, length FROM firehose_chunks) GROUP BY segment",
+                )
+                .map_err(internal)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u64>(1)?))).map_err(internal)?;
+            for row in rows {
+                let (segment, bytes) = row.map_err(internal)?;
+                live.insert(segment, bytes);
+            }
+        }
+        // Live share in thousandths, emptiest first.
+        let candidate = sizes
+            .iter()
+            .filter_map(|(segment, size)| {
+                let live = live.get(segment).copied().unwrap_or(0);
+                (*size > 0 && live * 2 < *size).then_some((live * 1000 / size, *segment))
+            })
+            .min();
+        let Some((_, segment)) = candidate else { return Ok(Vec::new()) };
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT kind, position, length FROM (SELECT 1 AS kind, segment, position, length FROM record_chunks \
+                 UNION ALL SELECT 2, segment, position, length FROM firehose_chunks) WHERE segment=?1 ORDER BY position",
+            )
+            .map_err(internal)?;
+        let rows = stmt
+            .query_map(params![segment], |r| Ok((r.get::<_, u8>(0)?, r.get::<_, u64>(1)?, r.get::<_, u64>(2)?)))
+            .map_err(internal)?;
+        let mut out = Vec::new();
+        let mut step = 0;
+        for row in rows {
+            let (kind, offset, length) = row.map_err(internal)?;
+            if step > 0 && step + length > COMPACTION_STEP_BYTES {
+                break;
+            }
+            let from = ChunkPlace { segment, offset, length };
+            let Some(bytes) = self.read_bytes(from)? else { break };
+            // A damaged chunk is not spread further; reads of it keep failing.
+            decode_chunk(&bytes)?;
+            let kind = if kind == 1 { ChunkKind::KinesisShard } else { ChunkKind::FirehoseBuffer };
+            step += length;
+            out.push(Relocation { kind, from, bytes });
+        }
+        Ok(out)
+    }
+
+    /// Sets the size at which segments rotate (tests).
+    pub fn set_segment_bytes(&self, bytes: u64) {
+        self.segment_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Live segments and their committed bytes (tests and diagnostics).

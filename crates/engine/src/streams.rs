@@ -5,7 +5,7 @@
 
 use crate::db::{internal, SqlOp};
 use crate::embedded::{undo_in, EmbeddedStore};
-use crate::record_log::{ChunkKind, ChunkPlace, RecordChunk};
+use crate::record_log::{read_fresh, ChunkKind, ChunkPlace, RecordChunk};
 use crate::seqnum;
 use crate::store::*;
 use rusqlite::params;
@@ -531,65 +531,68 @@ impl StreamStore for EmbeddedStore {
             (rt.map(|r| r.next_seq_ix).unwrap_or(FIRST_SEQ_IX), rt.and_then(|r| r.latest_arrival_ms))
         };
         let log = &self.db.record_log;
-        let records = self.db.read(|conn| {
-            // The chunk holding `from_seq_ix` (or the first after it), and those that follow.
-            let mut stmt = conn.prepare_cached(
-                "SELECT first_seq_ix, count, segment, position, length FROM record_chunks \
-                 WHERE shard_uid=?1 AND first_seq_ix < ?3 AND first_seq_ix >= \
-                 coalesce((SELECT max(first_seq_ix) FROM record_chunks WHERE shard_uid=?1 AND first_seq_ix<=?2), 0) \
-                 ORDER BY first_seq_ix",
-            )?;
-            let mut rows = stmt.query(params![shard_uid, from_seq_ix as i64, next_seq_ix as i64])?;
-            let mut out = Vec::new();
-            if limit == 0 {
-                return Ok(out);
-            }
-            let mut bytes = 0;
-            'chunks: while let Some(r) = rows.next()? {
-                let first = r.get::<_, i64>(0)? as u64;
-                let count = r.get::<_, i64>(1)? as u64;
-                if first + count <= from_seq_ix {
-                    continue;
+        let read = || -> Result<Option<Vec<StreamRecord>>, StoreError> {
+            self.db.read(|conn| {
+                // The chunk holding `from_seq_ix` (or the first after it), and those that follow.
+                let mut stmt = conn.prepare_cached(
+                    "SELECT first_seq_ix, count, segment, position, length FROM record_chunks \
+                     WHERE shard_uid=?1 AND first_seq_ix < ?3 AND first_seq_ix >= \
+                     coalesce((SELECT max(first_seq_ix) FROM record_chunks WHERE shard_uid=?1 AND first_seq_ix<=?2), 0) \
+                     ORDER BY first_seq_ix",
+                )?;
+                let mut rows = stmt.query(params![shard_uid, from_seq_ix as i64, next_seq_ix as i64])?;
+                let mut out = Vec::new();
+                if limit == 0 {
+                    return Ok(Some(out));
                 }
-                let place = ChunkPlace {
-                    segment: r.get(2)?,
-                    offset: r.get::<_, i64>(3)? as u64,
-                    length: r.get::<_, i64>(4)? as u64,
-                };
-                let Some(chunk) = log.read(place).map_err(crate::at_rest::read_failure)? else {
-                    // Removed by retention since this read's snapshot.
-                    continue;
-                };
-                if !chunk.holds(ChunkKind::KinesisShard, shard_uid, first, count) {
-                    let found = format!("{:?} {} index {}", chunk.kind, chunk.owner, chunk.first_index);
-                    return Err(crate::at_rest::read_failure(StoreError::Corrupt(format!(
-                        "record log chunk at segment {} offset {} holds {found}, expected shard {shard_uid} index {first}",
-                        place.segment, place.offset
-                    ))));
-                }
-                let skip = from_seq_ix.saturating_sub(first) as usize;
-                for (i, (partition_key, data)) in chunk.records.into_iter().enumerate().skip(skip) {
-                    let seq_ix = first + i as u64;
-                    let data = if chunk.sealed {
-                        self.sealer.open(&data).map_err(crate::at_rest::read_failure)?
-                    } else {
-                        data
+                let mut bytes = 0;
+                'chunks: while let Some(r) = rows.next()? {
+                    let first = r.get::<_, i64>(0)? as u64;
+                    let count = r.get::<_, i64>(1)? as u64;
+                    if first + count <= from_seq_ix {
+                        continue;
+                    }
+                    let place = ChunkPlace {
+                        segment: r.get(2)?,
+                        offset: r.get::<_, i64>(3)? as u64,
+                        length: r.get::<_, i64>(4)? as u64,
                     };
-                    bytes += data.len();
-                    out.push(StreamRecord {
-                        seq_ix,
-                        sequence_number: shard.sequence_number(seq_ix, chunk.arrival_ms),
-                        arrival_ms: chunk.arrival_ms,
-                        partition_key,
-                        data,
-                    });
-                    if bytes >= max_bytes || out.len() >= limit {
-                        break 'chunks;
+                    let Some(chunk) = log.read(place).map_err(crate::at_rest::read_failure)? else {
+                        // Its segment went after this snapshot was taken: read again.
+                        return Ok(None);
+                    };
+                    if !chunk.holds(ChunkKind::KinesisShard, shard_uid, first, count) {
+                        let found = format!("{:?} {} index {}", chunk.kind, chunk.owner, chunk.first_index);
+                        return Err(crate::at_rest::read_failure(StoreError::Corrupt(format!(
+                            "record log chunk at segment {} offset {} holds {found}, expected shard {shard_uid} index {first}",
+                            place.segment, place.offset
+                        ))));
+                    }
+                    let skip = from_seq_ix.max(first) - chunk.first_index;
+                    for (i, (partition_key, data)) in chunk.records.into_iter().enumerate().skip(skip as usize) {
+                        let seq_ix = chunk.first_index + i as u64;
+                        let data = if chunk.sealed {
+                            self.sealer.open(&data).map_err(crate::at_rest::read_failure)?
+                        } else {
+                            data
+                        };
+                        bytes += data.len();
+                        out.push(StreamRecord {
+                            seq_ix,
+                            sequence_number: shard.sequence_number(seq_ix, chunk.arrival_ms),
+                            arrival_ms: chunk.arrival_ms,
+                            partition_key,
+                            data,
+                        });
+                        if bytes >= max_bytes || out.len() >= limit {
+                            break 'chunks;
+                        }
                     }
                 }
-            }
-            Ok(out)
-        })?;
+                Ok(Some(out))
+            })
+        };
+        let records = read_fresh(read)?;
         let next = records.last().map(|r| r.seq_ix + 1).unwrap_or(from_seq_ix);
         let shard_ended = match (shard.ending_seq_ix, shard.closed_empty) {
             (Some(end), _) => next > end,
@@ -633,11 +636,21 @@ impl StreamStore for EmbeddedStore {
                 ops.push(SqlOp::TrimRecords { shard_uid: uid, below_seq_ix: below });
             }
         }
-        if ops.is_empty() {
-            return Ok(Durable::ready(0));
+        let log = &self.db.record_log;
+        let relocations = self.db.read(|conn| log.compaction_step(conn).map_err(crate::at_rest::read_failure))?;
+        // A write of its own, submitted first: on a full disk the copy fails and the
+        // trims still commit; the writer takes writes in order, so once the trims are
+        // durable the copy has been handled too.
+        let compacted = if relocations.is_empty() {
+            None
+        } else {
+            Some(self.commit(0, relocations.into_iter().map(|r| SqlOp::RelocateChunk(Box::new(r))).collect(), None)?)
+        };
+        match (ops.is_empty(), compacted) {
+            (true, None) => Ok(Durable::ready(0)),
+            (true, Some(compacted)) => Ok(compacted),
+            (false, _) => self.commit(ops.len() as u64, ops, None),
         }
-        let n = ops.len() as u64;
-        self.commit(n, ops, None)
     }
 
     fn shard_signal(&self, shard_uid: i64) -> Arc<Notify> {
