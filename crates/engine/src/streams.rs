@@ -637,7 +637,12 @@ impl StreamStore for EmbeddedStore {
             }
         }
         let log = &self.db.record_log;
-        let relocations = self.db.read(|conn| log.compaction_step(conn).map_err(crate::at_rest::read_failure))?;
+        // Retention goes on even when compaction cannot (a damaged chunk, an I/O error).
+        let relocations =
+            self.db.read(|conn| log.compaction_step(conn).map_err(crate::at_rest::read_failure)).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "record log compaction step failed");
+                Vec::new()
+            });
         // A write of its own, submitted first: on a full disk the copy fails and the
         // trims still commit; the writer takes writes in order, so once the trims are
         // durable the copy has been handled too.
