@@ -664,7 +664,11 @@ impl StreamStore for EmbeddedStore {
 
     /// A secret for shard iterator MACs, created once per data directory.
     fn iterator_secret(&self) -> Result<Vec<u8>, StoreError> {
-        if let Some(s) = self.secret.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        // Held until the secret is cached: two first callers racing would each create
+        // one, and iterators signed with the one not kept would be refused as invalid
+        // (seen as one InvalidArgumentException in a kinesis-get run).
+        let mut cached = self.secret.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = cached.clone() {
             return Ok(s);
         }
         let existing: Option<String> = self
@@ -687,7 +691,7 @@ impl StreamStore for EmbeddedStore {
                 value.into_bytes()
             }
         };
-        *self.secret.lock().unwrap_or_else(|p| p.into_inner()) = Some(secret.clone());
+        *cached = Some(secret.clone());
         Ok(secret)
     }
 }
@@ -695,6 +699,35 @@ impl StreamStore for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Concurrent first requests for the iterator secret all get the same one.
+    #[test]
+    fn racing_first_callers_share_one_iterator_secret() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let options = crate::EmbeddedOptions {
+                data_dir: Some(dir.path().to_owned()),
+                durable: false,
+                relax_cooldowns: true,
+                max_data_bytes: None,
+                encryption_key: None,
+            };
+            let clock = Arc::new(crate::ManualClock::new(0)) as Arc<dyn crate::Clock>;
+            let store = Arc::new(EmbeddedStore::open(options, clock).unwrap());
+            let start = Arc::new(std::sync::Barrier::new(8));
+            let callers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (store, start) = (store.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        store.iterator_secret().unwrap()
+                    })
+                })
+                .collect();
+            let secrets: std::collections::HashSet<Vec<u8>> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+            assert_eq!(secrets.len(), 1, "one secret for everyone");
+        }
+    }
 
     #[test]
     fn hash_ranges_cover_the_key_space_without_gaps() {
