@@ -17,13 +17,7 @@ const MESSAGES: usize = 2_000;
 fn durable_sends(bencher: divan::Bencher, senders: usize) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let options = EmbeddedOptions {
-        data_dir: Some(dir.path().to_owned()),
-        durable: true,
-        relax_cooldowns: true,
-        max_data_bytes: None,
-        encryption_key: None,
-    };
+    let options = EmbeddedOptions::for_tests(dir.path());
     let store = Arc::new(EmbeddedStore::open(options, Arc::new(SystemClock) as Arc<dyn Clock>).unwrap());
     let key = QueueKey::new("000000000000", "us-east-1", "bench");
     runtime

@@ -1,5 +1,6 @@
 //! SQLite persistence: schema and migrations, the single writer thread with group
-//! commit, and read connections for message bodies.
+//! commit (which appends a group's records to the record log before its transaction),
+//! and read connections.
 
 use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, Relocation, SEGMENT_BYTES};
 use crate::store::StoreError;
@@ -368,7 +369,8 @@ pub struct Database {
     writer: Mutex<Option<mpsc::Sender<WriteItem>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
-    /// Kinesis record bytes; `record_chunks` says which of them are committed.
+    /// Kinesis records and Firehose buffers; `record_chunks` and `firehose_chunks` say
+    /// which of its bytes are committed.
     pub(crate) record_log: Arc<RecordLog>,
     /// Group commits still to fail on purpose (fault-injection tests).
     injected_failures: Arc<std::sync::atomic::AtomicUsize>,
@@ -1181,49 +1183,30 @@ mod tests {
         // Migration 9 then moved the records into the log: one chunk of one arrival time.
         let left: i64 = conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0)).unwrap();
         assert_eq!(left, 0, "the table is emptied once the log holds the records");
-        let (first, count, place) = conn
+        let (first, chunk) = conn
             .query_row(
                 "SELECT first_seq_ix, count, segment, position, length FROM record_chunks WHERE shard_uid=9",
                 [],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        ChunkPlace {
-                            segment: r.get(2)?,
-                            offset: r.get::<_, i64>(3)? as u64,
-                            length: r.get::<_, i64>(4)? as u64,
-                        },
-                    ))
-                },
+                |r| db.record_log.chunk_of_row(r, ChunkKind::KinesisShard, 9),
             )
-            .unwrap();
-        assert_eq!((first, count), (1, 3));
-        let chunk = db.record_log.read(place).unwrap().expect("the segment is there");
+            .unwrap()
+            .expect("the segment is there");
+        assert_eq!((first, chunk.records.len()), (1, 3));
         assert_eq!(chunk.arrival_ms, 5);
         assert_eq!(chunk.records, vec![("pk".to_owned(), record.clone()); 3]);
         // The Firehose buffer's record too, sealed as it was, its size without the sealing.
-        let (first, count, bytes, sealed, place) = conn
+        let (first, chunk) = conn
             .query_row(
-                "SELECT first_seq, count, bytes, sealed, segment, position, length FROM firehose_chunks WHERE stream_id=4",
+                "SELECT first_seq, count, segment, position, length FROM firehose_chunks WHERE stream_id=4",
                 [],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, bool>(3)?,
-                        ChunkPlace { segment: r.get(4)?, offset: r.get::<_, i64>(5)? as u64, length: r.get::<_, i64>(6)? as u64 },
-                    ))
-                },
+                |r| db.record_log.chunk_of_row(r, ChunkKind::FirehoseBuffer, 4),
             )
-            .unwrap();
-        assert_eq!(
-            (first, count, bytes, sealed),
-            (1, 1, (record.len() - crate::at_rest::SEALED_OVERHEAD) as i64, true)
-        );
-        let chunk = db.record_log.read(place).unwrap().unwrap();
-        assert_eq!((chunk.kind, chunk.records[0].1.clone()), (ChunkKind::FirehoseBuffer, record.clone()));
+            .unwrap()
+            .expect("the segment is there");
+        let bytes: i64 =
+            conn.query_row("SELECT bytes FROM firehose_chunks WHERE stream_id=4", [], |r| r.get(0)).unwrap();
+        assert_eq!((first, chunk.sealed, bytes), (1, true, (record.len() - crate::at_rest::SEALED_OVERHEAD) as i64));
+        assert_eq!(chunk.records, vec![(String::new(), record.clone())]);
         let left: i64 = conn.query_row("SELECT count(*) FROM firehose_buffer", [], |r| r.get(0)).unwrap();
         assert_eq!(left, 0);
         let duplicate = conn.execute(

@@ -31,6 +31,20 @@ pub struct EmbeddedOptions {
     pub encryption_key: Option<[u8; 32]>,
 }
 
+impl EmbeddedOptions {
+    /// A durable store in `dir` with the data directory's own key, no size limit and
+    /// AWS's 60-second cooldowns relaxed: what tests and benchmarks start from.
+    pub fn for_tests(dir: &std::path::Path) -> EmbeddedOptions {
+        EmbeddedOptions {
+            data_dir: Some(dir.to_owned()),
+            durable: true,
+            relax_cooldowns: true,
+            max_data_bytes: None,
+            encryption_key: None,
+        }
+    }
+}
+
 struct QueueHandle {
     state: Mutex<QueueState>,
     notify: Arc<Notify>,

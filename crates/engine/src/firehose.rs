@@ -5,7 +5,7 @@
 
 use crate::db::{internal, SqlOp};
 use crate::embedded::{undo_in, EmbeddedStore};
-use crate::record_log::{read_fresh, ChunkKind, ChunkPlace, RecordChunk};
+use crate::record_log::{read_fresh, ChunkKind, RecordChunk};
 use crate::store::*;
 use rusqlite::params;
 use std::collections::{BTreeMap, HashMap};
@@ -270,23 +270,10 @@ impl DeliveryStore for EmbeddedStore {
                 let mut out = Vec::new();
                 let mut bytes = 0u64;
                 while let Some(r) = rows.next()? {
-                    let first = r.get::<_, i64>(0)? as u64;
-                    let count = r.get::<_, i64>(1)? as u64;
-                    let place = ChunkPlace {
-                        segment: r.get(2)?,
-                        offset: r.get::<_, i64>(3)? as u64,
-                        length: r.get::<_, i64>(4)? as u64,
-                    };
-                    let Some(chunk) = log.read(place).map_err(crate::at_rest::read_failure)? else {
+                    let Some((first, chunk)) = log.chunk_of_row(r, ChunkKind::FirehoseBuffer, id)? else {
                         // Its segment went after this snapshot was taken: read again.
                         return Ok(None);
                     };
-                    if !chunk.holds(ChunkKind::FirehoseBuffer, id, first, count) {
-                        return Err(crate::at_rest::read_failure(StoreError::Corrupt(format!(
-                            "record log chunk at segment {} offset {} is not delivery stream {id}'s from {first}",
-                            place.segment, place.offset
-                        ))));
-                    }
                     let skip = (first - chunk.first_index) as usize;
                     for (i, (_, data)) in chunk.records.into_iter().enumerate().skip(skip) {
                         let data = if chunk.sealed {
@@ -351,14 +338,7 @@ mod tests {
     use std::sync::Arc;
 
     fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> EmbeddedStore {
-        let options = EmbeddedOptions {
-            data_dir: Some(dir.to_owned()),
-            durable: true,
-            relax_cooldowns: true,
-            max_data_bytes: None,
-            encryption_key: None,
-        };
-        EmbeddedStore::open(options, clock as Arc<dyn Clock>).unwrap()
+        EmbeddedStore::open(EmbeddedOptions::for_tests(dir), clock as Arc<dyn Clock>).unwrap()
     }
 
     /// A delivery can end inside one put's records (one chunk in the log): the rest stay
@@ -408,17 +388,8 @@ mod tests {
     async fn buffer_keeps_an_age_when_a_put_races_a_release() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(1_000));
-        let store = EmbeddedStore::open(
-            EmbeddedOptions {
-                data_dir: Some(dir.path().to_owned()),
-                durable: true,
-                relax_cooldowns: true,
-                max_data_bytes: None,
-                encryption_key: None,
-            },
-            clock.clone() as Arc<dyn Clock>,
-        )
-        .unwrap();
+        let store =
+            EmbeddedStore::open(EmbeddedOptions::for_tests(dir.path()), clock.clone() as Arc<dyn Clock>).unwrap();
         let stream = store
             .create_delivery_stream("000000000000", "us-east-1", "s", serde_json::json!({}))
             .unwrap()

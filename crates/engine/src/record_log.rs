@@ -396,6 +396,32 @@ impl RecordLog {
         }
     }
 
+    /// The chunk a row names, checked against it. The row's first columns are (first
+    /// index, count, segment, position, length), as both chunk tables are read. `None`
+    /// when the segment went after the row's snapshot was taken (see [`read_fresh`]).
+    pub(crate) fn chunk_of_row(
+        &self,
+        row: &rusqlite::Row<'_>,
+        kind: ChunkKind,
+        owner: i64,
+    ) -> rusqlite::Result<Option<(u64, RecordChunk)>> {
+        let first = row.get::<_, i64>(0)? as u64;
+        let count = row.get::<_, i64>(1)? as u64;
+        let place = ChunkPlace {
+            segment: row.get(2)?,
+            offset: row.get::<_, i64>(3)? as u64,
+            length: row.get::<_, i64>(4)? as u64,
+        };
+        let Some(chunk) = self.read(place).map_err(crate::at_rest::read_failure)? else { return Ok(None) };
+        if !chunk.holds(kind, owner, first, count) {
+            return Err(crate::at_rest::read_failure(StoreError::Corrupt(format!(
+                "record log chunk at segment {} offset {} holds {:?} {} from {}; its row names {kind:?} {owner} from {first}",
+                place.segment, place.offset, chunk.kind, chunk.owner, chunk.first_index
+            ))));
+        }
+        Ok(Some((first, chunk)))
+    }
+
     /// A committed chunk's bytes as written (header included), unchecked.
     fn read_bytes(&self, place: ChunkPlace) -> Result<Option<Vec<u8>>, StoreError> {
         let file = {

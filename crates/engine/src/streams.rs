@@ -5,7 +5,7 @@
 
 use crate::db::{internal, SqlOp};
 use crate::embedded::{undo_in, EmbeddedStore};
-use crate::record_log::{read_fresh, ChunkKind, ChunkPlace, RecordChunk};
+use crate::record_log::{read_fresh, ChunkKind, RecordChunk};
 use crate::seqnum;
 use crate::store::*;
 use rusqlite::params;
@@ -547,27 +547,10 @@ impl StreamStore for EmbeddedStore {
                 }
                 let mut bytes = 0;
                 'chunks: while let Some(r) = rows.next()? {
-                    let first = r.get::<_, i64>(0)? as u64;
-                    let count = r.get::<_, i64>(1)? as u64;
-                    if first + count <= from_seq_ix {
-                        continue;
-                    }
-                    let place = ChunkPlace {
-                        segment: r.get(2)?,
-                        offset: r.get::<_, i64>(3)? as u64,
-                        length: r.get::<_, i64>(4)? as u64,
-                    };
-                    let Some(chunk) = log.read(place).map_err(crate::at_rest::read_failure)? else {
+                    let Some((first, chunk)) = log.chunk_of_row(r, ChunkKind::KinesisShard, shard_uid)? else {
                         // Its segment went after this snapshot was taken: read again.
                         return Ok(None);
                     };
-                    if !chunk.holds(ChunkKind::KinesisShard, shard_uid, first, count) {
-                        let found = format!("{:?} {} index {}", chunk.kind, chunk.owner, chunk.first_index);
-                        return Err(crate::at_rest::read_failure(StoreError::Corrupt(format!(
-                            "record log chunk at segment {} offset {} holds {found}, expected shard {shard_uid} index {first}",
-                            place.segment, place.offset
-                        ))));
-                    }
                     let skip = from_seq_ix.max(first) - chunk.first_index;
                     for (i, (partition_key, data)) in chunk.records.into_iter().enumerate().skip(skip as usize) {
                         let seq_ix = chunk.first_index + i as u64;
@@ -705,13 +688,7 @@ mod tests {
     fn racing_first_callers_share_one_iterator_secret() {
         for _ in 0..20 {
             let dir = tempfile::tempdir().unwrap();
-            let options = crate::EmbeddedOptions {
-                data_dir: Some(dir.path().to_owned()),
-                durable: false,
-                relax_cooldowns: true,
-                max_data_bytes: None,
-                encryption_key: None,
-            };
+            let options = crate::EmbeddedOptions::for_tests(dir.path());
             let clock = Arc::new(crate::ManualClock::new(0)) as Arc<dyn crate::Clock>;
             let store = Arc::new(EmbeddedStore::open(options, clock).unwrap());
             let start = Arc::new(std::sync::Barrier::new(8));

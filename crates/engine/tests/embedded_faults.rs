@@ -12,14 +12,7 @@ fn open(dir: &Path) -> EmbeddedStore {
 }
 
 fn open_with_clock(dir: &Path, clock: Arc<ManualClock>) -> EmbeddedStore {
-    let options = EmbeddedOptions {
-        data_dir: Some(dir.to_owned()),
-        durable: true,
-        relax_cooldowns: true,
-        max_data_bytes: None,
-        encryption_key: None,
-    };
-    EmbeddedStore::open(options, clock as Arc<dyn Clock>).unwrap()
+    EmbeddedStore::open(EmbeddedOptions::for_tests(dir), clock as Arc<dyn Clock>).unwrap()
 }
 
 fn message(body: &str, group: Option<&str>, dedup: Option<&str>) -> NewMessage {
@@ -422,15 +415,8 @@ mod record_log {
         let segment = head_segment(dir.path());
         let len = std::fs::metadata(&segment).unwrap().len();
         std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 1).unwrap();
-        let options = EmbeddedOptions {
-            data_dir: Some(dir.path().to_owned()),
-            durable: true,
-            relax_cooldowns: true,
-            max_data_bytes: None,
-            encryption_key: None,
-        };
         let clock = Arc::new(ManualClock::new(1_700_000_000_000)) as Arc<dyn Clock>;
-        match EmbeddedStore::open(options, clock) {
+        match EmbeddedStore::open(EmbeddedOptions::for_tests(dir.path()), clock) {
             Err(StoreError::Corrupt(why)) => assert!(why.contains("segment"), "{why}"),
             Err(other) => panic!("expected Corrupt, got {other}"),
             Ok(_) => panic!("a log that lost committed bytes was accepted"),

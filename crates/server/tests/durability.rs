@@ -440,31 +440,11 @@ fn kinesis_records_respect_the_data_size_limit() {
     assert_eq!(refused.0, 500, "{}", refused.1);
     assert_eq!(refused.1["__type"], "InternalFailure");
     assert!(accepted > 3, "{accepted} records fit before the limit");
-    let read_all = |endpoint: &str| -> Vec<String> {
-        let (_, shards) = call(endpoint, "ListShards", j!({"StreamName": "s"}));
-        let shard = shards["Shards"][0]["ShardId"].clone();
-        let (_, it) = call(
-            endpoint,
-            "GetShardIterator",
-            j!({"StreamName": "s", "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}),
-        );
-        let (status, r) = call(endpoint, "GetRecords", j!({"ShardIterator": it["ShardIterator"]}));
-        assert_eq!(status, 200, "{r}");
-        r["Records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|rec| {
-                let data = base64::engine::general_purpose::STANDARD.decode(rec["Data"].as_str().unwrap()).unwrap();
-                String::from_utf8(data).unwrap()
-            })
-            .collect()
-    };
     let expected: Vec<String> = (0..accepted).map(record).collect();
-    assert_eq!(read_all(&s.endpoint), expected, "reads keep working, and show only what was acknowledged");
+    assert_eq!(stream_texts(&a, &s.endpoint, "s"), expected, "reads keep working, and show only what was acknowledged");
 
     assert!(s.terminate().success());
     let s = Server::spawn(dir.path(), &[]);
-    assert_eq!(read_all(&s.endpoint), expected, "intact after a restart");
+    assert_eq!(stream_texts(&a, &s.endpoint, "s"), expected, "intact after a restart");
     assert_eq!(put(&s.endpoint, accepted).0, 200, "writes resume without the limit");
 }

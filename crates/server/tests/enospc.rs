@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{agent, json, kinesis_call, try_json_call};
+use common::{agent, json, kinesis_call, stream_texts, try_json_call};
 use serde_json::json as j;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
@@ -174,34 +174,10 @@ fn a_full_filesystem_fails_writes_cleanly_and_recovers() {
     let missing: Vec<_> = acknowledged.iter().filter(|b| !seen.contains(*b)).collect();
     assert!(missing.is_empty(), "acknowledged and lost: {missing:?}");
 
-    assert_eq!(read_stream(&a, &endpoint), records, "every acknowledged record, in order, nothing else");
+    assert_eq!(stream_texts(&a, &endpoint, "s"), records, "every acknowledged record, in order, nothing else");
 }
 
 fn base64(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
-}
-
-/// Every record of stream `s`'s one shard, from TRIM_HORIZON, decoded.
-fn read_stream(a: &ureq::Agent, endpoint: &str) -> Vec<String> {
-    use base64::Engine;
-    let (_, shards) = kinesis_call(a, endpoint, "ListShards", &j!({"StreamName": "s"})).unwrap();
-    let shard = shards["Shards"][0]["ShardId"].as_str().unwrap().to_owned();
-    let request = j!({"StreamName": "s", "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"});
-    let (_, it) = kinesis_call(a, endpoint, "GetShardIterator", &request).unwrap();
-    let mut iterator = it["ShardIterator"].as_str().unwrap().to_owned();
-    let mut out = Vec::new();
-    loop {
-        let (status, r) = kinesis_call(a, endpoint, "GetRecords", &j!({"ShardIterator": iterator})).unwrap();
-        assert_eq!(status, 200, "{r}");
-        let batch = r["Records"].as_array().unwrap();
-        if batch.is_empty() {
-            return out;
-        }
-        for record in batch {
-            let data = base64::engine::general_purpose::STANDARD.decode(record["Data"].as_str().unwrap()).unwrap();
-            out.push(String::from_utf8(data).unwrap());
-        }
-        iterator = r["NextShardIterator"].as_str().unwrap().to_owned();
-    }
 }

@@ -9,31 +9,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// (partition key, sequence number) of every record of the shard, in order.
 fn read_shard(a: &ureq::Agent, endpoint: &str, shard: &str) -> Vec<(String, String)> {
-    let (_, it) = kinesis_call(
-        a,
-        endpoint,
-        "GetShardIterator",
-        &json!({"StreamName": "events", "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}),
-    )
-    .unwrap();
-    let mut iterator = it["ShardIterator"].as_str().unwrap().to_owned();
-    let mut out = Vec::new();
-    loop {
-        let (status, r) = kinesis_call(a, endpoint, "GetRecords", &json!({"ShardIterator": iterator})).unwrap();
-        assert_eq!(status, 200, "{r}");
-        let records = r["Records"].as_array().unwrap();
-        if records.is_empty() {
-            return out;
-        }
-        for rec in records {
-            out.push((
-                rec["PartitionKey"].as_str().unwrap().to_owned(),
-                rec["SequenceNumber"].as_str().unwrap().to_owned(),
-            ));
-        }
-        iterator = r["NextShardIterator"].as_str().unwrap().to_owned();
-    }
+    shard_records(a, endpoint, "events", shard)
+        .iter()
+        .map(|r| (r["PartitionKey"].as_str().unwrap().to_owned(), r["SequenceNumber"].as_str().unwrap().to_owned()))
+        .collect()
 }
 
 #[test]

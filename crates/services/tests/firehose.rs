@@ -27,17 +27,7 @@ struct Harness {
 
 fn open(dir: &Path, clock: Arc<ManualClock>) -> (FirehoseService, KinesisService) {
     let store = Arc::new(
-        EmbeddedStore::open(
-            EmbeddedOptions {
-                data_dir: Some(dir.join("data")),
-                durable: true,
-                relax_cooldowns: true,
-                max_data_bytes: None,
-                encryption_key: None,
-            },
-            clock.clone() as Arc<dyn Clock>,
-        )
-        .unwrap(),
+        EmbeddedStore::open(EmbeddedOptions::for_tests(&dir.join("data")), clock.clone() as Arc<dyn Clock>).unwrap(),
     );
     let firehose =
         FirehoseService::new(store.clone(), store.clone(), clock.clone(), ObjectTarget::Local(dir.join("s3")));

@@ -18,19 +18,8 @@ struct Harness {
 }
 
 fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> KinesisService {
-    let store = Arc::new(
-        EmbeddedStore::open(
-            EmbeddedOptions {
-                data_dir: Some(dir.to_owned()),
-                durable: true,
-                relax_cooldowns: true,
-                max_data_bytes: None,
-                encryption_key: None,
-            },
-            clock.clone() as Arc<dyn Clock>,
-        )
-        .unwrap(),
-    );
+    let store =
+        Arc::new(EmbeddedStore::open(EmbeddedOptions::for_tests(dir), clock.clone() as Arc<dyn Clock>).unwrap());
     KinesisService::new(store, clock, tokio::sync::watch::channel(false).1)
 }
 

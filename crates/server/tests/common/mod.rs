@@ -128,6 +128,39 @@ pub fn kinesis_call(
     Some((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
 }
 
+/// Every record of one shard from TRIM_HORIZON to the latest, as GetRecords returns them.
+pub fn shard_records(agent: &ureq::Agent, endpoint: &str, stream: &str, shard: &str) -> Vec<serde_json::Value> {
+    let request = serde_json::json!({"StreamName": stream, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"});
+    let (_, it) = kinesis_call(agent, endpoint, "GetShardIterator", &request).expect("GetShardIterator");
+    let mut iterator = it["ShardIterator"].as_str().expect("an iterator").to_owned();
+    let mut out = Vec::new();
+    loop {
+        let request = serde_json::json!({"ShardIterator": iterator});
+        let (status, r) = kinesis_call(agent, endpoint, "GetRecords", &request).expect("GetRecords");
+        assert_eq!(status, 200, "{r}");
+        let records = r["Records"].as_array().expect("records");
+        if records.is_empty() {
+            return out;
+        }
+        out.extend(records.iter().cloned());
+        iterator = r["NextShardIterator"].as_str().expect("a next iterator").to_owned();
+    }
+}
+
+/// The records of a one-shard stream, their data decoded as text.
+pub fn stream_texts(agent: &ureq::Agent, endpoint: &str, stream: &str) -> Vec<String> {
+    use base64::Engine;
+    let (_, shards) = kinesis_call(agent, endpoint, "ListShards", &serde_json::json!({"StreamName": stream})).unwrap();
+    let shard = shards["Shards"][0]["ShardId"].as_str().expect("a shard").to_owned();
+    shard_records(agent, endpoint, stream, &shard)
+        .iter()
+        .map(|r| {
+            let data = base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
+            String::from_utf8(data).unwrap()
+        })
+        .collect()
+}
+
 /// A Query-protocol call: (status, XML body).
 pub fn query_call(agent: &ureq::Agent, url: &str, form: &[(&str, &str)]) -> (u16, String) {
     query_call_as(agent, url, "sqs", form)
