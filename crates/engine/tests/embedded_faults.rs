@@ -468,6 +468,11 @@ mod record_log {
         assert!(before >= 8, "{before} segments");
         store.delete_stream(&gone).unwrap().wait().await.unwrap();
         assert_eq!(store.record_segments().len(), before, "every segment still holds records of the kept stream");
+        // A step whose commit fails after its copies reached the log changes nothing.
+        store.inject_write_failures(1);
+        assert!(store.trim_streams().unwrap().wait().await.is_err());
+        assert_eq!(store.record_segments().len(), before);
+        assert_eq!(read_all(&store, &kept).unwrap(), expected, "after a failed step");
 
         let mut sweeps = 0;
         while store.record_segments().len() > 2 {
