@@ -131,6 +131,35 @@ pub struct StreamMeta {
 }
 
 impl StreamMeta {
+    /// An ACTIVE provisioned stream in the default account and region, with AWS's
+    /// defaults (24 hours' retention, no encryption, 1 MiB records): what tests and
+    /// benchmarks create.
+    pub fn for_tests(name: &str) -> StreamMeta {
+        StreamMeta {
+            id: 0,
+            account: "000000000000".into(),
+            region: "us-east-1".into(),
+            name: name.into(),
+            stream_id: "1".into(),
+            status: "ACTIVE".into(),
+            status_until_ms: None,
+            mode: "PROVISIONED".into(),
+            retention_hours: 24,
+            created_ms: 1_700_000_000_000,
+            tags: Default::default(),
+            encryption_type: "NONE".into(),
+            key_id: None,
+            enhanced_metrics: vec![],
+            max_record_size_kib: 1024,
+            consumers: vec![],
+            shards: vec![],
+            resource_policy: None,
+            consumer_policies: Default::default(),
+            warm_throughput_mibps: None,
+            next_shard_index: 0,
+        }
+    }
+
     pub fn key(&self) -> StreamKey {
         StreamKey { account: self.account.clone(), region: self.region.clone(), name: self.name.clone() }
     }

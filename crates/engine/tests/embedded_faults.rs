@@ -151,29 +151,7 @@ async fn failed_queue_changes_leave_memory_as_on_disk() {
 }
 
 fn stream_meta(name: &str) -> sluice_engine::streams::StreamMeta {
-    sluice_engine::streams::StreamMeta {
-        id: 0,
-        account: "000000000000".into(),
-        region: "us-east-1".into(),
-        name: name.into(),
-        stream_id: "1".into(),
-        status: "ACTIVE".into(),
-        status_until_ms: None,
-        mode: "PROVISIONED".into(),
-        retention_hours: 24,
-        created_ms: 1_700_000_000_000,
-        tags: Default::default(),
-        encryption_type: "NONE".into(),
-        key_id: None,
-        enhanced_metrics: vec![],
-        max_record_size_kib: 1024,
-        consumers: vec![],
-        shards: vec![],
-        resource_policy: None,
-        consumer_policies: Default::default(),
-        warm_throughput_mibps: None,
-        next_shard_index: 0,
-    }
+    sluice_engine::streams::StreamMeta::for_tests(name)
 }
 
 #[tokio::test]
