@@ -378,7 +378,11 @@ impl RecordLog {
                 .and_then(|mut s| s.query_row(params![segment], |r| r.get(0)))
                 .map_err(internal)?;
             if !referenced {
-                std::fs::remove_file(segment_path(&self.dir, segment)).map_err(internal)?;
+                match std::fs::remove_file(segment_path(&self.dir, segment)) {
+                    // A segment whose file was never created (a failed rotation) is gone too.
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(internal(e)),
+                    _ => {}
+                }
                 head.sizes.remove(&segment);
                 self.readers.lock().unwrap_or_else(|p| p.into_inner()).remove(&segment);
             }
