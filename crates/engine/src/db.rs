@@ -158,6 +158,13 @@ CREATE TABLE firehose_chunks (
 CREATE UNIQUE INDEX firehose_chunks_by_stream ON firehose_chunks (stream_id, first_seq);
 CREATE INDEX firehose_chunks_by_segment ON firehose_chunks (segment);
 "#,
+    r#"
+-- Where every committed chunk is, whoever owns it: what the record log itself asks
+-- (segment ends at start, which segments are still named, how much of each is live).
+CREATE VIEW log_chunks AS
+    SELECT segment, position, length FROM record_chunks
+    UNION ALL SELECT segment, position, length FROM firehose_chunks;
+"#,
 ];
 
 /// One row of `messages`, as the writer inserts it.

@@ -396,6 +396,19 @@ impl EmbeddedStore {
         Ok(Durable { value, commit: Some(rx) })
     }
 
+    /// One step of record log compaction (the server's worker runs it every second, after
+    /// the retention sweeps that leave segments sparse); resolves to the chunks moved. A
+    /// write of its own, so that on a full disk only the copy fails, not retention.
+    pub fn compact_record_log(&self) -> Result<Durable<u64>, StoreError> {
+        let log = &self.db.record_log;
+        let relocations = self.db.read(|conn| log.compaction_step(conn).map_err(crate::at_rest::read_failure))?;
+        if relocations.is_empty() {
+            return Ok(Durable::ready(0));
+        }
+        let n = relocations.len() as u64;
+        self.commit(n, relocations.into_iter().map(|r| SqlOp::RelocateChunk(Box::new(r))).collect(), None)
+    }
+
     /// Rotates record log segments at `bytes` from now on (tests need many segments).
     #[doc(hidden)]
     pub fn set_record_segment_bytes(&self, bytes: u64) {

@@ -216,6 +216,14 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("record log: {e}"))
 }
 
+/// `aggregate` (an SQL aggregate over `log_chunks`) for each segment some chunk names.
+fn per_segment(conn: &Connection, aggregate: &str) -> Result<BTreeMap<u32, u64>, StoreError> {
+    let sql = format!("SELECT segment, {aggregate} FROM log_chunks GROUP BY segment");
+    let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u64>(1)?))).map_err(internal)?;
+    rows.collect::<Result<_, _>>().map_err(internal)
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -232,21 +240,7 @@ impl RecordLog {
         max_bytes: Option<u64>,
         segment_bytes: u64,
     ) -> Result<RecordLog, StoreError> {
-        let mut committed: BTreeMap<u32, u64> = BTreeMap::new();
-        {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT segment, max(position + length) FROM \
-                     (SELECT segment, position, length FROM record_chunks \
-                      UNION ALL SELECT segment, position, length FROM firehose_chunks) GROUP BY segment",
-                )
-                .map_err(internal)?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u64>(1)?))).map_err(internal)?;
-            for row in rows {
-                let (segment, end) = row.map_err(internal)?;
-                committed.insert(segment, end);
-            }
-        }
+        let committed = per_segment(conn, "max(position + length)")?;
         let mut on_disk: BTreeMap<u32, u64> = BTreeMap::new();
         for entry in std::fs::read_dir(dir).map_err(internal)? {
             let entry = entry.map_err(internal)?;
@@ -371,10 +365,7 @@ impl RecordLog {
         let candidates: Vec<u32> = head.sizes.keys().copied().filter(|s| *s != head_segment).collect();
         for segment in candidates {
             let referenced: bool = conn
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM record_chunks WHERE segment=?1) \
-                     OR EXISTS (SELECT 1 FROM firehose_chunks WHERE segment=?1)",
-                )
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM log_chunks WHERE segment=?1)")
                 .and_then(|mut s| s.query_row(params![segment], |r| r.get(0)))
                 .map_err(internal)?;
             if !referenced {
@@ -456,20 +447,7 @@ impl RecordLog {
         if sizes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut live: BTreeMap<u32, u64> = BTreeMap::new();
-        {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT segment, sum(length) FROM (SELECT segment, length FROM record_chunks \
-                     UNION ALL SELECT segment, length FROM firehose_chunks) GROUP BY segment",
-                )
-                .map_err(internal)?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u64>(1)?))).map_err(internal)?;
-            for row in rows {
-                let (segment, bytes) = row.map_err(internal)?;
-                live.insert(segment, bytes);
-            }
-        }
+        let live = per_segment(conn, "sum(length)")?;
         // Live share in thousandths, emptiest first.
         let candidate = sizes
             .iter()
@@ -480,26 +458,22 @@ impl RecordLog {
             .min();
         let Some((_, segment)) = candidate else { return Ok(Vec::new()) };
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT kind, position, length FROM (SELECT 1 AS kind, segment, position, length FROM record_chunks \
-                 UNION ALL SELECT 2, segment, position, length FROM firehose_chunks) WHERE segment=?1 ORDER BY position",
-            )
+            .prepare_cached("SELECT position, length FROM log_chunks WHERE segment=?1 ORDER BY position")
             .map_err(internal)?;
-        let rows = stmt
-            .query_map(params![segment], |r| Ok((r.get::<_, u8>(0)?, r.get::<_, u64>(1)?, r.get::<_, u64>(2)?)))
-            .map_err(internal)?;
+        let rows =
+            stmt.query_map(params![segment], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, u64>(1)?))).map_err(internal)?;
         let mut out = Vec::new();
         let mut step = 0;
         for row in rows {
-            let (kind, offset, length) = row.map_err(internal)?;
+            let (offset, length) = row.map_err(internal)?;
             if step > 0 && step + length > COMPACTION_STEP_BYTES {
                 break;
             }
             let from = ChunkPlace { segment, offset, length };
             let Some(bytes) = self.read_bytes(from)? else { break };
-            // A damaged chunk is not spread further; reads of it keep failing.
-            decode_chunk(&bytes)?;
-            let kind = if kind == 1 { ChunkKind::KinesisShard } else { ChunkKind::FirehoseBuffer };
+            // A damaged chunk is not spread further; reads of it keep failing. The chunk
+            // names its kind, which says whose row follows the copy.
+            let kind = decode_chunk(&bytes)?.kind;
             step += length;
             out.push(Relocation { kind, from, bytes });
         }
@@ -551,6 +525,14 @@ mod tests {
         }
     }
 
+    /// A database with the current schema in `dir`, and its path.
+    fn fresh_database(dir: &Path) -> (PathBuf, Connection) {
+        let db = dir.join("sluice.db");
+        let conn = Connection::open(&db).unwrap();
+        crate::db::migrate(&conn).unwrap();
+        (db, conn)
+    }
+
     fn committed_chunk(log: &RecordLog, conn: &Connection, chunk: &RecordChunk) -> ChunkPlace {
         let mut bytes = Vec::new();
         encode_chunk(chunk, &mut bytes);
@@ -564,9 +546,7 @@ mod tests {
     #[test]
     fn segments_rotate_and_go_once_no_chunk_refers_to_them() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("sluice.db");
-        let conn = Connection::open(&db).unwrap();
-        crate::db::migrate(&conn).unwrap();
+        let (db, conn) = fresh_database(dir.path());
         let log = RecordLog::open(dir.path(), &db, &conn, true, None, 1000).unwrap();
         assert!(!segment_path(dir.path(), 1).exists(), "no segment file before the first record");
         let a = committed_chunk(&log, &conn, &chunk(1, 1, 12));
@@ -593,9 +573,7 @@ mod tests {
     #[test]
     fn an_append_past_the_size_limit_fails_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("sluice.db");
-        let conn = Connection::open(&db).unwrap();
-        crate::db::migrate(&conn).unwrap();
+        let (db, conn) = fresh_database(dir.path());
         let limit = std::fs::metadata(&db).unwrap().len() + 1000;
         let log = RecordLog::open(dir.path(), &db, &conn, true, Some(limit), SEGMENT_BYTES).unwrap();
         let small = committed_chunk(&log, &conn, &chunk(1, 1, 3));

@@ -648,26 +648,11 @@ impl StreamStore for EmbeddedStore {
                 ops.push(SqlOp::TrimRecords { shard_uid: uid, below_seq_ix: below });
             }
         }
-        let log = &self.db.record_log;
-        // Retention goes on even when compaction cannot (a damaged chunk, an I/O error).
-        let relocations =
-            self.db.read(|conn| log.compaction_step(conn).map_err(crate::at_rest::read_failure)).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "record log compaction step failed");
-                Vec::new()
-            });
-        // A write of its own, submitted first: on a full disk the copy fails and the
-        // trims still commit; the writer takes writes in order, so once the trims are
-        // durable the copy has been handled too.
-        let compacted = if relocations.is_empty() {
-            None
-        } else {
-            Some(self.commit(0, relocations.into_iter().map(|r| SqlOp::RelocateChunk(Box::new(r))).collect(), None)?)
-        };
-        match (ops.is_empty(), compacted) {
-            (true, None) => Ok(Durable::ready(0)),
-            (true, Some(compacted)) => Ok(compacted),
-            (false, _) => self.commit(ops.len() as u64, ops, None),
+        if ops.is_empty() {
+            return Ok(Durable::ready(0));
         }
+        let n = ops.len() as u64;
+        self.commit(n, ops, None)
     }
 
     fn shard_signal(&self, shard_uid: i64) -> Arc<Notify> {

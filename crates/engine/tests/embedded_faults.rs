@@ -381,16 +381,24 @@ mod record_log {
         assert!(!on_disk.windows(4).any(|w| w == b"lost"), "the unacknowledged bytes are gone");
     }
 
+    /// A stream holding the records `data`, written and the store closed: the segment
+    /// holding them, for a test to damage.
+    async fn stream_on_disk(dir: &Path, data: &[&str]) -> (StreamKey, PathBuf) {
+        let store = open(dir);
+        let key = create_stream(&store).await;
+        for d in data {
+            append(&store, &key, d).await.unwrap();
+        }
+        drop(store);
+        (key, head_segment(dir))
+    }
+
     /// A segment shorter than its committed records lost acknowledged data: the store
     /// refuses to start rather than serve a stream with a hole in it.
     #[tokio::test]
     async fn a_segment_missing_committed_bytes_is_refused_at_start() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        let key = create_stream(&store).await;
-        append(&store, &key, "acknowledged").await.unwrap();
-        drop(store);
-        let segment = head_segment(dir.path());
+        let (_, segment) = stream_on_disk(dir.path(), &["acknowledged"]).await;
         let len = std::fs::metadata(&segment).unwrap().len();
         std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 1).unwrap();
         let clock = Arc::new(ManualClock::new(1_700_000_000_000)) as Arc<dyn Clock>;
@@ -405,11 +413,7 @@ mod record_log {
     #[tokio::test]
     async fn a_damaged_chunk_fails_the_read_instead_of_serving_wrong_data() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        let key = create_stream(&store).await;
-        append(&store, &key, "payload-to-damage").await.unwrap();
-        drop(store);
-        let segment = head_segment(dir.path());
+        let (key, segment) = stream_on_disk(dir.path(), &["payload-to-damage"]).await;
         let mut bytes = std::fs::read(&segment).unwrap();
         let at = bytes.windows(7).position(|w| w == b"payload").unwrap();
         bytes[at] ^= 0x01;
@@ -426,7 +430,7 @@ mod record_log {
     }
 
     /// Streams share segments, so the records one stream keeps would hold on to segments
-    /// whose other records are gone. Compaction, a step per retention sweep, copies them
+    /// whose other records are gone. Compaction, one step at a time, copies them
     /// to the head and the old segments go; reads see every record, in order, throughout
     /// and after a restart.
     #[tokio::test]
@@ -448,7 +452,7 @@ mod record_log {
         assert_eq!(store.record_segments().len(), before, "every segment still holds records of the kept stream");
         // A step whose commit fails after its copies reached the log changes nothing.
         store.inject_write_failures(1);
-        assert!(store.trim_streams().unwrap().wait().await.is_err());
+        assert!(store.compact_record_log().unwrap().wait().await.is_err());
         assert_eq!(store.record_segments().len(), before);
         assert_eq!(read_all(&store, &kept).unwrap(), expected, "after a failed step");
 
@@ -456,8 +460,8 @@ mod record_log {
         while store.record_segments().len() > 2 {
             sweeps += 1;
             assert!(sweeps <= 3 * before, "compaction makes progress: {:?}", store.record_segments());
-            store.trim_streams().unwrap().wait().await.unwrap();
-            assert_eq!(read_all(&store, &kept).unwrap(), expected, "after sweep {sweeps}");
+            store.compact_record_log().unwrap().wait().await.unwrap();
+            assert_eq!(read_all(&store, &kept).unwrap(), expected, "after step {sweeps}");
         }
         assert_eq!(segment_files(dir.path()), store.record_segments().len(), "the freed files are deleted");
         drop(store);

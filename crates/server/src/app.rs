@@ -221,7 +221,8 @@ pub async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Background work: retention, dedup expiry and message move tasks, once a second.
+/// Background work: retention, dedup expiry, record log compaction and message move
+/// tasks, once a second.
 async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
@@ -229,30 +230,22 @@ async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bo
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        match store.expire() {
-            Ok(d) => {
-                if let Err(e) = d.wait().await {
-                    tracing::warn!(error = %e, "retention sweep failed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
-        }
-        match sluice_engine::streams::StreamStore::trim_streams(store.as_ref()) {
-            Ok(d) => {
-                if let Err(e) = d.wait().await {
-                    tracing::warn!(error = %e, "stream retention sweep failed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "stream retention sweep failed"),
-        }
-        match store.run_move_tasks(DEFAULT_MOVE_RATE) {
-            Ok(d) => {
-                if let Err(e) = d.wait().await {
-                    tracing::warn!(error = %e, "message move step failed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "message move step failed"),
-        }
+        sweep("retention sweep", store.expire()).await;
+        sweep("stream retention sweep", sluice_engine::streams::StreamStore::trim_streams(store.as_ref())).await;
+        // After retention, which is what leaves segments sparse.
+        sweep("record log compaction step", store.compact_record_log()).await;
+        sweep("message move step", store.run_move_tasks(DEFAULT_MOVE_RATE)).await;
+    }
+}
+
+/// Waits for one sweep's write; a failure is logged and the next tick tries again.
+async fn sweep<T>(what: &str, write: Result<sluice_engine::Durable<T>, sluice_engine::StoreError>) {
+    let result = match write {
+        Ok(d) => d.wait().await.map(drop),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "{what} failed");
     }
 }
 
