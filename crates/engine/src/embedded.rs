@@ -103,10 +103,14 @@ pub(crate) fn undo_in<R: Send + 'static>(
 }
 
 /// Undoes an attribute or tag change whose write failed, unless it changed again since.
-fn restore_queue_maps(handle: Arc<QueueHandle>, before: (Attributes, Tags), after: (Attributes, Tags)) -> CommitHook {
+fn restore_queue_maps(
+    handle: Arc<QueueHandle>,
+    before: (Arc<Attributes>, Arc<Tags>),
+    after: (Arc<Attributes>, Arc<Tags>),
+) -> CommitHook {
     Box::new(move || {
         let mut st = handle.lock();
-        if st.attributes == after.0 && st.tags == after.1 {
+        if Arc::ptr_eq(&st.attributes, &after.0) && Arc::ptr_eq(&st.tags, &after.1) {
             st.set_attributes(before.0);
             st.tags = before.1;
         }
@@ -608,9 +612,9 @@ impl Store for EmbeddedStore {
         let handle = self.handle(key)?;
         let mut st = handle.lock();
         let before = (st.attributes.clone(), st.tags.clone());
-        let mut merged = st.attributes.clone();
+        let mut merged = Attributes::clone(&st.attributes);
         merged.extend(attributes);
-        st.set_attributes(merged);
+        st.set_attributes(Arc::new(merged));
         st.modified_ms = self.clock.now_ms();
         let op = Self::update_queue_op(&st);
         let after = (st.attributes.clone(), st.tags.clone());
@@ -623,7 +627,7 @@ impl Store for EmbeddedStore {
         let handle = self.handle(key)?;
         let mut st = handle.lock();
         let before = (st.attributes.clone(), st.tags.clone());
-        st.tags.extend(tags);
+        Arc::make_mut(&mut st.tags).extend(tags);
         let op = Self::update_queue_op(&st);
         let after = (st.attributes.clone(), st.tags.clone());
         drop(st);
@@ -636,7 +640,7 @@ impl Store for EmbeddedStore {
         let mut st = handle.lock();
         let before = (st.attributes.clone(), st.tags.clone());
         for k in keys {
-            st.tags.remove(k);
+            Arc::make_mut(&mut st.tags).remove(k);
         }
         let op = Self::update_queue_op(&st);
         let after = (st.attributes.clone(), st.tags.clone());

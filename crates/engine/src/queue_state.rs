@@ -136,8 +136,10 @@ pub struct ReceiveOutcome {
 pub struct QueueState {
     pub id: i64,
     pub key: QueueKey,
-    pub attributes: Attributes,
-    pub tags: Tags,
+    /// Shared with every [`crate::QueueInfo`] handed out, so that a send's lookup of its
+    /// queue copies no attribute map; changed by replacing (or `Arc::make_mut`).
+    pub attributes: Arc<Attributes>,
+    pub tags: Arc<Tags>,
     pub created_ms: u64,
     pub modified_ms: u64,
     pub last_purge_ms: Option<u64>,
@@ -160,8 +162,8 @@ impl QueueState {
         QueueState {
             id,
             key,
-            attributes,
-            tags,
+            attributes: Arc::new(attributes),
+            tags: Arc::new(tags),
             created_ms,
             modified_ms,
             last_purge_ms: None,
@@ -179,7 +181,7 @@ impl QueueState {
         }
     }
 
-    pub fn set_attributes(&mut self, attributes: Attributes) {
+    pub fn set_attributes(&mut self, attributes: Arc<Attributes>) {
         self.config = QueueConfig::from_attributes(&attributes);
         self.attributes = attributes;
     }

@@ -46,8 +46,8 @@ pub type Tags = BTreeMap<String, String>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueInfo {
     pub key: QueueKey,
-    pub attributes: Attributes,
-    pub tags: Tags,
+    pub attributes: Arc<Attributes>,
+    pub tags: Arc<Tags>,
     pub created_ms: u64,
     pub modified_ms: u64,
 }

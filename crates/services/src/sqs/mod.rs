@@ -14,7 +14,9 @@ use messages::*;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use sluice_engine::{Attributes, Clock, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, Store};
+use sluice_engine::{
+    Attributes, Clock, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, SendOutcome, Store,
+};
 use sluice_wire::md5::md5_hex;
 use sluice_wire::{AwsError, Model};
 use std::collections::BTreeMap;
@@ -57,7 +59,7 @@ pub struct SqsService {
 
 impl attributes::QueueLookup for SqsService {
     fn queue_attributes(&self, key: &QueueKey) -> Option<Attributes> {
-        self.store.get_queue(key).ok().map(|i| i.attributes)
+        self.store.get_queue(key).ok().map(|i| Attributes::clone(&i.attributes))
     }
 }
 
@@ -154,10 +156,15 @@ fn decode_page_token(token: &str) -> Result<String, AwsError> {
 /// A validated message, ready for the store, with the digests SendMessage returns.
 struct PreparedMessage {
     message: NewMessage,
+    digests: SendDigests,
+    size: usize,
+}
+
+/// What a successful send answers besides the message id: the digests of what was sent.
+struct SendDigests {
     md5_body: String,
     md5_attributes: Option<String>,
     md5_system_attributes: Option<String>,
-    size: usize,
 }
 
 impl SqsService {
@@ -404,7 +411,7 @@ impl SqsService {
             return Ok(json!({}));
         }
         let counts = self.store.queue_counts(&key).map_err(|e| from_store(e, &key.name, ""))?;
-        let mut all: BTreeMap<String, String> = info.attributes.clone();
+        let mut all: BTreeMap<String, String> = Attributes::clone(&info.attributes);
         all.retain(|_, v| !v.is_empty());
         all.insert("ApproximateNumberOfMessages".into(), counts.visible.to_string());
         all.insert("ApproximateNumberOfMessagesNotVisible".into(), counts.in_flight.to_string());
@@ -450,7 +457,7 @@ impl SqsService {
         &self,
         ctx: &RequestContext,
         info: &QueueInfo,
-        body: &Option<String>,
+        body: Option<String>,
         delay: Option<i64>,
         attrs: &MessageAttributeMap,
         system_attrs: &MessageAttributeMap,
@@ -458,8 +465,8 @@ impl SqsService {
         dedup: &Option<String>,
     ) -> Result<PreparedMessage, AwsError> {
         let fifo = info.attributes.get("FifoQueue").is_some_and(|v| v == "true");
-        let body = require(body, "MessageBody")?;
-        validate_body(body)?;
+        let Some(body) = body else { return Err(missing_parameter("MessageBody")) };
+        validate_body(&body)?;
         if let Some(d) = delay {
             if fifo {
                 return Err(invalid_value_reason(
@@ -526,7 +533,7 @@ impl SqsService {
         let md5_body = md5_hex(body.as_bytes());
         Ok(PreparedMessage {
             message: NewMessage {
-                body: body.to_owned(),
+                body,
                 body_md5: Some(md5_body.clone()),
                 attributes: store_attributes(attrs),
                 system_attributes: store_attributes(&system_attrs),
@@ -535,25 +542,23 @@ impl SqsService {
                 dedup_id,
                 delay_s: delay.map(|d| d as u64),
             },
-            md5_body,
-            md5_attributes: md5_of_attributes(attrs),
-            md5_system_attributes,
+            digests: SendDigests { md5_body, md5_attributes: md5_of_attributes(attrs), md5_system_attributes },
             size,
         })
     }
 
-    fn send_result(p: &PreparedMessage, message_id: &str, sequence_number: &Option<String>) -> Map<String, Value> {
+    fn send_result(digests: SendDigests, outcome: SendOutcome) -> Map<String, Value> {
         let mut out = Map::new();
-        out.insert("MD5OfMessageBody".into(), p.md5_body.clone().into());
-        if let Some(m) = &p.md5_attributes {
-            out.insert("MD5OfMessageAttributes".into(), m.clone().into());
+        out.insert("MD5OfMessageBody".into(), digests.md5_body.into());
+        if let Some(m) = digests.md5_attributes {
+            out.insert("MD5OfMessageAttributes".into(), m.into());
         }
-        if let Some(m) = &p.md5_system_attributes {
-            out.insert("MD5OfMessageSystemAttributes".into(), m.clone().into());
+        if let Some(m) = digests.md5_system_attributes {
+            out.insert("MD5OfMessageSystemAttributes".into(), m.into());
         }
-        out.insert("MessageId".into(), message_id.into());
-        if let Some(s) = sequence_number {
-            out.insert("SequenceNumber".into(), s.clone().into());
+        out.insert("MessageId".into(), outcome.message_id.into());
+        if let Some(s) = outcome.sequence_number {
+            out.insert("SequenceNumber".into(), s.into());
         }
         out
     }
@@ -564,7 +569,7 @@ impl SqsService {
         let prepared = self.prepare(
             ctx,
             &info,
-            &req.message_body,
+            req.message_body,
             req.delay_seconds,
             &req.message_attributes,
             &req.message_system_attributes,
@@ -573,9 +578,9 @@ impl SqsService {
         )?;
         let map = |e| from_store(e, &key.name, "");
         let outcomes =
-            self.store.send_messages(&key, vec![prepared.message.clone()]).map_err(map)?.wait().await.map_err(map)?;
-        let o = outcomes.first().ok_or_else(|| internal("send returned no outcome"))?;
-        Ok(Value::Object(Self::send_result(&prepared, &o.message_id, &o.sequence_number)))
+            self.store.send_messages(&key, vec![prepared.message]).map_err(map)?.wait().await.map_err(map)?;
+        let o = outcomes.into_iter().next().ok_or_else(|| internal("send returned no outcome"))?;
+        Ok(Value::Object(Self::send_result(prepared.digests, o)))
     }
 
     async fn send_message_batch(&self, ctx: &RequestContext, req: SendMessageBatchRequest) -> Result<Value, AwsError> {
@@ -583,14 +588,16 @@ impl SqsService {
         let info = self.info(&key)?;
         check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "SendMessageBatchRequestEntry")?;
         let mut failed = Vec::new();
-        let mut prepared = Vec::new();
+        let mut messages = Vec::new();
+        let mut replies = Vec::new();
         let mut total = 0;
-        for e in &req.entries {
-            let id = e.id.clone().unwrap_or_default();
+        for e in req.entries {
+            let id = e.id.unwrap_or_default();
+            let body_len = e.message_body.as_ref().map(String::len).unwrap_or(0);
             match self.prepare(
                 ctx,
                 &info,
-                &e.message_body,
+                e.message_body,
                 e.delay_seconds,
                 &e.message_attributes,
                 &e.message_system_attributes,
@@ -599,10 +606,11 @@ impl SqsService {
             ) {
                 Ok(p) => {
                     total += p.size;
-                    prepared.push((id, p));
+                    messages.push(p.message);
+                    replies.push((id, p.digests));
                 }
                 Err(err) => {
-                    total += e.message_body.as_ref().map(String::len).unwrap_or(0);
+                    total += body_len;
                     failed.push(failed_entry(&id, &err));
                 }
             }
@@ -611,18 +619,12 @@ impl SqsService {
             return Err(batch_request_too_long(total));
         }
         let mut successful = Vec::new();
-        if !prepared.is_empty() {
+        if !messages.is_empty() {
             let map = |e| from_store(e, &key.name, "");
-            let outcomes = self
-                .store
-                .send_messages(&key, prepared.iter().map(|(_, p)| p.message.clone()).collect())
-                .map_err(map)?
-                .wait()
-                .await
-                .map_err(map)?;
-            for ((id, p), o) in prepared.iter().zip(outcomes) {
-                let mut entry = Self::send_result(p, &o.message_id, &o.sequence_number);
-                entry.insert("Id".into(), id.clone().into());
+            let outcomes = self.store.send_messages(&key, messages).map_err(map)?.wait().await.map_err(map)?;
+            for ((id, digests), o) in replies.into_iter().zip(outcomes) {
+                let mut entry = Self::send_result(digests, o);
+                entry.insert("Id".into(), id.into());
                 successful.push(Value::Object(entry));
             }
         }
@@ -959,7 +961,7 @@ impl SqsService {
         let key = self.queue_key(ctx, &req.queue_url)?;
         let info = self.info(&key)?;
         validate_tags(&req.tags)?;
-        let mut merged = info.tags.clone();
+        let mut merged = BTreeMap::clone(&info.tags);
         merged.extend(req.tags.clone());
         if merged.len() > MAX_TAGS {
             return Err(invalid_parameter_value(format!("Too many tags added for queue {}.", key.name)));
@@ -982,7 +984,7 @@ impl SqsService {
         if info.tags.is_empty() {
             return Ok(json!({}));
         }
-        Ok(json!({"Tags": info.tags}))
+        Ok(json!({"Tags": *info.tags}))
     }
 
     async fn add_permission(&self, ctx: &RequestContext, req: AddPermissionRequest) -> Result<Value, AwsError> {
