@@ -29,6 +29,8 @@ pub struct EmbeddedOptions {
     /// The at-rest encryption key; `None` uses (and first creates) `sluice.key` in the
     /// data directory.
     pub encryption_key: Option<[u8; 32]>,
+    /// Size at which the record log starts a new segment file.
+    pub record_segment_bytes: u64,
 }
 
 impl EmbeddedOptions {
@@ -41,6 +43,7 @@ impl EmbeddedOptions {
             relax_cooldowns: true,
             max_data_bytes: None,
             encryption_key: None,
+            record_segment_bytes: crate::record_log::SEGMENT_BYTES,
         }
     }
 }
@@ -219,6 +222,7 @@ impl EmbeddedStore {
             None => Sealer::load_or_create(&dir.join(crate::at_rest::KEY_FILE))?,
         };
         let (db, conn) = Database::open(&dir.join("sluice.db"), durable, options.max_data_bytes)?;
+        db.record_log.set_segment_bytes(options.record_segment_bytes);
         let store = EmbeddedStore {
             db,
             clock,

@@ -60,6 +60,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
                 relax_cooldowns: settings.relax_cooldowns,
                 max_data_bytes: settings.max_data_mib.map(|m| m * 1024 * 1024),
                 encryption_key: settings.encryption_key,
+                record_segment_bytes: settings.record_segment_mib * 1024 * 1024,
             },
             clock.clone(),
         )

@@ -19,6 +19,9 @@ pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 4096;
 /// costs a few KiB; 16,384 stays within the usual 65,536-descriptor limit with room for
 /// the database and outbound connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+pub const DEFAULT_RECORD_SEGMENT_MIB: u64 = sluice_engine::record_log::SEGMENT_BYTES / (1024 * 1024);
+/// A segment is one file: beyond 1 GiB, compaction's copies and deletions get coarse.
+const MAX_RECORD_SEGMENT_MIB: u64 = 1024;
 
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about = "AWS messaging (SQS) on your own machine, durable and faithful")]
@@ -95,6 +98,10 @@ pub struct ServeArgs {
     /// full disk, while reads and deletes keep working.
     #[arg(long, env = "SLUICE_MAX_DATA_MIB")]
     pub max_data_mib: Option<u64>,
+    /// Size of each record log segment file (Kinesis records, Firehose buffers), in MiB;
+    /// space comes back a whole segment at a time.
+    #[arg(long, env = "SLUICE_RECORD_SEGMENT_MIB")]
+    pub record_segment_mib: Option<u64>,
     /// Requests served at once, long polls included; more are answered with a throttling error.
     #[arg(long, env = "SLUICE_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<usize>,
@@ -149,6 +156,7 @@ pub struct FileConfig {
     pub max_concurrent_requests: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_data_mib: Option<u64>,
+    pub record_segment_mib: Option<u64>,
     pub encryption_key_file: Option<PathBuf>,
 }
 
@@ -204,6 +212,7 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
     pub max_connections: usize,
     pub max_data_mib: Option<u64>,
+    pub record_segment_mib: u64,
     /// The at-rest encryption key when configured; `None` uses the data directory's key file.
     pub encryption_key: Option<[u8; 32]>,
 }
@@ -230,6 +239,7 @@ impl Settings {
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_data_mib: None,
+            record_segment_mib: DEFAULT_RECORD_SEGMENT_MIB,
             encryption_key: None,
         }
     }
@@ -326,6 +336,11 @@ impl Settings {
         if max_concurrent_requests == 0 {
             anyhow::bail!("--max-concurrent-requests must be at least 1");
         }
+        let record_segment_mib =
+            args.record_segment_mib.or(file.record_segment_mib).unwrap_or(DEFAULT_RECORD_SEGMENT_MIB);
+        if !(1..=MAX_RECORD_SEGMENT_MIB).contains(&record_segment_mib) {
+            anyhow::bail!("--record-segment-mib must be between 1 and {MAX_RECORD_SEGMENT_MIB}");
+        }
         let max_connections = args.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS);
         if max_connections == 0 {
             anyhow::bail!("--max-connections must be at least 1");
@@ -341,6 +356,7 @@ impl Settings {
         Ok(Settings {
             encryption_key,
             max_data_mib: args.max_data_mib.or(file.max_data_mib),
+            record_segment_mib,
             max_concurrent_requests,
             max_connections,
             auth,
@@ -422,5 +438,14 @@ mod tests {
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
         assert!(Settings::resolve(&ServeArgs { config: Some(path), ..Default::default() }).is_err());
         assert!(Settings::resolve(&ServeArgs { account: Some("12".into()), ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn record_segment_size_is_bounded() {
+        let with = |mib| Settings::resolve(&ServeArgs { record_segment_mib: Some(mib), ..Default::default() });
+        assert_eq!(Settings::resolve(&ServeArgs::default()).unwrap().record_segment_mib, 64);
+        assert_eq!(with(1).unwrap().record_segment_mib, 1);
+        assert!(with(0).is_err());
+        assert!(with(MAX_RECORD_SEGMENT_MIB + 1).is_err());
     }
 }

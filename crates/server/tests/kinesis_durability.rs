@@ -90,3 +90,62 @@ fn sigkill_under_load_keeps_every_acknowledged_record_in_order() {
         }
     }
 }
+
+/// Bytes of the record log's segment files in the data directory.
+fn segment_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+/// The server's own maintenance compacts the record log: once a stream is deleted, the
+/// segments it shared with another stream are copied forward and removed, and the other
+/// stream's records stay readable, also after a SIGKILL.
+#[test]
+fn server_compacts_the_record_log_after_a_stream_is_deleted() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let a = agent();
+    let s = Server::spawn(dir.path(), &["--record-segment-mib", "1"]);
+    for name in ["kept", "dropped"] {
+        let request = json!({"StreamName": name, "ShardCount": 1});
+        let (status, body) = kinesis_call(&a, &s.endpoint, "CreateStream", &request).unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    // Interleaved puts, five times as many bytes to "dropped": every segment holds both
+    // streams, and each is under half live once "dropped" is gone.
+    let filler = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 48 * 1024]);
+    let mut kept = Vec::new();
+    for i in 0..24 {
+        let text = format!("kept-{i:02}-{}", "k".repeat(48 * 1024));
+        let data = base64::engine::general_purpose::STANDARD.encode(&text);
+        let put = json!({"StreamName": "kept", "Records": [{"PartitionKey": "k", "Data": data}]});
+        let (status, body) = kinesis_call(&a, &s.endpoint, "PutRecords", &put).unwrap();
+        assert_eq!((status, body["FailedRecordCount"].as_u64()), (200, Some(0)), "{body}");
+        kept.push(text);
+        let records: Vec<_> = (0..5).map(|_| json!({"PartitionKey": "d", "Data": filler})).collect();
+        let put = json!({"StreamName": "dropped", "Records": records});
+        let (status, body) = kinesis_call(&a, &s.endpoint, "PutRecords", &put).unwrap();
+        assert_eq!((status, body["FailedRecordCount"].as_u64()), (200, Some(0)), "{body}");
+    }
+    let before = segment_bytes(dir.path());
+    assert!(before > 6 * 1024 * 1024, "the puts should span several 1 MiB segments: {before} bytes");
+
+    let (status, body) = kinesis_call(&a, &s.endpoint, "DeleteStream", &json!({"StreamName": "dropped"})).unwrap();
+    assert_eq!(status, 200, "{body}");
+    // One compaction step a second; nothing but the worker moves or deletes these segments.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let live = kept.iter().map(String::len).sum::<usize>() as u64;
+    while segment_bytes(dir.path()) > live + 2 * 1024 * 1024 {
+        assert!(std::time::Instant::now() < deadline, "not compacted: {} bytes left", segment_bytes(dir.path()));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(stream_texts(&a, &s.endpoint, "kept"), kept);
+    s.kill();
+
+    let s = Server::spawn(dir.path(), &["--record-segment-mib", "1"]);
+    assert_eq!(stream_texts(&a, &s.endpoint, "kept"), kept, "after SIGKILL");
+}
