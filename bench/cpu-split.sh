@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# CPU per message (or record, or publish) of each server thread and of the generator, for
+# one scenario against a fresh durable Sluice: where a scenario's time goes, in µs per unit.
+# CPU time is steadier than throughput on this machine, whose runs move by 10-25%.
+#   bench/cpu-split.sh SCENARIO [sluice bench options...]     e.g. bench/cpu-split.sh sqs-send --connections 16
+# Builds the release binary; extra server flags go in SERVER_ARGS (e.g. SERVER_ARGS=--no-fsync).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scenario="$1"; shift
+cargo build --release --quiet
+sluice="$PWD/target/release/sluice"
+work="$(mktemp -d)"
+server=""
+trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+# shellcheck disable=SC2086
+SLUICE_LOG=warn "$sluice" serve --listen 127.0.0.1:0 --data-dir "$work/data" ${SERVER_ARGS:-} > "$work/out" &
+server=$!
+for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
+endpoint="$(sed -n 's/^sluice listening on //p' "$work/out" | head -1)"
+"$sluice" bench "$scenario" --endpoint "$endpoint" --duration 10 --json "$@" > "$work/result.json" &
+generator=$!
+# Thread name and user+system clock ticks of every server thread, and of the generator.
+snapshot() {
+    for t in "/proc/$server/task/"*; do echo "$(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done
+    echo "generator $(awk '{print $14 + $15}' "/proc/$generator/stat")"
+}
+sleep 2; snapshot > "$work/before"; sleep 6; snapshot > "$work/after"
+wait "$generator"
+python3 - "$work/result.json" "$work/before" "$work/after" "$(getconf CLK_TCK)" <<'PY'
+import collections, json, sys
+result = json.load(open(sys.argv[1])); hz = int(sys.argv[4])
+def ticks(path):
+    total = collections.Counter()
+    for line in open(path):
+        name, t = line.rsplit(" ", 1)
+        total[name] += int(t)
+    return total
+before, after = ticks(sys.argv[2]), ticks(sys.argv[3])
+rate = result["units_per_s"]
+print(f"{result['scenario']}: {rate:.0f} {result['unit']}/s; CPU in µs per unit ({result['unit']}):")
+for name in sorted(after):
+    used = (after[name] - before[name]) / hz / 6  # cores over the 6-second window
+    if used > 0:
+        print(f"  {name:<18} {used * 1e6 / rate:7.1f}   ({used:.2f} cores)")
+PY
