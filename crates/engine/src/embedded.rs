@@ -105,6 +105,15 @@ pub(crate) fn undo_in<R: Send + 'static>(
     Box::new(move || f(&mut registry.lock().unwrap_or_else(|p| p.into_inner())))
 }
 
+/// A send checked and numbered but not yet written: its ops, what it will answer, and the
+/// hooks that show it in memory once durable or give back its deduplication entries.
+struct PreparedSend {
+    outcomes: Vec<SendOutcome>,
+    ops: Vec<SqlOp>,
+    on_commit: CommitHook,
+    on_failure: CommitHook,
+}
+
 /// Undoes an attribute or tag change whose write failed, unless it changed again since.
 fn restore_queue_maps(
     handle: Arc<QueueHandle>,
@@ -435,6 +444,122 @@ impl EmbeddedStore {
         self.db.inject_commit_failures(n);
     }
 
+    /// Checks and numbers `messages` for `key`'s queue (taking FIFO deduplication entries at
+    /// once), without writing: the caller commits the ops, alone or with other queues'.
+    fn prepare_send(&self, key: &QueueKey, messages: Vec<NewMessage>) -> Result<PreparedSend, StoreError> {
+        let now = self.clock.now_ms();
+        let handle = self.handle(key)?;
+        let mut st = handle.lock();
+        if st.deleted {
+            return Err(StoreError::QueueDoesNotExist);
+        }
+        let fifo = st.config.fifo;
+        let sse = crate::at_rest::queue_requests_sse(&st.attributes);
+        let mut ops = Vec::with_capacity(messages.len() + 1);
+        let mut metas = Vec::with_capacity(messages.len());
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut last_seq = None;
+        // Deduplication entries are taken now (so concurrent sends see them) and given
+        // back if the write fails, or a retry would be answered as a duplicate of nothing.
+        let mut taken_dedup: Vec<((String, String), i64)> = Vec::new();
+        for m in messages {
+            if fifo {
+                if let Some(dedup_id) = &m.dedup_id {
+                    let scope = st.dedup_scope(m.group_id.as_deref());
+                    if let Some(e) = st.dedup.get(&(scope.clone(), dedup_id.clone())) {
+                        if e.expires_ms > now {
+                            outcomes.push(SendOutcome {
+                                message_id: e.message_id.clone(),
+                                sequence_number: Some(sequence_number(e.seq)),
+                                duplicate: true,
+                            });
+                            continue;
+                        }
+                    }
+                }
+            }
+            let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+            last_seq = Some(seq);
+            let message_id = uuid::Uuid::new_v4().to_string();
+            let delay_ms = m.delay_s.map(|d| d * 1000).unwrap_or(st.config.delay_ms);
+            if fifo {
+                if let Some(dedup_id) = &m.dedup_id {
+                    let scope = st.dedup_scope(m.group_id.as_deref());
+                    let expires_ms = now + DEDUP_WINDOW_MS;
+                    st.dedup.insert(
+                        (scope.clone(), dedup_id.clone()),
+                        DedupEntry { expires_ms, message_id: message_id.clone(), seq },
+                    );
+                    taken_dedup.push(((scope.clone(), dedup_id.clone()), seq));
+                    ops.push(SqlOp::InsertDedup {
+                        queue_id: st.id,
+                        scope,
+                        dedup_id: dedup_id.clone(),
+                        expires_ms: expires_ms as i64,
+                        message_id: message_id.clone(),
+                        seq,
+                    });
+                }
+            }
+            metas.push(MsgMeta {
+                seq,
+                sent_ms: now,
+                visible_at_ms: now + delay_ms,
+                receive_count: 0,
+                first_receive_ms: 0,
+                receipt_token: 0,
+                group: m.group_id.as_deref().map(Arc::from),
+                state: if delay_ms > 0 { MsgState::Delayed } else { MsgState::Visible },
+                dlq_source: None,
+            });
+            outcomes.push(SendOutcome {
+                message_id: message_id.clone(),
+                sequence_number: fifo.then(|| sequence_number(seq)),
+                duplicate: false,
+            });
+            ops.push(SqlOp::InsertMessage(Box::new(MessageRow {
+                seq,
+                queue_id: st.id,
+                message_id,
+                body: StoredText::new(m.body, sse.then_some(&self.sealer)),
+                body_md5: m.body_md5.map(|md5| StoredText::new(md5, sse.then_some(&self.sealer))),
+                attributes: m.attributes,
+                system_attributes: m.system_attributes,
+                sender_id: m.sender_id,
+                group_id: m.group_id,
+                dedup_id: m.dedup_id,
+                sent_ms: now as i64,
+                visible_at_ms: (now + delay_ms) as i64,
+            })));
+        }
+        if let Some(seq) = last_seq {
+            ops.push(SqlOp::RaiseLastSeq { seq });
+        }
+        drop(st);
+        let hook_handle = handle.clone();
+        let hook: CommitHook = Box::new(move || {
+            let mut st = hook_handle.lock();
+            if st.deleted {
+                return;
+            }
+            for meta in metas {
+                st.insert(meta);
+            }
+            drop(st);
+            hook_handle.notify.notify_waiters();
+        });
+        let undo_handle = handle.clone();
+        let undo: CommitHook = Box::new(move || {
+            let mut st = undo_handle.lock();
+            for (key, seq) in taken_dedup {
+                if st.dedup.get(&key).is_some_and(|e| e.seq == seq) {
+                    st.dedup.remove(&key);
+                }
+            }
+        });
+        Ok(PreparedSend { outcomes, ops, on_commit: hook, on_failure: undo })
+    }
+
     /// As [`Self::commit`], with `on_failure` undoing in-memory changes if the write fails.
     pub(crate) fn commit_or_undo<T>(
         &self,
@@ -696,117 +821,32 @@ impl Store for EmbeddedStore {
         key: &QueueKey,
         messages: Vec<NewMessage>,
     ) -> Result<Durable<Vec<SendOutcome>>, StoreError> {
-        let now = self.clock.now_ms();
-        let handle = self.handle(key)?;
-        let mut st = handle.lock();
-        if st.deleted {
-            return Err(StoreError::QueueDoesNotExist);
-        }
-        let fifo = st.config.fifo;
-        let sse = crate::at_rest::queue_requests_sse(&st.attributes);
-        let mut ops = Vec::with_capacity(messages.len() + 1);
-        let mut metas = Vec::with_capacity(messages.len());
-        let mut outcomes = Vec::with_capacity(messages.len());
-        let mut last_seq = None;
-        // Deduplication entries are taken now (so concurrent sends see them) and given
-        // back if the write fails, or a retry would be answered as a duplicate of nothing.
-        let mut taken_dedup: Vec<((String, String), i64)> = Vec::new();
-        for m in messages {
-            if fifo {
-                if let Some(dedup_id) = &m.dedup_id {
-                    let scope = st.dedup_scope(m.group_id.as_deref());
-                    if let Some(e) = st.dedup.get(&(scope.clone(), dedup_id.clone())) {
-                        if e.expires_ms > now {
-                            outcomes.push(SendOutcome {
-                                message_id: e.message_id.clone(),
-                                sequence_number: Some(sequence_number(e.seq)),
-                                duplicate: true,
-                            });
-                            continue;
-                        }
-                    }
+        let send = self.prepare_send(key, messages)?;
+        self.commit_or_undo(send.outcomes, send.ops, Some(send.on_commit), send.on_failure)
+    }
+
+    fn send_to_queues(&self, sends: Vec<(QueueKey, Vec<NewMessage>)>) -> Result<Durable<PerQueueSends>, StoreError> {
+        let mut results = Vec::with_capacity(sends.len());
+        let mut ops = Vec::new();
+        let mut on_commit = Vec::new();
+        let mut on_failure = Vec::new();
+        for (key, messages) in sends {
+            match self.prepare_send(&key, messages) {
+                Ok(send) => {
+                    results.push(Ok(send.outcomes));
+                    ops.extend(send.ops);
+                    on_commit.push(send.on_commit);
+                    on_failure.push(send.on_failure);
                 }
+                Err(e) => results.push(Err(e)),
             }
-            let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-            last_seq = Some(seq);
-            let message_id = uuid::Uuid::new_v4().to_string();
-            let delay_ms = m.delay_s.map(|d| d * 1000).unwrap_or(st.config.delay_ms);
-            if fifo {
-                if let Some(dedup_id) = &m.dedup_id {
-                    let scope = st.dedup_scope(m.group_id.as_deref());
-                    let expires_ms = now + DEDUP_WINDOW_MS;
-                    st.dedup.insert(
-                        (scope.clone(), dedup_id.clone()),
-                        DedupEntry { expires_ms, message_id: message_id.clone(), seq },
-                    );
-                    taken_dedup.push(((scope.clone(), dedup_id.clone()), seq));
-                    ops.push(SqlOp::InsertDedup {
-                        queue_id: st.id,
-                        scope,
-                        dedup_id: dedup_id.clone(),
-                        expires_ms: expires_ms as i64,
-                        message_id: message_id.clone(),
-                        seq,
-                    });
-                }
-            }
-            metas.push(MsgMeta {
-                seq,
-                sent_ms: now,
-                visible_at_ms: now + delay_ms,
-                receive_count: 0,
-                first_receive_ms: 0,
-                receipt_token: 0,
-                group: m.group_id.as_deref().map(Arc::from),
-                state: if delay_ms > 0 { MsgState::Delayed } else { MsgState::Visible },
-                dlq_source: None,
-            });
-            outcomes.push(SendOutcome {
-                message_id: message_id.clone(),
-                sequence_number: fifo.then(|| sequence_number(seq)),
-                duplicate: false,
-            });
-            ops.push(SqlOp::InsertMessage(Box::new(MessageRow {
-                seq,
-                queue_id: st.id,
-                message_id,
-                body: StoredText::new(m.body, sse.then_some(&self.sealer)),
-                body_md5: m.body_md5.map(|md5| StoredText::new(md5, sse.then_some(&self.sealer))),
-                attributes: m.attributes,
-                system_attributes: m.system_attributes,
-                sender_id: m.sender_id,
-                group_id: m.group_id,
-                dedup_id: m.dedup_id,
-                sent_ms: now as i64,
-                visible_at_ms: (now + delay_ms) as i64,
-            })));
         }
-        if let Some(seq) = last_seq {
-            ops.push(SqlOp::RaiseLastSeq { seq });
+        if ops.is_empty() {
+            return Ok(Durable::ready(results));
         }
-        drop(st);
-        let hook_handle = handle.clone();
-        let hook: CommitHook = Box::new(move || {
-            let mut st = hook_handle.lock();
-            if st.deleted {
-                return;
-            }
-            for meta in metas {
-                st.insert(meta);
-            }
-            drop(st);
-            hook_handle.notify.notify_waiters();
-        });
-        let undo_handle = handle.clone();
-        let undo: CommitHook = Box::new(move || {
-            let mut st = undo_handle.lock();
-            for (key, seq) in taken_dedup {
-                if st.dedup.get(&key).is_some_and(|e| e.seq == seq) {
-                    st.dedup.remove(&key);
-                }
-            }
-        });
-        self.commit_or_undo(outcomes, ops, Some(hook), undo)
+        let on_commit: CommitHook = Box::new(move || on_commit.into_iter().for_each(|hook| hook()));
+        let on_failure: CommitHook = Box::new(move || on_failure.into_iter().for_each(|hook| hook()));
+        self.commit_or_undo(results, ops, Some(on_commit), on_failure)
     }
 
     fn receive_messages(

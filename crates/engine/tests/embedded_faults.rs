@@ -74,6 +74,40 @@ async fn a_failed_fifo_send_gives_its_deduplication_id_back() {
     assert_eq!(got[0].body, "order");
 }
 
+/// SNS fan-out writes every queue's delivery at once: a queue that is gone fails alone, a
+/// failed write stores nothing and gives deduplication entries back, and a written one is
+/// in every queue, also after a restart.
+#[tokio::test]
+async fn a_send_to_several_queues_is_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let standard = create_queue(&store, "q", &[]).await;
+    let fifo = create_queue(&store, "q.fifo", &[("FifoQueue", "true")]).await;
+    let gone = QueueKey::new("000000000000", "us-east-1", "gone");
+    let sends = || {
+        vec![
+            (standard.clone(), vec![message("n", None, None)]),
+            (gone.clone(), vec![message("n", None, None)]),
+            (fifo.clone(), vec![message("n", Some("g"), Some("d1"))]),
+        ]
+    };
+    store.inject_write_failures(1);
+    assert!(store.send_to_queues(sends()).unwrap().wait().await.is_err(), "the write failed");
+    assert_eq!(store.queue_counts(&standard).unwrap().visible, 0, "nothing half-sent is visible");
+    assert_eq!(store.queue_counts(&fifo).unwrap().visible, 0);
+
+    let results = store.send_to_queues(sends()).unwrap().wait().await.unwrap();
+    assert!(matches!(results[1], Err(StoreError::QueueDoesNotExist)), "{:?}", results[1]);
+    let fifo_outcome = &results[2].as_ref().unwrap()[0];
+    assert!(!fifo_outcome.duplicate, "the failed write gave its deduplication id back");
+    drop(store);
+    let store = open(dir.path());
+    for key in [&standard, &fifo] {
+        let got = store.receive_messages(key, &receive_params()).unwrap().wait().await.unwrap();
+        assert_eq!(got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["n"], "{}", key.name);
+    }
+}
+
 #[tokio::test]
 async fn a_failed_receive_leaves_the_message_visible_with_its_stored_count() {
     let dir = tempfile::tempdir().unwrap();

@@ -977,7 +977,9 @@ impl SnsService {
         };
         let now = self.clock.now_ms();
         let base = Self::base_url(ctx);
-        let mut pending: Vec<Durable<Vec<sluice_engine::SendOutcome>>> = Vec::new();
+        // Every SQS delivery of the publish goes in one write, answered by one wake-up.
+        let mut sqs_sends: Vec<(QueueKey, Vec<NewMessage>)> = Vec::new();
+        let mut sqs_subscriptions: Vec<&str> = Vec::new();
         let mut firehose_pending: Vec<Durable<Vec<i64>>> = Vec::new();
         let mut outbox = Vec::new();
         let attr_values = attribute_values(
@@ -1049,10 +1051,8 @@ impl SnsService {
                         dedup_id: if queue_fifo { out.dedup_id.clone() } else { None },
                         delay_s: None,
                     };
-                    match self.queues.send_messages(&queue, vec![message]) {
-                        Ok(d) => pending.push(d),
-                        Err(e) => tracing::warn!(subscription = %sub.arn, error = %e, "SQS delivery failed"),
-                    }
+                    sqs_sends.push((queue, vec![message]));
+                    sqs_subscriptions.push(&sub.arn);
                 }
                 "firehose" if self.firehose.is_some() => {
                     let firehose = self.firehose.as_ref().expect("checked");
@@ -1064,11 +1064,15 @@ impl SnsService {
                 _ => outbox.push(self.outbox_entry(sub, "Notification", &message_id, &topic.arn, body, raw)),
             }
         }
+        let sqs_write = if sqs_sends.is_empty() { None } else { Some(self.queues.send_to_queues(sqs_sends)) };
         let outbox_write =
             if outbox.is_empty() { None } else { Some(self.topics.add_outbox(outbox).map_err(from_store)?) };
-        for d in pending {
-            if let Err(e) = d.wait().await {
-                return Err(internal(e));
+        if let Some(write) = sqs_write {
+            let results = write.map_err(internal)?.wait().await.map_err(internal)?;
+            for (subscription, result) in sqs_subscriptions.iter().zip(results) {
+                if let Err(e) = result {
+                    tracing::warn!(subscription = %subscription, error = %e, "SQS delivery failed");
+                }
             }
         }
         for d in firehose_pending {
