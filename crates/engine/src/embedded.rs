@@ -5,7 +5,7 @@ use crate::at_rest::{Sealer, StoredText};
 use crate::clock::Clock;
 use crate::db::{internal, CommitHook, Database, MessageRow, MoveTaskRow, SqlOp, WriteItem};
 use crate::limits::*;
-use crate::queue_state::{DedupEntry, MsgMeta, MsgState, QueueState};
+use crate::queue_state::{DedupEntry, MsgMeta, MsgState, PendingIndexes, QueueState};
 use crate::store::*;
 use base64::Engine as _;
 use rusqlite::{params, OptionalExtension};
@@ -319,11 +319,23 @@ impl EmbeddedStore {
         let scanned = std::thread::scope(|scope| {
             let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Vec<(i64, MsgMeta)>>(8);
             let scanner = scope.spawn(move || self.db.read(|c| scan_messages(c, now, &chunks_tx)));
+            let mut pending: HashMap<i64, PendingIndexes> = HashMap::new();
             for chunk in chunks_rx {
-                for (queue_id, meta) in chunk {
-                    if let Some(handle) = reg.by_id.get(&queue_id) {
-                        handle.lock().insert(meta);
+                // One lookup and one lock per run of a queue's messages, not per message.
+                let mut metas = chunk.into_iter().peekable();
+                while let Some((queue_id, meta)) = metas.next() {
+                    let Some(handle) = reg.by_id.get(&queue_id) else { continue };
+                    let indexes = pending.entry(queue_id).or_default();
+                    let mut state = handle.lock();
+                    state.load(meta, indexes);
+                    while let Some((_, meta)) = metas.next_if(|(q, _)| *q == queue_id) {
+                        state.load(meta, indexes);
                     }
+                }
+            }
+            for (queue_id, indexes) in pending {
+                if let Some(handle) = reg.by_id.get(&queue_id) {
+                    handle.lock().finish_load(indexes);
                 }
             }
             scanner.join().unwrap_or_else(|_| Err(StoreError::Internal("message scan panicked".into())))

@@ -132,6 +132,14 @@ pub struct ReceiveOutcome {
     pub to_dead_letter: Vec<MsgMeta>,
 }
 
+/// Ordered index keys gathered while loading, for [`QueueState::finish_load`].
+#[derive(Debug, Default)]
+pub struct PendingIndexes {
+    visible: Vec<i64>,
+    timers: Vec<(u64, i64)>,
+    by_sent: Vec<(u64, i64)>,
+}
+
 #[derive(Debug)]
 pub struct QueueState {
     pub id: i64,
@@ -213,6 +221,35 @@ impl QueueState {
                 self.timers.insert((meta.visible_at_ms, seq));
             }
         }
+        self.by_sent.insert((meta.sent_ms, seq));
+        self.count(&meta);
+        self.msgs.insert(seq, meta);
+    }
+
+    /// Start-up's [`Self::insert`]: the message goes in the map at once, its ordered index
+    /// keys into `pending`, built by [`Self::finish_load`] once every message is read.
+    pub fn load(&mut self, meta: MsgMeta, pending: &mut PendingIndexes) {
+        let seq = meta.seq;
+        match meta.state {
+            MsgState::Visible => pending.visible.push(seq),
+            MsgState::Delayed | MsgState::InFlight => pending.timers.push((meta.visible_at_ms, seq)),
+        }
+        pending.by_sent.push((meta.sent_ms, seq));
+        self.count(&meta);
+        self.msgs.insert(seq, meta);
+    }
+
+    /// Builds the ordered indexes from what [`Self::load`] gathered. A `BTreeSet` collected
+    /// from an iterator is built bottom-up from the sorted keys, several times faster than a
+    /// million single inserts (which took a third of start-up with 1,000,000 messages).
+    pub fn finish_load(&mut self, pending: PendingIndexes) {
+        self.visible = std::mem::take(&mut self.visible).into_iter().chain(pending.visible).collect();
+        self.timers = std::mem::take(&mut self.timers).into_iter().chain(pending.timers).collect();
+        self.by_sent = std::mem::take(&mut self.by_sent).into_iter().chain(pending.by_sent).collect();
+    }
+
+    /// The counters and FIFO group holds a message adds to.
+    fn count(&mut self, meta: &MsgMeta) {
         match meta.state {
             MsgState::InFlight => {
                 self.in_flight += 1;
@@ -223,8 +260,6 @@ impl QueueState {
             MsgState::Delayed => self.delayed += 1,
             MsgState::Visible => {}
         }
-        self.by_sent.insert((meta.sent_ms, seq));
-        self.msgs.insert(seq, meta);
     }
 
     pub fn remove(&mut self, seq: i64) -> Option<MsgMeta> {
@@ -493,6 +528,39 @@ mod tests {
             group: group.map(Arc::from),
             state: MsgState::Visible,
             dlq_source: None,
+        }
+    }
+
+    /// Messages in every state, FIFO groups held by in-flight ones, loaded at start-up in
+    /// the scan's order, must give the same counts and receives as one insert each.
+    #[test]
+    fn a_loaded_queue_behaves_as_one_built_by_inserts() {
+        let metas = || {
+            (1..=300).map(|seq| {
+                let mut m = msg(seq, Some(["a", "b", "c"][seq as usize % 3]));
+                m.sent_ms = 1_000 - seq as u64 % 7; // not in sequence order
+                match seq % 4 {
+                    0 => (m.state, m.visible_at_ms, m.receipt_token) = (MsgState::InFlight, 5_000 + seq as u64, 7),
+                    1 => (m.state, m.visible_at_ms) = (MsgState::Delayed, 4_000 - seq as u64),
+                    _ => {}
+                }
+                m
+            })
+        };
+        let mut inserted = state(true);
+        metas().for_each(|m| inserted.insert(m));
+        let mut loaded = state(true);
+        loaded.insert(msg(1_000, Some("d"))); // already there before the load
+        inserted.insert(msg(1_000, Some("d")));
+        let mut pending = PendingIndexes::default();
+        metas().for_each(|m| loaded.load(m, &mut pending));
+        loaded.finish_load(pending);
+        for now in [0, 4_500, 10_000] {
+            assert_eq!(loaded.counts(now), inserted.counts(now), "at {now}");
+            let taken = |s: &mut QueueState| {
+                s.receive(now, 10, 30_000, None, || 1).taken.iter().map(|t| t.seq).collect::<Vec<_>>()
+            };
+            assert_eq!(taken(&mut loaded), taken(&mut inserted), "at {now}");
         }
     }
 
