@@ -9,15 +9,7 @@ use serde_json::json;
 use std::time::Duration;
 
 fn firehose(a: &ureq::Agent, endpoint: &str, action: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let mut resp = a
-        .post(endpoint)
-        .header("X-Amz-Target", &format!("Firehose_20150804.{action}"))
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .send(body.to_string().as_str())
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    firehose_call(a, endpoint, action, &body)
 }
 
 fn bucket_contents(root: &std::path::Path) -> String {

@@ -292,3 +292,34 @@ fn connections_beyond_the_cap_wait_until_one_closes() {
     let n = third.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "served once a slot frees");
 }
+
+/// Record data that is not base64 is a SerializationException and stores nothing, for
+/// Kinesis and Firehose alike.
+#[test]
+fn record_data_that_is_not_base64_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let (status, body) =
+        kinesis_call(&a, &s.endpoint, "CreateStream", &j!({"StreamName": "s", "ShardCount": 1})).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let destination = j!({"RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::lake",
+                          "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 60}});
+    let create = j!({"DeliveryStreamName": "d", "ExtendedS3DestinationConfiguration": destination});
+    let (status, body) = firehose_call(&a, &s.endpoint, "CreateDeliveryStream", &create);
+    assert_eq!(status, 200, "{body}");
+    for data in ["***", "QUJDR", "QUJD\\RA=="] {
+        let put = j!({"StreamName": "s", "PartitionKey": "k", "Data": data});
+        let (status, body) = kinesis_call(&a, &s.endpoint, "PutRecord", &put).unwrap();
+        assert_eq!((status, body["__type"].as_str()), (400, Some("SerializationException")), "{data}: {body}");
+        let put = j!({"DeliveryStreamName": "d", "Records": [{"Data": "QUJD"}, {"Data": data}]});
+        let (status, body) = firehose_call(&a, &s.endpoint, "PutRecordBatch", &put);
+        assert_eq!((status, body["__type"].as_str()), (400, Some("SerializationException")), "{data}: {body}");
+    }
+    assert!(stream_texts(&a, &s.endpoint, "s").is_empty(), "nothing stored");
+    let (status, body) =
+        kinesis_call(&a, &s.endpoint, "PutRecord", &j!({"StreamName": "s", "PartitionKey": "k", "Data": "QUJD"}))
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stream_texts(&a, &s.endpoint, "s"), ["ABC"]);
+}

@@ -11,6 +11,7 @@ pub mod eventstream;
 pub mod md5;
 pub mod model;
 pub mod query;
+pub mod record_base64;
 pub mod sigv4;
 pub mod validate;
 pub mod x509;

@@ -128,6 +128,24 @@ pub fn kinesis_call(
     Some((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
 }
 
+/// A Firehose JSON 1.1 call: (status, parsed body).
+pub fn firehose_call(
+    agent: &ureq::Agent,
+    endpoint: &str,
+    action: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut resp = agent
+        .post(endpoint)
+        .header("X-Amz-Target", &format!("Firehose_20150804.{action}"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .send(body.to_string().as_str())
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
 /// Every record of one shard from TRIM_HORIZON to the latest, as GetRecords returns them.
 pub fn shard_records(agent: &ureq::Agent, endpoint: &str, stream: &str, shard: &str) -> Vec<serde_json::Value> {
     let request = serde_json::json!({"StreamName": stream, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"});

@@ -490,8 +490,7 @@ impl FirehoseService {
         };
         let mut records = Vec::with_capacity(entries.len());
         for e in entries {
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(str_of(e, "Data").unwrap_or_default())
+            let data = sluice_wire::record_base64::decode(str_of(e, "Data").unwrap_or_default().as_bytes())
                 .map_err(|_| serialization("Data is not valid base64."))?;
             records.push(data);
         }

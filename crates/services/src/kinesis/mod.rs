@@ -212,7 +212,6 @@ impl GetRecordsReply {
     /// Sequence numbers are digits and base64 needs no escaping, so both are written as
     /// they are; partition keys, numbers and the rest go through serde_json.
     fn to_json(&self) -> Vec<u8> {
-        use base64::Engine as _;
         let data_bytes: usize = self.records.iter().map(|r| r.data.len() * 4 / 3 + r.partition_key.len() + 160).sum();
         let mut out = Vec::with_capacity(data_bytes + 512);
         out.push(b'{');
@@ -235,12 +234,7 @@ impl GetRecordsReply {
             out.extend_from_slice(b"{\"ApproximateArrivalTimestamp\":");
             serde_json::to_writer(&mut out, &secs(r.arrival_ms)).expect("writing to a Vec");
             out.extend_from_slice(b",\"Data\":\"");
-            let start = out.len();
-            out.resize(start + base64::encoded_len(r.data.len(), true).unwrap_or(0), 0);
-            let written = base64::engine::general_purpose::STANDARD
-                .encode_slice(&r.data, &mut out[start..])
-                .expect("sized by encoded_len");
-            out.truncate(start + written);
+            sluice_wire::record_base64::encode_into(&r.data, &mut out);
             out.extend_from_slice(b"\",\"PartitionKey\":");
             serde_json::to_writer(&mut out, &r.partition_key).expect("writing to a Vec");
             out.extend_from_slice(b",\"SequenceNumber\":\"");
@@ -737,8 +731,7 @@ impl KinesisService {
     }
 
     fn decode_data(data: &str, meta: &StreamMeta, partition_key: &str) -> Result<Vec<u8>, AwsError> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data)
+        let bytes = sluice_wire::record_base64::decode(data.as_bytes())
             .map_err(|_| serialization("Data is not valid base64."))?;
         let max = meta.max_record_size_kib as usize * 1024;
         if bytes.len() + partition_key.len() > max {
