@@ -15,6 +15,12 @@ pub fn decode(text: &[u8]) -> Result<Vec<u8>, InvalidBase64> {
     base64_simd::STANDARD.decode_to_vec(text).map_err(|_| InvalidBase64)
 }
 
+/// The length `text` decodes to, without decoding it (length validation of blobs).
+pub fn decoded_len(text: &[u8]) -> Result<usize, InvalidBase64> {
+    base64_simd::STANDARD.check(text).map_err(|_| InvalidBase64)?;
+    base64_simd::STANDARD.decoded_length(text).map_err(|_| InvalidBase64)
+}
+
 /// Appends the standard base64 of `data`, with padding, to `out`.
 pub fn encode_into(data: &[u8], out: &mut Vec<u8>) {
     base64_simd::STANDARD.encode_append(data, out);
@@ -88,8 +94,13 @@ mod tests {
             b"QUJDRA=",
             b"QUJDRA==QUJD",
         ];
+        let agree = |text: &[u8], what: &str| {
+            let expected = reference(text);
+            assert_eq!(decode(text).map_err(drop), expected, "{what}");
+            assert_eq!(decoded_len(text).map_err(drop), expected.map(|b| b.len()), "length of {what}");
+        };
         for case in cases {
-            assert_eq!(decode(case).map_err(drop), reference(case), "{:?}", String::from_utf8_lossy(case));
+            agree(case, &String::from_utf8_lossy(case));
         }
         // Every single-byte change of valid texts of several lengths (both sides of the
         // SIMD block sizes) into every byte value.
@@ -100,11 +111,7 @@ mod tests {
                 for value in 0..=255u8 {
                     let mut changed = text.clone();
                     changed[at] = value;
-                    assert_eq!(
-                        decode(&changed).map_err(drop),
-                        reference(&changed),
-                        "length {len}, byte {at} = {value}"
-                    );
+                    agree(&changed, &format!("length {len}, byte {at} = {value}"));
                 }
             }
         }

@@ -4,7 +4,6 @@
 //! Member must have length less than or equal to 128".
 
 use crate::model::{Model, Shape};
-use base64::Engine as _;
 use serde_json::Value;
 
 fn lower_camel(name: &str) -> String {
@@ -45,7 +44,7 @@ fn walk(model: &Model, shape_name: &str, value: &Value, path: &str, out: &mut Ve
         let length = match (shape, value) {
             (Shape::String, Value::String(s)) => Some(s.chars().count() as f64),
             (Shape::Blob, Value::String(s)) => {
-                Some(base64::engine::general_purpose::STANDARD.decode(s).map(|b| b.len()).unwrap_or(s.len()) as f64)
+                Some(crate::record_base64::decoded_len(s.as_bytes()).unwrap_or(s.len()) as f64)
             }
             (Shape::List { .. }, Value::Array(a)) => Some(a.len() as f64),
             (Shape::Map { .. }, Value::Object(o)) => Some(o.len() as f64),
