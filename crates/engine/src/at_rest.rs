@@ -30,13 +30,6 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-/// Whether a queue asks for server-side encryption: SSE-SQS (`SqsManagedSseEnabled`, on by
-/// default for new queues as on AWS) or SSE-KMS (`KmsMasterKeyId`). Both use the local key.
-pub fn queue_requests_sse(attributes: &crate::store::Attributes) -> bool {
-    attributes.get("SqsManagedSseEnabled").is_some_and(|v| v == "true")
-        || attributes.get("KmsMasterKeyId").is_some_and(|v| !v.is_empty())
-}
-
 /// A key given as 64 hexadecimal digits (surrounding whitespace ignored).
 pub fn parse_key(text: &str) -> Result<[u8; 32], StoreError> {
     from_hex(text.trim())?

@@ -466,7 +466,7 @@ impl EmbeddedStore {
             return Err(StoreError::QueueDoesNotExist);
         }
         let fifo = st.config.fifo;
-        let sse = crate::at_rest::queue_requests_sse(&st.attributes);
+        let sse = st.config.sealed;
         let mut ops = Vec::with_capacity(messages.len() + 1);
         let mut metas = Vec::with_capacity(messages.len());
         let mut outcomes = Vec::with_capacity(messages.len());

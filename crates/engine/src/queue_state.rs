@@ -41,6 +41,9 @@ pub struct QueueConfig {
     /// DeduplicationScope=messageGroup: dedup ids are scoped per message group.
     pub dedup_per_group: bool,
     pub redrive: Option<Redrive>,
+    /// Bodies are sealed at rest: SSE-SQS (`SqsManagedSseEnabled`, on by default for new
+    /// queues as on AWS) or SSE-KMS (`KmsMasterKeyId`), both with the local key.
+    pub sealed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +67,8 @@ impl QueueConfig {
             content_based_dedup: attrs.get("ContentBasedDeduplication").is_some_and(|v| v == "true"),
             dedup_per_group: attrs.get("DeduplicationScope").is_some_and(|v| v == "messageGroup"),
             redrive,
+            sealed: attrs.get("SqsManagedSseEnabled").is_some_and(|v| v == "true")
+                || attrs.get("KmsMasterKeyId").is_some_and(|v| !v.is_empty()),
         }
     }
 }
