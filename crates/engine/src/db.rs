@@ -2,7 +2,7 @@
 //! commit (which appends a group's records to the record log before its transaction),
 //! and read connections.
 
-use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, Relocation, SEGMENT_BYTES};
+use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, Relocation};
 use crate::store::StoreError;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -437,7 +437,12 @@ const READER_FLAGS: OpenFlags = OpenFlags::SQLITE_OPEN_READ_ONLY.union(OpenFlags
 impl Database {
     /// Opens (creating and migrating if needed) the database at `path`, refusing one
     /// that fails SQLite's integrity checks.
-    pub fn open(path: &Path, durable: bool, max_bytes: Option<u64>) -> Result<(Database, Connection), StoreError> {
+    pub fn open(
+        path: &Path,
+        durable: bool,
+        max_bytes: Option<u64>,
+        segment_bytes: u64,
+    ) -> Result<(Database, Connection), StoreError> {
         let size = std::fs::metadata(path).map(|m| m.len()).ok();
         let marker = clean_shutdown_marker(path);
         let was_clean = marker.exists();
@@ -451,7 +456,7 @@ impl Database {
         }
         migrate(&conn)?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let record_log = Arc::new(RecordLog::open(dir, path, &conn, durable, max_bytes, SEGMENT_BYTES)?);
+        let record_log = Arc::new(RecordLog::open(dir, path, &conn, durable, max_bytes, segment_bytes)?);
         move_legacy_records(&conn, &record_log)?;
         if let Some(max) = max_bytes {
             // SQLite refuses to grow the file past this many pages with SQLITE_FULL, the
@@ -1149,6 +1154,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record_log::SEGMENT_BYTES;
 
     fn version(conn: &Connection) -> String {
         conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).unwrap()
@@ -1181,7 +1187,7 @@ mod tests {
             )
             .unwrap();
         }
-        let (db, conn) = Database::open(&path, true, None).unwrap();
+        let (db, conn) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
         let layout = |table: &str| -> String {
             conn.query_row("SELECT sql FROM sqlite_master WHERE name=?1", params![table], |r| r.get(0)).unwrap()
         };
@@ -1239,7 +1245,7 @@ mod tests {
             )
             .unwrap();
         }
-        let (db, conn) = Database::open(&path, true, None).unwrap();
+        let (db, conn) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
         assert_eq!(version(&conn), MIGRATIONS.len().to_string());
         let queues: i64 = conn.query_row("SELECT count(*) FROM queues", [], |r| r.get(0)).unwrap();
         assert_eq!(queues, 1, "existing data is kept");
@@ -1256,7 +1262,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         migrate(&conn).unwrap();
         drop(conn);
-        let (db, mut conn) = Database::open(&path, true, Some(1024 * 1024)).unwrap();
+        let (db, mut conn) = Database::open(&path, true, Some(1024 * 1024), SEGMENT_BYTES).unwrap();
         db.shutdown();
         let (commits, _checkpoints) = mpsc::sync_channel(1);
         let item = |ops: Vec<SqlOp>| {
@@ -1291,7 +1297,7 @@ mod tests {
             conn.execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);").unwrap();
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '999')", []).unwrap();
         }
-        let err = Database::open(&path, true, None).err().expect("refused");
+        let err = Database::open(&path, true, None, SEGMENT_BYTES).err().expect("refused");
         assert!(err.to_string().contains("newer than this binary"), "{err}");
     }
 }

@@ -230,8 +230,8 @@ impl EmbeddedStore {
             Some(key) => Sealer::new(key),
             None => Sealer::load_or_create(&dir.join(crate::at_rest::KEY_FILE))?,
         };
-        let (db, conn) = Database::open(&dir.join("sluice.db"), durable, options.max_data_bytes)?;
-        db.record_log.set_segment_bytes(options.record_segment_bytes);
+        let (db, conn) =
+            Database::open(&dir.join("sluice.db"), durable, options.max_data_bytes, options.record_segment_bytes)?;
         let store = EmbeddedStore {
             db,
             clock,
@@ -436,12 +436,6 @@ impl EmbeddedStore {
         }
         let n = relocations.len() as u64;
         self.commit(n, relocations.into_iter().map(|r| SqlOp::RelocateChunk(Box::new(r))).collect(), None)
-    }
-
-    /// Rotates record log segments at `bytes` from now on (tests need many segments).
-    #[doc(hidden)]
-    pub fn set_record_segment_bytes(&self, bytes: u64) {
-        self.db.record_log.set_segment_bytes(bytes);
     }
 
     /// Record log segments and their committed bytes.

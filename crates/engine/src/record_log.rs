@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A segment is closed once an append would take it past this size. Big enough that
@@ -198,8 +197,8 @@ struct Head {
 pub struct RecordLog {
     dir: PathBuf,
     durable: bool,
-    /// Settable for tests, which need many small segments.
-    segment_bytes: AtomicU64,
+    /// Where a segment ends (`--record-segment-mib`; tests use small ones).
+    segment_bytes: u64,
     /// Log and database together stay under this (`--max-data-mib`).
     max_bytes: Option<u64>,
     database: PathBuf,
@@ -292,7 +291,7 @@ impl RecordLog {
         Ok(RecordLog {
             dir: dir.to_owned(),
             durable,
-            segment_bytes: AtomicU64::new(segment_bytes),
+            segment_bytes,
             max_bytes,
             database: database.to_owned(),
             head: Mutex::new(Head { segment: head_segment, file, end, sizes }),
@@ -317,7 +316,7 @@ impl RecordLog {
                 return Err(internal("the data directory reached its size limit (--max-data-mib)"));
             }
         }
-        if head.end > 0 && head.end + length > self.segment_bytes.load(Ordering::Relaxed) {
+        if head.end > 0 && head.end + length > self.segment_bytes {
             let next = head.segment + 1;
             head.file = None;
             head.segment = next;
@@ -478,11 +477,6 @@ impl RecordLog {
             out.push(Relocation { kind, from, bytes });
         }
         Ok(out)
-    }
-
-    /// Sets the size at which segments rotate (tests).
-    pub fn set_segment_bytes(&self, bytes: u64) {
-        self.segment_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Live segments and their committed bytes (tests and diagnostics).

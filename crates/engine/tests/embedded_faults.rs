@@ -470,8 +470,9 @@ mod record_log {
     #[tokio::test]
     async fn compaction_frees_segments_left_mostly_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        store.set_record_segment_bytes(4096);
+        let options = EmbeddedOptions { record_segment_bytes: 4096, ..EmbeddedOptions::for_tests(dir.path()) };
+        let store =
+            EmbeddedStore::open(options, Arc::new(ManualClock::new(1_700_000_000_000)) as Arc<dyn Clock>).unwrap();
         let kept = create_named_stream(&store, "kept").await;
         let gone = create_named_stream(&store, "gone").await;
         let mut expected = Vec::new();

@@ -1,5 +1,6 @@
-//! Base64 of record payloads (Kinesis and Firehose `Data`), which every PutRecords,
-//! PutRecordBatch and GetRecords converts record by record: a third of GetRecords' server
+//! Base64 of record payloads (Kinesis and Firehose `Data`, Firehose deliveries to HTTP
+//! endpoints and transformation functions) and of blobs being length-checked, which every
+//! PutRecords, PutRecordBatch and GetRecords converts record by record: a third of GetRecords' server
 //! CPU was base64 encoding with the scalar `base64` crate. `base64-simd` (already in the
 //! tree through the AWS SDK) picks SSE/AVX2 code at run time. It accepts and rejects
 //! exactly what the `base64` crate's STANDARD engine does (padding required, no stray
@@ -19,6 +20,11 @@ pub fn decode(text: &[u8]) -> Result<Vec<u8>, InvalidBase64> {
 pub fn decoded_len(text: &[u8]) -> Result<usize, InvalidBase64> {
     base64_simd::STANDARD.check(text).map_err(|_| InvalidBase64)?;
     base64_simd::STANDARD.decoded_length(text).map_err(|_| InvalidBase64)
+}
+
+/// The standard base64 of `data`, with padding.
+pub fn encode(data: &[u8]) -> String {
+    base64_simd::STANDARD.encode_to_string(data)
 }
 
 /// Appends the standard base64 of `data`, with padding, to `out`.
@@ -54,6 +60,7 @@ mod tests {
             encode_into(&data, &mut out);
             let expected = base64::engine::general_purpose::STANDARD.encode(&data);
             assert_eq!(&out[6..], expected.as_bytes(), "length {len}");
+            assert_eq!(encode(&data), expected, "length {len}");
             assert_eq!(decode(&out[6..]).unwrap(), data, "round trip of length {len}");
         }
     }

@@ -136,7 +136,7 @@ impl FirehoseService {
         let url = endpoint["Url"].as_str().ok_or("no endpoint URL")?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let records: Vec<Value> =
-            batch.iter().map(|b| json!({"data": base64::engine::general_purpose::STANDARD.encode(&b.data)})).collect();
+            batch.iter().map(|b| json!({"data": sluice_wire::record_base64::encode(&b.data)})).collect();
         let body = json!({"requestId": request_id, "timestamp": now, "records": records}).to_string();
         let mut headers = vec![
             ("Content-Type".to_string(), "application/json".to_string()),
@@ -220,7 +220,7 @@ impl FirehoseService {
                             "errorCode": failure.code,
                             "errorMessage": failure.message,
                             "attemptEndingTimestamp": now,
-                            "rawData": base64::engine::general_purpose::STANDARD.encode(&b.data),
+                            "rawData": sluice_wire::record_base64::encode(&b.data),
                         })
                         .to_string()
                             + "\n"

@@ -157,7 +157,7 @@ impl FirehoseService {
                 json!({
                     "recordId": format!("{i:08}{}", r.seq),
                     "approximateArrivalTimestamp": r.arrival_ms,
-                    "data": base64::engine::general_purpose::STANDARD.encode(&r.data),
+                    "data": sluice_wire::record_base64::encode(&r.data),
                 })
             })
             .collect();
@@ -244,8 +244,7 @@ fn apply_response(ids: &[String], batch: &[Buffered], body: &[u8]) -> Result<Vec
             .ok_or_else(|| format!("The function response is missing recordId {id}."))?;
         out.push(match r["result"].as_str() {
             Some("Ok") => Outcome::Ok(
-                base64::engine::general_purpose::STANDARD
-                    .decode(r["data"].as_str().unwrap_or_default())
+                sluice_wire::record_base64::decode(r["data"].as_str().unwrap_or_default().as_bytes())
                     .map_err(|_| format!("Record {id} has data that is not base64."))?,
                 partition::lambda_keys(r)?,
             ),

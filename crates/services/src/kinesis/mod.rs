@@ -182,7 +182,7 @@ fn record_json(r: &sluice_engine::streams::StreamRecord) -> Value {
     json!({
         "SequenceNumber": r.sequence_number,
         "ApproximateArrivalTimestamp": secs(r.arrival_ms),
-        "Data": base64::engine::general_purpose::STANDARD.encode(&r.data),
+        "Data": sluice_wire::record_base64::encode(&r.data),
         "PartitionKey": r.partition_key,
     })
 }

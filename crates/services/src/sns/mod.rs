@@ -977,9 +977,9 @@ impl SnsService {
         };
         let now = self.clock.now_ms();
         let base = Self::base_url(ctx);
-        // Every SQS delivery of the publish goes in one write, answered by one wake-up.
-        let mut sqs_sends: Vec<(QueueKey, Vec<NewMessage>)> = Vec::new();
-        let mut sqs_subscriptions: Vec<&str> = Vec::new();
+        // Every SQS delivery of the publish goes in one write, answered by one wake-up:
+        // (subscription, (queue, its message)).
+        let mut sqs_deliveries: Vec<(&str, (QueueKey, Vec<NewMessage>))> = Vec::new();
         let mut firehose_pending: Vec<Durable<Vec<i64>>> = Vec::new();
         let mut outbox = Vec::new();
         let attr_values = attribute_values(
@@ -1051,8 +1051,7 @@ impl SnsService {
                         dedup_id: if queue_fifo { out.dedup_id.clone() } else { None },
                         delay_s: None,
                     };
-                    sqs_sends.push((queue, vec![message]));
-                    sqs_subscriptions.push(&sub.arn);
+                    sqs_deliveries.push((&sub.arn, (queue, vec![message])));
                 }
                 "firehose" if self.firehose.is_some() => {
                     let firehose = self.firehose.as_ref().expect("checked");
@@ -1064,6 +1063,7 @@ impl SnsService {
                 _ => outbox.push(self.outbox_entry(sub, "Notification", &message_id, &topic.arn, body, raw)),
             }
         }
+        let (sqs_subscriptions, sqs_sends): (Vec<_>, Vec<_>) = sqs_deliveries.into_iter().unzip();
         let sqs_write = if sqs_sends.is_empty() { None } else { Some(self.queues.send_to_queues(sqs_sends)) };
         let outbox_write =
             if outbox.is_empty() { None } else { Some(self.topics.add_outbox(outbox).map_err(from_store)?) };
