@@ -149,3 +149,51 @@ fn server_compacts_the_record_log_after_a_stream_is_deleted() {
     let s = Server::spawn(dir.path(), &["--record-segment-mib", "1"]);
     assert_eq!(stream_texts(&a, &s.endpoint, "kept"), kept, "after SIGKILL");
 }
+
+/// What README promises for a damaged record log, through the real binary: a chunk whose
+/// bytes changed fails GetRecords with a 5xx (never wrong data), and a segment that lost
+/// committed bytes stops the server at start with exit status 3.
+#[test]
+fn a_damaged_record_log_is_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agent();
+    let s = Server::spawn(dir.path(), &[]);
+    let (status, body) =
+        kinesis_call(&a, &s.endpoint, "CreateStream", &json!({"StreamName": "events", "ShardCount": 1})).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let put = json!({"StreamName": "events", "PartitionKey": "k", "Data": "aGVsbG8gd29ybGQ="});
+    assert_eq!(kinesis_call(&a, &s.endpoint, "PutRecord", &put).unwrap().0, 200);
+    assert_eq!(stream_texts(&a, &s.endpoint, "events"), ["hello world"]);
+    assert!(s.terminate().success());
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .expect("a record log segment");
+
+    // One byte of the record's data flipped: the chunk's CRC-32 no longer matches.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.windows(11).position(|w| w == b"hello world").expect("the record in the segment");
+    bytes[at] ^= 0x20;
+    std::fs::write(&segment, &bytes).unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let (_, shards) = kinesis_call(&a, &s.endpoint, "ListShards", &json!({"StreamName": "events"})).unwrap();
+    let shard = shards["Shards"][0]["ShardId"].as_str().unwrap().to_owned();
+    let request = json!({"StreamName": "events", "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"});
+    let (_, it) = kinesis_call(&a, &s.endpoint, "GetShardIterator", &request).unwrap();
+    let (status, body) =
+        kinesis_call(&a, &s.endpoint, "GetRecords", &json!({"ShardIterator": it["ShardIterator"]})).unwrap();
+    assert!(status >= 500, "{status} {body}");
+    assert!(body["Records"].is_null(), "no records from a damaged chunk: {body}");
+    assert!(s.terminate().success());
+
+    // The segment cut short of what the database says was committed.
+    std::fs::write(&segment, &bytes[..bytes.len() / 2]).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "never served");
+}
