@@ -47,13 +47,14 @@ fn serve(args: sluice::config::ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
+        let signals = sluice::app::ShutdownSignals::install()?;
         let server = sluice::app::start(settings).await?;
         // Tests and scripts read this line to find an ephemeral port.
         println!("sluice listening on http://{}", server.addr);
         if let Some(tls) = server.tls_addr {
             println!("sluice listening on https://{tls}");
         }
-        sluice::app::wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down: finishing in-flight requests");
         server.stop().await
     })

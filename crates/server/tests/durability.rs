@@ -200,6 +200,19 @@ fn sigterm_ends_long_polls_and_exits_cleanly() {
     assert!(json(&body).get("Messages").is_none());
 }
 
+/// SIGTERM sent the moment the listening line appears (as a supervisor or a test may) is a
+/// graceful stop with status 0, not death by the default signal action: the handlers are
+/// installed before the line is printed.
+#[test]
+fn sigterm_right_after_start_is_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..20 {
+        let s = Server::spawn(dir.path(), &[]);
+        let status = s.terminate();
+        assert!(status.success(), "round {round}: {status:?}");
+    }
+}
+
 /// A damaged database is refused at start with a clear message and exit status 3, never
 /// served; a clean shutdown leaves the marker that lets large databases skip the check.
 #[test]

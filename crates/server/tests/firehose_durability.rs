@@ -71,7 +71,8 @@ fn buffered_records_survive_sigkill_and_are_delivered() {
 
     let s = Server::spawn(dir.path(), &[]);
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(s.terminate().success(), "shutdown flushes the buffers");
+    let status = s.terminate();
+    assert!(status.success(), "shutdown flushes the buffers: {status:?}");
     let contents = bucket_contents(&dir.path().join("s3"));
     let mut got: Vec<&str> = contents.split(';').filter(|x| !x.is_empty()).collect();
     got.sort();
@@ -149,7 +150,8 @@ fn repeated_sigkills_during_delivery_lose_no_acknowledged_record() {
         kill_under_load(s, random_kill_delay(round) * 2, &stop, producers);
     }
     let s = Server::spawn(dir.path(), &[]);
-    assert!(s.terminate().success(), "shutdown flushes the buffers");
+    let status = s.terminate();
+    assert!(status.success(), "shutdown flushes the buffers: {status:?}");
     let contents = bucket_contents(&dir.path().join("s3"));
     let delivered: HashSet<&str> = contents.split(';').filter(|x| !x.is_empty()).collect();
     let acked = acked.lock().unwrap();
