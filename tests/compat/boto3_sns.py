@@ -103,6 +103,29 @@ def sqs_peek_envelope(topic, url):
     return body
 
 
+def signed_fan_out():
+    """Every queue of a publish gets its own envelope (own UnsubscribeURL) whose signature
+    verifies; the signed text is the same, so the signature is too (PKCS#1 v1.5 is
+    deterministic), as on AWS, where one publish is signed once."""
+    topic = sns.create_topic(Name="signed-fan")["TopicArn"]
+    urls = []
+    for i in range(3):
+        url, arn = queue(f"signed-fan-{i}")
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+        urls.append(url)
+    sns.publish(TopicArn=topic, Message="to all", Subject="fan")
+    sns.publish(TopicArn=topic, MessageStructure="json", Message=json.dumps({"default": "d", "sqs": "for queues"}))
+    per_queue = [sorted((json.loads(m["Body"]) for m in drain(url)), key=lambda e: e["Message"]) for url in urls]
+    for n, text in enumerate(["for queues", "to all"]):
+        envelopes = [bodies[n] for bodies in per_queue]
+        for e in envelopes:
+            assert e["Message"] == text, e
+            verify_signature(e)
+        assert len({e["UnsubscribeURL"] for e in envelopes}) == 3, envelopes
+        assert len({e["Signature"] for e in envelopes}) == 1, envelopes
+    assert all(len(bodies) == 2 for bodies in per_queue), per_queue
+
+
 def fifo_topic():
     topic = sns.create_topic(Name="jobs.fifo", Attributes={"FifoTopic": "true", "ContentBasedDeduplication": "true"})["TopicArn"]
     url, arn = queue("jobs.fifo", FifoQueue="true")
@@ -266,6 +289,7 @@ def mobile_and_sms():
 
 def main():
     fan_out_with_filters()
+    signed_fan_out()
     fifo_topic()
     http_subscriber()
     outbox_protocols()

@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// sns-fanout: queues subscribed to the topic.
     #[arg(long, default_value_t = 10)]
     pub queues: usize,
+    /// sns-fanout: deliver SNS's signed JSON envelope (the default of a subscription) instead
+    /// of raw messages.
+    #[arg(long)]
+    pub envelope: bool,
     /// kinesis-put / kinesis-get: shards of the stream.
     #[arg(long, default_value_t = 2)]
     pub shards: usize,
@@ -104,6 +108,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
         body_size: args.body_size,
         groups: args.groups,
         queues: args.queues,
+        envelope: args.envelope,
         shards: args.shards,
         prefill: args.prefill,
         run_id: format!(

@@ -51,6 +51,8 @@ pub struct Options {
     pub body_size: usize,
     pub groups: usize,
     pub queues: usize,
+    /// sns-fanout: signed envelopes instead of raw delivery.
+    pub envelope: bool,
     pub shards: usize,
     pub prefill: usize,
     /// Distinguishes this run's resources from earlier runs' (queue names are reused).
@@ -194,12 +196,13 @@ pub async fn setup(kind: Kind, target: &Target, c: &mut Connection, o: &Options)
                         ("Protocol", "sqs"),
                         ("Endpoint", &queue_arn),
                         ("Attributes.entry.1.key", "RawMessageDelivery"),
-                        ("Attributes.entry.1.value", "true"),
+                        ("Attributes.entry.1.value", if o.envelope { "false" } else { "true" }),
                     ],
                 )
                 .await?;
             }
             plan.notes.push(("queues".into(), o.queues.to_string()));
+            plan.notes.push(("delivery".into(), if o.envelope { "envelope" } else { "raw" }.into()));
         }
         Kind::KinesisPut | Kind::KinesisGet => {
             plan.stream = format!("bench-{id}");

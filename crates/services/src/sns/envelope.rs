@@ -1,7 +1,6 @@
 //! The JSON documents SNS delivers: Notification, SubscriptionConfirmation and
 //! UnsubscribeConfirmation, laid out and signed as AWS does.
 
-use super::signing::SigningKeys;
 use serde_json::Value;
 
 /// `2012-05-02T00:54:06.655Z` from epoch milliseconds (UTC, proleptic Gregorian).
@@ -52,8 +51,8 @@ impl Envelope {
     }
 
     /// The signed JSON document, formatted like AWS's (`"Key" : value` per line).
-    pub fn to_json(&self, keys: &SigningKeys, signature_version: &str, cert_url: &str) -> Result<String, String> {
-        let signature = keys.sign(signature_version, &self.string_to_sign())?;
+    /// `signature` is that of `string_to_sign` under `signature_version`.
+    pub fn to_json(&self, signature: &str, signature_version: &str, cert_url: &str) -> String {
         let s = |v: &str| Value::String(v.to_owned()).to_string();
         let mut lines =
             vec![format!("\"Type\" : {}", s(self.kind)), format!("\"MessageId\" : {}", s(&self.message_id))];
@@ -73,7 +72,7 @@ impl Envelope {
         }
         lines.push(format!("\"Timestamp\" : {}", s(&iso8601(self.timestamp_ms))));
         lines.push(format!("\"SignatureVersion\" : {}", s(signature_version)));
-        lines.push(format!("\"Signature\" : {}", s(&signature)));
+        lines.push(format!("\"Signature\" : {}", s(signature)));
         lines.push(format!("\"SigningCertURL\" : {}", s(cert_url)));
         if let Some(u) = &self.unsubscribe_url {
             lines.push(format!("\"UnsubscribeURL\" : {}", s(u)));
@@ -83,7 +82,7 @@ impl Envelope {
                 self.message_attributes.iter().map(|(k, v)| format!("    {} : {}", s(k), v)).collect();
             lines.push(format!("\"MessageAttributes\" : {{\n{}\n  }}", attrs.join(",\n")));
         }
-        Ok(format!("{{\n  {}\n}}", lines.join(",\n  ")))
+        format!("{{\n  {}\n}}", lines.join(",\n  "))
     }
 }
 

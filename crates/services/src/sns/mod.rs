@@ -20,7 +20,7 @@ use errors::*;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use signing::{SigningKeys, CERT_PATH};
+use signing::{PublishSigner, SigningKeys, CERT_PATH};
 use sluice_engine::{
     Attributes, Clock, Durable, NewMessage, OutboxEntry, QueueKey, Store, StoreError, SubscriptionRecord, TopicRecord,
     TopicStore,
@@ -635,7 +635,8 @@ impl SnsService {
             message_attributes: Map::new(),
         };
         let version = topic.attributes.get("SignatureVersion").map(String::as_str).unwrap_or("1");
-        let body = envelope.to_json(&self.keys, version, &format!("{base}{CERT_PATH}")).map_err(internal)?;
+        let signature = self.keys.sign(version, &envelope.string_to_sign()).map_err(internal)?;
+        let body = envelope.to_json(&signature, version, &format!("{base}{CERT_PATH}"));
         let entry = self.outbox_entry(sub, kind, &envelope.message_id, &topic.arn, body, false);
         let d = self.topics.add_outbox(vec![entry]).map_err(from_store)?;
         d.wait().await.map_err(from_store)?;
@@ -989,6 +990,7 @@ impl SnsService {
         );
         let body_values = body_values(&out.message);
         let index = self.topic_index(&topic.arn);
+        let mut signer = PublishSigner::new(&self.keys);
         for i in index.policies.matching(&attr_values, body_values.as_ref()) {
             let sub = &index.subscriptions[i];
             let text = out
@@ -1021,7 +1023,8 @@ impl SnsService {
                     message_attributes: envelope_attributes(&out.attributes),
                 };
                 let version = topic.attributes.get("SignatureVersion").map(String::as_str).unwrap_or("1");
-                let json = envelope.to_json(&self.keys, version, &format!("{base}{CERT_PATH}")).map_err(internal)?;
+                let signature = signer.sign(version, envelope.string_to_sign()).map_err(internal)?;
+                let json = envelope.to_json(&signature, version, &format!("{base}{CERT_PATH}"));
                 if sub.protocol == "lambda" {
                     lambda_event(&json, &sub.arn)
                 } else {

@@ -53,6 +53,32 @@ impl SigningKeys {
     }
 }
 
+/// Signs for one publish, remembering what it signed: every subscription of a publish
+/// signs the same text (the UnsubscribeURL, the one field that differs between them, is
+/// not signed), and an RSA-2048 signature costs about 2 ms here, so a publish to ten
+/// queues signed ten times spent 20 ms of CPU.
+pub struct PublishSigner<'a> {
+    keys: &'a SigningKeys,
+    /// (signature version, text signed, signature).
+    signed: Vec<(String, String, String)>,
+}
+
+impl<'a> PublishSigner<'a> {
+    pub fn new(keys: &'a SigningKeys) -> Self {
+        PublishSigner { keys, signed: Vec::new() }
+    }
+
+    /// Base64 signature of `text`, computed once per distinct text and version.
+    pub fn sign(&mut self, version: &str, text: String) -> Result<String, String> {
+        if let Some((_, _, signature)) = self.signed.iter().find(|(v, t, _)| v == version && *t == text) {
+            return Ok(signature.clone());
+        }
+        let signature = self.keys.sign(version, &text)?;
+        self.signed.push((version.to_owned(), text, signature.clone()));
+        Ok(signature)
+    }
+}
+
 fn load_or_create(dir: Option<&PathBuf>) -> Result<Keys, String> {
     let path = dir.map(|d| d.join(KEY_FILE));
     let key = match path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
@@ -85,4 +111,26 @@ fn self_signed_certificate(key: &RsaPrivateKey) -> Result<String, String> {
     };
     let cert = x509::self_signed(&spec, |tbs| SigningKey::<sha2::Sha256>::new(key.clone()).sign(tbs).to_vec());
     Ok(x509::pem("CERTIFICATE", &cert))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_signs_each_distinct_text_once() {
+        let keys = SigningKeys::new(None);
+        let mut signer = PublishSigner::new(&keys);
+        let first = signer.sign("1", "Message\na\n".into()).unwrap();
+        assert_eq!(signer.sign("1", "Message\na\n".into()).unwrap(), first);
+        assert_eq!(signer.signed.len(), 1, "the same text is signed once");
+        let sha256 = signer.sign("2", "Message\na\n".into()).unwrap();
+        let other = signer.sign("1", "Message\nb\n".into()).unwrap();
+        assert_eq!(signer.signed.len(), 3);
+        assert_ne!(sha256, first, "the version is part of what is remembered");
+        assert_ne!(other, first);
+        // What it hands out is the key's own signature of that text.
+        assert_eq!(keys.sign("1", "Message\nb\n").unwrap(), other);
+        assert_eq!(keys.sign("2", "Message\na\n").unwrap(), sha256);
+    }
 }
