@@ -55,8 +55,8 @@ impl SigningKeys {
 
 /// Signs for one publish, remembering what it signed: every subscription of a publish
 /// signs the same text (the UnsubscribeURL, the one field that differs between them, is
-/// not signed), and an RSA-2048 signature costs about 2 ms here, so a publish to ten
-/// queues signed ten times spent 20 ms of CPU.
+/// not signed), and an RSA-2048 signature costs 2–3 ms here, so a publish to ten
+/// queues signed ten times spent over 20 ms of CPU.
 pub struct PublishSigner<'a> {
     keys: &'a SigningKeys,
     /// (signature version, text signed, signature).
