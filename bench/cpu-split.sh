@@ -4,6 +4,8 @@
 # CPU time is steadier than throughput on this machine, whose runs move by 10-25%.
 #   bench/cpu-split.sh SCENARIO [sluice bench options...]     e.g. bench/cpu-split.sh sqs-send --connections 16
 # Builds the release binary; extra server flags go in SERVER_ARGS (e.g. SERVER_ARGS=--no-fsync).
+# BESIDE runs a second scenario beside the measured one, e.g. long polls on the queue it
+# sends to: BESIDE="sqs-idle-pollers --connections 100 --queue herd" bench/cpu-split.sh sqs-send --queue herd
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario="$1"; shift
@@ -17,6 +19,13 @@ SLUICE_LOG=warn "$sluice" serve --listen 127.0.0.1:0 --data-dir "$work/data" ${S
 server=$!
 for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
 endpoint="$(sed -n 's/^sluice listening on //p' "$work/out" | head -1)"
+beside=""
+if [ -n "${BESIDE:-}" ]; then
+    # shellcheck disable=SC2086
+    "$sluice" bench $BESIDE --endpoint "$endpoint" --duration 14 > "$work/beside.txt" &
+    beside=$!
+    sleep 1
+fi
 "$sluice" bench "$scenario" --endpoint "$endpoint" --duration 10 --json "$@" > "$work/result.json" &
 generator=$!
 # Thread name and user+system clock ticks of every server thread, and of the generator.
@@ -26,6 +35,7 @@ snapshot() {
 }
 sleep 2; snapshot > "$work/before"; sleep 6; snapshot > "$work/after"
 wait "$generator"
+if [ -n "$beside" ]; then wait "$beside"; fi
 python3 - "$work/result.json" "$work/before" "$work/after" "$(getconf CLK_TCK)" <<'PY'
 import collections, json, sys
 result = json.load(open(sys.argv[1])); hz = int(sys.argv[4])

@@ -505,6 +505,118 @@ async fn many_long_polls_each_get_a_message() {
     t.stop().await;
 }
 
+/// One 20-second poll, started before the event that should end it.
+fn spawn_poll(c: &Client, url: &str) -> tokio::task::JoinHandle<Vec<String>> {
+    let (c, url) = (c.clone(), url.to_owned());
+    tokio::spawn(async move {
+        let r = c.receive_message().queue_url(&url).wait_time_seconds(20).send().await.unwrap();
+        r.messages().iter().filter_map(|m| m.body().map(str::to_owned)).collect()
+    })
+}
+
+/// What a poll returned, once it was woken: a poll that is not woken still finds the
+/// message, but only when its 20-second wait ends, twice the bound here.
+async fn woken(poll: tokio::task::JoinHandle<Vec<String>>) -> Vec<String> {
+    tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .expect("the poll was woken before its wait ended")
+        .unwrap()
+}
+
+/// Sends wake one poll per message, not all: every waiting poll still gets its message,
+/// from single sends and from a batch alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_waiting_poll_is_woken_by_a_message() {
+    let t = TestServer::start().await;
+    let c = t.client.clone();
+    let url = c.create_queue().queue_name("woken").send().await.unwrap().queue_url.unwrap();
+    let polls: Vec<_> = (0..20).map(|_| spawn_poll(&c, &url)).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..10 {
+        c.send_message().queue_url(&url).message_body(format!("single {i}")).send().await.unwrap();
+    }
+    let entries: Vec<_> = (0..10)
+        .map(|i| {
+            SendMessageBatchRequestEntry::builder()
+                .id(format!("e{i}"))
+                .message_body(format!("batch {i}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    c.send_message_batch().queue_url(&url).set_entries(Some(entries)).send().await.unwrap();
+    let mut all = Vec::new();
+    for p in polls {
+        let got = woken(p).await;
+        assert_eq!(got.len(), 1, "each poll got one message: {got:?}");
+        all.extend(got);
+    }
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 20);
+    t.stop().await;
+}
+
+/// A poll that went to sleep before a message's visibility timeout was shortened sees the
+/// message when the shorter timeout ends, not at the end of its 20 seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_poll_sees_a_shortened_visibility_timeout_end() {
+    let t = TestServer::start().await;
+    let c = t.client.clone();
+    let url = c.create_queue().queue_name("shortened").send().await.unwrap().queue_url.unwrap();
+    c.send_message().queue_url(&url).message_body("again").send().await.unwrap();
+    let r = c.receive_message().queue_url(&url).visibility_timeout(60).send().await.unwrap();
+    let receipt = r.messages()[0].receipt_handle().unwrap().to_owned();
+    let poll = spawn_poll(&c, &url);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.change_message_visibility().queue_url(&url).receipt_handle(&receipt).visibility_timeout(1).send().await.unwrap();
+    assert_eq!(woken(poll).await, vec!["again"]);
+    // A delayed send on a queue with no timers wakes the poll at the end of the delay.
+    let poll = spawn_poll(&c, &url);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.send_message().queue_url(&url).message_body("later").delay_seconds(1).send().await.unwrap();
+    assert_eq!(woken(poll).await, vec!["later"]);
+    t.stop().await;
+}
+
+/// Ending a message's visibility, or deleting the head of a FIFO group, makes a message
+/// receivable at once: a waiting poll gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_poll_gets_a_message_released_by_visibility_or_fifo_delete() {
+    let t = TestServer::start().await;
+    let c = t.client.clone();
+    let url = c.create_queue().queue_name("released").send().await.unwrap().queue_url.unwrap();
+    c.send_message().queue_url(&url).message_body("released").send().await.unwrap();
+    let r = c.receive_message().queue_url(&url).visibility_timeout(60).send().await.unwrap();
+    let receipt = r.messages()[0].receipt_handle().unwrap().to_owned();
+    let poll = spawn_poll(&c, &url);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.change_message_visibility().queue_url(&url).receipt_handle(&receipt).visibility_timeout(0).send().await.unwrap();
+    assert_eq!(woken(poll).await, vec!["released"]);
+
+    let fifo = c
+        .create_queue()
+        .queue_name("released.fifo")
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::ContentBasedDeduplication, "true")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for body in ["first", "second"] {
+        c.send_message().queue_url(&fifo).message_body(body).message_group_id("g").send().await.unwrap();
+    }
+    let r = c.receive_message().queue_url(&fifo).visibility_timeout(60).send().await.unwrap();
+    assert_eq!(r.messages()[0].body(), Some("first"));
+    let poll = spawn_poll(&c, &fifo);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let receipt = r.messages()[0].receipt_handle().unwrap();
+    c.delete_message().queue_url(&fifo).receipt_handle(receipt).send().await.unwrap();
+    assert_eq!(woken(poll).await, vec!["second"], "the group's next message went to the waiting poll");
+    t.stop().await;
+}
+
 /// With SigV4 authentication on, the SDK's signatures verify, the credential's account is
 /// used, a wrong secret or unknown key gets AWS's errors, and another account reaches a
 /// queue exactly when the queue's policy lets it.

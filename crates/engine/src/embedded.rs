@@ -59,6 +59,36 @@ impl QueueHandle {
         // continuing is safer than poisoning every later request for the queue.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Wakes one long poll per message that became receivable, not every poll of the
+    /// queue: with 100 polls waiting, waking all of them for each message cost the server
+    /// about 1 ms per message. Enough polls wake for every message to find one; a poll
+    /// that takes several leaves the others to find nothing and wait again. A poll woken
+    /// but gone (its request dropped) passes the wake-up on (tokio's `Notified` forwards an
+    /// unconsumed `notify_one` when dropped), and a poll woken while busy re-checks the
+    /// queue before it sleeps again. Events that end the polls (queue deleted) or undo a
+    /// write still wake every poll, and so does an earlier timer (`wake_on_earlier_timer`).
+    fn wake_receivers(&self, receivable: usize) {
+        for _ in 0..receivable {
+            self.notify.notify_one();
+        }
+    }
+
+    /// A sleeping poll wakes at the earliest timer (delay or visibility timeout) it saw
+    /// when it went to sleep; when the queue's earliest timer moves earlier (a delayed
+    /// send, a receive or visibility change on a queue whose timers were later or none),
+    /// every poll must wake to see it, or a message reappearing after a short visibility
+    /// timeout would wait for the end of the polls' 20 seconds.
+    fn wake_on_earlier_timer(&self, before: Option<u64>, after: Option<u64>) {
+        let earlier = match (before, after) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(b), Some(a)) => a < b,
+        };
+        if earlier {
+            self.notify.notify_waiters();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -548,11 +578,15 @@ impl EmbeddedStore {
             if st.deleted {
                 return;
             }
+            let receivable = metas.iter().filter(|m| m.state == MsgState::Visible).count();
+            let timer_before = st.next_event_ms();
             for meta in metas {
                 st.insert(meta);
             }
+            let timer_after = st.next_event_ms();
             drop(st);
-            hook_handle.notify.notify_waiters();
+            hook_handle.wake_receivers(receivable);
+            hook_handle.wake_on_earlier_timer(timer_before, timer_after);
         });
         let undo_handle = handle.clone();
         let undo: CommitHook = Box::new(move || {
@@ -873,10 +907,13 @@ impl Store for EmbeddedStore {
             st.config.redrive = None;
         }
         let visibility_ms = params.visibility_timeout_s.map(|v| v * 1000).unwrap_or(st.config.visibility_timeout_ms);
+        let timer_before = st.next_event_ms();
         let outcome = st.receive(now, params.max_messages, visibility_ms, params.attempt_id.as_deref(), new_token);
         st.config.redrive = redrive;
         let source_id = st.id;
+        let timer_after = st.next_event_ms();
         drop(st);
+        handle.wake_on_earlier_timer(timer_before, timer_after);
 
         let mut ops = Vec::new();
         for t in &outcome.taken {
@@ -989,10 +1026,14 @@ impl Store for EmbeddedStore {
         if st.config.fifo && meta.state != MsgState::InFlight {
             return Err(StoreError::ReceiptHandleExpired);
         }
+        let fifo = st.config.fifo;
         let removed = st.remove(seq);
         drop(st);
-        // Deleting a FIFO message may unblock its group.
-        handle.notify.notify_waiters();
+        // Deleting a FIFO message may unblock its group's next message; deleting from a
+        // standard queue makes nothing receivable.
+        if fifo {
+            handle.wake_receivers(1);
+        }
         // If the delete cannot be written, the message goes back into the index: otherwise
         // the client's retry would be answered "already deleted" while the row stays on
         // disk, and the message would return after a restart.
@@ -1021,11 +1062,14 @@ impl Store for EmbeddedStore {
             return Err(StoreError::ReceiptHandleInvalid);
         }
         let before = st.get(seq).cloned();
+        let timer_before = st.next_event_ms();
         let meta = st.change_visibility(seq, token, now, timeout_s)?;
+        let timer_after = st.next_event_ms();
         drop(st);
         if timeout_s == 0 {
-            handle.notify.notify_waiters();
+            handle.wake_receivers(1);
         }
+        handle.wake_on_earlier_timer(timer_before, timer_after);
         // If the write fails, the message keeps the visibility it has on disk, unless
         // something changed it since (a receive after a timeout of 0).
         let undo_handle = handle.clone();

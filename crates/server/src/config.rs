@@ -35,7 +35,7 @@ pub enum Command {
     /// Run the server.
     Serve(Box<ServeArgs>),
     /// Measure a server (Sluice, AWS or another emulator) with one of the scenarios.
-    Bench(crate::bench::BenchArgs),
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 #[derive(Debug, Args, Default)]

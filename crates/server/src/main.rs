@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
             }
             result
         }
-        Command::Bench(args) => sluice::bench::run(args),
+        Command::Bench(args) => sluice::bench::run(*args),
     }
 }
 

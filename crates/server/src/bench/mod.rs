@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// sqs-fifo: message groups.
     #[arg(long, default_value_t = 16)]
     pub groups: usize,
+    /// SQS scenarios: use this queue (created if missing) instead of a new one, e.g. to
+    /// run sqs-idle-pollers on the queue sqs-send sends to.
+    #[arg(long)]
+    pub queue: Option<String>,
     /// sns-fanout: queues subscribed to the topic.
     #[arg(long, default_value_t = 10)]
     pub queues: usize,
@@ -108,6 +112,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
         body_size: args.body_size,
         groups: args.groups,
         queues: args.queues,
+        queue: args.queue.clone(),
         envelope: args.envelope,
         shards: args.shards,
         prefill: args.prefill,

@@ -51,6 +51,8 @@ pub struct Options {
     pub body_size: usize,
     pub groups: usize,
     pub queues: usize,
+    /// SQS scenarios: a named queue instead of a new one.
+    pub queue: Option<String>,
     /// sns-fanout: signed envelopes instead of raw delivery.
     pub envelope: bool,
     pub shards: usize,
@@ -148,9 +150,10 @@ async fn prefill_queue(target: &Target, queue_url: &str, o: &Options) -> anyhow:
 pub async fn setup(kind: Kind, target: &Target, c: &mut Connection, o: &Options) -> anyhow::Result<Plan> {
     let mut plan = Plan::default();
     let id = &o.run_id;
+    let queue_name = |default: String| o.queue.clone().unwrap_or(default);
     match kind {
         Kind::SqsSend | Kind::SqsSendBatch | Kind::SqsCycle => {
-            plan.queue_url = create_queue(c, &format!("bench-{id}"), json!({})).await?;
+            plan.queue_url = create_queue(c, &queue_name(format!("bench-{id}")), json!({})).await?;
         }
         Kind::SqsFifo => {
             let attrs = json!({"FifoQueue": "true", "DeduplicationScope": "messageGroup", "FifoThroughputLimit": "perMessageGroupId"});
@@ -158,10 +161,10 @@ pub async fn setup(kind: Kind, target: &Target, c: &mut Connection, o: &Options)
             plan.notes.push(("groups".into(), o.groups.to_string()));
         }
         Kind::SqsIdlePollers => {
-            plan.queue_url = create_queue(c, &format!("bench-idle-{id}"), json!({})).await?;
+            plan.queue_url = create_queue(c, &queue_name(format!("bench-idle-{id}")), json!({})).await?;
         }
         Kind::SqsReceive => {
-            plan.queue_url = create_queue(c, &format!("bench-{id}"), json!({})).await?;
+            plan.queue_url = create_queue(c, &queue_name(format!("bench-{id}")), json!({})).await?;
             let sent = prefill_queue(target, &plan.queue_url, o).await?;
             plan.notes.push(("prefilled messages".into(), sent.to_string()));
         }
