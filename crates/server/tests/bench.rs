@@ -33,6 +33,32 @@ fn bench_reports_what_the_server_stored() {
     let (_, body, _) = json_call(&a, &s.endpoint, "GetQueueAttributes", &req.to_string());
     assert_eq!(json(&body)["Attributes"]["ApproximateNumberOfMessages"], "120", "every reported send is stored");
 
+    // --queue names the queue: another scenario (or run) can use the same one.
+    bench(&s.endpoint, &["sqs-send", "--count", "7", "--connections", "1", "--queue", "named"]);
+    bench(&s.endpoint, &["sqs-send", "--count", "3", "--connections", "1", "--queue", "named"]);
+    let (_, body, _) = json_call(&a, &s.endpoint, "GetQueueUrl", r#"{"QueueName":"named"}"#);
+    let req =
+        serde_json::json!({"QueueUrl": json(&body)["QueueUrl"], "AttributeNames": ["ApproximateNumberOfMessages"]});
+    let (_, body, _) = json_call(&a, &s.endpoint, "GetQueueAttributes", &req.to_string());
+    assert_eq!(json(&body)["Attributes"]["ApproximateNumberOfMessages"], "10");
+
+    // --envelope: the subscriptions deliver SNS's signed envelope instead of raw messages.
+    let report =
+        bench(&s.endpoint, &["sns-fanout", "--count", "2", "--connections", "1", "--queues", "2", "--envelope"]);
+    assert_eq!(report["delivery"], "envelope");
+    let (_, body, _) = json_call(&a, &s.endpoint, "ListQueues", r#"{"QueueNamePrefix":"bench-"}"#);
+    let fan =
+        json(&body)["QueueUrls"].as_array().unwrap().iter().find(|u| u.as_str().unwrap().ends_with("-fan0")).cloned();
+    let req = serde_json::json!({"QueueUrl": fan.expect("a fan-out queue"), "MaxNumberOfMessages": 10});
+    let (_, body, _) = json_call(&a, &s.endpoint, "ReceiveMessage", &req.to_string());
+    let messages = json(&body)["Messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(messages.len(), 2, "{body}");
+    for m in messages {
+        let envelope = json(m["Body"].as_str().unwrap());
+        assert_eq!(envelope["Type"], "Notification");
+        assert!(envelope["Signature"].as_str().is_some_and(|s| !s.is_empty()), "{envelope}");
+    }
+
     let report = bench(&s.endpoint, &["kinesis-put", "--count", "4", "--connections", "2", "--body-size", "10"]);
     assert_eq!(report["units"], 2000, "4 PutRecords of 500");
     assert_eq!(report["shards"], "2");
