@@ -865,13 +865,13 @@ impl Store for EmbeddedStore {
         self.commit_or_undo(send.outcomes, send.ops, Some(send.on_commit), send.on_failure)
     }
 
-    fn send_to_queues(&self, sends: Vec<(QueueKey, Vec<NewMessage>)>) -> Result<Durable<PerQueueSends>, StoreError> {
+    fn send_to_queues(&self, sends: Vec<(&QueueKey, Vec<NewMessage>)>) -> Result<Durable<PerQueueSends>, StoreError> {
         let mut results = Vec::with_capacity(sends.len());
         let mut ops = Vec::new();
         let mut on_commit = Vec::new();
         let mut on_failure = Vec::new();
         for (key, messages) in sends {
-            match self.prepare_send(&key, messages) {
+            match self.prepare_send(key, messages) {
                 Ok(send) => {
                     results.push(Ok(send.outcomes));
                     ops.extend(send.ops);

@@ -208,7 +208,7 @@ pub trait Store: Send + Sync {
     /// Sends to several queues in one write (SNS fan-out): one result per queue, in order;
     /// a queue that cannot take its messages (gone, say) fails alone, and the Durable fails
     /// if the write does.
-    fn send_to_queues(&self, sends: Vec<(QueueKey, Vec<NewMessage>)>) -> Result<Durable<PerQueueSends>, StoreError>;
+    fn send_to_queues(&self, sends: Vec<(&QueueKey, Vec<NewMessage>)>) -> Result<Durable<PerQueueSends>, StoreError>;
     fn receive_messages(
         &self,
         key: &QueueKey,

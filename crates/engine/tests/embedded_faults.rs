@@ -86,9 +86,9 @@ async fn a_send_to_several_queues_is_one_write() {
     let gone = QueueKey::new("000000000000", "us-east-1", "gone");
     let sends = || {
         vec![
-            (standard.clone(), vec![message("n", None, None)]),
-            (gone.clone(), vec![message("n", None, None)]),
-            (fifo.clone(), vec![message("n", Some("g"), Some("d1"))]),
+            (&standard, vec![message("n", None, None)]),
+            (&gone, vec![message("n", None, None)]),
+            (&fifo, vec![message("n", Some("g"), Some("d1"))]),
         ]
     };
     store.inject_write_failures(1);

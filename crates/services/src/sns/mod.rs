@@ -102,6 +102,9 @@ pub struct SnsService {
 struct TopicIndex {
     generation: u64,
     subscriptions: Vec<SubscriptionRecord>,
+    /// Each subscription's queue, for SQS subscriptions whose endpoint is a queue ARN:
+    /// parsed once here, not at every publish.
+    queues: Vec<Option<QueueKey>>,
     policies: PolicyIndex,
 }
 
@@ -281,7 +284,11 @@ impl SnsService {
         let subscriptions: Vec<SubscriptionRecord> =
             self.topics.subscriptions_of(topic_arn).into_iter().filter(|s| s.confirmed).collect();
         let policies = subscriptions.iter().map(Self::compile_policy).collect();
-        let index = Arc::new(TopicIndex { generation, subscriptions, policies: PolicyIndex::build(policies) });
+        let queues = subscriptions
+            .iter()
+            .map(|s| if s.protocol == "sqs" { QueueKey::from_arn(&s.endpoint) } else { None })
+            .collect();
+        let index = Arc::new(TopicIndex { generation, subscriptions, queues, policies: PolicyIndex::build(policies) });
         cache.insert(topic_arn.to_owned(), index.clone());
         index
     }
@@ -980,7 +987,7 @@ impl SnsService {
         let base = Self::base_url(ctx);
         // Every SQS delivery of the publish goes in one write, answered by one wake-up:
         // (subscription, (queue, its message)).
-        let mut sqs_deliveries: Vec<(&str, (QueueKey, Vec<NewMessage>))> = Vec::new();
+        let mut sqs_deliveries: Vec<(&str, (&QueueKey, Vec<NewMessage>))> = Vec::new();
         let mut firehose_pending: Vec<Durable<Vec<i64>>> = Vec::new();
         let mut outbox = Vec::new();
         let attr_values = attribute_values(
@@ -1033,10 +1040,10 @@ impl SnsService {
             };
             match sub.protocol.as_str() {
                 "sqs" => {
-                    let Some(queue) = QueueKey::from_arn(&sub.endpoint) else { continue };
+                    let Some(queue) = &index.queues[i] else { continue };
                     // With authentication on, the queue's policy must let SNS send from
                     // this topic, as on AWS (same account or not); otherwise AWS drops it.
-                    if ctx.caller.is_some() && !self.queue_accepts(&queue, topic) {
+                    if ctx.caller.is_some() && !self.queue_accepts(queue, topic) {
                         tracing::warn!(subscription = %sub.arn, queue = %queue.arn(), "queue policy does not allow delivery from this topic");
                         continue;
                     }
