@@ -255,7 +255,7 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
             }
             let to_json = |v: Value| serde_json::to_vec(&v).unwrap_or_default();
             let result = match target.split_once('.') {
-                Some(("AmazonSQS", action)) => state.sqs.handle(&ctx, action, input, false).await.map(to_json),
+                Some(("AmazonSQS", action)) => state.sqs.handle_json(&ctx, action, input).await,
                 Some((sluice_services::kinesis::TARGET_PREFIX, action)) => {
                     state.kinesis.handle_json(&ctx, action, input).await
                 }

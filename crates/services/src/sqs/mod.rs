@@ -160,6 +160,21 @@ struct PreparedMessage {
     size: usize,
 }
 
+/// What a ReceiveMessage took, with the attribute names it asked for.
+struct Received {
+    messages: Vec<ReceivedMessage>,
+    system_names: Vec<String>,
+    attribute_names: Vec<String>,
+}
+
+impl Received {
+    fn reply(&self) -> ReceiveReply<'_> {
+        let messages =
+            self.messages.iter().map(|m| ReceivedReply::new(m, &self.system_names, &self.attribute_names)).collect();
+        ReceiveReply { messages }
+    }
+}
+
 /// What a successful send answers besides the message id: the digests of what was sent.
 struct SendDigests {
     md5_body: String,
@@ -216,18 +231,7 @@ impl SqsService {
         input: Value,
         query: bool,
     ) -> Result<Value, AwsError> {
-        let op = self.model.operations.get(action).ok_or_else(|| unknown_operation(action, query))?;
-        if !input.is_object() {
-            return Err(serialization("Request body must be a JSON object."));
-        }
-        if let Some(shape) = &op.input {
-            if let Some(missing) = sluice_wire::query::first_missing_required(&self.model, shape, &input) {
-                return Err(missing_parameter(&missing));
-            }
-        }
-        if let Some(caller) = &ctx.caller {
-            self.authorize(ctx, caller, action, &input)?;
-        }
+        self.admit(ctx, action, &input, query)?;
         match action {
             "CreateQueue" => self.create_queue(ctx, parse(input)?).await,
             "GetQueueUrl" => self.get_queue_url(ctx, parse(input)?),
@@ -238,7 +242,10 @@ impl SqsService {
             "PurgeQueue" => self.purge_queue(ctx, parse(input)?).await,
             "SendMessage" => self.send_message(ctx, parse(input)?).await,
             "SendMessageBatch" => self.send_message_batch(ctx, parse(input)?).await,
-            "ReceiveMessage" => self.receive_message(ctx, parse(input)?).await,
+            "ReceiveMessage" => {
+                let received = self.receive_message(ctx, parse(input)?).await?;
+                serde_json::to_value(received.reply()).map_err(|e| internal(e.to_string()))
+            }
             "DeleteMessage" => self.delete_message(ctx, parse(input)?).await,
             "DeleteMessageBatch" => self.delete_message_batch(ctx, parse(input)?).await,
             "ChangeMessageVisibility" => self.change_message_visibility(ctx, parse(input)?).await,
@@ -254,6 +261,35 @@ impl SqsService {
             "CancelMessageMoveTask" => self.cancel_message_move_task(parse(input)?).await,
             other => Err(unknown_operation(other, query)),
         }
+    }
+
+    /// Runs one operation of the JSON protocol, answering the response body. ReceiveMessage
+    /// is serialized straight from the received messages; the rest through `handle`.
+    pub async fn handle_json(&self, ctx: &RequestContext, action: &str, input: Value) -> Result<Vec<u8>, AwsError> {
+        if action == "ReceiveMessage" {
+            self.admit(ctx, action, &input, false)?;
+            let received = self.receive_message(ctx, parse(input)?).await?;
+            return serde_json::to_vec(&received.reply()).map_err(|e| internal(e.to_string()));
+        }
+        Ok(serde_json::to_vec(&self.handle(ctx, action, input, false).await?).unwrap_or_default())
+    }
+
+    /// What every operation checks first: it exists, its input is an object with every
+    /// required member, and the caller may run it.
+    fn admit(&self, ctx: &RequestContext, action: &str, input: &Value, query: bool) -> Result<(), AwsError> {
+        let op = self.model.operations.get(action).ok_or_else(|| unknown_operation(action, query))?;
+        if !input.is_object() {
+            return Err(serialization("Request body must be a JSON object."));
+        }
+        if let Some(shape) = &op.input {
+            if let Some(missing) = sluice_wire::query::first_missing_required(&self.model, shape, input) {
+                return Err(missing_parameter(&missing));
+            }
+        }
+        if let Some(caller) = &ctx.caller {
+            self.authorize(ctx, caller, action, input)?;
+        }
+        Ok(())
     }
 
     // ---- queue addressing ----
@@ -631,7 +667,7 @@ impl SqsService {
         Ok(json!({"Successful": successful, "Failed": failed}))
     }
 
-    async fn receive_message(&self, ctx: &RequestContext, req: ReceiveMessageRequest) -> Result<Value, AwsError> {
+    async fn receive_message(&self, ctx: &RequestContext, req: ReceiveMessageRequest) -> Result<Received, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         let info = self.info(&key)?;
         let max = req.max_number_of_messages.unwrap_or(1);
@@ -666,14 +702,9 @@ impl SqsService {
             attempt_id: if fifo { req.receive_request_attempt_id.clone() } else { None },
         };
         let messages = self.receive_with_wait(&key, &params, wait as u64).await?;
-        if messages.is_empty() {
-            return Ok(json!({}));
-        }
-        let mut system_names = req.attribute_names.clone();
-        system_names.extend(req.message_system_attribute_names.iter().cloned());
-        let out: Vec<Value> =
-            messages.iter().map(|m| self.message_json(m, &system_names, &req.message_attribute_names)).collect();
-        Ok(json!({"Messages": out}))
+        let mut system_names = req.attribute_names;
+        system_names.extend(req.message_system_attribute_names);
+        Ok(Received { messages, system_names, attribute_names: req.message_attribute_names })
     }
 
     /// Receives, waiting up to `wait_s` for messages: woken by sends, visibility
@@ -708,58 +739,6 @@ impl SqsService {
                 _ = shutdown.changed() => {}
             }
         }
-    }
-
-    fn message_json(&self, m: &ReceivedMessage, system_names: &[String], attribute_names: &[String]) -> Value {
-        let mut out = Map::new();
-        out.insert("MessageId".into(), m.message_id.clone().into());
-        out.insert("ReceiptHandle".into(), m.receipt_handle.clone().into());
-        let md5 = m.body_md5.clone().unwrap_or_else(|| md5_hex(m.body.as_bytes()));
-        out.insert("MD5OfBody".into(), md5.into());
-        out.insert("Body".into(), m.body.clone().into());
-        let want = |n: &str| system_names.iter().any(|s| s == "All" || s == n);
-        let mut sys = Map::new();
-        if want("SenderId") {
-            sys.insert("SenderId".into(), m.sender_id.clone().into());
-        }
-        if want("SentTimestamp") {
-            sys.insert("SentTimestamp".into(), m.sent_ms.to_string().into());
-        }
-        if want("ApproximateReceiveCount") {
-            sys.insert("ApproximateReceiveCount".into(), m.receive_count.to_string().into());
-        }
-        if want("ApproximateFirstReceiveTimestamp") {
-            sys.insert("ApproximateFirstReceiveTimestamp".into(), m.first_receive_ms.to_string().into());
-        }
-        if let (true, Some(s)) = (want("SequenceNumber"), &m.sequence_number) {
-            sys.insert("SequenceNumber".into(), s.clone().into());
-        }
-        if let (true, Some(d)) = (want("MessageDeduplicationId"), &m.dedup_id) {
-            sys.insert("MessageDeduplicationId".into(), d.clone().into());
-        }
-        if let (true, Some(g)) = (want("MessageGroupId"), &m.group_id) {
-            sys.insert("MessageGroupId".into(), g.clone().into());
-        }
-        if let (true, Some(arn)) = (want("DeadLetterQueueSourceArn"), &m.dead_letter_source_arn) {
-            sys.insert("DeadLetterQueueSourceArn".into(), arn.clone().into());
-        }
-        let system_attrs = load_attributes(m.system_attributes.as_deref());
-        if let (true, Some(trace)) =
-            (want("AWSTraceHeader"), system_attrs.get("AWSTraceHeader").and_then(|v| v.string_value.clone()))
-        {
-            sys.insert("AWSTraceHeader".into(), trace.into());
-        }
-        if !sys.is_empty() {
-            out.insert("Attributes".into(), Value::Object(sys));
-        }
-        let mut attrs = load_attributes(m.attributes.as_deref());
-        attrs.retain(|name, _| attribute_requested(attribute_names, name));
-        if let Some(md5) = md5_of_attributes(&attrs) {
-            out.insert("MD5OfMessageAttributes".into(), md5.into());
-            let map: Map<String, Value> = attrs.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect();
-            out.insert("MessageAttributes".into(), Value::Object(map));
-        }
-        Value::Object(out)
     }
 
     async fn delete_one(&self, key: &QueueKey, handle: &str) -> Result<(), AwsError> {
