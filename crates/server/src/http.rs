@@ -242,6 +242,14 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
         }
         Protocol::Json { version, .. } => {
             let target = target.unwrap_or_default();
+            if let Some(("AmazonSQS", action)) = target.split_once('.') {
+                if let Some(result) = state.sqs.handle_typed_json(&ctx, action, &body).await {
+                    return match result {
+                        Ok(body) => json_response(body, version, &request_id),
+                        Err(e) => error_response(&protocol, &e, &request_id),
+                    };
+                }
+            }
             let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
                 Value::Object(Default::default())
             } else {

@@ -5,6 +5,7 @@ pub mod attributes;
 pub mod errors;
 pub mod messages;
 pub mod naming;
+mod typed;
 pub mod types;
 
 use crate::RequestContext;
@@ -272,6 +273,25 @@ impl SqsService {
             return serde_json::to_vec(&received.reply()).map_err(|e| internal(e.to_string()));
         }
         Ok(serde_json::to_vec(&self.handle(ctx, action, input, false).await?).unwrap_or_default())
+    }
+
+    /// SendMessage and SendMessageBatch over JSON, decoded straight from the body (see
+    /// `typed`), when the body is complete and no caller needs authorizing (`authorize`
+    /// reads the general path's `Value`); `None` sends the request the general way.
+    pub async fn handle_typed_json(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        body: &[u8],
+    ) -> Option<Result<Vec<u8>, AwsError>> {
+        if ctx.caller.is_some() {
+            return None;
+        }
+        let output = match typed::decode(action, body)? {
+            typed::Decoded::SendMessage(req) => self.send_message(ctx, req).await,
+            typed::Decoded::SendMessageBatch(req) => self.send_message_batch(ctx, req).await,
+        };
+        Some(output.map(|v| serde_json::to_vec(&v).unwrap_or_default()))
     }
 
     /// What every operation checks first: it exists, its input is an object with every
