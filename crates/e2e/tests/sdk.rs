@@ -325,20 +325,24 @@ async fn message_actions_and_digests() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifo_queue_behaviour() {
-    let t = TestServer::start().await;
-    let c = &t.client;
-    let url = c
-        .create_queue()
-        .queue_name("jobs.fifo")
+/// A FIFO queue with content-based deduplication; its URL.
+async fn content_deduplicated_fifo(c: &Client, name: &str) -> String {
+    c.create_queue()
+        .queue_name(name)
         .attributes(QueueAttributeName::FifoQueue, "true")
         .attributes(QueueAttributeName::ContentBasedDeduplication, "true")
         .send()
         .await
         .unwrap()
         .queue_url
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_queue_behaviour() {
+    let t = TestServer::start().await;
+    let c = &t.client;
+    let url = content_deduplicated_fifo(c, "jobs.fifo").await;
     let a = c.send_message().queue_url(&url).message_body("a1").message_group_id("a").send().await.unwrap();
     let dup = c.send_message().queue_url(&url).message_body("a1").message_group_id("a").send().await.unwrap();
     assert_eq!(a.message_id(), dup.message_id(), "content-based dedup");
@@ -557,20 +561,35 @@ async fn every_waiting_poll_is_woken_by_a_message() {
     t.stop().await;
 }
 
+/// A message (its body the queue's name) received with a 60-second visibility timeout, a
+/// poll waiting on its queue, then the message's timeout changed to `timeout_s`: the
+/// queue's URL, and what the poll returned once woken.
+async fn poll_across_visibility_change(c: &Client, queue: &str, timeout_s: i32) -> (String, Vec<String>) {
+    let url = c.create_queue().queue_name(queue).send().await.unwrap().queue_url.unwrap();
+    c.send_message().queue_url(&url).message_body(queue).send().await.unwrap();
+    let r = c.receive_message().queue_url(&url).visibility_timeout(60).send().await.unwrap();
+    let receipt = r.messages()[0].receipt_handle().unwrap().to_owned();
+    let poll = spawn_poll(c, &url);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.change_message_visibility()
+        .queue_url(&url)
+        .receipt_handle(&receipt)
+        .visibility_timeout(timeout_s)
+        .send()
+        .await
+        .unwrap();
+    let got = woken(poll).await;
+    (url, got)
+}
+
 /// A poll that went to sleep before a message's visibility timeout was shortened sees the
 /// message when the shorter timeout ends, not at the end of its 20 seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_poll_sees_a_shortened_visibility_timeout_end() {
     let t = TestServer::start().await;
     let c = t.client.clone();
-    let url = c.create_queue().queue_name("shortened").send().await.unwrap().queue_url.unwrap();
-    c.send_message().queue_url(&url).message_body("again").send().await.unwrap();
-    let r = c.receive_message().queue_url(&url).visibility_timeout(60).send().await.unwrap();
-    let receipt = r.messages()[0].receipt_handle().unwrap().to_owned();
-    let poll = spawn_poll(&c, &url);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    c.change_message_visibility().queue_url(&url).receipt_handle(&receipt).visibility_timeout(1).send().await.unwrap();
-    assert_eq!(woken(poll).await, vec!["again"]);
+    let (url, got) = poll_across_visibility_change(&c, "shortened", 1).await;
+    assert_eq!(got, vec!["shortened"]);
     // A delayed send on a queue with no timers wakes the poll at the end of the delay.
     let poll = spawn_poll(&c, &url);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -585,25 +604,10 @@ async fn a_waiting_poll_sees_a_shortened_visibility_timeout_end() {
 async fn a_waiting_poll_gets_a_message_released_by_visibility_or_fifo_delete() {
     let t = TestServer::start().await;
     let c = t.client.clone();
-    let url = c.create_queue().queue_name("released").send().await.unwrap().queue_url.unwrap();
-    c.send_message().queue_url(&url).message_body("released").send().await.unwrap();
-    let r = c.receive_message().queue_url(&url).visibility_timeout(60).send().await.unwrap();
-    let receipt = r.messages()[0].receipt_handle().unwrap().to_owned();
-    let poll = spawn_poll(&c, &url);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    c.change_message_visibility().queue_url(&url).receipt_handle(&receipt).visibility_timeout(0).send().await.unwrap();
-    assert_eq!(woken(poll).await, vec!["released"]);
+    let (_, got) = poll_across_visibility_change(&c, "released", 0).await;
+    assert_eq!(got, vec!["released"]);
 
-    let fifo = c
-        .create_queue()
-        .queue_name("released.fifo")
-        .attributes(QueueAttributeName::FifoQueue, "true")
-        .attributes(QueueAttributeName::ContentBasedDeduplication, "true")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let fifo = content_deduplicated_fifo(&c, "released.fifo").await;
     for body in ["first", "second"] {
         c.send_message().queue_url(&fifo).message_body(body).message_group_id("g").send().await.unwrap();
     }
