@@ -124,6 +124,13 @@ def signed_fan_out():
         assert len({e["UnsubscribeURL"] for e in envelopes}) == 3, envelopes
         assert len({e["Signature"] for e in envelopes}) == 1, envelopes
     assert all(len(bodies) == 2 for bodies in per_queue), per_queue
+    # SignatureVersion 2 (SHA256withRSA) verifies the same way.
+    sns.set_topic_attributes(TopicArn=topic, AttributeName="SignatureVersion", AttributeValue="2")
+    sns.publish(TopicArn=topic, Message="sha256")
+    for url in urls:
+        (e,) = [json.loads(m["Body"]) for m in drain(url)]
+        assert e["SignatureVersion"] == "2" and e["Message"] == "sha256", e
+        verify_signature(e)
 
 
 def fifo_topic():
