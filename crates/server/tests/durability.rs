@@ -237,11 +237,7 @@ fn corrupt_database_is_refused_at_start() {
         *b = (i * 7 % 251) as u8;
     }
     std::fs::write(&db, &bytes).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = serve_to_exit(dir.path());
     assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("the database in the data directory is corrupt"), "{stderr}");
@@ -250,11 +246,7 @@ fn corrupt_database_is_refused_at_start() {
     // A file that is not a database at all.
     std::fs::write(&db, b"definitely not sqlite, just some bytes that are long enough to matter").unwrap();
     let _ = std::fs::remove_file(dir.path().join("sluice.db-wal"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = serve_to_exit(dir.path());
     assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
 }
 

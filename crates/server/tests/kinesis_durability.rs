@@ -189,11 +189,7 @@ fn a_damaged_record_log_is_never_served() {
 
     // The segment cut short of what the database says was committed.
     std::fs::write(&segment, &bytes[..bytes.len() / 2]).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = serve_to_exit(dir.path());
     assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "never served");
 }

@@ -144,6 +144,11 @@ fn bad_input_gets_aws_errors_and_changes_nothing() {
         ("SendMessage", j!({"QueueUrl": url, "MessageBody": "x", "DelaySeconds": 901}).to_string(), "InvalidParameterValueException"),
         ("SendMessage", j!({"QueueUrl": url, "MessageBody": "x", "MessageAttributes": {"a": {"DataType": "Weird", "StringValue": "1"}}}).to_string(), "InvalidParameterValueException"),
         ("SendMessage", j!({"QueueUrl": url, "MessageBody": "x", "MessageAttributes": {"n": {"DataType": "Number", "StringValue": "abc"}}}).to_string(), "InvalidParameterValueException"),
+        // Bodies the typed SendMessageBatch path leaves to the general one, worded as before.
+        ("SendMessageBatch", j!({"QueueUrl": url}).to_string(), "MissingRequiredParameterException"),
+        ("SendMessageBatch", j!({"QueueUrl": url, "Entries": []}).to_string(), "EmptyBatchRequest"),
+        ("SendMessageBatch", j!({"QueueUrl": url, "Entries": [{"Id": "a"}]}).to_string(), "MissingRequiredParameterException"),
+        ("SendMessageBatch", j!({"QueueUrl": url, "Entries": [{"Id": "a", "MessageBody": 5}]}).to_string(), "SerializationException"),
         ("CreateQueue", j!({"QueueName": long_name}).to_string(), "InvalidParameterValueException"),
         ("CreateQueue", j!({"QueueName": "bad name"}).to_string(), "InvalidParameterValueException"),
         ("CreateQueue", j!({"QueueName": "x.fifo"}).to_string(), "InvalidParameterValueException"),

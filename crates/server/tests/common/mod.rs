@@ -68,6 +68,16 @@ impl Server {
     }
 }
 
+/// `sluice serve` on `data_dir` run to its exit, for starts that must be refused: its
+/// status and output.
+pub fn serve_to_exit(data_dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run sluice serve")
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
