@@ -212,6 +212,9 @@ impl FirehoseService {
         if let Some(c) = clients.get(bucket) {
             return Ok(c.clone());
         }
+        // reqwest is built without a bundled crypto provider (see Cargo.toml); ring is the
+        // process's provider. Err only means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // Failed puts are retried by the worker; keep each attempt short.
         let retry =
             object_store::RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(10), ..Default::default() };
