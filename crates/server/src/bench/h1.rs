@@ -48,10 +48,9 @@ impl Plain {
     }
 
     async fn fill(&mut self) -> io::Result<()> {
-        let len = self.input.len();
-        self.input.resize(len + 16 * 1024, 0);
-        let n = self.stream.read(&mut self.input[len..]).await?;
-        self.input.truncate(len + n);
+        // Into the spare capacity: zeroing 16 KiB per read was 5% of the generator's time.
+        self.input.reserve(16 * 1024);
+        let n = self.stream.read_buf(&mut self.input).await?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
         }
