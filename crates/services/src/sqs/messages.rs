@@ -267,6 +267,34 @@ mod tests {
     }
 
     #[test]
+    fn a_send_reply_names_its_members_as_aws_does_and_leaves_out_the_absent() {
+        let standard = SendReply {
+            id: None,
+            md5_of_message_attributes: None,
+            md5_of_message_body: "b".into(),
+            md5_of_message_system_attributes: None,
+            message_id: "m".into(),
+            sequence_number: None,
+        };
+        assert_eq!(serde_json::to_string(&standard).unwrap(), r#"{"MD5OfMessageBody":"b","MessageId":"m"}"#);
+        let entry = SendReply {
+            id: Some("e1".into()),
+            md5_of_message_attributes: Some("a".into()),
+            md5_of_message_system_attributes: Some("s".into()),
+            sequence_number: Some("18".into()),
+            ..standard
+        };
+        let batch = SendBatchReply { failed: vec![], successful: vec![entry] };
+        let direct = serde_json::to_string(&batch).unwrap();
+        assert_eq!(
+            direct,
+            r#"{"Failed":[],"Successful":[{"Id":"e1","MD5OfMessageAttributes":"a","MD5OfMessageBody":"b","MD5OfMessageSystemAttributes":"s","MessageId":"m","SequenceNumber":"18"}]}"#
+        );
+        // The Query protocol renders the Value: the same members.
+        assert_eq!(serde_json::to_string(&serde_json::to_value(&batch).unwrap()).unwrap(), direct);
+    }
+
+    #[test]
     fn a_receive_reply_carries_what_was_asked_for() {
         let m = received();
         let reply = ReceivedReply::new(&m, &["All".to_owned()], &["All".to_owned()]);
@@ -428,4 +456,33 @@ impl<'a> ReceivedReply<'a> {
             receipt_handle: &m.receipt_handle,
         }
     }
+}
+
+/// A SendMessage reply, or one successful entry of a SendMessageBatch reply (with `id`),
+/// serialized straight into the response body; the Query protocol renders it through
+/// `serde_json::to_value`. Fields in alphabetical order, as a sorted `serde_json::Map`
+/// gave them.
+#[derive(Serialize)]
+pub struct SendReply {
+    #[serde(rename = "Id", skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "MD5OfMessageAttributes", skip_serializing_if = "Option::is_none")]
+    pub md5_of_message_attributes: Option<String>,
+    #[serde(rename = "MD5OfMessageBody")]
+    pub md5_of_message_body: String,
+    #[serde(rename = "MD5OfMessageSystemAttributes", skip_serializing_if = "Option::is_none")]
+    pub md5_of_message_system_attributes: Option<String>,
+    #[serde(rename = "MessageId")]
+    pub message_id: String,
+    #[serde(rename = "SequenceNumber", skip_serializing_if = "Option::is_none")]
+    pub sequence_number: Option<String>,
+}
+
+/// A SendMessageBatch reply. Failed entries stay `Value`s: they are the rare case.
+#[derive(Serialize)]
+pub struct SendBatchReply {
+    #[serde(rename = "Failed")]
+    pub failed: Vec<serde_json::Value>,
+    #[serde(rename = "Successful")]
+    pub successful: Vec<SendReply>,
 }

@@ -117,6 +117,16 @@ fn batch_outcome(results: Vec<(String, Result<(), AwsError>)>) -> Value {
     json!({"Successful": successful, "Failed": failed})
 }
 
+/// A reply struct as the general path's `Value` (which the Query protocol renders).
+fn to_value(reply: impl serde::Serialize) -> Result<Value, AwsError> {
+    serde_json::to_value(reply).map_err(|e| internal(e.to_string()))
+}
+
+/// A reply struct as a JSON response body.
+fn to_json(reply: &impl serde::Serialize) -> Result<Vec<u8>, AwsError> {
+    serde_json::to_vec(reply).map_err(|e| internal(e.to_string()))
+}
+
 fn failed_entry(id: &str, e: &AwsError) -> Value {
     json!({"Id": id, "SenderFault": e.status < 500, "Code": e.query_code, "Message": e.message})
 }
@@ -241,12 +251,9 @@ impl SqsService {
             "GetQueueAttributes" => self.get_queue_attributes(ctx, parse(input)?),
             "SetQueueAttributes" => self.set_queue_attributes(ctx, parse(input)?).await,
             "PurgeQueue" => self.purge_queue(ctx, parse(input)?).await,
-            "SendMessage" => self.send_message(ctx, parse(input)?).await,
-            "SendMessageBatch" => self.send_message_batch(ctx, parse(input)?).await,
-            "ReceiveMessage" => {
-                let received = self.receive_message(ctx, parse(input)?).await?;
-                serde_json::to_value(received.reply()).map_err(|e| internal(e.to_string()))
-            }
+            "SendMessage" => to_value(self.send_message(ctx, parse(input)?).await?),
+            "SendMessageBatch" => to_value(self.send_message_batch(ctx, parse(input)?).await?),
+            "ReceiveMessage" => to_value(self.receive_message(ctx, parse(input)?).await?.reply()),
             "DeleteMessage" => self.delete_message(ctx, parse(input)?).await,
             "DeleteMessageBatch" => self.delete_message_batch(ctx, parse(input)?).await,
             "ChangeMessageVisibility" => self.change_message_visibility(ctx, parse(input)?).await,
@@ -270,7 +277,7 @@ impl SqsService {
         if action == "ReceiveMessage" {
             self.admit(ctx, action, &input, false)?;
             let received = self.receive_message(ctx, parse(input)?).await?;
-            return serde_json::to_vec(&received.reply()).map_err(|e| internal(e.to_string()));
+            return to_json(&received.reply());
         }
         Ok(serde_json::to_vec(&self.handle(ctx, action, input, false).await?).unwrap_or_default())
     }
@@ -288,10 +295,10 @@ impl SqsService {
             return None;
         }
         let output = match typed::decode(action, body)? {
-            typed::Decoded::SendMessage(req) => self.send_message(ctx, req).await,
-            typed::Decoded::SendMessageBatch(req) => self.send_message_batch(ctx, req).await,
+            typed::Decoded::SendMessage(req) => self.send_message(ctx, req).await.and_then(|r| to_json(&r)),
+            typed::Decoded::SendMessageBatch(req) => self.send_message_batch(ctx, req).await.and_then(|r| to_json(&r)),
         };
-        Some(output.map(|v| serde_json::to_vec(&v).unwrap_or_default()))
+        Some(output)
     }
 
     /// What every operation checks first: it exists, its input is an object with every
@@ -603,23 +610,18 @@ impl SqsService {
         })
     }
 
-    fn send_result(digests: SendDigests, outcome: SendOutcome) -> Map<String, Value> {
-        let mut out = Map::new();
-        out.insert("MD5OfMessageBody".into(), digests.md5_body.into());
-        if let Some(m) = digests.md5_attributes {
-            out.insert("MD5OfMessageAttributes".into(), m.into());
+    fn send_result(id: Option<String>, digests: SendDigests, outcome: SendOutcome) -> SendReply {
+        SendReply {
+            id,
+            md5_of_message_attributes: digests.md5_attributes,
+            md5_of_message_body: digests.md5_body,
+            md5_of_message_system_attributes: digests.md5_system_attributes,
+            message_id: outcome.message_id,
+            sequence_number: outcome.sequence_number,
         }
-        if let Some(m) = digests.md5_system_attributes {
-            out.insert("MD5OfMessageSystemAttributes".into(), m.into());
-        }
-        out.insert("MessageId".into(), outcome.message_id.into());
-        if let Some(s) = outcome.sequence_number {
-            out.insert("SequenceNumber".into(), s.into());
-        }
-        out
     }
 
-    async fn send_message(&self, ctx: &RequestContext, req: SendMessageRequest) -> Result<Value, AwsError> {
+    async fn send_message(&self, ctx: &RequestContext, req: SendMessageRequest) -> Result<SendReply, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         let info = self.info(&key)?;
         let prepared = self.prepare(
@@ -636,10 +638,14 @@ impl SqsService {
         let outcomes =
             self.store.send_messages(&key, vec![prepared.message]).map_err(map)?.wait().await.map_err(map)?;
         let o = outcomes.into_iter().next().ok_or_else(|| internal("send returned no outcome"))?;
-        Ok(Value::Object(Self::send_result(prepared.digests, o)))
+        Ok(Self::send_result(None, prepared.digests, o))
     }
 
-    async fn send_message_batch(&self, ctx: &RequestContext, req: SendMessageBatchRequest) -> Result<Value, AwsError> {
+    async fn send_message_batch(
+        &self,
+        ctx: &RequestContext,
+        req: SendMessageBatchRequest,
+    ) -> Result<SendBatchReply, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         let info = self.info(&key)?;
         check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "SendMessageBatchRequestEntry")?;
@@ -679,12 +685,10 @@ impl SqsService {
             let map = |e| from_store(e, &key.name, "");
             let outcomes = self.store.send_messages(&key, messages).map_err(map)?.wait().await.map_err(map)?;
             for ((id, digests), o) in replies.into_iter().zip(outcomes) {
-                let mut entry = Self::send_result(digests, o);
-                entry.insert("Id".into(), id.into());
-                successful.push(Value::Object(entry));
+                successful.push(Self::send_result(Some(id), digests, o));
             }
         }
-        Ok(json!({"Successful": successful, "Failed": failed}))
+        Ok(SendBatchReply { failed, successful })
     }
 
     async fn receive_message(&self, ctx: &RequestContext, req: ReceiveMessageRequest) -> Result<Received, AwsError> {
