@@ -42,10 +42,25 @@ fn bench_reports_what_the_server_stored() {
     let (_, body, _) = json_call(&a, &s.endpoint, "GetQueueAttributes", &req.to_string());
     assert_eq!(json(&body)["Attributes"]["ApproximateNumberOfMessages"], "10");
 
-    // --envelope: the subscriptions deliver SNS's signed envelope instead of raw messages.
-    let report =
-        bench(&s.endpoint, &["sns-fanout", "--count", "2", "--connections", "1", "--queues", "2", "--envelope"]);
+    // --envelope: the subscriptions deliver SNS's signed envelope instead of raw messages,
+    // signed as the topic's --signature-version says.
+    let report = bench(
+        &s.endpoint,
+        &[
+            "sns-fanout",
+            "--count",
+            "2",
+            "--connections",
+            "1",
+            "--queues",
+            "2",
+            "--envelope",
+            "--signature-version",
+            "2",
+        ],
+    );
     assert_eq!(report["delivery"], "envelope");
+    assert_eq!(report["signature version"], "2");
     let (_, body, _) = json_call(&a, &s.endpoint, "ListQueues", r#"{"QueueNamePrefix":"bench-"}"#);
     let fan =
         json(&body)["QueueUrls"].as_array().unwrap().iter().find(|u| u.as_str().unwrap().ends_with("-fan0")).cloned();
@@ -56,6 +71,7 @@ fn bench_reports_what_the_server_stored() {
     for m in messages {
         let envelope = json(m["Body"].as_str().unwrap());
         assert_eq!(envelope["Type"], "Notification");
+        assert_eq!(envelope["SignatureVersion"], "2");
         assert!(envelope["Signature"].as_str().is_some_and(|s| !s.is_empty()), "{envelope}");
     }
 

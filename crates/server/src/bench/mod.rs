@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// of raw messages.
     #[arg(long)]
     pub envelope: bool,
+    /// sns-fanout: the topic's SignatureVersion, 1 (SNS's default, SHA1withRSA) or 2
+    /// (SHA256withRSA); what each signed envelope costs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub signature_version: u8,
     /// kinesis-put / kinesis-get: shards of the stream.
     #[arg(long, default_value_t = 2)]
     pub shards: usize,
@@ -114,6 +118,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
         queues: args.queues,
         queue: args.queue.clone(),
         envelope: args.envelope,
+        signature_version: args.signature_version,
         shards: args.shards,
         prefill: args.prefill,
         run_id: format!(

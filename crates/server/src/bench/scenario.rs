@@ -55,6 +55,8 @@ pub struct Options {
     pub queue: Option<String>,
     /// sns-fanout: signed envelopes instead of raw delivery.
     pub envelope: bool,
+    /// sns-fanout: the topic's SignatureVersion (1 or 2).
+    pub signature_version: u8,
     pub shards: usize,
     pub prefill: usize,
     /// Distinguishes this run's resources from earlier runs' (queue names are reused).
@@ -169,9 +171,19 @@ pub async fn setup(kind: Kind, target: &Target, c: &mut Connection, o: &Options)
             plan.notes.push(("prefilled messages".into(), sent.to_string()));
         }
         Kind::SnsFanout => {
-            let xml =
-                ok_query(c, &[("Action", "CreateTopic"), ("Version", "2010-03-31"), ("Name", &format!("bench-{id}"))])
-                    .await?;
+            let version = o.signature_version.to_string();
+            let name = format!("bench-{id}");
+            let xml = ok_query(
+                c,
+                &[
+                    ("Action", "CreateTopic"),
+                    ("Version", "2010-03-31"),
+                    ("Name", &name),
+                    ("Attributes.entry.1.key", "SignatureVersion"),
+                    ("Attributes.entry.1.value", &version),
+                ],
+            )
+            .await?;
             plan.topic_arn = xml_value(&xml, "TopicArn").ok_or_else(|| anyhow::anyhow!("CreateTopic: no TopicArn"))?;
             for q in 0..o.queues {
                 let url = create_queue(c, &format!("bench-{id}-fan{q}"), json!({})).await?;
@@ -206,6 +218,7 @@ pub async fn setup(kind: Kind, target: &Target, c: &mut Connection, o: &Options)
             }
             plan.notes.push(("queues".into(), o.queues.to_string()));
             plan.notes.push(("delivery".into(), if o.envelope { "envelope" } else { "raw" }.into()));
+            plan.notes.push(("signature version".into(), version));
         }
         Kind::KinesisPut | Kind::KinesisGet => {
             plan.stream = format!("bench-{id}");
