@@ -79,10 +79,17 @@ fn bench_reports_what_the_server_stored() {
     assert_eq!(report["units"], 2000, "4 PutRecords of 500");
     assert_eq!(report["shards"], "2");
 
-    let report = bench(&s.endpoint, &["sqs-cycle", "--duration", "2", "--connections", "4", "--body-size", "64"]);
-    assert!(report["units"].as_u64().unwrap() > 0, "{report}");
-    assert!(report["end_to_end_latency_us"]["p50"].as_u64().unwrap() > 0, "{report}");
-    assert_eq!(report["errors"], serde_json::json!({}));
+    for batch in [false, true] {
+        let mut args = vec!["sqs-cycle", "--duration", "2", "--connections", "4", "--body-size", "64"];
+        if batch {
+            args.push("--batch");
+        }
+        let report = bench(&s.endpoint, &args);
+        assert_eq!(report["sends per request"], if batch { "10" } else { "1" });
+        assert!(report["units"].as_u64().unwrap() > 0, "{report}");
+        assert!(report["end_to_end_latency_us"]["p50"].as_u64().unwrap() > 0, "{report}");
+        assert_eq!(report["errors"], serde_json::json!({}));
+    }
 
     // sqs-receive fills its queue first (45: four full batches and a partial one), then
     // receives with VisibilityTimeout 0, so the queue keeps every message.

@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// of raw messages.
     #[arg(long)]
     pub envelope: bool,
+    /// sqs-cycle: producers send SendMessageBatch of 10 instead of one message per request
+    /// (the consumers always receive and delete ten at a time).
+    #[arg(long)]
+    pub batch: bool,
     /// sns-fanout: the topic's SignatureVersion, 1 (SNS's default, SHA1withRSA) or 2
     /// (SHA256withRSA); what each signed envelope costs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
@@ -119,6 +123,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
         queue: args.queue.clone(),
         envelope: args.envelope,
         signature_version: args.signature_version,
+        batch: args.batch,
         shards: args.shards,
         prefill: args.prefill,
         run_id: format!(

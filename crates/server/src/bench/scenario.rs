@@ -57,6 +57,8 @@ pub struct Options {
     pub envelope: bool,
     /// sns-fanout: the topic's SignatureVersion (1 or 2).
     pub signature_version: u8,
+    /// sqs-cycle: producers send batches of 10.
+    pub batch: bool,
     pub shards: usize,
     pub prefill: usize,
     /// Distinguishes this run's resources from earlier runs' (queue names are reused).
@@ -156,6 +158,9 @@ pub async fn setup(kind: Kind, target: &Target, c: &mut Connection, o: &Options)
     match kind {
         Kind::SqsSend | Kind::SqsSendBatch | Kind::SqsCycle => {
             plan.queue_url = create_queue(c, &queue_name(format!("bench-{id}")), json!({})).await?;
+            if kind == Kind::SqsCycle {
+                plan.notes.push(("sends per request".into(), if o.batch { "10" } else { "1" }.into()));
+            }
         }
         Kind::SqsFifo => {
             let attrs = json!({"FifoQueue": "true", "DeduplicationScope": "messageGroup", "FifoThroughputLimit": "perMessageGroupId"});
@@ -356,7 +361,13 @@ async fn build_call(kind: Kind, plan: &Plan, o: &Options, w: &mut Worker, c: &mu
         Kind::SqsCycle if !w.consumer => {
             // The send time travels in the body, for the consumer's latency figure.
             let body = body_of(o.body_size, &format!("{}:", micros_now()));
-            sqs("SendMessage", json!({"QueueUrl": plan.queue_url, "MessageBody": body}))
+            if o.batch {
+                let entries: Vec<Value> =
+                    (0..10).map(|i| json!({"Id": format!("m{i}"), "MessageBody": body})).collect();
+                sqs("SendMessageBatch", json!({"QueueUrl": plan.queue_url, "Entries": entries}))
+            } else {
+                sqs("SendMessage", json!({"QueueUrl": plan.queue_url, "MessageBody": body}))
+            }
         }
         Kind::SqsCycle => {
             sqs("ReceiveMessage", json!({"QueueUrl": plan.queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1}))
