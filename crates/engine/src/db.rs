@@ -590,6 +590,14 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
 /// Most writes one group commit takes; bounds the latency of the first in line.
 const MAX_GROUP: usize = 4096;
 
+/// How far past a group's highest sequence number `meta.last_seq` is raised when the group
+/// passes it. Raising it to each group's highest wrote a `meta` page to the WAL with every
+/// send; now one group in many does. A restart continues after the stored mark, so
+/// sequence numbers skip up to this many there, and still never repeat (the conformance
+/// suite deletes the highest message before restarting). AWS's sequence numbers are not
+/// consecutive either.
+const SEQ_RESERVATION: i64 = 10_000;
+
 /// How long the checkpointer lets commits gather before copying them into the database.
 const CHECKPOINT_GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -617,6 +625,7 @@ fn writer_loop(
     injected_failures: Arc<std::sync::atomic::AtomicUsize>,
     commits: mpsc::SyncSender<()>,
 ) {
+    let mut reserved_seq = stored_last_seq(&conn);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP {
@@ -630,8 +639,16 @@ fn writer_loop(
                 n.checked_sub(1)
             })
             .is_ok();
-        commit_batch(&mut conn, log, batch, inject, &commits);
+        commit_batch(&mut conn, log, batch, inject, &commits, &mut reserved_seq);
     }
+}
+
+/// `meta.last_seq`, the mark no committed sequence number passes.
+fn stored_last_seq(conn: &Connection) -> i64 {
+    conn.query_row("SELECT value FROM meta WHERE key='last_seq'", [], |r| r.get::<_, String>(0))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Commits one group and answers its writes.
@@ -641,8 +658,9 @@ fn commit_batch(
     batch: Vec<WriteItem>,
     inject: bool,
     commits: &mpsc::SyncSender<()>,
+    reserved_seq: &mut i64,
 ) {
-    match apply_batch(conn, log, &batch, inject) {
+    match apply_batch(conn, log, &batch, inject, reserved_seq) {
         Err(BatchFailure::Log(e)) => {
             // The log could not take the records (a full disk, an I/O error): only the
             // writes that carry records fail, the others commit without them, so a Kinesis
@@ -651,7 +669,7 @@ fn commit_batch(
             let (with_records, rest): (Vec<_>, Vec<_>) =
                 batch.into_iter().partition(|i| i.ops.iter().any(SqlOp::writes_log));
             finish(with_records, Err(e), commits);
-            let result = apply_batch(conn, log, &rest, false).map_err(BatchFailure::into_store_error);
+            let result = apply_batch(conn, log, &rest, false, reserved_seq).map_err(BatchFailure::into_store_error);
             finish(rest, result, commits);
         }
         result => finish(batch, result.map_err(BatchFailure::into_store_error), commits),
@@ -707,7 +725,13 @@ impl SqlOp {
 
 /// Appends the batch's records to the log (synced), then commits every op in one
 /// transaction. `inject` fails the batch between the two, as a crash there would.
-fn apply_batch(conn: &mut Connection, log: &RecordLog, batch: &[WriteItem], inject: bool) -> Result<(), BatchFailure> {
+fn apply_batch(
+    conn: &mut Connection,
+    log: &RecordLog,
+    batch: &[WriteItem],
+    inject: bool,
+    reserved_seq: &mut i64,
+) -> Result<(), BatchFailure> {
     let mut log_bytes = Vec::new();
     let mut places = Vec::new();
     for op in batch.iter().flat_map(|i| &i.ops) {
@@ -727,7 +751,7 @@ fn apply_batch(conn: &mut Connection, log: &RecordLog, batch: &[WriteItem], inje
         return Ok(());
     }
     let tx = conn.transaction().map_err(internal)?;
-    // Every send raises `last_seq`; one statement with the group's highest does the same.
+    // Every send asks to raise `last_seq`; the group's highest decides (SEQ_RESERVATION).
     let mut last_seq = None;
     let mut places = places.into_iter();
     let mut frees_segments = false;
@@ -761,10 +785,16 @@ fn apply_batch(conn: &mut Connection, log: &RecordLog, batch: &[WriteItem], inje
             }
         }
     }
-    if let Some(seq) = last_seq {
-        apply(&tx, &SqlOp::RaiseLastSeq { seq }).map_err(internal)?;
+    let mut raised_to = None;
+    if let Some(seq) = last_seq.filter(|seq| *seq > *reserved_seq) {
+        let to = seq + SEQ_RESERVATION;
+        apply(&tx, &SqlOp::RaiseLastSeq { seq: to }).map_err(internal)?;
+        raised_to = Some(to);
     }
     tx.commit().map_err(internal)?;
+    if let Some(to) = raised_to {
+        *reserved_seq = to;
+    }
     if let Some(append) = pending {
         log.committed(append);
     }
@@ -1279,7 +1309,7 @@ mod tests {
         };
         let (records, records_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk))]);
         let (queue, queue_done) = item(vec![SqlOp::SetMeta { key: "probe", value: "committed".into() }]);
-        commit_batch(&mut conn, &db.record_log, vec![records, queue], false, &commits);
+        commit_batch(&mut conn, &db.record_log, vec![records, queue], false, &commits, &mut 0);
         assert!(records_done.blocking_recv().unwrap().is_err(), "2 MiB of records pass the 1 MiB limit");
         assert!(queue_done.blocking_recv().unwrap().is_ok(), "the other write commits");
         let probe: String = conn.query_row("SELECT value FROM meta WHERE key='probe'", [], |r| r.get(0)).unwrap();
