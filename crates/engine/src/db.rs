@@ -643,8 +643,8 @@ fn writer_loop(
     }
 }
 
-/// `meta.last_seq`, the mark no committed sequence number passes.
-fn stored_last_seq(conn: &Connection) -> i64 {
+/// `meta.last_seq`, the mark no committed sequence number passes (0 in a new database).
+pub(crate) fn stored_last_seq(conn: &Connection) -> i64 {
     conn.query_row("SELECT value FROM meta WHERE key='last_seq'", [], |r| r.get::<_, String>(0))
         .ok()
         .and_then(|v| v.parse().ok())

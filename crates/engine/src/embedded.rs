@@ -339,11 +339,7 @@ impl EmbeddedStore {
                 max_queue_id = max_queue_id.max(id);
             }
         }
-        let mut max_seq: i64 = conn
-            .query_row("SELECT value FROM meta WHERE key='last_seq'", [], |r| r.get::<_, String>(0))
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let mut max_seq = crate::db::stored_last_seq(conn);
         // A million stored messages must be indexed within a second of start: one thread
         // scans the table while this one builds the indexes from its chunks.
         let scanned = std::thread::scope(|scope| {

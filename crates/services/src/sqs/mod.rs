@@ -279,7 +279,7 @@ impl SqsService {
             let received = self.receive_message(ctx, parse(input)?).await?;
             return to_json(&received.reply());
         }
-        Ok(serde_json::to_vec(&self.handle(ctx, action, input, false).await?).unwrap_or_default())
+        to_json(&self.handle(ctx, action, input, false).await?)
     }
 
     /// SendMessage and SendMessageBatch over JSON, decoded straight from the body (see
