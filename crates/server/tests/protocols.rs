@@ -183,6 +183,62 @@ fn bad_input_gets_aws_errors_and_changes_nothing() {
     assert_eq!((status, json(&body)["__type"].as_str()), (400, Some("QueueDoesNotExist")));
 }
 
+/// Batch entries are applied in order and submitted together before any commit is awaited:
+/// each entry still gets its own outcome, and sees the entries before it.
+#[test]
+fn batch_entries_get_their_own_outcomes_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let url = create(&a, &s.endpoint, "batches");
+    let call = |action: &str, body: serde_json::Value| {
+        let (status, text, _) = json_call(&a, &s.endpoint, action, &body.to_string());
+        assert_eq!(status, 200, "{action}: {text}");
+        json(&text)
+    };
+    let ids = |reply: &serde_json::Value, list: &str| -> Vec<String> {
+        let entries = reply[list].as_array().cloned().unwrap_or_default();
+        entries.iter().map(|e| e["Id"].as_str().unwrap().to_owned()).collect()
+    };
+    let entries: Vec<_> = (0..3).map(|i| j!({"Id": format!("s{i}"), "MessageBody": format!("m{i}")})).collect();
+    call("SendMessageBatch", j!({"QueueUrl": url, "Entries": entries}));
+    let got = call("ReceiveMessage", j!({"QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 60}));
+    let handles: Vec<String> =
+        got["Messages"].as_array().unwrap().iter().map(|m| m["ReceiptHandle"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(handles.len(), 3);
+
+    let changed = call(
+        "ChangeMessageVisibilityBatch",
+        j!({"QueueUrl": url, "Entries": [
+            {"Id": "zero", "ReceiptHandle": handles[0], "VisibilityTimeout": 0},
+            {"Id": "too-long", "ReceiptHandle": handles[1], "VisibilityTimeout": 43_201},
+            {"Id": "garbage", "ReceiptHandle": "garbage", "VisibilityTimeout": 5},
+            {"Id": "kept", "ReceiptHandle": handles[2], "VisibilityTimeout": 120},
+        ]}),
+    );
+    assert_eq!(ids(&changed, "Successful"), ["zero", "kept"]);
+    assert_eq!(ids(&changed, "Failed"), ["too-long", "garbage"]);
+    assert_eq!(changed["Failed"][0]["Code"], "InvalidParameterValue");
+    assert_eq!(changed["Failed"][1]["Code"], "ReceiptHandleIsInvalid");
+
+    let deleted = call(
+        "DeleteMessageBatch",
+        j!({"QueueUrl": url, "Entries": [
+            {"Id": "first", "ReceiptHandle": handles[1]},
+            {"Id": "again", "ReceiptHandle": handles[1]},
+            {"Id": "garbage", "ReceiptHandle": "garbage"},
+            {"Id": "last", "ReceiptHandle": handles[2]},
+        ]}),
+    );
+    assert_eq!(ids(&deleted, "Successful"), ["first", "again", "last"], "a repeated handle finds it deleted");
+    assert_eq!(ids(&deleted, "Failed"), ["garbage"]);
+    assert_eq!(deleted["Failed"][0]["Code"], "ReceiptHandleIsInvalid");
+
+    let left = call("ReceiveMessage", j!({"QueueUrl": url, "MaxNumberOfMessages": 10}));
+    let bodies: Vec<_> = left["Messages"].as_array().unwrap().iter().map(|m| m["Body"].clone()).collect();
+    assert_eq!(bodies, [j!("m0")], "only the message made visible again is left");
+}
+
 #[test]
 fn trace_header_becomes_the_aws_trace_header_attribute() {
     let dir = tempfile::tempdir().unwrap();

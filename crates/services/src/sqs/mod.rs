@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use sluice_engine::{
-    Attributes, Clock, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, SendOutcome, Store,
+    Attributes, Clock, Durable, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, SendOutcome, Store,
 };
 use sluice_wire::md5::md5_hex;
 use sluice_wire::{AwsError, Model};
@@ -766,8 +766,13 @@ impl SqsService {
     }
 
     async fn delete_one(&self, key: &QueueKey, handle: &str) -> Result<(), AwsError> {
-        let map = |e| from_store(e, &key.name, handle);
-        self.store.delete_message(key, handle).map_err(map)?.wait().await.map_err(map)
+        let delete = self.start_delete(key, handle)?;
+        delete.wait().await.map_err(|e| from_store(e, &key.name, handle))
+    }
+
+    /// Removes a message from the queue in memory and submits its delete.
+    fn start_delete(&self, key: &QueueKey, handle: &str) -> Result<Durable<()>, AwsError> {
+        self.store.delete_message(key, handle).map_err(|e| from_store(e, &key.name, handle))
     }
 
     async fn delete_message(&self, ctx: &RequestContext, req: DeleteMessageRequest) -> Result<Value, AwsError> {
@@ -786,18 +791,27 @@ impl SqsService {
         let key = self.queue_key(ctx, &req.queue_url)?;
         self.info(&key)?;
         check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "DeleteMessageBatchRequestEntry")?;
-        let mut results = Vec::with_capacity(req.entries.len());
-        for e in &req.entries {
-            let result = match &e.receipt_handle {
-                Some(h) => self.delete_one(&key, h).await,
-                None => Err(missing_parameter("ReceiptHandle")),
-            };
-            results.push((e.id.clone().unwrap_or_default(), result));
-        }
-        Ok(batch_outcome(results))
+        // Every entry is applied and submitted before any commit is awaited, so the batch
+        // shares one group commit instead of waiting for one per entry. Each entry still
+        // sees the ones before it (a repeated handle finds its message already deleted).
+        let submitted: Vec<_> = req
+            .entries
+            .iter()
+            .map(|e| match &e.receipt_handle {
+                Some(h) => (e.id.as_deref(), h.as_str(), self.start_delete(&key, h)),
+                None => (e.id.as_deref(), "", Err(missing_parameter("ReceiptHandle"))),
+            })
+            .collect();
+        Ok(batch_outcome(self.await_batch(&key, submitted).await))
     }
 
     async fn change_one(&self, key: &QueueKey, handle: &str, timeout: i64) -> Result<(), AwsError> {
+        let change = self.start_change(key, handle, timeout)?;
+        change.wait().await.map_err(|e| from_store(e, &key.name, handle))
+    }
+
+    /// Applies a visibility change in memory and submits its write.
+    fn start_change(&self, key: &QueueKey, handle: &str, timeout: i64) -> Result<Durable<()>, AwsError> {
         if !(0..=43_200).contains(&timeout) {
             return Err(invalid_value_reason(
                 "VisibilityTimeout",
@@ -805,8 +819,25 @@ impl SqsService {
                 "VisibilityTimeout must be an integer between 0 and 43200",
             ));
         }
-        let map = |e| from_store(e, &key.name, handle);
-        self.store.change_visibility(key, handle, timeout as u64).map_err(map)?.wait().await.map_err(map)
+        self.store.change_visibility(key, handle, timeout as u64).map_err(|e| from_store(e, &key.name, handle))
+    }
+
+    /// Waits for the writes a batch submitted, giving each entry's Id its outcome.
+    /// `submitted` holds each entry's Id, receipt handle and submitted write.
+    async fn await_batch(
+        &self,
+        key: &QueueKey,
+        submitted: Vec<(Option<&str>, &str, Result<Durable<()>, AwsError>)>,
+    ) -> Vec<(String, Result<(), AwsError>)> {
+        let mut results = Vec::with_capacity(submitted.len());
+        for (id, handle, write) in submitted {
+            let result = match write {
+                Ok(durable) => durable.wait().await.map_err(|e| from_store(e, &key.name, handle)),
+                Err(e) => Err(e),
+            };
+            results.push((id.unwrap_or_default().to_owned(), result));
+        }
+        results
     }
 
     async fn change_message_visibility(
@@ -834,16 +865,17 @@ impl SqsService {
             req.entries.len(),
             "ChangeMessageVisibilityBatchRequestEntry",
         )?;
-        let mut results = Vec::with_capacity(req.entries.len());
-        for e in &req.entries {
-            let result = match (&e.receipt_handle, e.visibility_timeout) {
-                (Some(h), Some(t)) => self.change_one(&key, h, t).await,
-                (None, _) => Err(missing_parameter("ReceiptHandle")),
-                (_, None) => Err(missing_parameter("VisibilityTimeout")),
-            };
-            results.push((e.id.clone().unwrap_or_default(), result));
-        }
-        Ok(batch_outcome(results))
+        // Submitted together, then awaited, as in DeleteMessageBatch.
+        let submitted: Vec<_> = req
+            .entries
+            .iter()
+            .map(|e| match (&e.receipt_handle, e.visibility_timeout) {
+                (Some(h), Some(t)) => (e.id.as_deref(), h.as_str(), self.start_change(&key, h, t)),
+                (None, _) => (e.id.as_deref(), "", Err(missing_parameter("ReceiptHandle"))),
+                (_, None) => (e.id.as_deref(), "", Err(missing_parameter("VisibilityTimeout"))),
+            })
+            .collect();
+        Ok(batch_outcome(self.await_batch(&key, submitted).await))
     }
 
     // ---- dead-letter queues and move tasks ----
