@@ -322,6 +322,57 @@ fn repeats(kind: Kind, w: &Worker) -> bool {
     }
 }
 
+/// A SendMessage body carrying the send time (µs) for the consumer's latency figure,
+/// written in one buffer: sqs-cycle's producers build one per message, and building it
+/// through a `Value` cost the generator CPU the server it shares the machine with needed.
+fn timestamped_send(queue_url: &str, body_size: usize) -> Vec<u8> {
+    let prefix = format!("{}:", micros_now());
+    let mut out = Vec::with_capacity(queue_url.len() + body_size.max(prefix.len()) + 48);
+    out.extend_from_slice(b"{\"QueueUrl\":");
+    serde_json::to_writer(&mut out, queue_url).expect("a string serializes");
+    out.extend_from_slice(b",\"MessageBody\":\"");
+    out.extend_from_slice(prefix.as_bytes());
+    out.resize(out.len() + body_size.saturating_sub(prefix.len()), b'x');
+    out.extend_from_slice(b"\"}");
+    out
+}
+
+/// The parts of a ReceiveMessage reply sqs-cycle's consumers read (borrowed where no
+/// escape forces a copy).
+#[derive(Default, serde::Deserialize)]
+struct Received<'a> {
+    #[serde(default, borrow, rename = "Messages")]
+    messages: Vec<ReceivedMessage<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ReceivedMessage<'a> {
+    #[serde(borrow, rename = "Body")]
+    body: std::borrow::Cow<'a, str>,
+    #[serde(borrow, rename = "ReceiptHandle")]
+    receipt_handle: std::borrow::Cow<'a, str>,
+}
+
+#[derive(serde::Serialize)]
+struct DeleteBatch<'a> {
+    #[serde(rename = "QueueUrl")]
+    queue_url: &'a str,
+    #[serde(rename = "Entries")]
+    entries: Vec<DeleteEntry<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct DeleteEntry<'a> {
+    #[serde(rename = "Id", serialize_with = "id_as_string")]
+    id: usize,
+    #[serde(rename = "ReceiptHandle")]
+    receipt_handle: &'a str,
+}
+
+fn id_as_string<S: serde::Serializer>(id: &usize, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
 fn micros_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
@@ -366,7 +417,7 @@ async fn build_call(kind: Kind, plan: &Plan, o: &Options, w: &mut Worker, c: &mu
                     (0..10).map(|i| json!({"Id": format!("m{i}"), "MessageBody": body})).collect();
                 sqs("SendMessageBatch", json!({"QueueUrl": plan.queue_url, "Entries": entries}))
             } else {
-                sqs("SendMessage", json!({"QueueUrl": plan.queue_url, "MessageBody": body}))
+                Call::new(SQS, "SendMessage", timestamped_send(&plan.queue_url, o.body_size))
             }
         }
         Kind::SqsCycle => {
@@ -461,29 +512,25 @@ pub async fn on_success(
         Kind::SqsReceive => (parse()["Messages"].as_array().map_or(0, Vec::len) as u64, vec![]),
         Kind::SqsSendBatch => (parse()["Successful"].as_array().map_or(0, Vec::len) as u64, vec![]),
         Kind::SqsCycle => {
-            let out = parse();
-            let messages = out["Messages"].as_array().cloned().unwrap_or_default();
-            if messages.is_empty() {
+            let out: Received = serde_json::from_slice(body).unwrap_or_default();
+            if out.messages.is_empty() {
                 return Ok((0, vec![]));
             }
             let now = micros_now();
-            let latencies = messages
+            let latencies = out
+                .messages
                 .iter()
-                .filter_map(|m| m["Body"].as_str()?.split_once(':')?.0.parse::<u64>().ok())
+                .filter_map(|m| m.body.split_once(':')?.0.parse::<u64>().ok())
                 .map(|sent| now.saturating_sub(sent))
                 .collect();
-            let entries: Vec<Value> = messages
+            let entries: Vec<DeleteEntry> = out
+                .messages
                 .iter()
                 .enumerate()
-                .map(|(i, m)| json!({"Id": i.to_string(), "ReceiptHandle": m["ReceiptHandle"]}))
+                .map(|(i, m)| DeleteEntry { id: i, receipt_handle: &m.receipt_handle })
                 .collect();
-            let reply = c
-                .call(
-                    SQS,
-                    "DeleteMessageBatch",
-                    json!({"QueueUrl": plan.queue_url, "Entries": entries}).to_string().into_bytes(),
-                )
-                .await?;
+            let delete = DeleteBatch { queue_url: &plan.queue_url, entries };
+            let reply = c.call(SQS, "DeleteMessageBatch", serde_json::to_vec(&delete)?).await?;
             let deleted = if reply.status == 200 {
                 serde_json::from_slice::<Value>(&reply.body)?["Successful"].as_array().map_or(0, Vec::len) as u64
             } else {
@@ -505,6 +552,44 @@ pub async fn on_success(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cycle_sends_carry_their_time_and_the_full_body_size() {
+        let before = micros_now();
+        let body = timestamped_send("http://h/1/q\"x", 1024);
+        let sent: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(sent["QueueUrl"], "http://h/1/q\"x");
+        let message = sent["MessageBody"].as_str().unwrap();
+        assert_eq!(message.len(), 1024);
+        let (at, rest) = message.split_once(':').unwrap();
+        assert!(at.parse::<u64>().unwrap() >= before);
+        assert!(rest.bytes().all(|b| b == b'x'));
+    }
+
+    #[test]
+    fn cycle_consumers_read_bodies_and_handles_and_delete_by_them() {
+        let reply = json!({"Messages": [
+            {"MessageId": "1", "ReceiptHandle": "h/1+", "MD5OfBody": "x", "Body": "12:a\"b"},
+            {"MessageId": "2", "ReceiptHandle": "h2", "MD5OfBody": "x", "Body": "13:c", "Attributes": {"a": "b"}},
+        ]});
+        let bytes = serde_json::to_vec(&reply).unwrap();
+        let out: Received = serde_json::from_slice(&bytes).unwrap();
+        let bodies: Vec<&str> = out.messages.iter().map(|m| m.body.as_ref()).collect();
+        assert_eq!(bodies, ["12:a\"b", "13:c"]);
+        let entries = out
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| DeleteEntry { id: i, receipt_handle: &m.receipt_handle })
+            .collect();
+        let delete = serde_json::to_value(DeleteBatch { queue_url: "u", entries }).unwrap();
+        assert_eq!(
+            delete,
+            json!({"QueueUrl": "u", "Entries": [{"Id": "0", "ReceiptHandle": "h/1+"}, {"Id": "1", "ReceiptHandle": "h2"}]})
+        );
+        let empty: Received = serde_json::from_slice(b"{}").unwrap();
+        assert!(empty.messages.is_empty());
+    }
 
     #[test]
     fn get_records_replies_are_counted_by_their_keys() {
