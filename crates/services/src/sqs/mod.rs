@@ -105,6 +105,9 @@ fn check_batch<'a>(
 }
 
 /// `{"Successful": [{"Id"}], "Failed": [...]}` of a batch whose entries return nothing.
+/// A batch entry's Id and receipt handle, and the write it submitted (or why it could not).
+type SubmittedEntry<'a> = (Option<&'a str>, &'a str, Result<Durable<()>, AwsError>);
+
 fn batch_outcome(results: Vec<(String, Result<(), AwsError>)>) -> Value {
     let mut successful = Vec::new();
     let mut failed = Vec::new();
@@ -823,11 +826,10 @@ impl SqsService {
     }
 
     /// Waits for the writes a batch submitted, giving each entry's Id its outcome.
-    /// `submitted` holds each entry's Id, receipt handle and submitted write.
     async fn await_batch(
         &self,
         key: &QueueKey,
-        submitted: Vec<(Option<&str>, &str, Result<Durable<()>, AwsError>)>,
+        submitted: Vec<SubmittedEntry<'_>>,
     ) -> Vec<(String, Result<(), AwsError>)> {
         let mut results = Vec::with_capacity(submitted.len());
         for (id, handle, write) in submitted {
