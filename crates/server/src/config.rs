@@ -1,6 +1,7 @@
 //! Configuration: flags win over `SLUICE_*` environment variables (both read by
 //! clap), which win over the TOML file, which wins over defaults.
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -76,7 +77,7 @@ pub struct ServeArgs {
     /// `ARN=URL`: a Lambda function (Firehose transformation) served by an HTTP URL (repeatable).
     #[arg(long = "lambda-url", env = "SLUICE_LAMBDA_URLS", value_delimiter = ',')]
     pub lambda_urls: Vec<String>,
-    /// Extra CA certificates (PEM) to trust for outbound HTTPS deliveries (repeatable).
+    /// Extra CA certificates (PEM) to trust for outbound HTTPS deliveries and the S3 endpoint (repeatable).
     #[arg(long, env = "SLUICE_EXTRA_CA_CERT", value_delimiter = ',')]
     pub extra_ca_cert: Vec<PathBuf>,
     /// Enforce Kinesis per-shard throughput limits (ProvisionedThroughputExceededException).
@@ -281,6 +282,8 @@ impl Settings {
                 Some((addr, source))
             }
         };
+        let mut extra_ca_certs = file.extra_ca_certs.clone();
+        extra_ca_certs.extend(args.extra_ca_cert.iter().cloned());
         let s3 = match args.s3_endpoint.clone().or(file.s3_endpoint) {
             None => None,
             Some(endpoint) => Some(sluice_services::firehose::S3Settings {
@@ -288,10 +291,14 @@ impl Settings {
                 access_key_id: args.s3_access_key_id.clone().or(file.s3_access_key_id).unwrap_or_default(),
                 secret_access_key: args.s3_secret_access_key.clone().or(file.s3_secret_access_key).unwrap_or_default(),
                 region: args.s3_region.clone().or(file.s3_region).unwrap_or_else(|| DEFAULT_REGION.into()),
+                extra_ca_pems: extra_ca_certs
+                    .iter()
+                    .map(|path| {
+                        std::fs::read(path).with_context(|| format!("cannot read CA certificate {}", path.display()))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
             }),
         };
-        let mut extra_ca_certs = file.extra_ca_certs.clone();
-        extra_ca_certs.extend(args.extra_ca_cert.iter().cloned());
         let mut lambda_urls = file.lambda_urls.clone();
         for pair in &args.lambda_urls {
             let (arn, url) =

@@ -64,43 +64,46 @@ fn boto3_firehose_flows() {
     run("python3", "boto3_firehose.py");
 }
 
-/// Firehose writing to a real S3-compatible server: moto's, started on loopback.
-#[test]
-fn firehose_to_an_s3_compatible_server() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut moto = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("moto_server is installed (pip install 'moto[server]')");
-    let s3 = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::spawn(
-        dir.path(),
-        &["--s3-endpoint", &s3, "--s3-access-key-id", "test", "--s3-secret-access-key", "test"],
-    );
-    let out = Command::new("python3")
-        .arg(script("firehose_s3.py"))
-        .env("SLUICE_ENDPOINT", &s.endpoint)
-        .env("S3_ENDPOINT", &s3)
-        .output()
-        .unwrap();
-    let _ = moto.kill();
-    let _ = moto.wait();
-    assert_passed("firehose_s3.py", &out);
+/// moto's S3-compatible server on a free loopback port, over HTTPS with `tls` (certificate
+/// and key), until dropped.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
 }
 
-/// Firehose delivering to an HTTPS endpoint on loopback whose certificate Sluice is told to trust.
-#[test]
-fn firehose_to_an_https_endpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+impl Moto {
+    fn start(tls: Option<(&std::path::Path, &std::path::Path)>) -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut command = Command::new("moto_server");
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some((cert, key)) = tls {
+            command.arg("-c").arg(cert).arg("-k").arg(key);
+        }
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server is installed (pip install 'moto[server]')");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        Moto { child, endpoint: format!("{scheme}://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, written into `dir`.
+fn loopback_certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let status = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
@@ -111,6 +114,48 @@ fn firehose_to_an_https_endpoint() {
         .status()
         .expect("openssl is installed");
     assert!(status.success());
+    (cert, key)
+}
+
+/// Runs firehose_s3.py against a Sluice whose Firehose writes to `moto` (its CA in
+/// `ca_cert` when moto serves HTTPS).
+fn firehose_s3_flows(moto: &Moto, ca_cert: Option<&std::path::Path>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args =
+        vec!["--s3-endpoint", &moto.endpoint, "--s3-access-key-id", "test", "--s3-secret-access-key", "test"];
+    if let Some(cert) = ca_cert {
+        args.extend(["--extra-ca-cert", cert.to_str().unwrap()]);
+    }
+    let s = Server::spawn(dir.path(), &args);
+    let mut command = Command::new("python3");
+    command.arg(script("firehose_s3.py")).env("SLUICE_ENDPOINT", &s.endpoint).env("S3_ENDPOINT", &moto.endpoint);
+    if let Some(cert) = ca_cert {
+        // boto3's own S3 client reads the objects back over the same HTTPS.
+        command.env("AWS_CA_BUNDLE", cert);
+    }
+    assert_passed("firehose_s3.py", &command.output().unwrap());
+}
+
+/// Firehose writing to a real S3-compatible server: moto's, started on loopback.
+#[test]
+fn firehose_to_an_s3_compatible_server() {
+    firehose_s3_flows(&Moto::start(None), None);
+}
+
+/// The same over HTTPS with a private CA given by `--extra-ca-cert` (as a MinIO with its
+/// own certificate needs): the S3 client's TLS runs on the ring provider Sluice installs.
+#[test]
+fn firehose_to_an_https_s3_compatible_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = loopback_certificate(dir.path());
+    firehose_s3_flows(&Moto::start(Some((&cert, &key))), Some(&cert));
+}
+
+/// Firehose delivering to an HTTPS endpoint on loopback whose certificate Sluice is told to trust.
+#[test]
+fn firehose_to_an_https_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = loopback_certificate(dir.path());
     let data = dir.path().join("data");
     let s = Server::spawn(&data, &["--extra-ca-cert", cert.to_str().unwrap()]);
     let out = Command::new("python3")

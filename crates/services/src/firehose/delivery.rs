@@ -218,14 +218,20 @@ impl FirehoseService {
         // Failed puts are retried by the worker; keep each attempt short.
         let retry =
             object_store::RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(10), ..Default::default() };
+        let mut options = object_store::ClientOptions::new().with_allow_http(true);
+        for pem in &settings.extra_ca_pems {
+            for certificate in object_store::Certificate::from_pem_bundle(pem).map_err(std::io::Error::other)? {
+                options = options.with_root_certificate(certificate);
+            }
+        }
         let client: Arc<dyn object_store::ObjectStore> = Arc::new(
             object_store::aws::AmazonS3Builder::new()
+                .with_client_options(options)
                 .with_endpoint(&settings.endpoint)
                 .with_bucket_name(bucket)
                 .with_access_key_id(&settings.access_key_id)
                 .with_secret_access_key(&settings.secret_access_key)
                 .with_region(&settings.region)
-                .with_allow_http(true)
                 .with_virtual_hosted_style_request(false)
                 .with_retry(retry)
                 .build()

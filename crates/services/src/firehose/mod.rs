@@ -66,6 +66,9 @@ pub struct S3Settings {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub region: String,
+    /// PEM certificates trusted beside the system's (`--extra-ca-cert`): an S3-compatible
+    /// server with a private CA, as MinIO often runs.
+    pub extra_ca_pems: Vec<Vec<u8>>,
 }
 
 pub struct FirehoseService {
