@@ -71,6 +71,8 @@ measure sqs-send-batch "16 connections, batches of 10" "$endpoint" --connections
 start_sluice
 measure sqs-cycle "8 senders, 8 receivers" "$endpoint" --connections 16 --duration "$seconds"
 start_sluice
+measure sqs-cycle "32 senders, 32 receivers" "$endpoint" --connections 64 --duration "$seconds"
+start_sluice
 measure sqs-fifo "16 connections, 16 groups" "$endpoint" --connections 16 --duration "$seconds"
 start_sluice
 measure sns-fanout "16 connections, 10 queues" "$endpoint" --connections 16 --duration "$seconds" --queues 10
