@@ -1133,14 +1133,28 @@ impl SnsService {
         if total > MAX_MESSAGE_BYTES {
             return Err(batch_too_long());
         }
+        let publish = |e: &PublishBatchEntry| {
+            let topic = &topic;
+            let outgoing = self.validate_outgoing(topic, e);
+            async move { self.publish_one(ctx, topic, outgoing?).await }
+        };
+        let results = if is_true(&topic.attributes, "FifoTopic") {
+            // A FIFO entry awaits its sequence number before its deliveries are submitted,
+            // so entries run one after another to reach the queues in order.
+            let mut results = Vec::with_capacity(entries.len());
+            for e in entries {
+                results.push(publish(e).await);
+            }
+            results
+        } else {
+            // Each entry submits its deliveries when first polled, in order, before any
+            // awaits its commit: the batch shares one group commit instead of ten in a row.
+            futures_util::future::join_all(entries.iter().map(publish)).await
+        };
         let mut successful = Vec::new();
         let mut failed = Vec::new();
-        for e in entries {
+        for (e, result) in entries.iter().zip(results) {
             let id = e.id.clone().unwrap_or_default();
-            let result = match self.validate_outgoing(&topic, e) {
-                Ok(out) => self.publish_one(ctx, &topic, out).await,
-                Err(err) => Err(err),
-            };
             match result {
                 Ok((message_id, seq)) => {
                     let mut entry = json!({"Id": id, "MessageId": message_id});
