@@ -11,12 +11,13 @@ pub mod types;
 use crate::RequestContext;
 use base64::Engine as _;
 use errors::*;
+use futures_util::future::join_all;
 use messages::*;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use sluice_engine::{
-    Attributes, Clock, Durable, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, SendOutcome, Store,
+    Attributes, Clock, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, SendOutcome, Store,
 };
 use sluice_wire::md5::md5_hex;
 use sluice_wire::{AwsError, Model};
@@ -105,9 +106,6 @@ fn check_batch<'a>(
 }
 
 /// `{"Successful": [{"Id"}], "Failed": [...]}` of a batch whose entries return nothing.
-/// A batch entry's Id and receipt handle, and the write it submitted (or why it could not).
-type SubmittedEntry<'a> = (Option<&'a str>, &'a str, Result<Durable<()>, AwsError>);
-
 fn batch_outcome(results: Vec<(String, Result<(), AwsError>)>) -> Value {
     let mut successful = Vec::new();
     let mut failed = Vec::new();
@@ -769,13 +767,8 @@ impl SqsService {
     }
 
     async fn delete_one(&self, key: &QueueKey, handle: &str) -> Result<(), AwsError> {
-        let delete = self.start_delete(key, handle)?;
-        delete.wait().await.map_err(|e| from_store(e, &key.name, handle))
-    }
-
-    /// Removes a message from the queue in memory and submits its delete.
-    fn start_delete(&self, key: &QueueKey, handle: &str) -> Result<Durable<()>, AwsError> {
-        self.store.delete_message(key, handle).map_err(|e| from_store(e, &key.name, handle))
+        let map = |e| from_store(e, &key.name, handle);
+        self.store.delete_message(key, handle).map_err(map)?.wait().await.map_err(map)
     }
 
     async fn delete_message(&self, ctx: &RequestContext, req: DeleteMessageRequest) -> Result<Value, AwsError> {
@@ -794,27 +787,23 @@ impl SqsService {
         let key = self.queue_key(ctx, &req.queue_url)?;
         self.info(&key)?;
         check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "DeleteMessageBatchRequestEntry")?;
-        // Every entry is applied and submitted before any commit is awaited, so the batch
-        // shares one group commit instead of waiting for one per entry. Each entry still
-        // sees the ones before it (a repeated handle finds its message already deleted).
-        let submitted: Vec<_> = req
-            .entries
-            .iter()
-            .map(|e| match &e.receipt_handle {
-                Some(h) => (e.id.as_deref(), h.as_str(), self.start_delete(&key, h)),
-                None => (e.id.as_deref(), "", Err(missing_parameter("ReceiptHandle"))),
-            })
-            .collect();
-        Ok(batch_outcome(self.await_batch(&key, submitted).await))
+        // join_all polls each entry once, in order, before any is polled again: every entry
+        // is applied and submitted before a commit is awaited, so the batch shares one
+        // group commit instead of waiting for one per entry, and each entry still sees the
+        // ones before it (a repeated handle finds its message already deleted).
+        let key = &key;
+        let results = join_all(req.entries.iter().map(|e| async move {
+            let result = match &e.receipt_handle {
+                Some(h) => self.delete_one(key, h).await,
+                None => Err(missing_parameter("ReceiptHandle")),
+            };
+            (e.id.clone().unwrap_or_default(), result)
+        }))
+        .await;
+        Ok(batch_outcome(results))
     }
 
     async fn change_one(&self, key: &QueueKey, handle: &str, timeout: i64) -> Result<(), AwsError> {
-        let change = self.start_change(key, handle, timeout)?;
-        change.wait().await.map_err(|e| from_store(e, &key.name, handle))
-    }
-
-    /// Applies a visibility change in memory and submits its write.
-    fn start_change(&self, key: &QueueKey, handle: &str, timeout: i64) -> Result<Durable<()>, AwsError> {
         if !(0..=43_200).contains(&timeout) {
             return Err(invalid_value_reason(
                 "VisibilityTimeout",
@@ -822,24 +811,8 @@ impl SqsService {
                 "VisibilityTimeout must be an integer between 0 and 43200",
             ));
         }
-        self.store.change_visibility(key, handle, timeout as u64).map_err(|e| from_store(e, &key.name, handle))
-    }
-
-    /// Waits for the writes a batch submitted, giving each entry's Id its outcome.
-    async fn await_batch(
-        &self,
-        key: &QueueKey,
-        submitted: Vec<SubmittedEntry<'_>>,
-    ) -> Vec<(String, Result<(), AwsError>)> {
-        let mut results = Vec::with_capacity(submitted.len());
-        for (id, handle, write) in submitted {
-            let result = match write {
-                Ok(durable) => durable.wait().await.map_err(|e| from_store(e, &key.name, handle)),
-                Err(e) => Err(e),
-            };
-            results.push((id.unwrap_or_default().to_owned(), result));
-        }
-        results
+        let map = |e| from_store(e, &key.name, handle);
+        self.store.change_visibility(key, handle, timeout as u64).map_err(map)?.wait().await.map_err(map)
     }
 
     async fn change_message_visibility(
@@ -868,16 +841,17 @@ impl SqsService {
             "ChangeMessageVisibilityBatchRequestEntry",
         )?;
         // Submitted together, then awaited, as in DeleteMessageBatch.
-        let submitted: Vec<_> = req
-            .entries
-            .iter()
-            .map(|e| match (&e.receipt_handle, e.visibility_timeout) {
-                (Some(h), Some(t)) => (e.id.as_deref(), h.as_str(), self.start_change(&key, h, t)),
-                (None, _) => (e.id.as_deref(), "", Err(missing_parameter("ReceiptHandle"))),
-                (_, None) => (e.id.as_deref(), "", Err(missing_parameter("VisibilityTimeout"))),
-            })
-            .collect();
-        Ok(batch_outcome(self.await_batch(&key, submitted).await))
+        let key = &key;
+        let results = join_all(req.entries.iter().map(|e| async move {
+            let result = match (&e.receipt_handle, e.visibility_timeout) {
+                (Some(h), Some(t)) => self.change_one(key, h, t).await,
+                (None, _) => Err(missing_parameter("ReceiptHandle")),
+                (_, None) => Err(missing_parameter("VisibilityTimeout")),
+            };
+            (e.id.clone().unwrap_or_default(), result)
+        }))
+        .await;
+        Ok(batch_outcome(results))
     }
 
     // ---- dead-letter queues and move tasks ----
