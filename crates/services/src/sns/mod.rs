@@ -1011,14 +1011,14 @@ impl SnsService {
             // Email and SMS carry the message text; everything else gets the signed
             // envelope unless the subscription asked for raw delivery.
             let body = if raw || matches!(sub.protocol.as_str(), "email" | "sms") {
-                text.clone()
+                text
             } else {
                 let envelope = Envelope {
                     kind: "Notification",
                     message_id: message_id.clone(),
                     topic_arn: topic.arn.clone(),
                     subject: out.subject.clone(),
-                    message: text.clone(),
+                    message: text,
                     timestamp_ms: now,
                     sequence_number: sequence.clone(),
                     token: None,
