@@ -33,6 +33,13 @@ fn bench_reports_what_the_server_stored() {
     let (_, body, _) = json_call(&a, &s.endpoint, "GetQueueAttributes", &req.to_string());
     assert_eq!(json(&body)["Attributes"]["ApproximateNumberOfMessages"], "120", "every reported send is stored");
 
+    // --rate paces the connections: at 100 requests/s over 4 connections for 1 second each
+    // connection's schedule allows at most 26 requests, however fast the server answers
+    // (without pacing, four connections send thousands a second here).
+    let report = bench(&s.endpoint, &["sqs-send", "--rate", "100", "--duration", "1", "--connections", "4"]);
+    let paced = report["requests"].as_u64().unwrap();
+    assert!((1..=104).contains(&paced), "{paced} requests at 100/s for 1 s");
+
     // --queue names the queue: another scenario (or run) can use the same one.
     bench(&s.endpoint, &["sqs-send", "--count", "7", "--connections", "1", "--queue", "named"]);
     bench(&s.endpoint, &["sqs-send", "--count", "3", "--connections", "1", "--queue", "named"]);

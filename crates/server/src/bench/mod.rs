@@ -146,6 +146,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
     // Each connection's share of --rate: its requests are scheduled this far apart, and
     // latency counts from the scheduled time, so a slow server cannot hide its queueing.
     let interval = args.rate.map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(0.001)));
+    let connections = args.connections;
     let mut handles = Vec::with_capacity(threads);
     for thread in 0..threads {
         let indexes: Vec<usize> = (thread..args.connections).step_by(threads).collect();
@@ -158,8 +159,11 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
                     let worker = Worker::new(index, kind == Kind::SqsCycle && index % 2 == 1);
                     let (target, plan, options, budget) =
                         (target.clone(), plan.clone(), options.clone(), budget.clone());
+                    // With --rate, connection i starts i/connections of an interval in, so
+                    // the requests arrive evenly spread rather than all connections at once.
+                    let offset = interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / connections as f64));
                     tasks.push(tokio::spawn(drive(
-                        kind, target, plan, options, worker, start, deadline, budget, interval,
+                        kind, target, plan, options, worker, start, deadline, budget, interval, offset,
                     )));
                 }
                 let mut stats = Stats::default();
@@ -189,15 +193,25 @@ async fn drive(
     deadline: Instant,
     budget: Arc<AtomicI64>,
     interval: Option<Duration>,
+    first_offset: Duration,
 ) -> Stats {
     let mut stats = Stats::default();
     let mut connection = None;
-    let mut next_at = start + interval.map_or(Duration::ZERO, |i| i.mul_f64(worker.index as f64 / 1000.0));
+    let mut next_at = start + first_offset;
     while Instant::now() < deadline && budget.fetch_sub(1, Ordering::Relaxed) > 0 {
-        if interval.is_some() {
-            tokio::time::sleep_until(next_at.into()).await;
-        }
-        let intended = if interval.is_some() { next_at } else { Instant::now() };
+        let intended = match interval {
+            // The previous answer came after this request's scheduled time: the server made
+            // it wait, so its latency counts from the schedule (no coordinated omission).
+            Some(_) if Instant::now() >= next_at => next_at,
+            // Early: wait for the schedule. tokio's timer fires on 1 ms ticks, so the wake-up
+            // is up to a millisecond late; that lateness is the generator's, not the
+            // server's, and counting it added ~0.5 ms to every paced request.
+            Some(_) => {
+                tokio::time::sleep_until(next_at.into()).await;
+                Instant::now()
+            }
+            None => Instant::now(),
+        };
         if let Some(i) = interval {
             next_at += i;
         }
