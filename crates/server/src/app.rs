@@ -72,7 +72,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let clock_for_firehose = clock.clone();
     declare_queues(&sqs, &settings).await?;
     let http_client: Arc<dyn sluice_services::sns::delivery::HttpPost> =
-        Arc::new(crate::http_client::HyperPost::new(&settings.extra_ca_certs)?);
+        Arc::new(crate::http_client::HyperPost::new(&settings.extra_ca_pems)?);
     let (target, bucket_temp) = match (&settings.s3, &settings.bucket_root, &settings.data_dir) {
         (Some(s3), _, _) => (ObjectTarget::S3(s3.clone()), None),
         (None, Some(root), _) => (ObjectTarget::Local(root.clone()), None),

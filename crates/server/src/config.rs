@@ -205,8 +205,9 @@ pub struct Settings {
     pub bucket_root: Option<PathBuf>,
     /// A remote S3-compatible endpoint for Firehose objects, when configured.
     pub s3: Option<sluice_services::firehose::S3Settings>,
-    /// CA certificates trusted for outbound HTTPS, beside the system's.
-    pub extra_ca_certs: Vec<PathBuf>,
+    /// CA certificates (PEM, as read from `--extra-ca-cert`) trusted for outbound HTTPS
+    /// and the S3 endpoint, beside the system's.
+    pub extra_ca_pems: Vec<Vec<u8>>,
     /// Lambda function ARN → the HTTP URL that acts for it.
     pub lambda_urls: BTreeMap<String, String>,
     pub auth: crate::auth::AuthMode,
@@ -216,6 +217,21 @@ pub struct Settings {
     pub record_segment_mib: u64,
     /// The at-rest encryption key when configured; `None` uses the data directory's key file.
     pub encryption_key: Option<[u8; 32]>,
+}
+
+/// Reads the `--extra-ca-cert` files once for every outbound HTTPS client (deliveries and
+/// the S3 endpoint): a missing file or bad PEM stops the start, naming the file.
+fn read_ca_pems(paths: &[PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
+    paths
+        .iter()
+        .map(|path| {
+            let pem = std::fs::read(path).with_context(|| format!("cannot read CA certificate {}", path.display()))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                cert.with_context(|| format!("invalid PEM in {}", path.display()))?;
+            }
+            Ok(pem)
+        })
+        .collect()
 }
 
 impl Settings {
@@ -234,7 +250,7 @@ impl Settings {
             kinesis_status_delay_ms: 0,
             bucket_root: None,
             s3: None,
-            extra_ca_certs: vec![],
+            extra_ca_pems: vec![],
             lambda_urls: BTreeMap::new(),
             auth: crate::auth::AuthMode::Off,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
@@ -284,6 +300,7 @@ impl Settings {
         };
         let mut extra_ca_certs = file.extra_ca_certs.clone();
         extra_ca_certs.extend(args.extra_ca_cert.iter().cloned());
+        let extra_ca_pems = read_ca_pems(&extra_ca_certs)?;
         let s3 = match args.s3_endpoint.clone().or(file.s3_endpoint) {
             None => None,
             Some(endpoint) => Some(sluice_services::firehose::S3Settings {
@@ -291,12 +308,7 @@ impl Settings {
                 access_key_id: args.s3_access_key_id.clone().or(file.s3_access_key_id).unwrap_or_default(),
                 secret_access_key: args.s3_secret_access_key.clone().or(file.s3_secret_access_key).unwrap_or_default(),
                 region: args.s3_region.clone().or(file.s3_region).unwrap_or_else(|| DEFAULT_REGION.into()),
-                extra_ca_pems: extra_ca_certs
-                    .iter()
-                    .map(|path| {
-                        std::fs::read(path).with_context(|| format!("cannot read CA certificate {}", path.display()))
-                    })
-                    .collect::<anyhow::Result<_>>()?,
+                extra_ca_pems: extra_ca_pems.clone(),
             }),
         };
         let mut lambda_urls = file.lambda_urls.clone();
@@ -368,7 +380,7 @@ impl Settings {
             max_connections,
             auth,
             lambda_urls,
-            extra_ca_certs,
+            extra_ca_pems,
             s3,
             bucket_root: args.bucket_root.clone().or(file.bucket_root),
             kinesis_status_delay_ms: args.kinesis_status_delay_ms.or(file.kinesis_status_delay_ms).unwrap_or(0),
@@ -406,6 +418,27 @@ mod tests {
         assert_eq!(s.queues[0].attributes["VisibilityTimeout"], "60");
         let args = ServeArgs { config: Some(path), listen: Some("127.0.0.1:6000".into()), ..Default::default() };
         assert_eq!(Settings::resolve(&args).unwrap().listen.port(), 6000);
+    }
+
+    #[test]
+    fn extra_ca_certificates_are_read_once_for_deliveries_and_the_s3_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (good, bad) = (dir.path().join("ca.pem"), dir.path().join("bad.pem"));
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
+        std::fs::write(&good, pem).unwrap();
+        std::fs::write(&bad, "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").unwrap();
+        let args = |cert: &std::path::Path| ServeArgs {
+            extra_ca_cert: vec![cert.to_owned()],
+            s3_endpoint: Some("https://127.0.0.1:9000".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args(&good)).unwrap();
+        assert_eq!(s.extra_ca_pems, [pem.as_bytes()]);
+        assert_eq!(s.s3.unwrap().extra_ca_pems, s.extra_ca_pems, "the S3 client trusts the same certificates");
+        let missing = Settings::resolve(&args(&dir.path().join("none.pem"))).unwrap_err();
+        assert!(format!("{missing:#}").contains("cannot read CA certificate"), "{missing:#}");
+        let invalid = Settings::resolve(&args(&bad)).unwrap_err();
+        assert!(format!("{invalid:#}").contains("invalid PEM in"), "{invalid:#}");
     }
 
     #[test]

@@ -10,7 +10,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sluice_services::sns::delivery::{HttpPost, HttpResult};
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,18 +22,16 @@ pub struct HyperPost {
 }
 
 impl HyperPost {
-    /// A client for `http://` and `https://` URLs.
-    pub fn new(extra_ca_certs: &[PathBuf]) -> anyhow::Result<Self> {
+    /// A client for `http://` and `https://` URLs; `extra_ca_pems` as config read them.
+    pub fn new(extra_ca_pems: &[Vec<u8>]) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for cert in native.certs {
             let _ = roots.add(cert);
         }
-        for path in extra_ca_certs {
-            let file =
-                std::fs::File::open(path).with_context(|| format!("cannot read CA certificate {}", path.display()))?;
-            for cert in rustls_pemfile::certs(&mut std::io::BufReader::new(file)) {
-                roots.add(cert.with_context(|| format!("invalid PEM in {}", path.display()))?)?;
+        for pem in extra_ca_pems {
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                roots.add(cert.context("invalid PEM in an extra CA certificate")?)?;
             }
         }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

@@ -143,8 +143,9 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
     let deadline = start + Duration::from_secs(args.duration);
     // Requests left to start when --count is given; otherwise unlimited.
     let budget = Arc::new(AtomicI64::new(args.count.map_or(i64::MAX, |c| c as i64)));
-    // Each connection's share of --rate: its requests are scheduled this far apart, and
-    // latency counts from the scheduled time, so a slow server cannot hide its queueing.
+    // Each connection's share of --rate: its requests are scheduled this far apart, and a
+    // request the server made late counts from its scheduled time (see `drive`), so a slow
+    // server cannot hide its queueing.
     let interval = args.rate.map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(0.001)));
     let connections = args.connections;
     let mut handles = Vec::with_capacity(threads);

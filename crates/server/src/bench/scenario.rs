@@ -411,8 +411,8 @@ async fn build_call(kind: Kind, plan: &Plan, o: &Options, w: &mut Worker, c: &mu
         }
         Kind::SqsCycle if !w.consumer => {
             // The send time travels in the body, for the consumer's latency figure.
-            let body = body_of(o.body_size, &format!("{}:", micros_now()));
             if o.batch {
+                let body = body_of(o.body_size, &format!("{}:", micros_now()));
                 let entries: Vec<Value> =
                     (0..10).map(|i| json!({"Id": format!("m{i}"), "MessageBody": body})).collect();
                 sqs("SendMessageBatch", json!({"QueueUrl": plan.queue_url, "Entries": entries}))
