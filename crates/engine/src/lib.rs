@@ -8,6 +8,7 @@ pub mod db;
 pub mod embedded;
 pub mod firehose;
 pub mod limits;
+pub mod message_log;
 pub mod queue_state;
 pub mod record_log;
 pub mod seqnum;

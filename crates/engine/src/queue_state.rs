@@ -28,7 +28,7 @@ impl Hasher for SeqHasher {
     }
 }
 
-type SeqMap<V> = HashMap<i64, V, BuildHasherDefault<SeqHasher>>;
+pub type SeqMap<V> = HashMap<i64, V, BuildHasherDefault<SeqHasher>>;
 
 /// The attributes the engine acts on, parsed from the queue's attribute map.
 #[derive(Debug, Clone, PartialEq, Eq)]
