@@ -2,6 +2,11 @@
 //! commit (which appends a group's records to the record log before its transaction),
 //! and read connections.
 
+use crate::at_rest::StoredText;
+use crate::message_log::{
+    encode, Change, CompactionPlan, DedupRecord, Location, MessageContent, MessageLog, MessageState, Replayed,
+};
+use crate::queue_state::SeqMap;
 use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, Relocation};
 use crate::store::StoreError;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -167,24 +172,12 @@ CREATE VIEW log_chunks AS
 "#,
 ];
 
-/// One row of `messages`, as the writer inserts it.
+/// A sent message as the writer appends it to the message log.
 #[derive(Debug, Clone)]
 pub struct MessageRow {
     pub seq: i64,
-    pub queue_id: i64,
-    pub message_id: String,
-    /// Sealed when the queue requests server-side encryption.
-    pub body: crate::at_rest::StoredText,
-    /// MD5 of the plaintext body in hex, when the sender computed it; sealed like the
-    /// body, since a digest in the clear would confirm a guessed body.
-    pub body_md5: Option<crate::at_rest::StoredText>,
-    pub attributes: Option<String>,
-    pub system_attributes: Option<String>,
-    pub sender_id: String,
-    pub group_id: Option<String>,
-    pub dedup_id: Option<String>,
-    pub sent_ms: i64,
-    pub visible_at_ms: i64,
+    pub state: MessageState,
+    pub content: MessageContent,
 }
 
 #[derive(Debug, Clone)]
@@ -224,12 +217,16 @@ pub enum SqlOp {
         id: i64,
         at: i64,
     },
+    /// Deletes the queue's row and purges its messages from the message log.
     DeleteQueue {
         id: i64,
+        freed: u64,
     },
     InsertMessage(Box<MessageRow>),
+    /// `freed`: the message log bytes of the message's insert (for `--max-data-mib`).
     DeleteMessage {
         seq: i64,
+        freed: u64,
     },
     UpdateVisibility {
         seq: i64,
@@ -248,15 +245,11 @@ pub enum SqlOp {
     PurgeMessages {
         queue_id: i64,
         max_seq: i64,
+        freed: u64,
     },
-    InsertDedup {
-        queue_id: i64,
-        scope: String,
-        dedup_id: String,
-        expires_ms: i64,
-        message_id: String,
-        seq: i64,
-    },
+    InsertDedup(Box<DedupRecord>),
+    /// Compaction of the message log's oldest segment (see `message_log`).
+    CompactMessages(Arc<CompactionRequest>),
     PruneDedup {
         now: i64,
     },
@@ -356,6 +349,34 @@ pub enum SqlOp {
 
 pub type CommitHook = Box<dyn FnOnce() + Send>;
 
+/// A compaction of the message log's oldest segment, asked of the writer; what it did
+/// is in `outcome` when the item's hook runs.
+#[derive(Debug, Default)]
+pub struct CompactionRequest {
+    pub now_ms: u64,
+    pub outcome: Mutex<Option<Compacted>>,
+}
+
+/// The segment a compaction removed and where each message it copied is now.
+#[derive(Debug, Default)]
+pub struct Compacted {
+    pub segment: u32,
+    /// (sequence number, queue id, new place of its insert)
+    pub moved: Vec<(i64, i64, Location)>,
+}
+
+thread_local! {
+    /// Where the writer thread's current group put each message it inserted, for the
+    /// send hooks that run on this thread right after the commit.
+    static LOGGED: std::cell::RefCell<SeqMap<Location>> = Default::default();
+}
+
+/// Where the group commit now finishing put message `seq`'s insert; only answers on the
+/// writer thread, inside a commit hook.
+pub(crate) fn logged_location(seq: i64) -> Option<Location> {
+    LOGGED.with(|l| l.borrow().get(&seq).copied())
+}
+
 pub struct WriteItem {
     pub ops: Vec<SqlOp>,
     /// Runs on the writer thread after the commit, before the caller is told:
@@ -379,6 +400,8 @@ pub struct Database {
     /// Kinesis records and Firehose buffers; `record_chunks` and `firehose_chunks` say
     /// which of its bytes are committed.
     pub(crate) record_log: Arc<RecordLog>,
+    /// SQS messages: the one durable record of every message and change to one.
+    pub(crate) message_log: Arc<MessageLog>,
     /// Group commits still to fail on purpose (fault-injection tests).
     injected_failures: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -442,7 +465,7 @@ impl Database {
         durable: bool,
         max_bytes: Option<u64>,
         segment_bytes: u64,
-    ) -> Result<(Database, Connection), StoreError> {
+    ) -> Result<(Database, Connection, Replayed), StoreError> {
         let size = std::fs::metadata(path).map(|m| m.len()).ok();
         let marker = clean_shutdown_marker(path);
         let was_clean = marker.exists();
@@ -458,6 +481,8 @@ impl Database {
         let dir = path.parent().unwrap_or(Path::new("."));
         let record_log = Arc::new(RecordLog::open(dir, path, &conn, durable, max_bytes, segment_bytes)?);
         move_legacy_records(&conn, &record_log)?;
+        let (message_log, replayed) = open_message_log(dir, &conn, durable, segment_bytes)?;
+        let message_log = Arc::new(message_log);
         if let Some(max) = max_bytes {
             // SQLite refuses to grow the file past this many pages with SQLITE_FULL, the
             // same error a full disk gives: writes fail, reads and deletes keep working.
@@ -471,7 +496,13 @@ impl Database {
         let (tx, rx) = mpsc::channel::<WriteItem>();
         let injected_failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let failures = injected_failures.clone();
-        let log = record_log.clone();
+        let logs = WriterLogs {
+            record: record_log.clone(),
+            messages: message_log.clone(),
+            live_message_bytes: replayed.messages.values().map(|m| u64::from(m.at.length)).sum(),
+            max_bytes,
+            database: path.to_owned(),
+        };
         let checkpoint_conn = Connection::open(path).map_err(internal)?;
         configure(&checkpoint_conn, durable).map_err(internal)?;
         let (commits_tx, commits_rx) = mpsc::sync_channel::<()>(1);
@@ -482,7 +513,7 @@ impl Database {
         let thread = std::thread::Builder::new()
             .name("sluice-writer".into())
             .spawn(move || {
-                writer_loop(conn, &log, rx, failures, commits_tx);
+                writer_loop(conn, logs, rx, failures, commits_tx);
                 // The writer dropped its side of the channel: the checkpointer ends too.
                 let _ = checkpointer.join();
             })
@@ -494,9 +525,11 @@ impl Database {
                 writer_thread: Mutex::new(Some(thread)),
                 readers: Mutex::new(Vec::new()),
                 record_log,
+                message_log,
                 injected_failures,
             },
             load_conn,
+            replayed,
         ))
     }
 
@@ -618,9 +651,20 @@ fn checkpointer_loop(conn: Connection, commits: mpsc::Receiver<()>) {
     }
 }
 
+/// What the writer appends to besides SQLite, and the size limit they share.
+struct WriterLogs {
+    record: Arc<RecordLog>,
+    messages: Arc<MessageLog>,
+    /// Message log bytes of messages not deleted: what `--max-data-mib` counts of the
+    /// message log, since a deleted message's bytes are compaction's to take back.
+    live_message_bytes: u64,
+    max_bytes: Option<u64>,
+    database: PathBuf,
+}
+
 fn writer_loop(
     mut conn: Connection,
-    log: &RecordLog,
+    mut logs: WriterLogs,
     rx: mpsc::Receiver<WriteItem>,
     injected_failures: Arc<std::sync::atomic::AtomicUsize>,
     commits: mpsc::SyncSender<()>,
@@ -639,7 +683,14 @@ fn writer_loop(
                 n.checked_sub(1)
             })
             .is_ok();
-        commit_batch(&mut conn, log, batch, inject, &commits, &mut reserved_seq);
+        for op in batch.iter().flat_map(|i| &i.ops) {
+            if let SqlOp::CompactMessages(request) = op {
+                // Before the group's own entries: the plan has seen everything written,
+                // and the group's changes land after the copies, superseding them.
+                compact_messages(&logs.messages, request);
+            }
+        }
+        commit_batch(&mut conn, &mut logs, batch, inject, &commits, &mut reserved_seq);
     }
 }
 
@@ -651,16 +702,40 @@ pub(crate) fn stored_last_seq(conn: &Connection) -> i64 {
         .unwrap_or(0)
 }
 
+/// Copies the oldest segment's live messages to the head and removes the segment.
+fn compact_messages(log: &MessageLog, request: &CompactionRequest) {
+    let compacted = (|| {
+        let Some(mut plan) = log.plan_compaction(request.now_ms)? else { return Ok(None) };
+        let CompactionPlan { segment, copied, .. } = &plan;
+        let (segment, copied) = (*segment, copied.clone());
+        let mut moved = Vec::with_capacity(copied.len());
+        if !plan.entries.is_empty() {
+            let (head, offset) = log.append(&mut plan.entries)?;
+            for (seq, queue_id, start, length) in copied {
+                let at = Location { segment: head, offset: (offset + start as u64) as u32, length: length as u32 };
+                moved.push((seq, queue_id, at));
+            }
+        }
+        log.remove_segment(segment)?;
+        Ok::<_, StoreError>(Some(Compacted { segment, moved }))
+    })();
+    match compacted {
+        Ok(done) => *request.outcome.lock().unwrap_or_else(|p| p.into_inner()) = done,
+        // The copies, if written, are valid entries; the segment stays for a later try.
+        Err(e) => tracing::warn!(error = %e, "message log compaction failed"),
+    }
+}
+
 /// Commits one group and answers its writes.
 fn commit_batch(
     conn: &mut Connection,
-    log: &RecordLog,
+    logs: &mut WriterLogs,
     batch: Vec<WriteItem>,
     inject: bool,
     commits: &mpsc::SyncSender<()>,
     reserved_seq: &mut i64,
 ) {
-    match apply_batch(conn, log, &batch, inject, reserved_seq) {
+    match apply_batch(conn, logs, &batch, inject, reserved_seq) {
         Err(BatchFailure::Log(e)) => {
             // The log could not take the records (a full disk, an I/O error): only the
             // writes that carry records fail, the others commit without them, so a Kinesis
@@ -669,22 +744,24 @@ fn commit_batch(
             let (with_records, rest): (Vec<_>, Vec<_>) =
                 batch.into_iter().partition(|i| i.ops.iter().any(SqlOp::writes_log));
             finish(with_records, Err(e), commits);
-            let result = apply_batch(conn, log, &rest, false, reserved_seq).map_err(BatchFailure::into_store_error);
+            let result = apply_batch(conn, logs, &rest, false, reserved_seq).map_err(BatchFailure::into_store_error);
             finish(rest, result, commits);
         }
         result => finish(batch, result.map_err(BatchFailure::into_store_error), commits),
     }
 }
 
-/// Runs each write's hook and answers its caller.
-fn finish(batch: Vec<WriteItem>, result: Result<(), StoreError>, commits: &mpsc::SyncSender<()>) {
+/// Runs each write's hook and answers its caller. `Ok(true)` when SQLite committed.
+fn finish(batch: Vec<WriteItem>, result: Result<bool, StoreError>, commits: &mpsc::SyncSender<()>) {
     match &result {
-        Ok(()) => {
+        Ok(true) => {
             // Full means a checkpoint is already due.
             let _ = commits.try_send(());
         }
+        Ok(false) => {}
         Err(e) => tracing::error!(error = %e, "group commit failed; {} writes rejected", batch.len()),
     }
+    let result = result.map(|_| ());
     for item in batch {
         let hook = if result.is_ok() { item.on_commit } else { item.on_failure };
         if let Some(hook) = hook {
@@ -694,6 +771,7 @@ fn finish(batch: Vec<WriteItem>, result: Result<(), StoreError>, commits: &mpsc:
             let _ = done.send(result.clone());
         }
     }
+    LOGGED.with(|l| l.borrow_mut().clear());
 }
 
 /// Why a group commit failed: the record log refused the batch's records, or the rest.
@@ -717,9 +795,59 @@ impl From<StoreError> for BatchFailure {
 }
 
 impl SqlOp {
-    /// Whether the op puts bytes in the record log.
+    /// Whether the op adds bytes to a log (and so fails alone when a log is full).
     fn writes_log(&self) -> bool {
-        matches!(self, SqlOp::AppendChunk(_) | SqlOp::RelocateChunk(_))
+        matches!(self, SqlOp::AppendChunk(_) | SqlOp::RelocateChunk(_) | SqlOp::InsertMessage(_))
+    }
+
+    /// The op as a message log entry, and the live bytes it frees.
+    fn message_change(&self) -> Option<(Change<'_>, u64)> {
+        Some(match self {
+            SqlOp::InsertMessage(m) => (Change::Insert { seq: m.seq, state: &m.state, content: &m.content }, 0),
+            SqlOp::DeleteMessage { seq, freed } => (Change::Delete { seq: *seq }, *freed),
+            SqlOp::UpdateVisibility { seq, visible_at_ms, receive_count, first_receive_ms, receipt_token } => (
+                Change::State {
+                    seq: *seq,
+                    visible_at_ms: *visible_at_ms as u64,
+                    receive_count: *receive_count as u32,
+                    first_receive_ms: *first_receive_ms as u64,
+                    receipt_token: *receipt_token as u64,
+                },
+                0,
+            ),
+            SqlOp::MoveMessage { seq, to_queue, dlq_source_queue_id, visible_at_ms, reset_receives } => (
+                Change::Move {
+                    seq: *seq,
+                    to_queue: *to_queue,
+                    dlq_source: *dlq_source_queue_id,
+                    visible_at_ms: *visible_at_ms as u64,
+                    reset_receives: *reset_receives,
+                },
+                0,
+            ),
+            SqlOp::PurgeMessages { queue_id, max_seq, freed } => {
+                (Change::Purge { queue_id: *queue_id, max_seq: *max_seq }, *freed)
+            }
+            // Every message the queue will ever have: its id is not handed out again while
+            // this entry is in the log (replay counts it among the ids seen).
+            SqlOp::DeleteQueue { id, freed } => (Change::Purge { queue_id: *id, max_seq: i64::MAX }, *freed),
+            SqlOp::InsertDedup(d) => (Change::Dedup(d), 0),
+            _ => return None,
+        })
+    }
+
+    /// Whether the op is written only to the message log, not to SQLite.
+    fn message_log_only(&self) -> bool {
+        matches!(
+            self,
+            SqlOp::InsertMessage(_)
+                | SqlOp::DeleteMessage { .. }
+                | SqlOp::UpdateVisibility { .. }
+                | SqlOp::MoveMessage { .. }
+                | SqlOp::PurgeMessages { .. }
+                | SqlOp::InsertDedup(_)
+                | SqlOp::CompactMessages(_)
+        )
     }
 }
 
@@ -727,11 +855,13 @@ impl SqlOp {
 /// transaction. `inject` fails the batch between the two, as a crash there would.
 fn apply_batch(
     conn: &mut Connection,
-    log: &RecordLog,
+    logs: &mut WriterLogs,
     batch: &[WriteItem],
     inject: bool,
     reserved_seq: &mut i64,
-) -> Result<(), BatchFailure> {
+) -> Result<bool, BatchFailure> {
+    let record_log = logs.record.clone();
+    let log = &*record_log;
     let mut log_bytes = Vec::new();
     let mut places = Vec::new();
     for op in batch.iter().flat_map(|i| &i.ops) {
@@ -747,17 +877,33 @@ fn apply_batch(
     if inject {
         return Err(StoreError::Internal("injected I/O error".into()).into());
     }
-    if batch.iter().all(|i| i.ops.is_empty()) {
-        return Ok(());
+    // Every send asks to raise `last_seq`; the group's highest decides (SEQ_RESERVATION).
+    let last_seq = batch
+        .iter()
+        .flat_map(|i| &i.ops)
+        .filter_map(|op| match op {
+            SqlOp::RaiseLastSeq { seq } => Some(*seq),
+            _ => None,
+        })
+        .max();
+    let raises_seq = last_seq.is_some_and(|seq| seq > *reserved_seq);
+    let needs_sql = raises_seq
+        || batch
+            .iter()
+            .flat_map(|i| &i.ops)
+            .any(|op| !op.message_log_only() && !matches!(op, SqlOp::RaiseLastSeq { .. }));
+    if !needs_sql {
+        // Only messages: the message log's sync makes the group durable.
+        append_messages(logs, batch)?;
+        return Ok(false);
     }
     let tx = conn.transaction().map_err(internal)?;
-    // Every send asks to raise `last_seq`; the group's highest decides (SEQ_RESERVATION).
-    let mut last_seq = None;
     let mut places = places.into_iter();
     let mut frees_segments = false;
     for op in batch.iter().flat_map(|i| &i.ops) {
         match op {
-            SqlOp::RaiseLastSeq { seq } => last_seq = last_seq.max(Some(*seq)),
+            SqlOp::RaiseLastSeq { .. } => {}
+            op if op.message_log_only() => {}
             SqlOp::AppendChunk(_) | SqlOp::RelocateChunk(_) => {
                 let (Some(append), Some((start, length))) = (pending, places.next()) else {
                     return Err(StoreError::Internal("record chunk without a log position".into()).into());
@@ -791,6 +937,10 @@ fn apply_batch(
         apply(&tx, &SqlOp::RaiseLastSeq { seq: to }).map_err(internal)?;
         raised_to = Some(to);
     }
+    // The statements ran (a full database fails there); the message log's changes go in
+    // before the commit, so that a failure before it leaves neither, and after it
+    // (a commit that fails to write) only the log's, which replay applies.
+    append_messages(logs, batch)?;
     tx.commit().map_err(internal)?;
     if let Some(to) = raised_to {
         *reserved_seq = to;
@@ -804,6 +954,43 @@ fn apply_batch(
             tracing::warn!(error = %e, "could not remove record log segments no longer needed");
         }
     }
+    Ok(true)
+}
+
+/// Appends the group's message changes to the message log with one write and one sync,
+/// and notes where each insert went for the send hooks.
+fn append_messages(logs: &mut WriterLogs, batch: &[WriteItem]) -> Result<(), BatchFailure> {
+    let mut bytes = Vec::new();
+    let mut inserts: Vec<(i64, usize, usize)> = Vec::new();
+    let (mut added, mut freed) = (0u64, 0u64);
+    for op in batch.iter().flat_map(|i| &i.ops) {
+        let Some((change, frees)) = op.message_change() else { continue };
+        let (start, length) = encode(&change, &mut bytes);
+        if let Change::Insert { seq, .. } = change {
+            inserts.push((seq, start, length));
+            added += length as u64;
+        }
+        freed += frees;
+    }
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    if let (Some(max), true) = (logs.max_bytes, added > 0) {
+        let database = std::fs::metadata(&logs.database).map(|m| m.len()).unwrap_or(0);
+        if database + logs.record.bytes() + logs.live_message_bytes + added > max {
+            // Reported like SQLite's SQLITE_FULL: new messages fail; deletes, receives
+            // and everything else go on.
+            return Err(BatchFailure::Log(internal("the data directory reached its size limit (--max-data-mib)")));
+        }
+    }
+    let (segment, offset) = logs.messages.append(&mut bytes).map_err(BatchFailure::Log)?;
+    logs.live_message_bytes = (logs.live_message_bytes + added).saturating_sub(freed);
+    LOGGED.with(|logged| {
+        let mut logged = logged.borrow_mut();
+        for (seq, start, length) in inserts {
+            logged.insert(seq, Location { segment, offset: (offset + start as u64) as u32, length: length as u32 });
+        }
+    });
     Ok(())
 }
 
@@ -975,6 +1162,105 @@ fn move_legacy_records(conn: &Connection, log: &RecordLog) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Opens the message log under `dir` and replays it. Messages and deduplication entries
+/// that an older version kept in SQLite go into the log first (synced), and out of SQLite
+/// after: a crash between the two repeats the move, and replay's later insert of a
+/// sequence number replaces the earlier one.
+fn open_message_log(
+    dir: &Path,
+    conn: &Connection,
+    durable: bool,
+    segment_bytes: u64,
+) -> Result<(MessageLog, Replayed), StoreError> {
+    let opened = MessageLog::open(dir, durable, segment_bytes)?;
+    let any: bool = conn
+        .query_row("SELECT EXISTS (SELECT 1 FROM messages) OR EXISTS (SELECT 1 FROM dedup)", [], |r| r.get(0))
+        .map_err(internal)?;
+    if !any {
+        return Ok(opened);
+    }
+    let log = opened.0;
+    /// Bytes written to the log per append while moving.
+    const MOVE_STEP: usize = 8 * 1024 * 1024;
+    let mut bytes = Vec::new();
+    let stored = |v: rusqlite::types::ValueRef<'_>| match v {
+        rusqlite::types::ValueRef::Blob(b) => Some(StoredText::Sealed(b.to_vec())),
+        rusqlite::types::ValueRef::Text(t) => Some(StoredText::Plain(String::from_utf8_lossy(t).into_owned())),
+        _ => None,
+    };
+    let mut moved = 0;
+    {
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.seq, m.queue_id, m.group_id, m.sent_ms, m.visible_at_ms, m.receive_count, m.first_receive_ms, \
+                 m.receipt_token, m.dlq_source_queue_id, b.message_id, b.body, b.body_md5, b.attributes, \
+                 b.system_attributes, b.sender_id, b.dedup_id FROM messages m JOIN message_bodies b ON b.seq = m.seq",
+            )
+            .map_err(internal)?;
+        let mut rows = stmt.query([]).map_err(internal)?;
+        while let Some(r) = rows.next().map_err(internal)? {
+            let row = (|| {
+                let state = MessageState {
+                    queue_id: r.get(1)?,
+                    visible_at_ms: r.get::<_, i64>(4)? as u64,
+                    receive_count: r.get::<_, i64>(5)? as u32,
+                    first_receive_ms: r.get::<_, i64>(6)? as u64,
+                    receipt_token: r.get::<_, i64>(7)? as u64,
+                    dlq_source: r.get(8)?,
+                };
+                let content = MessageContent {
+                    message_id: r.get(9)?,
+                    body: stored(r.get_ref(10)?).unwrap_or(StoredText::Plain(String::new())),
+                    body_md5: stored(r.get_ref(11)?),
+                    attributes: r.get(12)?,
+                    system_attributes: r.get(13)?,
+                    sender_id: r.get(14)?,
+                    group_id: r.get(2)?,
+                    dedup_id: r.get(15)?,
+                    sent_ms: r.get::<_, i64>(3)? as u64,
+                };
+                Ok::<_, rusqlite::Error>((r.get::<_, i64>(0)?, state, content))
+            })()
+            .map_err(internal)?;
+            encode(&Change::Insert { seq: row.0, state: &row.1, content: &row.2 }, &mut bytes);
+            moved += 1;
+            if bytes.len() >= MOVE_STEP {
+                log.append(&mut bytes)?;
+                bytes.clear();
+            }
+        }
+    }
+    {
+        let mut stmt = conn
+            .prepare("SELECT queue_id, scope, dedup_id, expires_ms, message_id, seq FROM dedup")
+            .map_err(internal)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DedupRecord {
+                    queue_id: r.get(0)?,
+                    scope: r.get(1)?,
+                    dedup_id: r.get(2)?,
+                    expires_ms: r.get::<_, i64>(3)? as u64,
+                    message_id: r.get(4)?,
+                    seq: r.get(5)?,
+                })
+            })
+            .map_err(internal)?;
+        for d in rows {
+            encode(&Change::Dedup(&d.map_err(internal)?), &mut bytes);
+        }
+    }
+    if !bytes.is_empty() {
+        log.append(&mut bytes)?;
+    }
+    let tx = conn.unchecked_transaction().map_err(internal)?;
+    tx.execute_batch("DELETE FROM messages; DELETE FROM message_bodies; DELETE FROM dedup;").map_err(internal)?;
+    tx.commit().map_err(internal)?;
+    tracing::info!(messages = moved, "moved SQS messages into the message log");
+    drop(log);
+    MessageLog::open(dir, durable, segment_bytes)
+}
+
 fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
     match op {
         SqlOp::InsertQueue { id, account, region, name, attributes, tags, now } => {
@@ -990,61 +1276,21 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &SqlOp) -> rusqlite::Result<()> {
         SqlOp::SetLastPurge { id, at } => {
             tx.prepare_cached("UPDATE queues SET last_purge_ms=?2 WHERE id=?1")?.execute(params![id, at])?;
         }
-        SqlOp::DeleteQueue { id } => {
+        SqlOp::DeleteQueue { id, .. } => {
             tx.prepare_cached("DELETE FROM message_bodies WHERE seq IN (SELECT seq FROM messages WHERE queue_id=?1)")?
                 .execute(params![id])?;
             tx.prepare_cached("DELETE FROM messages WHERE queue_id=?1")?.execute(params![id])?;
             tx.prepare_cached("DELETE FROM dedup WHERE queue_id=?1")?.execute(params![id])?;
             tx.prepare_cached("DELETE FROM queues WHERE id=?1")?.execute(params![id])?;
         }
-        SqlOp::InsertMessage(m) => {
-            tx.prepare_cached(
-                "INSERT INTO messages (seq, queue_id, group_id, sent_ms, visible_at_ms) VALUES (?1,?2,?3,?4,?5)",
-            )?
-            .execute(params![m.seq, m.queue_id, m.group_id, m.sent_ms, m.visible_at_ms])?;
-            tx.prepare_cached(
-                "INSERT INTO message_bodies (seq, message_id, body, attributes, system_attributes, sender_id, dedup_id, body_md5) \
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-            )?
-            .execute(params![
-                m.seq,
-                m.message_id,
-                m.body,
-                m.attributes,
-                m.system_attributes,
-                m.sender_id,
-                m.dedup_id,
-                m.body_md5
-            ])?;
-        }
-        SqlOp::DeleteMessage { seq } => {
-            tx.prepare_cached("DELETE FROM messages WHERE seq=?1")?.execute(params![seq])?;
-            tx.prepare_cached("DELETE FROM message_bodies WHERE seq=?1")?.execute(params![seq])?;
-        }
-        SqlOp::UpdateVisibility { seq, visible_at_ms, receive_count, first_receive_ms, receipt_token } => {
-            tx.prepare_cached(
-                "UPDATE messages SET visible_at_ms=?2, receive_count=?3, first_receive_ms=?4, receipt_token=?5 WHERE seq=?1",
-            )?
-            .execute(params![seq, visible_at_ms, receive_count, first_receive_ms, receipt_token])?;
-        }
-        SqlOp::MoveMessage { seq, to_queue, dlq_source_queue_id, visible_at_ms, reset_receives } => {
-            tx.prepare_cached(
-                "UPDATE messages SET queue_id=?2, dlq_source_queue_id=?3, visible_at_ms=?4, receipt_token=0,
-                 receive_count=CASE WHEN ?5 THEN 0 ELSE receive_count END,
-                 first_receive_ms=CASE WHEN ?5 THEN 0 ELSE first_receive_ms END WHERE seq=?1",
-            )?
-            .execute(params![seq, to_queue, dlq_source_queue_id, visible_at_ms, reset_receives])?;
-        }
-        SqlOp::PurgeMessages { queue_id, max_seq } => {
-            tx.prepare_cached("DELETE FROM messages WHERE queue_id=?1 AND seq<=?2")?
-                .execute(params![queue_id, max_seq])?;
-        }
-        SqlOp::InsertDedup { queue_id, scope, dedup_id, expires_ms, message_id, seq } => {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO dedup (queue_id, scope, dedup_id, expires_ms, message_id, seq) VALUES (?1,?2,?3,?4,?5,?6)",
-            )?
-            .execute(params![queue_id, scope, dedup_id, expires_ms, message_id, seq])?;
-        }
+        // Written to the message log by `append_messages`, never to SQLite.
+        SqlOp::InsertMessage(_)
+        | SqlOp::DeleteMessage { .. }
+        | SqlOp::UpdateVisibility { .. }
+        | SqlOp::MoveMessage { .. }
+        | SqlOp::PurgeMessages { .. }
+        | SqlOp::InsertDedup(_)
+        | SqlOp::CompactMessages(_) => {}
         SqlOp::PruneDedup { now } => {
             tx.prepare_cached("DELETE FROM dedup WHERE expires_ms<=?1")?.execute(params![now])?;
             tx.prepare_cached("DELETE FROM topic_dedup WHERE expires_ms<=?1")?.execute(params![now])?;
@@ -1217,7 +1463,7 @@ mod tests {
             )
             .unwrap();
         }
-        let (db, conn) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
+        let (db, conn, _) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
         let layout = |table: &str| -> String {
             conn.query_row("SELECT sql FROM sqlite_master WHERE name=?1", params![table], |r| r.get(0)).unwrap()
         };
@@ -1275,12 +1521,62 @@ mod tests {
             )
             .unwrap();
         }
-        let (db, conn) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
+        let (db, conn, _) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
         assert_eq!(version(&conn), MIGRATIONS.len().to_string());
         let queues: i64 = conn.query_row("SELECT count(*) FROM queues", [], |r| r.get(0)).unwrap();
         assert_eq!(queues, 1, "existing data is kept");
         conn.execute("INSERT INTO sns_resources (kind, key, record) VALUES ('k','k','{}')", []).unwrap();
         drop(db);
+    }
+
+    /// Messages and deduplication entries an older version kept in SQLite move into the
+    /// message log at the first start, with their state, and only once.
+    #[test]
+    fn messages_of_an_older_version_move_into_the_message_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            migrate(&conn).unwrap();
+            conn.execute_batch(
+                "INSERT INTO messages (seq, queue_id, group_id, sent_ms, visible_at_ms, receive_count, first_receive_ms, receipt_token, dlq_source_queue_id) \
+                     VALUES (7, 1, 'g', 100, 900, 2, 150, 77, 3), (9, 1, NULL, 200, 200, 0, 0, 0, NULL);
+                 INSERT INTO message_bodies (seq, message_id, body, attributes, system_attributes, sender_id, dedup_id, body_md5) \
+                     VALUES (7, 'm7', 'plain body', '{\"a\":\"b\"}', NULL, 'sender', 'd7', NULL), \
+                            (9, 'm9', x'0102', NULL, NULL, 'sender', NULL, x'0304');
+                 INSERT INTO dedup (queue_id, scope, dedup_id, expires_ms, message_id, seq) VALUES (1, 'queue', 'd7', 5000, 'm7', 7);",
+            )
+            .unwrap();
+        }
+        let (db, conn, replayed) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM message_bodies) + (SELECT count(*) FROM dedup)", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "nothing is left in SQLite");
+        assert_eq!(replayed.messages.len(), 2);
+        let received = &replayed.messages[&7];
+        assert_eq!(
+            (
+                received.state.visible_at_ms,
+                received.state.receive_count,
+                received.state.receipt_token,
+                received.state.dlq_source
+            ),
+            (900, 2, 77, Some(3))
+        );
+        assert_eq!(received.group_id.as_deref(), Some("g"));
+        let (_, _, content) = db.message_log.read(received.at).unwrap().unwrap();
+        assert!(matches!(content.body, StoredText::Plain(ref b) if b == "plain body"));
+        assert_eq!((content.message_id.as_str(), content.dedup_id.as_deref()), ("m7", Some("d7")));
+        let (_, _, sealed) = db.message_log.read(replayed.messages[&9].at).unwrap().unwrap();
+        assert!(matches!(sealed.body, StoredText::Sealed(ref b) if b == &[1, 2]), "sealed bodies stay sealed");
+        assert!(matches!(sealed.body_md5, Some(StoredText::Sealed(ref b)) if b == &[3, 4]));
+        assert_eq!(replayed.dedup.len(), 1);
+        assert_eq!(replayed.dedup[0].dedup_id, "d7");
+        drop((db, conn));
+        let (_, _, again) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
+        assert_eq!(again.messages.len(), 2, "moved once");
+        assert_eq!(again.dedup.len(), 1);
     }
 
     /// A group commit whose records the log refuses (here: past the size limit) fails
@@ -1292,7 +1588,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         migrate(&conn).unwrap();
         drop(conn);
-        let (db, mut conn) = Database::open(&path, true, Some(1024 * 1024), SEGMENT_BYTES).unwrap();
+        let (db, mut conn, _) = Database::open(&path, true, Some(1024 * 1024), SEGMENT_BYTES).unwrap();
         db.shutdown();
         let (commits, _checkpoints) = mpsc::sync_channel(1);
         let item = |ops: Vec<SqlOp>| {
@@ -1309,7 +1605,14 @@ mod tests {
         };
         let (records, records_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk))]);
         let (queue, queue_done) = item(vec![SqlOp::SetMeta { key: "probe", value: "committed".into() }]);
-        commit_batch(&mut conn, &db.record_log, vec![records, queue], false, &commits, &mut 0);
+        let mut logs = WriterLogs {
+            record: db.record_log.clone(),
+            messages: db.message_log.clone(),
+            live_message_bytes: 0,
+            max_bytes: Some(1024 * 1024),
+            database: path.clone(),
+        };
+        commit_batch(&mut conn, &mut logs, vec![records, queue], false, &commits, &mut 0);
         assert!(records_done.blocking_recv().unwrap().is_err(), "2 MiB of records pass the 1 MiB limit");
         assert!(queue_done.blocking_recv().unwrap().is_ok(), "the other write commits");
         let probe: String = conn.query_row("SELECT value FROM meta WHERE key='probe'", [], |r| r.get(0)).unwrap();

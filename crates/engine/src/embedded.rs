@@ -3,12 +3,13 @@
 
 use crate::at_rest::{Sealer, StoredText};
 use crate::clock::Clock;
-use crate::db::{internal, CommitHook, Database, MessageRow, MoveTaskRow, SqlOp, WriteItem};
+use crate::db::{internal, CommitHook, CompactionRequest, Database, MessageRow, MoveTaskRow, SqlOp, WriteItem};
 use crate::limits::*;
+use crate::message_log::{DedupRecord, LiveMessage, Location, MessageContent, MessageState, Replayed};
 use crate::queue_state::{DedupEntry, MsgMeta, MsgState, PendingIndexes, QueueState};
 use crate::store::*;
 use base64::Engine as _;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::OptionalExtension;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -122,6 +123,12 @@ pub struct EmbeddedStore {
     pub(crate) sealer: Sealer,
     next_queue_id: AtomicI64,
     tasks: Arc<Mutex<Vec<TaskState>>>,
+    /// Where the last message log compaction copied each message: for a receive that
+    /// looked a message up before its segment went, and for one that was between queues
+    /// (a dead-letter move in flight) when compaction re-pointed the queues' indexes.
+    /// The flag marks a message no queue held when its compaction ran (a stray): its entry
+    /// stays through later compactions, the others only until the next one.
+    relocated: Arc<Mutex<HashMap<i64, (Location, bool)>>>,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -194,57 +201,6 @@ fn to_json(map: &std::collections::BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
 }
 
-/// Reads every message's metadata in sequence order, in chunks for the indexing thread;
-/// returns the highest sequence number seen.
-fn scan_messages(
-    conn: &rusqlite::Connection,
-    now: u64,
-    chunks: &std::sync::mpsc::SyncSender<Vec<(i64, MsgMeta)>>,
-) -> rusqlite::Result<i64> {
-    const CHUNK: usize = 4096;
-    let mut stmt = conn.prepare(
-        "SELECT seq, queue_id, group_id, sent_ms, visible_at_ms, receive_count, first_receive_ms, receipt_token, dlq_source_queue_id FROM messages ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([])?;
-    let mut groups: HashMap<String, Arc<str>> = HashMap::new();
-    let mut max_seq = 0;
-    let mut chunk = Vec::with_capacity(CHUNK);
-    while let Some(r) = rows.next()? {
-        let seq: i64 = r.get(0)?;
-        max_seq = max_seq.max(seq);
-        let group: Option<String> = r.get(2)?;
-        let group = group.map(|g| groups.entry(g.clone()).or_insert_with(|| Arc::from(g.as_str())).clone());
-        let visible_at = r.get::<_, i64>(4)? as u64;
-        let token = r.get::<_, i64>(7)? as u64;
-        let state = if visible_at <= now {
-            MsgState::Visible
-        } else if token != 0 {
-            MsgState::InFlight
-        } else {
-            MsgState::Delayed
-        };
-        let meta = MsgMeta {
-            seq,
-            sent_ms: r.get::<_, i64>(3)? as u64,
-            visible_at_ms: visible_at,
-            receive_count: r.get::<_, i64>(5)? as u32,
-            first_receive_ms: r.get::<_, i64>(6)? as u64,
-            receipt_token: token,
-            group,
-            state,
-            dlq_source: r.get(8)?,
-        };
-        chunk.push((r.get::<_, i64>(1)?, meta));
-        if chunk.len() == CHUNK && chunks.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).is_err() {
-            return Ok(max_seq);
-        }
-    }
-    if !chunk.is_empty() {
-        let _ = chunks.send(chunk);
-    }
-    Ok(max_seq)
-}
-
 impl EmbeddedStore {
     pub fn open(options: EmbeddedOptions, clock: Arc<dyn Clock>) -> Result<EmbeddedStore, StoreError> {
         let (dir, temp_dir) = match &options.data_dir {
@@ -260,7 +216,7 @@ impl EmbeddedStore {
             Some(key) => Sealer::new(key),
             None => Sealer::load_or_create(&dir.join(crate::at_rest::KEY_FILE))?,
         };
-        let (db, conn) =
+        let (db, conn, replayed) =
             Database::open(&dir.join("sluice.db"), durable, options.max_data_bytes, options.record_segment_bytes)?;
         let store = EmbeddedStore {
             db,
@@ -270,6 +226,7 @@ impl EmbeddedStore {
             next_seq: AtomicI64::new(1),
             next_queue_id: AtomicI64::new(1),
             tasks: Arc::new(Mutex::new(Vec::new())),
+            relocated: Arc::new(Mutex::new(HashMap::new())),
             topics: Arc::new(Mutex::new(Default::default())),
             streams: Arc::new(Mutex::new(Default::default())),
             firehose: Arc::new(Mutex::new(Default::default())),
@@ -278,7 +235,7 @@ impl EmbeddedStore {
             _temp_dir: temp_dir,
         };
         store.check_key(&conn)?;
-        store.load(&conn).map_err(internal)?;
+        store.load(&conn, replayed).map_err(internal)?;
         Ok(store)
     }
 
@@ -308,7 +265,7 @@ impl EmbeddedStore {
     }
 
     /// Rebuilds the in-memory indexes from the database.
-    fn load(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    fn load(&self, conn: &rusqlite::Connection, replayed: Replayed) -> rusqlite::Result<()> {
         let now = self.clock.now_ms();
         let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
         let mut max_queue_id = 0;
@@ -339,52 +296,58 @@ impl EmbeddedStore {
                 max_queue_id = max_queue_id.max(id);
             }
         }
-        let mut max_seq = crate::db::stored_last_seq(conn);
-        // A million stored messages must be indexed within a second of start: one thread
-        // scans the table while this one builds the indexes from its chunks.
-        let scanned = std::thread::scope(|scope| {
-            let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Vec<(i64, MsgMeta)>>(8);
-            let scanner = scope.spawn(move || self.db.read(|c| scan_messages(c, now, &chunks_tx)));
-            let mut pending: HashMap<i64, PendingIndexes> = HashMap::new();
-            for chunk in chunks_rx {
-                // One lookup and one lock per run of a queue's messages, not per message.
-                let mut metas = chunk.into_iter().peekable();
-                while let Some((queue_id, meta)) = metas.next() {
-                    let Some(handle) = reg.by_id.get(&queue_id) else { continue };
-                    let indexes = pending.entry(queue_id).or_default();
-                    let mut state = handle.lock();
-                    state.load(meta, indexes);
-                    while let Some((_, meta)) = metas.next_if(|(q, _)| *q == queue_id) {
-                        state.load(meta, indexes);
-                    }
-                }
+        let max_seq = crate::db::stored_last_seq(conn).max(replayed.max_seq);
+        max_queue_id = max_queue_id.max(replayed.max_queue_id);
+        // Sequence order, as the queues' indexes were built from the table before.
+        let mut live: Vec<(i64, LiveMessage)> = replayed.messages.into_iter().collect();
+        live.sort_unstable_by_key(|(seq, _)| *seq);
+        let mut groups: HashMap<Box<str>, Arc<str>> = HashMap::new();
+        let mut pending: HashMap<i64, PendingIndexes> = HashMap::new();
+        let mut metas = live.into_iter().peekable();
+        while let Some((seq, m)) = metas.next() {
+            let queue_id = m.state.queue_id;
+            let Some(handle) = reg.by_id.get(&queue_id) else { continue };
+            let indexes = pending.entry(queue_id).or_default();
+            let mut state = handle.lock();
+            // One lookup and one lock per run of a queue's messages, not per message.
+            let mut next = Some((seq, m));
+            while let Some((seq, m)) = next {
+                let group = m.group_id.map(|g| groups.entry(g.clone()).or_insert_with(|| Arc::from(&*g)).clone());
+                let visible_at = m.state.visible_at_ms;
+                let token = m.state.receipt_token;
+                let meta = MsgMeta {
+                    seq,
+                    sent_ms: m.sent_ms,
+                    visible_at_ms: visible_at,
+                    receive_count: m.state.receive_count,
+                    first_receive_ms: m.state.first_receive_ms,
+                    receipt_token: token,
+                    group,
+                    state: if visible_at <= now {
+                        MsgState::Visible
+                    } else if token != 0 {
+                        MsgState::InFlight
+                    } else {
+                        MsgState::Delayed
+                    },
+                    dlq_source: m.state.dlq_source,
+                    at: m.at,
+                };
+                state.load(meta, indexes);
+                next = metas.next_if(|(_, m)| m.state.queue_id == queue_id);
             }
-            for (queue_id, indexes) in pending {
-                if let Some(handle) = reg.by_id.get(&queue_id) {
-                    handle.lock().finish_load(indexes);
-                }
-            }
-            scanner.join().unwrap_or_else(|_| Err(StoreError::Internal("message scan panicked".into())))
-        });
-        match scanned {
-            Ok(scanned_max_seq) => max_seq = max_seq.max(scanned_max_seq),
-            // `load` speaks rusqlite's error type; the store error travels inside it, and
-            // `open` reports it as an internal failure with its text, as before.
-            Err(e) => return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))),
         }
-        {
-            let mut stmt = conn.prepare(
-                "SELECT queue_id, scope, dedup_id, expires_ms, message_id, seq FROM dedup WHERE expires_ms > ?1",
-            )?;
-            let mut rows = stmt.query(params![now as i64])?;
-            while let Some(r) = rows.next()? {
-                let queue_id: i64 = r.get(0)?;
-                if let Some(handle) = reg.by_id.get(&queue_id) {
-                    handle.lock().dedup.insert(
-                        (r.get(1)?, r.get(2)?),
-                        DedupEntry { expires_ms: r.get::<_, i64>(3)? as u64, message_id: r.get(4)?, seq: r.get(5)? },
-                    );
-                }
+        for (queue_id, indexes) in pending {
+            if let Some(handle) = reg.by_id.get(&queue_id) {
+                handle.lock().finish_load(indexes);
+            }
+        }
+        for d in replayed.dedup.into_iter().filter(|d| d.expires_ms > now) {
+            if let Some(handle) = reg.by_id.get(&d.queue_id) {
+                handle.lock().dedup.insert(
+                    (d.scope, d.dedup_id),
+                    DedupEntry { expires_ms: d.expires_ms, message_id: d.message_id, seq: d.seq },
+                );
             }
         }
         {
@@ -523,14 +486,14 @@ impl EmbeddedStore {
                         DedupEntry { expires_ms, message_id: message_id.clone(), seq },
                     );
                     taken_dedup.push(((scope.clone(), dedup_id.clone()), seq));
-                    ops.push(SqlOp::InsertDedup {
+                    ops.push(SqlOp::InsertDedup(Box::new(DedupRecord {
                         queue_id: st.id,
                         scope,
                         dedup_id: dedup_id.clone(),
-                        expires_ms: expires_ms as i64,
+                        expires_ms,
                         message_id: message_id.clone(),
                         seq,
-                    });
+                    })));
                 }
             }
             metas.push(MsgMeta {
@@ -543,6 +506,8 @@ impl EmbeddedStore {
                 group: m.group_id.as_deref().map(Arc::from),
                 state: if delay_ms > 0 { MsgState::Delayed } else { MsgState::Visible },
                 dlq_source: None,
+                // Known once the writer has appended it (`logged_location`, in the hook).
+                at: Location { segment: 0, offset: 0, length: 0 },
             });
             outcomes.push(SendOutcome {
                 message_id: message_id.clone(),
@@ -551,17 +516,18 @@ impl EmbeddedStore {
             });
             ops.push(SqlOp::InsertMessage(Box::new(MessageRow {
                 seq,
-                queue_id: st.id,
-                message_id,
-                body: StoredText::new(m.body, sse.then_some(&self.sealer)),
-                body_md5: m.body_md5.map(|md5| StoredText::new(md5, sse.then_some(&self.sealer))),
-                attributes: m.attributes,
-                system_attributes: m.system_attributes,
-                sender_id: m.sender_id,
-                group_id: m.group_id,
-                dedup_id: m.dedup_id,
-                sent_ms: now as i64,
-                visible_at_ms: (now + delay_ms) as i64,
+                state: MessageState { queue_id: st.id, visible_at_ms: now + delay_ms, ..Default::default() },
+                content: MessageContent {
+                    message_id,
+                    body: StoredText::new(m.body, sse.then_some(&self.sealer)),
+                    body_md5: m.body_md5.map(|md5| StoredText::new(md5, sse.then_some(&self.sealer))),
+                    attributes: m.attributes,
+                    system_attributes: m.system_attributes,
+                    sender_id: m.sender_id,
+                    group_id: m.group_id,
+                    dedup_id: m.dedup_id,
+                    sent_ms: now,
+                },
             })));
         }
         if let Some(seq) = last_seq {
@@ -576,7 +542,14 @@ impl EmbeddedStore {
             }
             let receivable = metas.iter().filter(|m| m.state == MsgState::Visible).count();
             let timer_before = st.next_event_ms();
-            for meta in metas {
+            for mut meta in metas {
+                match crate::db::logged_location(meta.seq) {
+                    Some(at) => meta.at = at,
+                    None => {
+                        tracing::error!(seq = meta.seq, "a sent message has no place in the message log");
+                        continue;
+                    }
+                }
                 st.insert(meta);
             }
             let timer_after = st.next_event_ms();
@@ -628,45 +601,97 @@ impl EmbeddedStore {
         }
     }
 
-    fn read_messages(&self, seqs: &[i64]) -> Result<HashMap<i64, ReceivedMessage>, StoreError> {
-        self.db.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT b.message_id, b.body, b.attributes, b.system_attributes, b.sender_id, m.group_id, b.dedup_id, m.sent_ms, \
-                 m.dlq_source_queue_id, b.body_md5 FROM messages m JOIN message_bodies b ON b.seq = m.seq WHERE m.seq=?1",
-            )?;
-            let mut out = HashMap::new();
-            for seq in seqs {
-                let row = stmt.query_row(params![seq], |r| {
-                    Ok(ReceivedMessage {
-                        message_id: r.get(0)?,
-                        receipt_handle: String::new(),
-                        body: StoredText::read(r.get_ref(1)?, &self.sealer)?,
-                        body_md5: match r.get_ref(9)? {
-                            rusqlite::types::ValueRef::Null => None,
-                            stored => Some(StoredText::read(stored, &self.sealer)?),
-                        },
-                        attributes: r.get(2)?,
-                        system_attributes: r.get(3)?,
-                        sender_id: r.get(4)?,
-                        group_id: r.get(5)?,
-                        dedup_id: r.get(6)?,
-                        sent_ms: r.get::<_, i64>(7)? as u64,
-                        receive_count: 0,
-                        first_receive_ms: 0,
-                        sequence_number: None,
-                        dead_letter_source_arn: r.get::<_, Option<i64>>(8)?.map(|id| id.to_string()),
-                    })
-                });
-                match row {
-                    Ok(m) => {
-                        out.insert(*seq, m);
-                    }
-                    Err(rusqlite::Error::QueryReturnedNoRows) => {}
-                    Err(e) => return Err(e),
+    /// Reads the messages at `places` (sequence number, insert's location) from the log,
+    /// opening sealed bodies; a message compaction moved since it was looked up is read
+    /// where it went.
+    fn read_messages(&self, places: &[(i64, Location)]) -> Result<HashMap<i64, ReceivedMessage>, StoreError> {
+        let log = &self.db.message_log;
+        let mut out = HashMap::with_capacity(places.len());
+        for &(seq, at) in places {
+            let read = match log.read(at)? {
+                Some(found) => Some(found),
+                None => match self.relocated(seq) {
+                    Some(moved) => log.read(moved)?,
+                    None => None,
+                },
+            };
+            let Some((_, state, c)) = read.filter(|(s, _, _)| *s == seq) else {
+                tracing::error!(seq, ?at, "a received message is not in the message log");
+                continue;
+            };
+            let open = |t: StoredText| match t {
+                StoredText::Plain(s) => Ok(s),
+                StoredText::Sealed(b) => self.sealer.open_text(&b),
+            };
+            out.insert(
+                seq,
+                ReceivedMessage {
+                    message_id: c.message_id,
+                    receipt_handle: String::new(),
+                    body: open(c.body)?,
+                    body_md5: c.body_md5.map(open).transpose()?,
+                    attributes: c.attributes,
+                    system_attributes: c.system_attributes,
+                    sender_id: c.sender_id,
+                    group_id: c.group_id,
+                    dedup_id: c.dedup_id,
+                    sent_ms: c.sent_ms,
+                    receive_count: 0,
+                    first_receive_ms: 0,
+                    sequence_number: None,
+                    dead_letter_source_arn: state.dlq_source.map(|id| id.to_string()),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Where the last compaction put message `seq`, for a reader that looked it up before.
+    fn relocated(&self, seq: i64) -> Option<Location> {
+        self.relocated.lock().unwrap_or_else(|p| p.into_inner()).get(&seq).map(|(at, _)| *at)
+    }
+
+    /// One step of message log compaction (the server's worker runs it every second): when
+    /// the log holds more than twice its live bytes and a segment besides, the writer
+    /// copies the oldest segment's live messages to the head and removes it.
+    pub fn compact_message_log(&self) -> Result<Durable<()>, StoreError> {
+        let segments = self.db.message_log.segments();
+        let total: u64 = segments.iter().map(|(_, size)| size).sum();
+        let live: u64 = self.registry().by_id.values().map(|h| h.lock().live_bytes()).sum();
+        if segments.len() < 2 || total <= 2 * live + self.options.record_segment_bytes {
+            return Ok(Durable::ready(()));
+        }
+        let request = Arc::new(CompactionRequest { now_ms: self.clock.now_ms(), ..Default::default() });
+        let repoint = |request: Arc<CompactionRequest>| -> CommitHook {
+            let (registry, relocated) = (self.registry.clone(), self.relocated.clone());
+            // Runs whether or not the rest of the group commits: the copies were synced
+            // and the segment removed before the group's own writes.
+            Box::new(move || {
+                let Some(done) = request.outcome.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+                let reg = registry.read().unwrap_or_else(|p| p.into_inner());
+                let mut relocated = relocated.lock().unwrap_or_else(|p| p.into_inner());
+                relocated.retain(|_, (_, stray)| *stray);
+                for (seq, queue_id, at) in done.moved {
+                    let in_queue = |h: &Arc<QueueHandle>| h.lock().relocate(seq, done.segment, at);
+                    let found = reg.by_id.get(&queue_id).is_some_and(in_queue) || reg.by_id.values().any(in_queue);
+                    relocated.insert(seq, (at, !found));
                 }
-            }
-            Ok(out)
-        })
+            })
+        };
+        let (tx, rx) = oneshot::channel();
+        self.db.submit(WriteItem {
+            ops: vec![SqlOp::CompactMessages(request.clone())],
+            on_commit: Some(repoint(request.clone())),
+            on_failure: Some(repoint(request)),
+            done: Some(tx),
+        })?;
+        Ok(Durable { value: (), commit: Some(rx) })
+    }
+
+    /// Message log segments and their sizes.
+    #[doc(hidden)]
+    pub fn message_segments(&self) -> Vec<(u32, u64)> {
+        self.db.message_log.segments()
     }
 
     /// Stops the writer after everything submitted so far is committed.
@@ -749,10 +774,10 @@ impl Store for EmbeddedStore {
         let now = self.clock.now_ms();
         let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
         let handle = reg.by_key.remove(key).ok_or(StoreError::QueueDoesNotExist)?;
-        let id = {
+        let (id, freed) = {
             let mut st = handle.lock();
             st.deleted = true;
-            st.id
+            (st.id, st.live_bytes())
         };
         reg.by_id.remove(&id);
         reg.deleted_at.insert(key.clone(), now);
@@ -770,7 +795,7 @@ impl Store for EmbeddedStore {
             reg.by_key.insert(key, handle.clone());
             reg.by_id.insert(id, handle);
         });
-        self.commit_or_undo((), vec![SqlOp::DeleteQueue { id }], None, undo)
+        self.commit_or_undo((), vec![SqlOp::DeleteQueue { id, freed }], None, undo)
     }
 
     fn set_queue_attributes(&self, key: &QueueKey, attributes: Attributes) -> Result<Durable<()>, StoreError> {
@@ -826,8 +851,11 @@ impl Store for EmbeddedStore {
         let last_purge = st.last_purge_ms.replace(now);
         let max_seq = self.next_seq.load(Ordering::SeqCst) - 1;
         let purged: Vec<_> = st.all_seqs_up_to(max_seq).into_iter().filter_map(|seq| st.remove(seq)).collect();
-        let ops =
-            vec![SqlOp::PurgeMessages { queue_id: st.id, max_seq }, SqlOp::SetLastPurge { id: st.id, at: now as i64 }];
+        let freed = purged.iter().map(|m| u64::from(m.at.length)).sum();
+        let ops = vec![
+            SqlOp::PurgeMessages { queue_id: st.id, max_seq, freed },
+            SqlOp::SetLastPurge { id: st.id, at: now as i64 },
+        ];
         drop(st);
         // A purge that was not written leaves the messages, which are still on disk.
         let undo_handle = handle.clone();
@@ -982,10 +1010,10 @@ impl Store for EmbeddedStore {
                 dlq.notify.notify_waiters();
             }));
         }
-        let seqs: Vec<i64> = outcome.taken.iter().map(|t| t.seq).collect();
-        let mut rows = self.read_messages(&seqs)?;
+        let places: Vec<(i64, Location)> = outcome.taken.iter().map(|t| (t.seq, t.at)).collect();
+        let mut rows = self.read_messages(&places)?;
         let fifo = handle.lock().config.fifo;
-        let mut out = Vec::with_capacity(seqs.len());
+        let mut out = Vec::with_capacity(places.len());
         for t in outcome.taken {
             let Some(mut m) = rows.remove(&t.seq) else { continue };
             m.receipt_handle = encode_handle(source_id, t.seq, t.receipt_token);
@@ -1024,6 +1052,7 @@ impl Store for EmbeddedStore {
         }
         let fifo = st.config.fifo;
         let removed = st.remove(seq);
+        let freed = removed.as_ref().map_or(0, |m| u64::from(m.at.length));
         drop(st);
         // Deleting a FIFO message may unblock its group's next message; deleting from a
         // standard queue makes nothing receivable.
@@ -1041,7 +1070,7 @@ impl Store for EmbeddedStore {
                 st.insert(meta);
             }
         });
-        self.commit_or_undo((), vec![SqlOp::DeleteMessage { seq }], None, undo)
+        self.commit_or_undo((), vec![SqlOp::DeleteMessage { seq, freed }], None, undo)
     }
 
     fn change_visibility(
@@ -1323,8 +1352,8 @@ impl Store for EmbeddedStore {
         for h in handles {
             let mut st = h.lock();
             for seq in st.expired(now) {
-                st.remove(seq);
-                ops.push(SqlOp::DeleteMessage { seq });
+                let freed = st.remove(seq).map_or(0, |m| u64::from(m.at.length));
+                ops.push(SqlOp::DeleteMessage { seq, freed });
             }
             dedup_expired += st.prune_dedup(now);
         }

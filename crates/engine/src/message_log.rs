@@ -528,6 +528,9 @@ pub struct MessageLog {
     /// Open handles of every segment; a reader keeps its `Arc` while compaction may
     /// remove the file, whose bytes stay readable until the last handle closes.
     files: Mutex<BTreeMap<u32, Arc<File>>>,
+    /// The segment the last compaction removed, still open: a receive that looked up a
+    /// message's place just before reads it here, until the next compaction.
+    retired: Mutex<Option<(u32, Arc<File>)>>,
 }
 
 fn segment_path(dir: &Path, segment: u32) -> PathBuf {
@@ -610,7 +613,14 @@ impl MessageLog {
             }
             Ok(())
         })?;
-        let log = MessageLog { dir, durable, segment_bytes, head: Mutex::new(head), files: Mutex::new(files) };
+        let log = MessageLog {
+            dir,
+            durable,
+            segment_bytes,
+            head: Mutex::new(head),
+            files: Mutex::new(files),
+            retired: Mutex::new(None),
+        };
         Ok((log, replayed))
     }
 
@@ -683,7 +693,11 @@ impl MessageLog {
     }
 
     fn file(&self, segment: u32) -> Option<Arc<File>> {
-        self.files().get(&segment).cloned()
+        if let Some(file) = self.files().get(&segment) {
+            return Some(file.clone());
+        }
+        let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.as_ref().filter(|(n, _)| *n == segment).map(|(_, f)| f.clone())
     }
 
     /// The message whose insert is at `at`: its sequence number, state as inserted and
@@ -755,7 +769,8 @@ impl MessageLog {
             return Err(internal("the head segment is never removed"));
         }
         std::fs::remove_file(segment_path(&self.dir, segment)).map_err(internal)?;
-        self.files().remove(&segment);
+        let file = self.files().remove(&segment);
+        *self.retired.lock().unwrap_or_else(|p| p.into_inner()) = file.map(|f| (segment, f));
         if self.durable {
             sync_dir(&self.dir).map_err(internal)?;
         }
@@ -903,16 +918,20 @@ mod tests {
                 Change::State { seq: 2, visible_at_ms: 9, receive_count: 1, first_receive_ms: 9, receipt_token: 3 },
             ],
         );
+        let written = log.segments()[0].1 as usize;
         drop(log);
         let path = segment_path(&dir.path().join(SUBDIR), 1);
-        let whole = std::fs::read(&path).unwrap();
+        let whole = std::fs::read(&path).unwrap()[..written].to_vec();
         let group_start = last[0].offset as usize;
         for cut in group_start..whole.len() {
-            for damage in [false, true] {
+            // Cut short; cut with its last byte damaged; cut and followed by zeros (a crash
+            // after the file's size grew and before its data reached the disk).
+            for (damage, zeros) in [(false, 0), (true, 0), (false, 64)] {
                 let mut bytes = whole[..cut].to_vec();
                 if damage && cut > group_start {
                     *bytes.last_mut().unwrap() ^= 0xff;
                 }
+                bytes.resize(cut + zeros, 0);
                 std::fs::write(&path, &bytes).unwrap();
                 let (log, replayed) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
                 // Neither the delete nor the receive: the group lacks its commit marker.
@@ -1006,7 +1025,11 @@ mod tests {
         assert!(!copied.contains(&1), "deleted messages are not copied: {copied:?}");
         assert!(copied.contains(&2));
         log.append(&mut plan.entries).unwrap();
+        let old_place = before.messages[&2].at;
+        assert_eq!(old_place.segment, oldest);
         log.remove_segment(plan.segment).unwrap();
+        let (_, _, still) = log.read(old_place).unwrap().expect("a removed segment reads until the next compaction");
+        assert_eq!(still.message_id, "id-2");
         drop(log);
         let (log, after) = MessageLog::open(dir.path(), true, 400).unwrap();
         assert!(!log.segments().iter().any(|(n, _)| *n == oldest));

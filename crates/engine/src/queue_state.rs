@@ -3,6 +3,7 @@
 //! is passed in, and persistence is the caller's job.
 
 use crate::limits::*;
+use crate::message_log::Location;
 use crate::store::{Attributes, QueueCounts, QueueKey, Tags};
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -104,6 +105,8 @@ pub struct MsgMeta {
     pub group: Option<Arc<str>>,
     pub state: MsgState,
     pub dlq_source: Option<i64>,
+    /// Where the message's insert is in the message log (its body and fixed attributes).
+    pub at: Location,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +131,7 @@ pub struct Taken {
     pub first_receive_ms: u64,
     pub visible_at_ms: u64,
     pub dlq_source: Option<i64>,
+    pub at: Location,
 }
 
 #[derive(Debug, Default)]
@@ -159,6 +163,8 @@ pub struct QueueState {
     pub config: QueueConfig,
     pub deleted: bool,
     msgs: SeqMap<MsgMeta>,
+    /// Sum of the messages' `at.length`.
+    live_bytes: u64,
     visible: BTreeSet<i64>,
     timers: BTreeSet<(u64, i64)>,
     by_sent: BTreeSet<(u64, i64)>,
@@ -183,6 +189,7 @@ impl QueueState {
             config,
             deleted: false,
             msgs: SeqMap::default(),
+            live_bytes: 0,
             visible: BTreeSet::new(),
             timers: BTreeSet::new(),
             by_sent: BTreeSet::new(),
@@ -228,6 +235,7 @@ impl QueueState {
         }
         self.by_sent.insert((meta.sent_ms, seq));
         self.count(&meta);
+        self.live_bytes += u64::from(meta.at.length);
         self.msgs.insert(seq, meta);
     }
 
@@ -241,6 +249,7 @@ impl QueueState {
         }
         pending.by_sent.push((meta.sent_ms, seq));
         self.count(&meta);
+        self.live_bytes += u64::from(meta.at.length);
         self.msgs.insert(seq, meta);
     }
 
@@ -267,8 +276,24 @@ impl QueueState {
         }
     }
 
+    /// Message log bytes this queue's messages hold (what compaction would keep).
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes
+    }
+
+    /// Points the message at the copy compaction made of its insert, unless it is no
+    /// longer the one that was in `from_segment` (deleted, or sent again meanwhile).
+    /// Returns whether it did.
+    pub fn relocate(&mut self, seq: i64, from_segment: u32, to: Location) -> bool {
+        let Some(meta) = self.msgs.get_mut(&seq).filter(|m| m.at.segment == from_segment) else { return false };
+        self.live_bytes = self.live_bytes - u64::from(meta.at.length) + u64::from(to.length);
+        meta.at = to;
+        true
+    }
+
     pub fn remove(&mut self, seq: i64) -> Option<MsgMeta> {
         let meta = self.msgs.remove(&seq)?;
+        self.live_bytes -= u64::from(meta.at.length);
         self.visible.remove(&seq);
         self.timers.remove(&(meta.visible_at_ms, seq));
         self.by_sent.remove(&(meta.sent_ms, seq));
@@ -355,6 +380,7 @@ impl QueueState {
                             first_receive_ms: m.first_receive_ms,
                             visible_at_ms: m.visible_at_ms,
                             dlq_source: m.dlq_source,
+                            at: m.at,
                         })
                     })
                     .collect();
@@ -395,6 +421,7 @@ impl QueueState {
             let meta = self.msgs.get_mut(&seq).expect("visible message is indexed");
             if redrive_limit.is_some_and(|limit| meta.receive_count >= limit) {
                 let meta = self.msgs.remove(&seq).expect("indexed");
+                self.live_bytes -= u64::from(meta.at.length);
                 self.by_sent.remove(&(meta.sent_ms, seq));
                 out.to_dead_letter.push(meta);
                 continue;
@@ -414,6 +441,7 @@ impl QueueState {
                 first_receive_ms: meta.first_receive_ms,
                 visible_at_ms: meta.visible_at_ms,
                 dlq_source: meta.dlq_source,
+                at: meta.at,
             };
             self.timers.insert((taken.visible_at_ms, seq));
             self.in_flight += 1;
@@ -533,6 +561,7 @@ mod tests {
             group: group.map(Arc::from),
             state: MsgState::Visible,
             dlq_source: None,
+            at: Location { segment: 1, offset: 0, length: 100 },
         }
     }
 
@@ -641,6 +670,7 @@ mod tests {
                             group: Some(Arc::from(group)),
                             state: if delay > 0 { MsgState::Delayed } else { MsgState::Visible },
                             dlq_source: None,
+                            at: Location { segment: 1, offset: 0, length: 100 },
                         });
                     }
                     2 => {

@@ -347,6 +347,11 @@ impl RecordLog {
         Ok(PendingAppend { segment, offset, length })
     }
 
+    /// Committed bytes in every segment, for the size limit the message log shares.
+    pub fn bytes(&self) -> u64 {
+        self.head().sizes.values().sum()
+    }
+
     /// The transaction naming `append`'s chunks has committed.
     pub fn committed(&self, append: PendingAppend) {
         let mut head = self.head();

@@ -235,8 +235,8 @@ impl ShutdownSignals {
     }
 }
 
-/// Background work: retention, dedup expiry, record log compaction and message move
-/// tasks, once a second.
+/// Background work: retention, dedup expiry, record and message log compaction and
+/// message move tasks, once a second.
 async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
@@ -248,6 +248,7 @@ async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bo
         sweep("stream retention sweep", sluice_engine::streams::StreamStore::trim_streams(store.as_ref())).await;
         // After retention, which is what leaves segments sparse.
         sweep("record log compaction step", store.compact_record_log()).await;
+        sweep("message log compaction step", store.compact_message_log()).await;
         sweep("message move step", store.run_move_tasks(DEFAULT_MOVE_RATE)).await;
     }
 }

@@ -236,13 +236,17 @@ policy = '''{"Version": "2012-10-17", "Statement": [
     );
 }
 
-/// Every file of the data directory (Firehose's local bucket aside), concatenated.
+/// Every file of the data directory and its subdirectories (the message log's among
+/// them), concatenated; Firehose's local bucket (`s3/`) aside, which holds delivered
+/// objects as S3 would.
 fn data_dir_bytes(dir: &std::path::Path) -> Vec<u8> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {
             all.extend(std::fs::read(&path).unwrap());
+        } else if path.is_dir() && path.file_name().is_some_and(|n| n != "s3") {
+            all.extend(data_dir_bytes(&path));
         }
     }
     all
