@@ -298,9 +298,18 @@ impl EmbeddedStore {
         }
         let max_seq = crate::db::stored_last_seq(conn).max(replayed.max_seq);
         max_queue_id = max_queue_id.max(replayed.max_queue_id);
-        // Sequence order, as the queues' indexes were built from the table before.
-        let mut live: Vec<(i64, LiveMessage)> = replayed.messages.into_iter().collect();
-        live.sort_unstable_by_key(|(seq, _)| *seq);
+        // Each queue's map sized once, not grown (and copied) on the way to a million.
+        let mut per_queue: HashMap<i64, usize> = HashMap::new();
+        for m in replayed.messages.values() {
+            *per_queue.entry(m.state.queue_id).or_default() += 1;
+        }
+        for (queue_id, n) in per_queue {
+            if let Some(handle) = reg.by_id.get(&queue_id) {
+                handle.lock().reserve(n);
+            }
+        }
+        // In the map's order: `finish_load` sorts the indexes' keys.
+        let live = replayed.messages;
         let mut groups: HashMap<Box<str>, Arc<str>> = HashMap::new();
         let mut pending: HashMap<i64, PendingIndexes> = HashMap::new();
         let mut metas = live.into_iter().peekable();
@@ -697,6 +706,54 @@ impl EmbeddedStore {
     /// Stops the writer after everything submitted so far is committed.
     pub fn shutdown(&self) {
         self.db.shutdown();
+        // Every write is committed and the writer is gone: memory is what the log says.
+        if let Err(e) = self.db.message_log.write_snapshot(&self.durable_view()) {
+            tracing::warn!(error = %e, "could not write the message index; the next start replays the log");
+        }
+    }
+
+    /// The queues' messages and deduplication entries as replaying the log would give them.
+    fn durable_view(&self) -> Replayed {
+        let reg = self.registry();
+        let relocated = self.relocated.lock().unwrap_or_else(|p| p.into_inner());
+        let live: std::collections::HashSet<u32> = self.db.message_log.segments().into_iter().map(|(n, _)| n).collect();
+        let mut view = Replayed {
+            max_seq: self.next_seq.load(Ordering::SeqCst) - 1,
+            max_queue_id: self.next_queue_id.load(Ordering::SeqCst) - 1,
+            ..Default::default()
+        };
+        for handle in reg.by_id.values() {
+            let st = handle.lock();
+            view.messages.reserve(st.len());
+            for m in st.messages() {
+                // A message re-pointed only through the relocation map has its new place there.
+                let at = match relocated.get(&m.seq) {
+                    Some((moved, _)) if !live.contains(&m.at.segment) => *moved,
+                    _ => m.at,
+                };
+                let state = MessageState {
+                    queue_id: st.id,
+                    visible_at_ms: m.visible_at_ms,
+                    receive_count: m.receive_count,
+                    first_receive_ms: m.first_receive_ms,
+                    receipt_token: m.receipt_token,
+                    dlq_source: m.dlq_source,
+                };
+                let group_id = m.group.as_deref().map(Box::from);
+                view.messages.insert(m.seq, LiveMessage { at, state, sent_ms: m.sent_ms, group_id });
+            }
+            for ((scope, dedup_id), d) in &st.dedup {
+                view.dedup.push(DedupRecord {
+                    queue_id: st.id,
+                    scope: scope.clone(),
+                    dedup_id: dedup_id.clone(),
+                    expires_ms: d.expires_ms,
+                    message_id: d.message_id.clone(),
+                    seq: d.seq,
+                });
+            }
+        }
+        view
     }
 
     fn queue_arn_by_id(&self, id: i64) -> Option<String> {

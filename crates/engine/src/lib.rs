@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod db;
 pub mod embedded;
 pub mod firehose;
+mod le_bytes;
 pub mod limits;
 pub mod message_log;
 pub mod queue_state;

@@ -23,6 +23,7 @@
 //! messages.
 
 use crate::at_rest::StoredText;
+use crate::le_bytes::Reader;
 use crate::queue_state::SeqMap;
 use crate::store::StoreError;
 use std::collections::BTreeMap;
@@ -283,29 +284,8 @@ fn push_marker(out: &mut Vec<u8>, kind: Kind) {
     seal_header(out, start);
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
+/// The message log's own encodings on top of the shared little-endian reads.
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let out = self.bytes.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(out)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        Some(self.u64()? as i64)
-    }
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()?;
         self.take(n as usize)
@@ -399,7 +379,7 @@ impl Replayed {
     /// Applies one checked entry found at `at`; `only` limits the changes applied to
     /// messages already known (compaction follows the oldest segment's messages only).
     fn apply(&mut self, kind: Kind, body: &[u8], at: Location, only_known: bool) -> Option<()> {
-        let mut r = Reader { bytes: &body[1..], at: 0 };
+        let mut r = Reader::new(&body[1..]);
         match kind {
             Kind::Insert => {
                 let (seq, state) = r.state()?;
@@ -473,7 +453,7 @@ fn decode_insert(bytes: &[u8]) -> Option<(i64, MessageState, MessageContent)> {
     if kind != Kind::Insert {
         return None;
     }
-    let mut r = Reader { bytes: &body[1..], at: 0 };
+    let mut r = Reader::new(&body[1..]);
     let (seq, state) = r.state()?;
     let sent_ms = r.u64()?;
     let group_id = r.opt_str()?.map(str::to_owned);
@@ -527,11 +507,14 @@ pub struct MessageLog {
     head: Mutex<Head>,
     /// Open handles of every segment; a reader keeps its `Arc` while compaction may
     /// remove the file, whose bytes stay readable until the last handle closes.
-    files: Mutex<BTreeMap<u32, Arc<File>>>,
+    files: Mutex<Segments>,
     /// The segment the last compaction removed, still open: a receive that looked up a
     /// message's place just before reads it here, until the next compaction.
     retired: Mutex<Option<(u32, Arc<File>)>>,
 }
+
+/// Open segment files by number.
+type Segments = BTreeMap<u32, Arc<File>>;
 
 fn segment_path(dir: &Path, segment: u32) -> PathBuf {
     dir.join(format!("{segment:08}{SUFFIX}"))
@@ -552,67 +535,30 @@ impl MessageLog {
             }
         }
         numbers.sort_unstable();
-        let mut replayed = Replayed::default();
-        let mut files = BTreeMap::new();
-        let mut head = Head { segment: 1, file: None, end: 0 };
-        // A second thread reads each segment and checks its entries' checksums while this
-        // one applies the segment before: a million-message start takes about half as long.
-        // Two buffers go back and forth, not a fresh 64 MiB allocation per segment (its page
-        // faults cost more than the read).
-        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<(File, Vec<u8>, usize)>>(1);
-        let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        for _ in 0..2 {
-            let _ = empty_tx.send(Vec::new());
-        }
-        std::thread::scope(|scope| -> Result<(), StoreError> {
-            let paths: Vec<PathBuf> = numbers.iter().map(|n| segment_path(&dir, *n)).collect();
-            scope.spawn(move || {
-                for path in paths {
-                    let Ok(mut buffer) = empty_rx.recv() else { return };
-                    let read = std::fs::OpenOptions::new().read(true).write(true).open(path).and_then(|file| {
-                        buffer.clear();
-                        std::io::Read::read_to_end(&mut &file, &mut buffer)?;
-                        let checked = checked_prefix(&buffer);
-                        Ok((file, buffer, checked))
-                    });
-                    if full_tx.send(read).is_err() {
-                        return;
+        let snapshot = read_snapshot(&dir, &numbers);
+        // Used once: the log moves on from here, and a later start without a clean
+        // shutdown before it must replay.
+        let _ = std::fs::remove_file(dir.join(SNAPSHOT));
+        let (files, head, replayed) = match snapshot {
+            Some(replayed) => {
+                let mut files = BTreeMap::new();
+                for n in &numbers {
+                    let path = segment_path(&dir, *n);
+                    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(internal)?;
+                    files.insert(*n, Arc::new(file));
+                }
+                let head = match numbers.last() {
+                    Some(&n) => {
+                        let file = files[&n].clone();
+                        let end = file.metadata().map_err(internal)?.len();
+                        Head { segment: n, file: Some(file), end }
                     }
-                }
-            });
-            // Both channel ends held here go when this closure returns, early or not, so
-            // that the reader never waits for a buffer or a receiver that is gone.
-            let (full_rx, empty_tx) = (full_rx, empty_tx);
-            for (i, &segment) in numbers.iter().enumerate() {
-                let last = i + 1 == numbers.len();
-                let (file, buffer, checked) = full_rx.recv().map_err(internal)?.map_err(internal)?;
-                let (end, sealed) = replay_segment(segment, &buffer[..checked], &mut replayed, false)?;
-                let file_len = buffer.len();
-                let _ = empty_tx.send(buffer);
-                if !last && !sealed {
-                    return Err(corrupt(segment, end, "a segment before the head ends without its seal"));
-                }
-                if last && sealed {
-                    // A crash between sealing this segment and creating the next one.
-                    files.insert(segment, Arc::new(file));
-                    head = Head { segment: segment + 1, file: None, end: 0 };
-                } else if last {
-                    if end < file_len {
-                        // A group commit that was cut short by a crash: never acknowledged.
-                        file.set_len(end as u64).map_err(internal)?;
-                        if durable {
-                            file.sync_all().map_err(internal)?;
-                        }
-                    }
-                    let file = Arc::new(file);
-                    head = Head { segment, file: Some(file.clone()), end: end as u64 };
-                    files.insert(segment, file);
-                } else {
-                    files.insert(segment, Arc::new(file));
-                }
+                    None => Head { segment: 1, file: None, end: 0 },
+                };
+                (files, head, replayed)
             }
-            Ok(())
-        })?;
+            None => replay(&dir, &numbers, durable)?,
+        };
         let log = MessageLog {
             dir,
             durable,
@@ -627,8 +573,82 @@ impl MessageLog {
     fn head(&self) -> MutexGuard<'_, Head> {
         self.head.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    fn files(&self) -> MutexGuard<'_, BTreeMap<u32, Arc<File>>> {
+/// Replays segments `numbers` of `dir` in order, cutting a torn tail off the head: the
+/// segments' open files, the head and what the log says.
+fn replay(dir: &Path, numbers: &[u32], durable: bool) -> Result<(Segments, Head, Replayed), StoreError> {
+    let mut replayed = Replayed::default();
+    // Room for as many messages as the log could hold at SQS's usual size, so that the
+    // map does not grow (and copy itself) twenty times on the way to a million.
+    let log_bytes: u64 =
+        numbers.iter().filter_map(|n| std::fs::metadata(segment_path(dir, *n)).ok()).map(|m| m.len()).sum();
+    replayed.messages.reserve((log_bytes / 1200) as usize);
+    let mut files = BTreeMap::new();
+    let mut head = Head { segment: 1, file: None, end: 0 };
+    // A second thread reads each segment and checks its entries' checksums while this
+    // one applies the segment before: a million-message start takes about half as long.
+    // Two buffers go back and forth, not a fresh 64 MiB allocation per segment (its page
+    // faults cost more than the read).
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<(File, Vec<u8>, usize)>>(1);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..2 {
+        let _ = empty_tx.send(Vec::new());
+    }
+    std::thread::scope(|scope| -> Result<(), StoreError> {
+        let paths: Vec<PathBuf> = numbers.iter().map(|n| segment_path(dir, *n)).collect();
+        scope.spawn(move || {
+            for path in paths {
+                let Ok(mut buffer) = empty_rx.recv() else { return };
+                let read = std::fs::OpenOptions::new().read(true).write(true).open(path).and_then(|file| {
+                    buffer.clear();
+                    std::io::Read::read_to_end(&mut &file, &mut buffer)?;
+                    let checked = checked_prefix(&buffer);
+                    Ok((file, buffer, checked))
+                });
+                if full_tx.send(read).is_err() {
+                    return;
+                }
+            }
+        });
+        // Both channel ends held here go when this closure returns, early or not, so
+        // that the reader never waits for a buffer or a receiver that is gone.
+        let (full_rx, empty_tx) = (full_rx, empty_tx);
+        for (i, &segment) in numbers.iter().enumerate() {
+            let last = i + 1 == numbers.len();
+            let (file, buffer, checked) = full_rx.recv().map_err(internal)?.map_err(internal)?;
+            let (end, sealed) = replay_segment(segment, &buffer[..checked], &mut replayed, false)?;
+            let file_len = buffer.len();
+            let _ = empty_tx.send(buffer);
+            if !last && !sealed {
+                return Err(corrupt(segment, end, "a segment before the head ends without its seal"));
+            }
+            if last && sealed {
+                // A crash between sealing this segment and creating the next one.
+                files.insert(segment, Arc::new(file));
+                head = Head { segment: segment + 1, file: None, end: 0 };
+            } else if last {
+                if end < file_len {
+                    // A group commit that was cut short by a crash: never acknowledged.
+                    file.set_len(end as u64).map_err(internal)?;
+                    if durable {
+                        file.sync_all().map_err(internal)?;
+                    }
+                }
+                let file = Arc::new(file);
+                head = Head { segment, file: Some(file.clone()), end: end as u64 };
+                files.insert(segment, file);
+            } else {
+                files.insert(segment, Arc::new(file));
+            }
+        }
+        Ok(())
+    })?;
+    Ok((files, head, replayed))
+}
+
+impl MessageLog {
+    fn files(&self) -> MutexGuard<'_, Segments> {
         self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -763,6 +783,58 @@ impl MessageLog {
         Ok(Some(plan))
     }
 
+    /// Writes what replay would find (the live messages, deduplication entries and the
+    /// highest numbers seen) beside the log, naming every segment and its length, for the
+    /// next start to read instead of replaying. Only after a clean shutdown, with nothing
+    /// appended since the state was taken; a start uses it only if the segments are still
+    /// exactly those, and removes it either way.
+    pub fn write_snapshot(&self, replayed: &Replayed) -> Result<(), StoreError> {
+        {
+            let head = self.head();
+            if head.file.is_none() && !self.files().is_empty() {
+                // An append failed between sealing a segment and creating the next: the
+                // head is not a file yet, and replay knows how to start from there.
+                return Ok(());
+            }
+        }
+        let mut out = Vec::with_capacity(replayed.messages.len() * 96 + 64);
+        let mut w = Writer { out: &mut out };
+        w.bytes(SNAPSHOT_MAGIC);
+        let segments = self.segments();
+        w.u32(segments.len() as u32);
+        for (n, len) in &segments {
+            w.u32(*n);
+            w.u64(*len);
+        }
+        w.i64(replayed.max_seq);
+        w.i64(replayed.max_queue_id);
+        w.u64(replayed.messages.len() as u64);
+        for (seq, m) in &replayed.messages {
+            encode_state(&mut w, *seq, &m.state);
+            w.u64(m.sent_ms);
+            w.u32(m.at.segment);
+            w.u32(m.at.offset);
+            w.u32(m.at.length);
+            w.opt_str(m.group_id.as_deref());
+        }
+        w.u64(replayed.dedup.len() as u64);
+        for d in &replayed.dedup {
+            w.i64(d.queue_id);
+            w.u64(d.expires_ms);
+            w.i64(d.seq);
+            w.bytes(d.scope.as_bytes());
+            w.bytes(d.dedup_id.as_bytes());
+            w.bytes(d.message_id.as_bytes());
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        let temporary = self.dir.join(format!("{SNAPSHOT}.tmp"));
+        std::fs::write(&temporary, &out).map_err(internal)?;
+        File::open(&temporary).and_then(|f| f.sync_all()).map_err(internal)?;
+        std::fs::rename(&temporary, self.dir.join(SNAPSHOT)).map_err(internal)?;
+        sync_dir(&self.dir).map_err(internal)
+    }
+
     /// Removes `segment` once its compaction's copies are synced.
     pub fn remove_segment(&self, segment: u32) -> Result<(), StoreError> {
         if segment == self.head().segment {
@@ -776,6 +848,56 @@ impl MessageLog {
         }
         Ok(())
     }
+}
+
+const SNAPSHOT: &str = "index.snap";
+const SNAPSHOT_MAGIC: &[u8] = b"sluice message index 1";
+
+/// The snapshot a clean shutdown left, if it names exactly the segments `numbers` with
+/// their current lengths and its checksum holds.
+fn read_snapshot(dir: &Path, numbers: &[u32]) -> Option<Replayed> {
+    let bytes = std::fs::read(dir.join(SNAPSHOT)).ok()?;
+    let (body, crc) = bytes.split_at(bytes.len().checked_sub(4)?);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) {
+        return None;
+    }
+    let mut r = Reader::new(body);
+    if r.bytes()? != SNAPSHOT_MAGIC {
+        return None;
+    }
+    let count = r.u32()? as usize;
+    if count != numbers.len() {
+        return None;
+    }
+    for n in numbers {
+        let (named, len) = (r.u32()?, r.u64()?);
+        let actual = std::fs::metadata(segment_path(dir, *n)).ok()?.len();
+        if named != *n || len != actual {
+            return None;
+        }
+    }
+    let mut replayed = Replayed { max_seq: r.i64()?, max_queue_id: r.i64()?, ..Default::default() };
+    let messages = r.u64()? as usize;
+    replayed.messages.reserve(messages);
+    for _ in 0..messages {
+        let (seq, state) = r.state()?;
+        let sent_ms = r.u64()?;
+        let at = Location { segment: r.u32()?, offset: r.u32()?, length: r.u32()? };
+        let group_id = r.opt_str()?.map(Box::from);
+        replayed.messages.insert(seq, LiveMessage { at, state, sent_ms, group_id });
+    }
+    let dedup = r.u64()? as usize;
+    for _ in 0..dedup {
+        replayed.dedup.push(DedupRecord {
+            queue_id: r.i64()?,
+            expires_ms: r.u64()?,
+            seq: r.i64()?,
+            scope: r.string()?,
+            dedup_id: r.string()?,
+            message_id: r.string()?,
+        });
+    }
+    (r.at == body.len()).then_some(replayed)
 }
 
 /// Applies the committed groups of `bytes` (checked by [`checked_prefix`] and cut there)

@@ -12,6 +12,7 @@
 //! off at the next start and overwritten by the next append before that. A segment goes
 //! away whole once retention, delivery or deletion has removed every chunk in it.
 
+use crate::le_bytes::Reader;
 use crate::store::StoreError;
 use rusqlite::{params, Connection};
 use std::collections::{BTreeMap, HashMap};
@@ -103,14 +104,14 @@ pub fn encode_chunk(chunk: &RecordChunk, out: &mut Vec<u8>) {
 /// Decodes one chunk written by [`encode_chunk`], refusing a wrong length or checksum.
 pub fn decode_chunk(bytes: &[u8]) -> Result<RecordChunk, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("record log: {what}"));
-    let mut r = Reader { bytes, at: 0 };
+    let mut r = Reader::new(bytes);
     let len = r.u32().ok_or_else(|| corrupt("short chunk header"))? as usize;
     let crc = r.u32().ok_or_else(|| corrupt("short chunk header"))?;
     let payload = bytes.get(HEADER_LEN..).filter(|p| p.len() == len).ok_or_else(|| corrupt("chunk length"))?;
     if crc32fast::hash(payload) != crc {
         return Err(corrupt("chunk checksum mismatch"));
     }
-    let mut r = Reader { bytes: payload, at: 0 };
+    let mut r = Reader::new(payload);
     let mut decode = || -> Option<RecordChunk> {
         let kind = match r.take(1)?[0] {
             1 => ChunkKind::KinesisShard,
@@ -132,25 +133,6 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<RecordChunk, StoreError> {
         (r.at == payload.len()).then_some(RecordChunk { kind, owner, first_index, arrival_ms, sealed, records })
     };
     decode().ok_or_else(|| corrupt("malformed chunk"))
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let out = self.bytes.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(out)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
 }
 
 /// Runs `read` until it completes on a snapshot whose segments all exist. A read that met

@@ -94,3 +94,100 @@ async fn compaction_frees_deleted_messages_and_keeps_live_ones_whole() {
         assert_eq!(m.receive_count, expected, "message {n}");
     }
 }
+
+/// Copies every file of `from` (one level of subdirectories) into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// What a queue holds: every message's body and receive count, received until none is
+/// left visible (FIFO groups let one message through at a time, so each round deletes).
+async fn contents(store: &EmbeddedStore, key: &QueueKey) -> Vec<(String, u32)> {
+    let mut seen = Vec::new();
+    loop {
+        let got = store.receive_messages(key, &params(10)).unwrap().wait().await.unwrap();
+        if got.is_empty() {
+            seen.sort();
+            return seen;
+        }
+        for m in got {
+            store.delete_message(key, &m.receipt_handle).unwrap().wait().await.unwrap();
+            seen.push((m.body, m.receive_count));
+        }
+    }
+}
+
+/// A clean shutdown leaves an index of the log that the next start reads instead of
+/// replaying; it gives the same queues as replay, and a stale one is never used.
+#[tokio::test]
+async fn the_index_a_clean_shutdown_leaves_matches_replay_and_is_used_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let store = open(dir.path(), clock.clone());
+    let standard = QueueKey::new("000000000000", "us-east-1", "q");
+    let fifo = QueueKey::new("000000000000", "us-east-1", "q.fifo");
+    store.create_queue(&standard, Default::default(), Tags::new()).unwrap().wait().await.unwrap();
+    let fifo_attributes = [("FifoQueue".to_string(), "true".to_string())].into();
+    store.create_queue(&fifo, fifo_attributes, Tags::new()).unwrap().wait().await.unwrap();
+    for n in 0..30 {
+        let m = NewMessage { body: body(n), sender_id: "s".into(), ..Default::default() };
+        store.send_messages(&standard, vec![m]).unwrap().wait().await.unwrap();
+        let m = NewMessage {
+            body: body(n),
+            sender_id: "s".into(),
+            group_id: Some(format!("g{}", n % 3)),
+            dedup_id: Some(format!("d{n}")),
+            ..Default::default()
+        };
+        store.send_messages(&fifo, vec![m]).unwrap().wait().await.unwrap();
+    }
+    for m in store.receive_messages(&standard, &params(10)).unwrap().wait().await.unwrap().iter().take(5) {
+        store.delete_message(&standard, &m.receipt_handle).unwrap().wait().await.unwrap();
+    }
+    store.receive_messages(&fifo, &params(10)).unwrap().wait().await.unwrap();
+    store.shutdown();
+    drop(store);
+    let index = dir.path().join("messages").join("index.snap");
+    assert!(index.exists(), "a clean shutdown writes the index");
+    let replay_dir = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), replay_dir.path());
+    std::fs::remove_file(replay_dir.path().join("messages").join("index.snap")).unwrap();
+    let kept_index = dir.path().join("kept.snap");
+    std::fs::copy(&index, &kept_index).unwrap();
+
+    clock.advance_secs(31);
+    let from_index = open(dir.path(), clock.clone());
+    assert!(!index.exists(), "used once");
+    let replayed = open(replay_dir.path(), clock.clone());
+    for key in [&standard, &fifo] {
+        let a = contents(&from_index, key).await;
+        assert_eq!(a, contents(&replayed, key).await, "{}", key.name);
+        assert!(!a.is_empty());
+    }
+    // The FIFO deduplication entries came back too.
+    let again = NewMessage {
+        body: "again".into(),
+        sender_id: "s".into(),
+        group_id: Some("g0".into()),
+        dedup_id: Some("d0".into()),
+        ..Default::default()
+    };
+    assert!(from_index.send_messages(&fifo, vec![again]).unwrap().wait().await.unwrap()[0].duplicate);
+
+    // A write after the start, then a crash: the old index no longer matches the log.
+    let late = NewMessage { body: "late".into(), sender_id: "s".into(), ..Default::default() };
+    from_index.send_messages(&standard, vec![late]).unwrap().wait().await.unwrap();
+    drop(from_index);
+    std::fs::copy(&kept_index, &index).unwrap();
+    let after_crash = open(dir.path(), clock.clone());
+    assert!(contents(&after_crash, &standard).await.iter().any(|(b, _)| b == "late"), "replayed, not the stale index");
+}
