@@ -129,6 +129,8 @@ pub struct EmbeddedStore {
     /// The flag marks a message no queue held when its compaction ran (a stray): its entry
     /// stays through later compactions, the others only until the next one.
     relocated: Arc<Mutex<HashMap<i64, (Location, bool)>>>,
+    /// The start read the index a clean shutdown left instead of replaying the log.
+    from_index: std::sync::atomic::AtomicBool,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -227,6 +229,7 @@ impl EmbeddedStore {
             next_queue_id: AtomicI64::new(1),
             tasks: Arc::new(Mutex::new(Vec::new())),
             relocated: Arc::new(Mutex::new(HashMap::new())),
+            from_index: std::sync::atomic::AtomicBool::new(replayed.from_index),
             topics: Arc::new(Mutex::new(Default::default())),
             streams: Arc::new(Mutex::new(Default::default())),
             firehose: Arc::new(Mutex::new(Default::default())),
@@ -695,6 +698,12 @@ impl EmbeddedStore {
             done: Some(tx),
         })?;
         Ok(Durable { value: (), commit: Some(rx) })
+    }
+
+    /// Whether this start read the message index instead of replaying the log.
+    #[doc(hidden)]
+    pub fn started_from_index(&self) -> bool {
+        self.from_index.load(Ordering::Relaxed)
     }
 
     /// Message log segments and their sizes.

@@ -166,8 +166,10 @@ async fn the_index_a_clean_shutdown_leaves_matches_replay_and_is_used_once() {
 
     clock.advance_secs(31);
     let from_index = open(dir.path(), clock.clone());
+    assert!(from_index.started_from_index());
     assert!(!index.exists(), "used once");
     let replayed = open(replay_dir.path(), clock.clone());
+    assert!(!replayed.started_from_index());
     for key in [&standard, &fifo] {
         let a = contents(&from_index, key).await;
         assert_eq!(a, contents(&replayed, key).await, "{}", key.name);
@@ -189,5 +191,6 @@ async fn the_index_a_clean_shutdown_leaves_matches_replay_and_is_used_once() {
     drop(from_index);
     std::fs::copy(&kept_index, &index).unwrap();
     let after_crash = open(dir.path(), clock.clone());
+    assert!(!after_crash.started_from_index(), "the stale index is not read");
     assert!(contents(&after_crash, &standard).await.iter().any(|(b, _)| b == "late"), "replayed, not the stale index");
 }
