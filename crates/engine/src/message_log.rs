@@ -182,6 +182,14 @@ impl Writer<'_> {
             None => self.u32(NONE_LEN),
         }
     }
+    fn dedup(&mut self, d: &DedupRecord) {
+        self.i64(d.queue_id);
+        self.u64(d.expires_ms);
+        self.i64(d.seq);
+        self.bytes(d.scope.as_bytes());
+        self.bytes(d.dedup_id.as_bytes());
+        self.bytes(d.message_id.as_bytes());
+    }
     /// 0 plain, 1 sealed, 2 absent.
     fn stored(&mut self, t: Option<&StoredText>) {
         match t {
@@ -245,12 +253,7 @@ pub fn encode(change: &Change<'_>, out: &mut Vec<u8>) -> (usize, usize) {
         }
         Change::Dedup(d) => {
             w.u8(Kind::Dedup as u8);
-            w.i64(d.queue_id);
-            w.u64(d.expires_ms);
-            w.i64(d.seq);
-            w.bytes(d.scope.as_bytes());
-            w.bytes(d.dedup_id.as_bytes());
-            w.bytes(d.message_id.as_bytes());
+            w.dedup(d);
         }
     }
     seal_header(out, start);
@@ -307,6 +310,16 @@ impl<'a> Reader<'a> {
             2 => Some(None),
             _ => None,
         }
+    }
+    fn dedup(&mut self) -> Option<DedupRecord> {
+        Some(DedupRecord {
+            queue_id: self.i64()?,
+            expires_ms: self.u64()?,
+            seq: self.i64()?,
+            scope: self.string()?,
+            dedup_id: self.string()?,
+            message_id: self.string()?,
+        })
     }
     fn state(&mut self) -> Option<(i64, MessageState)> {
         let seq = self.i64()?;
@@ -427,20 +440,11 @@ impl Replayed {
                 self.messages.retain(|seq, m| m.state.queue_id != queue_id || *seq > max_seq);
             }
             Kind::Dedup => {
-                let queue_id = r.i64()?;
-                let expires_ms = r.u64()?;
-                let seq = r.i64()?;
-                self.max_seq = self.max_seq.max(seq);
-                self.max_queue_id = self.max_queue_id.max(queue_id);
+                let d = r.dedup()?;
+                self.max_seq = self.max_seq.max(d.seq);
+                self.max_queue_id = self.max_queue_id.max(d.queue_id);
                 if !only_known {
-                    self.dedup.push(DedupRecord {
-                        queue_id,
-                        expires_ms,
-                        seq,
-                        scope: r.string()?,
-                        dedup_id: r.string()?,
-                        message_id: r.string()?,
-                    });
+                    self.dedup.push(d);
                 }
             }
             Kind::Seal | Kind::Commit => {}
@@ -684,16 +688,8 @@ impl MessageLog {
         let file = match &head.file {
             Some(file) => file.clone(),
             None => {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(segment_path(&self.dir, head.segment))
-                    .map_err(internal)?;
-                // The name must survive a crash before anything in it is acknowledged.
-                sync_dir(&self.dir).map_err(internal)?;
-                let file = Arc::new(file);
+                let path = segment_path(&self.dir, head.segment);
+                let file = Arc::new(crate::record_log::create_segment(&self.dir, &path).map_err(internal)?);
                 self.files().insert(head.segment, file.clone());
                 head.file = Some(file.clone());
                 file
@@ -846,12 +842,7 @@ impl MessageLog {
         }
         w.u64(replayed.dedup.len() as u64);
         for d in &replayed.dedup {
-            w.i64(d.queue_id);
-            w.u64(d.expires_ms);
-            w.i64(d.seq);
-            w.bytes(d.scope.as_bytes());
-            w.bytes(d.dedup_id.as_bytes());
-            w.bytes(d.message_id.as_bytes());
+            w.dedup(d);
         }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -915,14 +906,7 @@ fn read_snapshot(dir: &Path, numbers: &[u32]) -> Option<Replayed> {
     }
     let dedup = r.u64()? as usize;
     for _ in 0..dedup {
-        replayed.dedup.push(DedupRecord {
-            queue_id: r.i64()?,
-            expires_ms: r.u64()?,
-            seq: r.i64()?,
-            scope: r.string()?,
-            dedup_id: r.string()?,
-            message_id: r.string()?,
-        });
+        replayed.dedup.push(r.dedup()?);
     }
     (r.at == body.len()).then_some(replayed)
 }

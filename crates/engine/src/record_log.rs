@@ -209,6 +209,14 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates (or empties) a log segment file in `dir` and syncs the directory: the name
+/// must survive a crash before anything in the file is acknowledged.
+pub(crate) fn create_segment(dir: &Path, path: &Path) -> std::io::Result<File> {
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
 impl RecordLog {
     /// Opens the log in `dir` (the data directory) against the committed chunk rows in
     /// `conn`: refuses a segment that lost committed bytes, cuts uncommitted bytes off
@@ -307,18 +315,7 @@ impl RecordLog {
         }
         let file = match head.file.take() {
             Some(file) => file,
-            None => {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(segment_path(&self.dir, head.segment))
-                    .map_err(internal)?;
-                // The new name must survive a crash before any record in it is committed.
-                sync_dir(&self.dir).map_err(internal)?;
-                file
-            }
+            None => create_segment(&self.dir, &segment_path(&self.dir, head.segment)).map_err(internal)?,
         };
         let (segment, offset) = (head.segment, head.end);
         let file = head.file.insert(file);
