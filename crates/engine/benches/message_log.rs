@@ -27,7 +27,7 @@ fn message(seq: i64) -> (MessageState, MessageContent) {
     (state, content)
 }
 
-/// Appends `count` messages in groups of `group`; returns the time spent appending.
+/// Appends `count` messages in groups of `group`.
 fn append(log: &MessageLog, count: i64, group: i64) {
     let mut buf = Vec::new();
     for seq in 1..=count {

@@ -128,13 +128,28 @@ impl StoredText {
 
     /// Reads a stored value back; a sealed one that does not open is a conversion failure.
     pub fn read(value: ValueRef<'_>, sealer: &Sealer) -> rusqlite::Result<String> {
-        let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
-            rusqlite::Error::FromSqlConversionFailure(0, value.data_type(), e)
-        };
+        let stored = StoredText::from_column(value)?
+            .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, "stored text".into(), value.data_type()))?;
+        stored.open(sealer).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, value.data_type(), Box::new(e)))
+    }
+
+    /// The stored value of a column as it is, still sealed; `None` for NULL.
+    pub fn from_column(value: ValueRef<'_>) -> rusqlite::Result<Option<StoredText>> {
         match value {
-            ValueRef::Blob(b) => sealer.open_text(b).map_err(|e| failed(Box::new(e))),
-            ValueRef::Text(t) => String::from_utf8(t.to_vec()).map_err(|e| failed(Box::new(e))),
+            ValueRef::Null => Ok(None),
+            ValueRef::Blob(b) => Ok(Some(StoredText::Sealed(b.to_vec()))),
+            ValueRef::Text(t) => String::from_utf8(t.to_vec())
+                .map(|t| Some(StoredText::Plain(t)))
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, value.data_type(), Box::new(e))),
             other => Err(rusqlite::Error::InvalidColumnType(0, "stored text".into(), other.data_type())),
+        }
+    }
+
+    /// The text, opened with `sealer` when sealed.
+    pub fn open(self, sealer: &Sealer) -> Result<String, StoreError> {
+        match self {
+            StoredText::Plain(text) => Ok(text),
+            StoredText::Sealed(bytes) => sealer.open_text(&bytes),
         }
     }
 }

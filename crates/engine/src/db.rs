@@ -3,9 +3,7 @@
 //! and read connections.
 
 use crate::at_rest::StoredText;
-use crate::message_log::{
-    encode, Change, CompactionPlan, DedupRecord, Location, MessageContent, MessageLog, MessageState, Replayed,
-};
+use crate::message_log::{encode, Change, DedupRecord, Location, MessageContent, MessageLog, MessageState, Replayed};
 use crate::queue_state::SeqMap;
 use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, Relocation};
 use crate::store::StoreError;
@@ -479,7 +477,7 @@ impl Database {
         }
         migrate(&conn)?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let record_log = Arc::new(RecordLog::open(dir, path, &conn, durable, max_bytes, segment_bytes)?);
+        let record_log = Arc::new(RecordLog::open(dir, &conn, durable, segment_bytes)?);
         move_legacy_records(&conn, &record_log)?;
         let (message_log, replayed) = open_message_log(dir, &conn, durable, segment_bytes)?;
         let message_log = Arc::new(message_log);
@@ -499,7 +497,6 @@ impl Database {
         let logs = WriterLogs {
             record: record_log.clone(),
             messages: message_log.clone(),
-            live_message_bytes: replayed.messages.values().map(|m| u64::from(m.at.length)).sum(),
             max_bytes,
             database: path.to_owned(),
         };
@@ -655,16 +652,28 @@ fn checkpointer_loop(conn: Connection, commits: mpsc::Receiver<()>) {
 struct WriterLogs {
     record: Arc<RecordLog>,
     messages: Arc<MessageLog>,
-    /// Message log bytes of messages not deleted: what `--max-data-mib` counts of the
-    /// message log, since a deleted message's bytes are compaction's to take back.
-    live_message_bytes: u64,
+    /// `--max-data-mib`: the database file, the record log and the message log's live
+    /// bytes together (a deleted message's bytes are compaction's to take back).
     max_bytes: Option<u64>,
     database: PathBuf,
 }
 
+impl WriterLogs {
+    /// Refuses `adding` more log bytes past the size limit, as SQLite's SQLITE_FULL
+    /// refuses pages: the write fails, reads and deletes go on.
+    fn check_room(&self, adding: u64) -> Result<(), BatchFailure> {
+        let Some(max) = self.max_bytes.filter(|_| adding > 0) else { return Ok(()) };
+        let database = std::fs::metadata(&self.database).map(|m| m.len()).unwrap_or(0);
+        if database + self.record.bytes() + self.messages.live_bytes() + adding > max {
+            return Err(BatchFailure::Log(internal("the data directory reached its size limit (--max-data-mib)")));
+        }
+        Ok(())
+    }
+}
+
 fn writer_loop(
     mut conn: Connection,
-    mut logs: WriterLogs,
+    logs: WriterLogs,
     rx: mpsc::Receiver<WriteItem>,
     injected_failures: Arc<std::sync::atomic::AtomicUsize>,
     commits: mpsc::SyncSender<()>,
@@ -690,7 +699,7 @@ fn writer_loop(
                 compact_messages(&logs.messages, request);
             }
         }
-        commit_batch(&mut conn, &mut logs, batch, inject, &commits, &mut reserved_seq);
+        commit_batch(&mut conn, &logs, batch, inject, &commits, &mut reserved_seq);
     }
 }
 
@@ -706,18 +715,16 @@ pub(crate) fn stored_last_seq(conn: &Connection) -> i64 {
 fn compact_messages(log: &MessageLog, request: &CompactionRequest) {
     let compacted = (|| {
         let Some(mut plan) = log.plan_compaction(request.now_ms)? else { return Ok(None) };
-        let CompactionPlan { segment, copied, .. } = &plan;
-        let (segment, copied) = (*segment, copied.clone());
-        let mut moved = Vec::with_capacity(copied.len());
+        let mut moved = Vec::with_capacity(plan.copied.len());
         if !plan.entries.is_empty() {
             let (head, offset) = log.append(&mut plan.entries)?;
-            for (seq, queue_id, start, length) in copied {
+            for &(seq, queue_id, start, length) in &plan.copied {
                 let at = Location { segment: head, offset: (offset + start as u64) as u32, length: length as u32 };
                 moved.push((seq, queue_id, at));
             }
         }
-        log.remove_segment(segment)?;
-        Ok::<_, StoreError>(Some(Compacted { segment, moved }))
+        log.remove_segment(plan.segment)?;
+        Ok::<_, StoreError>(Some(Compacted { segment: plan.segment, moved }))
     })();
     match compacted {
         Ok(done) => *request.outcome.lock().unwrap_or_else(|p| p.into_inner()) = done,
@@ -729,7 +736,7 @@ fn compact_messages(log: &MessageLog, request: &CompactionRequest) {
 /// Commits one group and answers its writes.
 fn commit_batch(
     conn: &mut Connection,
-    logs: &mut WriterLogs,
+    logs: &WriterLogs,
     batch: Vec<WriteItem>,
     inject: bool,
     commits: &mpsc::SyncSender<()>,
@@ -836,18 +843,15 @@ impl SqlOp {
         })
     }
 
-    /// Whether the op is written only to the message log, not to SQLite.
+    /// Whether the op is written only to the message log, not to SQLite: every message
+    /// change but a queue's deletion (whose row goes too), and compaction (the writer
+    /// runs it before the group).
     fn message_log_only(&self) -> bool {
-        matches!(
-            self,
-            SqlOp::InsertMessage(_)
-                | SqlOp::DeleteMessage { .. }
-                | SqlOp::UpdateVisibility { .. }
-                | SqlOp::MoveMessage { .. }
-                | SqlOp::PurgeMessages { .. }
-                | SqlOp::InsertDedup(_)
-                | SqlOp::CompactMessages(_)
-        )
+        match self {
+            SqlOp::DeleteQueue { .. } => false,
+            SqlOp::CompactMessages(_) => true,
+            op => op.message_change().is_some(),
+        }
     }
 }
 
@@ -855,7 +859,7 @@ impl SqlOp {
 /// transaction. `inject` fails the batch between the two, as a crash there would.
 fn apply_batch(
     conn: &mut Connection,
-    logs: &mut WriterLogs,
+    logs: &WriterLogs,
     batch: &[WriteItem],
     inject: bool,
     reserved_seq: &mut i64,
@@ -873,6 +877,7 @@ fn apply_batch(
         }
         places.push((start as u64, (log_bytes.len() - start) as u64));
     }
+    logs.check_room(log_bytes.len() as u64)?;
     let pending = if log_bytes.is_empty() { None } else { Some(log.append(&log_bytes).map_err(BatchFailure::Log)?) };
     if inject {
         return Err(StoreError::Internal("injected I/O error".into()).into());
@@ -959,7 +964,7 @@ fn apply_batch(
 
 /// Appends the group's message changes to the message log with one write and one sync,
 /// and notes where each insert went for the send hooks.
-fn append_messages(logs: &mut WriterLogs, batch: &[WriteItem]) -> Result<(), BatchFailure> {
+fn append_messages(logs: &WriterLogs, batch: &[WriteItem]) -> Result<(), BatchFailure> {
     let mut bytes = Vec::new();
     let mut inserts: Vec<(i64, usize, usize)> = Vec::new();
     let (mut added, mut freed) = (0u64, 0u64);
@@ -975,16 +980,10 @@ fn append_messages(logs: &mut WriterLogs, batch: &[WriteItem]) -> Result<(), Bat
     if bytes.is_empty() {
         return Ok(());
     }
-    if let (Some(max), true) = (logs.max_bytes, added > 0) {
-        let database = std::fs::metadata(&logs.database).map(|m| m.len()).unwrap_or(0);
-        if database + logs.record.bytes() + logs.live_message_bytes + added > max {
-            // Reported like SQLite's SQLITE_FULL: new messages fail; deletes, receives
-            // and everything else go on.
-            return Err(BatchFailure::Log(internal("the data directory reached its size limit (--max-data-mib)")));
-        }
-    }
+    // New messages count against the limit; deletes and receives go on.
+    logs.check_room(added)?;
     let (segment, offset) = logs.messages.append(&mut bytes).map_err(BatchFailure::Log)?;
-    logs.live_message_bytes = (logs.live_message_bytes + added).saturating_sub(freed);
+    logs.messages.account(added, freed);
     LOGGED.with(|logged| {
         let mut logged = logged.borrow_mut();
         for (seq, start, length) in inserts {
@@ -1183,11 +1182,6 @@ fn open_message_log(
     /// Bytes written to the log per append while moving.
     const MOVE_STEP: usize = 8 * 1024 * 1024;
     let mut bytes = Vec::new();
-    let stored = |v: rusqlite::types::ValueRef<'_>| match v {
-        rusqlite::types::ValueRef::Blob(b) => Some(StoredText::Sealed(b.to_vec())),
-        rusqlite::types::ValueRef::Text(t) => Some(StoredText::Plain(String::from_utf8_lossy(t).into_owned())),
-        _ => None,
-    };
     let mut moved = 0;
     {
         let mut stmt = conn
@@ -1210,8 +1204,8 @@ fn open_message_log(
                 };
                 let content = MessageContent {
                     message_id: r.get(9)?,
-                    body: stored(r.get_ref(10)?).unwrap_or(StoredText::Plain(String::new())),
-                    body_md5: stored(r.get_ref(11)?),
+                    body: StoredText::from_column(r.get_ref(10)?)?.unwrap_or(StoredText::Plain(String::new())),
+                    body_md5: StoredText::from_column(r.get_ref(11)?)?,
                     attributes: r.get(12)?,
                     system_attributes: r.get(13)?,
                     sender_id: r.get(14)?,
@@ -1579,10 +1573,12 @@ mod tests {
         assert_eq!(again.dedup.len(), 1);
     }
 
-    /// A group commit whose records the log refuses (here: past the size limit) fails
-    /// only the writes that carry records; a queue write in the same group commits.
+    /// A group commit whose records would pass the size limit fails only the writes that
+    /// carry records and writes none of their bytes; a queue write in the same group
+    /// commits, and records committed before read back. Live messages count toward the
+    /// limit as well.
     #[test]
-    fn records_the_log_refuses_fail_alone_in_their_group_commit() {
+    fn records_past_the_size_limit_fail_alone_in_their_group_commit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.db");
         let conn = Connection::open(&path).unwrap();
@@ -1595,30 +1591,43 @@ mod tests {
             let (tx, rx) = oneshot::channel();
             (WriteItem { ops, on_commit: None, on_failure: None, done: Some(tx) }, rx)
         };
-        let chunk = RecordChunk {
+        let chunk = |first_index: u64, bytes: usize| RecordChunk {
             kind: ChunkKind::KinesisShard,
             owner: 1,
-            first_index: 1,
+            first_index,
             arrival_ms: 0,
             sealed: false,
-            records: vec![("k".into(), vec![0; 2 * 1024 * 1024])],
+            records: vec![("k".into(), vec![7; bytes])],
         };
-        let (records, records_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk))]);
-        let (queue, queue_done) = item(vec![SqlOp::SetMeta { key: "probe", value: "committed".into() }]);
-        let mut logs = WriterLogs {
+        let logs = WriterLogs {
             record: db.record_log.clone(),
             messages: db.message_log.clone(),
-            live_message_bytes: 0,
             max_bytes: Some(1024 * 1024),
             database: path.clone(),
         };
-        commit_batch(&mut conn, &mut logs, vec![records, queue], false, &commits, &mut 0);
+        let (small, small_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk(1, 100)))]);
+        commit_batch(&mut conn, &logs, vec![small], false, &commits, &mut 0);
+        assert!(small_done.blocking_recv().unwrap().is_ok());
+        let committed = db.record_log.bytes();
+
+        let (records, records_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk(2, 2 * 1024 * 1024)))]);
+        let (queue, queue_done) = item(vec![SqlOp::SetMeta { key: "probe", value: "committed".into() }]);
+        commit_batch(&mut conn, &logs, vec![records, queue], false, &commits, &mut 0);
         assert!(records_done.blocking_recv().unwrap().is_err(), "2 MiB of records pass the 1 MiB limit");
         assert!(queue_done.blocking_recv().unwrap().is_ok(), "the other write commits");
         let probe: String = conn.query_row("SELECT value FROM meta WHERE key='probe'", [], |r| r.get(0)).unwrap();
         assert_eq!(probe, "committed");
         let chunks: i64 = conn.query_row("SELECT count(*) FROM record_chunks", [], |r| r.get(0)).unwrap();
-        assert_eq!(chunks, 0);
+        assert_eq!(chunks, 1);
+        let segment = dir.path().join("records.00000001.seg");
+        assert_eq!(std::fs::metadata(&segment).unwrap().len(), committed, "nothing of the refused records was written");
+        let place = ChunkPlace { segment: 1, offset: 0, length: committed };
+        assert_eq!(db.record_log.read(place).unwrap().unwrap(), chunk(1, 100), "the committed chunk reads back");
+
+        db.message_log.account(1024 * 1024, 0);
+        let (more, more_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk(2, 100)))]);
+        commit_batch(&mut conn, &logs, vec![more], false, &commits, &mut 0);
+        assert!(more_done.blocking_recv().unwrap().is_err(), "1 MiB of live messages leaves no room");
     }
 
     #[test]

@@ -267,7 +267,8 @@ impl EmbeddedStore {
         }
     }
 
-    /// Rebuilds the in-memory indexes from the database.
+    /// Rebuilds the in-memory indexes: queues and move tasks from the database, messages
+    /// and deduplication entries from the message log's replay.
     fn load(&self, conn: &rusqlite::Connection, replayed: Replayed) -> rusqlite::Result<()> {
         let now = self.clock.now_ms();
         let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
@@ -631,17 +632,13 @@ impl EmbeddedStore {
                 tracing::error!(seq, ?at, "a received message is not in the message log");
                 continue;
             };
-            let open = |t: StoredText| match t {
-                StoredText::Plain(s) => Ok(s),
-                StoredText::Sealed(b) => self.sealer.open_text(&b),
-            };
             out.insert(
                 seq,
                 ReceivedMessage {
                     message_id: c.message_id,
                     receipt_handle: String::new(),
-                    body: open(c.body)?,
-                    body_md5: c.body_md5.map(open).transpose()?,
+                    body: c.body.open(&self.sealer)?,
+                    body_md5: c.body_md5.map(|md5| md5.open(&self.sealer)).transpose()?,
                     attributes: c.attributes,
                     system_attributes: c.system_attributes,
                     sender_id: c.sender_id,
@@ -669,7 +666,7 @@ impl EmbeddedStore {
     pub fn compact_message_log(&self) -> Result<Durable<()>, StoreError> {
         let segments = self.db.message_log.segments();
         let total: u64 = segments.iter().map(|(_, size)| size).sum();
-        let live: u64 = self.registry().by_id.values().map(|h| h.lock().live_bytes()).sum();
+        let live = self.db.message_log.live_bytes();
         if segments.len() < 2 || total <= 2 * live + self.options.record_segment_bytes {
             return Ok(Durable::ready(()));
         }
@@ -843,7 +840,7 @@ impl Store for EmbeddedStore {
         let (id, freed) = {
             let mut st = handle.lock();
             st.deleted = true;
-            (st.id, st.live_bytes())
+            (st.id, st.messages().map(|m| u64::from(m.at.length)).sum())
         };
         reg.by_id.remove(&id);
         reg.deleted_at.insert(key.clone(), now);

@@ -25,11 +25,13 @@
 use crate::at_rest::StoredText;
 use crate::le_bytes::Reader;
 use crate::queue_state::SeqMap;
+use crate::record_log::sync_dir;
 use crate::store::StoreError;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Bytes before an entry's kind: its length and checksum.
@@ -485,10 +487,6 @@ fn corrupt(segment: u32, offset: usize, what: &str) -> StoreError {
     StoreError::Corrupt(format!("message log segment {segment}, offset {offset}: {what}"))
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 struct Head {
     segment: u32,
     file: Option<Arc<File>>,
@@ -526,6 +524,9 @@ pub struct MessageLog {
     /// The segment the last compaction removed, still open: a receive that looked up a
     /// message's place just before reads it here, until the next compaction.
     retired: Mutex<Option<(u32, Arc<File>)>>,
+    /// Bytes of the inserts of messages not deleted: what compaction would keep, and what
+    /// `--max-data-mib` counts of the log. Replay sets it; the writer keeps it.
+    live_bytes: AtomicU64,
 }
 
 /// Open segment files by number.
@@ -581,6 +582,7 @@ impl MessageLog {
             head: Mutex::new(head),
             files: Mutex::new(files),
             retired: Mutex::new(None),
+            live_bytes: AtomicU64::new(replayed.messages.values().map(|m| u64::from(m.at.length)).sum()),
         };
         Ok((log, replayed))
     }
@@ -743,6 +745,18 @@ impl MessageLog {
         let mut bytes = vec![0; at.length as usize];
         file.read_exact_at(&mut bytes, u64::from(at.offset)).map_err(internal)?;
         decode_insert(&bytes).map(Some).ok_or_else(|| corrupt(at.segment, at.offset as usize, "not a message insert"))
+    }
+
+    /// Bytes of live messages' inserts.
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts inserts appended (`added`) and messages deleted (`freed`, their inserts'
+    /// lengths); only the writer calls it, after its append.
+    pub(crate) fn account(&self, added: u64, freed: u64) {
+        let live = self.live_bytes().saturating_add(added).saturating_sub(freed);
+        self.live_bytes.store(live, Ordering::Relaxed);
     }
 
     /// Segment numbers and sizes, oldest first (the head's is its written end).
@@ -1036,6 +1050,18 @@ mod tests {
         let moved = &replayed.messages[&3].state;
         assert_eq!((moved.queue_id, moved.dlq_source, moved.visible_at_ms), (2, Some(1), 60));
         assert_eq!(replayed.dedup, vec![dedup]);
+    }
+
+    #[test]
+    fn a_message_whose_bytes_changed_on_disk_fails_its_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
+        let at = insert(&log, 1, 1);
+        let path = segment_path(&dir.path().join(SUBDIR), 1);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[at.offset as usize + at.length as usize - 3] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(log.read(at), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

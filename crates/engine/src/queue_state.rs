@@ -163,8 +163,6 @@ pub struct QueueState {
     pub config: QueueConfig,
     pub deleted: bool,
     msgs: SeqMap<MsgMeta>,
-    /// Sum of the messages' `at.length`.
-    live_bytes: u64,
     visible: BTreeSet<i64>,
     timers: BTreeSet<(u64, i64)>,
     by_sent: BTreeSet<(u64, i64)>,
@@ -189,7 +187,6 @@ impl QueueState {
             config,
             deleted: false,
             msgs: SeqMap::default(),
-            live_bytes: 0,
             visible: BTreeSet::new(),
             timers: BTreeSet::new(),
             by_sent: BTreeSet::new(),
@@ -239,7 +236,6 @@ impl QueueState {
         }
         self.by_sent.insert((meta.sent_ms, seq));
         self.count(&meta);
-        self.live_bytes += u64::from(meta.at.length);
         self.msgs.insert(seq, meta);
     }
 
@@ -258,7 +254,6 @@ impl QueueState {
         }
         pending.by_sent.push((meta.sent_ms, seq));
         self.count(&meta);
-        self.live_bytes += u64::from(meta.at.length);
         self.msgs.insert(seq, meta);
     }
 
@@ -290,24 +285,17 @@ impl QueueState {
         }
     }
 
-    /// Message log bytes this queue's messages hold (what compaction would keep).
-    pub fn live_bytes(&self) -> u64 {
-        self.live_bytes
-    }
-
     /// Points the message at the copy compaction made of its insert, unless it is no
     /// longer the one that was in `from_segment` (deleted, or sent again meanwhile).
     /// Returns whether it did.
     pub fn relocate(&mut self, seq: i64, from_segment: u32, to: Location) -> bool {
         let Some(meta) = self.msgs.get_mut(&seq).filter(|m| m.at.segment == from_segment) else { return false };
-        self.live_bytes = self.live_bytes - u64::from(meta.at.length) + u64::from(to.length);
         meta.at = to;
         true
     }
 
     pub fn remove(&mut self, seq: i64) -> Option<MsgMeta> {
         let meta = self.msgs.remove(&seq)?;
-        self.live_bytes -= u64::from(meta.at.length);
         self.visible.remove(&seq);
         self.timers.remove(&(meta.visible_at_ms, seq));
         self.by_sent.remove(&(meta.sent_ms, seq));
@@ -435,7 +423,6 @@ impl QueueState {
             let meta = self.msgs.get_mut(&seq).expect("visible message is indexed");
             if redrive_limit.is_some_and(|limit| meta.receive_count >= limit) {
                 let meta = self.msgs.remove(&seq).expect("indexed");
-                self.live_bytes -= u64::from(meta.at.length);
                 self.by_sent.remove(&(meta.sent_ms, seq));
                 out.to_dead_letter.push(meta);
                 continue;

@@ -172,7 +172,7 @@ struct Head {
     file: Option<File>,
     /// End of the last committed chunk: the next append goes here.
     end: u64,
-    /// Committed bytes per live segment (the head included), for `max_bytes`.
+    /// Committed bytes per live segment (the head included), for the size limit.
     sizes: BTreeMap<u32, u64>,
 }
 
@@ -181,9 +181,6 @@ pub struct RecordLog {
     durable: bool,
     /// Where a segment ends (`--record-segment-mib`; tests use small ones).
     segment_bytes: u64,
-    /// Log and database together stay under this (`--max-data-mib`).
-    max_bytes: Option<u64>,
-    database: PathBuf,
     head: Mutex<Head>,
     /// Read handles, shared by GetRecords calls.
     readers: Mutex<HashMap<u32, Arc<File>>>,
@@ -205,7 +202,8 @@ fn per_segment(conn: &Connection, aggregate: &str) -> Result<BTreeMap<u32, u64>,
     rows.collect::<Result<_, _>>().map_err(internal)
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+/// Makes a directory's entries (a new or removed file's name) survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -221,14 +219,7 @@ impl RecordLog {
     /// Opens the log in `dir` (the data directory) against the committed chunk rows in
     /// `conn`: refuses a segment that lost committed bytes, cuts uncommitted bytes off
     /// the head and removes segments no chunk refers to.
-    pub fn open(
-        dir: &Path,
-        database: &Path,
-        conn: &Connection,
-        durable: bool,
-        max_bytes: Option<u64>,
-        segment_bytes: u64,
-    ) -> Result<RecordLog, StoreError> {
+    pub fn open(dir: &Path, conn: &Connection, durable: bool, segment_bytes: u64) -> Result<RecordLog, StoreError> {
         let committed = per_segment(conn, "max(position + length)")?;
         let mut on_disk: BTreeMap<u32, u64> = BTreeMap::new();
         for entry in std::fs::read_dir(dir).map_err(internal)? {
@@ -282,8 +273,6 @@ impl RecordLog {
             dir: dir.to_owned(),
             durable,
             segment_bytes,
-            max_bytes,
-            database: database.to_owned(),
             head: Mutex::new(Head { segment: head_segment, file, end, sizes }),
             readers: Mutex::new(HashMap::new()),
         })
@@ -298,14 +287,6 @@ impl RecordLog {
     pub fn append(&self, bytes: &[u8]) -> Result<PendingAppend, StoreError> {
         let mut head = self.head();
         let length = bytes.len() as u64;
-        if let Some(max) = self.max_bytes {
-            let database = std::fs::metadata(&self.database).map(|m| m.len()).unwrap_or(0);
-            let log: u64 = head.sizes.values().sum();
-            if database + log + length > max {
-                // Reported like SQLite's SQLITE_FULL: the write fails, reads go on.
-                return Err(internal("the data directory reached its size limit (--max-data-mib)"));
-            }
-        }
         if head.end > 0 && head.end + length > self.segment_bytes {
             let next = head.segment + 1;
             head.file = None;
@@ -326,7 +307,7 @@ impl RecordLog {
         Ok(PendingAppend { segment, offset, length })
     }
 
-    /// Committed bytes in every segment, for the size limit the message log shares.
+    /// Committed bytes in every segment, for the writer's size limit (`--max-data-mib`).
     pub fn bytes(&self) -> u64 {
         self.head().sizes.values().sum()
     }
@@ -503,12 +484,11 @@ mod tests {
         }
     }
 
-    /// A database with the current schema in `dir`, and its path.
-    fn fresh_database(dir: &Path) -> (PathBuf, Connection) {
-        let db = dir.join("sluice.db");
-        let conn = Connection::open(&db).unwrap();
+    /// A database with the current schema in `dir`.
+    fn fresh_database(dir: &Path) -> Connection {
+        let conn = Connection::open(dir.join("sluice.db")).unwrap();
         crate::db::migrate(&conn).unwrap();
-        (db, conn)
+        conn
     }
 
     fn committed_chunk(log: &RecordLog, conn: &Connection, chunk: &RecordChunk) -> ChunkPlace {
@@ -524,8 +504,8 @@ mod tests {
     #[test]
     fn segments_rotate_and_go_once_no_chunk_refers_to_them() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, conn) = fresh_database(dir.path());
-        let log = RecordLog::open(dir.path(), &db, &conn, true, None, 1000).unwrap();
+        let conn = fresh_database(dir.path());
+        let log = RecordLog::open(dir.path(), &conn, true, 1000).unwrap();
         assert!(!segment_path(dir.path(), 1).exists(), "no segment file before the first record");
         let a = committed_chunk(&log, &conn, &chunk(1, 1, 12));
         let b = committed_chunk(&log, &conn, &chunk(1, 13, 12));
@@ -542,23 +522,9 @@ mod tests {
         assert_eq!(log.read(b).unwrap().unwrap(), chunk(1, 13, 12));
         drop(log);
 
-        let log = RecordLog::open(dir.path(), &db, &conn, true, None, 1000).unwrap();
+        let log = RecordLog::open(dir.path(), &conn, true, 1000).unwrap();
         assert_eq!(log.segments(), [(2, b.length)], "the head and its end survive a restart");
         let c = committed_chunk(&log, &conn, &chunk(1, 25, 1));
         assert_eq!((c.segment, c.offset), (2, b.length), "appends continue after the last chunk");
-    }
-
-    #[test]
-    fn an_append_past_the_size_limit_fails_and_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let (db, conn) = fresh_database(dir.path());
-        let limit = std::fs::metadata(&db).unwrap().len() + 1000;
-        let log = RecordLog::open(dir.path(), &db, &conn, true, Some(limit), SEGMENT_BYTES).unwrap();
-        let small = committed_chunk(&log, &conn, &chunk(1, 1, 3));
-        let mut big = Vec::new();
-        encode_chunk(&chunk(1, 4, 30), &mut big);
-        assert!(log.append(&big).is_err(), "{} bytes more would pass the limit", big.len());
-        assert_eq!(std::fs::metadata(segment_path(dir.path(), 1)).unwrap().len(), small.length);
-        assert_eq!(log.read(small).unwrap().unwrap(), chunk(1, 1, 3));
     }
 }

@@ -232,7 +232,7 @@ fn corrupt_database_is_refused_at_start() {
 
     // Every page after the first (the schema's root is intact, its tables are not).
     let mut bytes = std::fs::read(&db).unwrap();
-    assert!(bytes.len() > 8192, "the messages are in the main file after a clean shutdown");
+    assert!(bytes.len() > 8192, "the queue's tables are in the main file after a clean shutdown");
     for (i, b) in bytes.iter_mut().enumerate().skip(4096) {
         *b = (i * 7 % 251) as u8;
     }
@@ -248,6 +248,35 @@ fn corrupt_database_is_refused_at_start() {
     let _ = std::fs::remove_file(dir.path().join("sluice.db-wal"));
     let out = serve_to_exit(dir.path());
     assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A message log segment damaged before its seal is refused at start after a crash (the
+/// log is replayed) with exit status 3, never served.
+#[test]
+fn damaged_message_log_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &["--record-segment-mib", "1"]);
+    let a = agent();
+    let (_, body, _) = json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"precious"}"#);
+    let url = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
+    let entries: Vec<_> = (0..10).map(|i| j!({"Id": format!("m{i}"), "MessageBody": "x".repeat(1000)})).collect();
+    for _ in 0..150 {
+        let batch = j!({"QueueUrl": url, "Entries": entries}).to_string();
+        assert_eq!(json_call(&a, &s.endpoint, "SendMessageBatch", &batch).0, 200);
+    }
+    s.kill();
+    let log = dir.path().join("messages");
+    assert!(log.join("00000002.log").exists(), "1.5 MB of messages filled the first 1 MiB segment");
+    let first = log.join("00000001.log");
+    let mut bytes = std::fs::read(&first).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&first, &bytes).unwrap();
+    let out = serve_to_exit(dir.path());
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("message log segment 1"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "never served");
 }
 
 /// FIFO order survives crashes: producers retry unacknowledged sends with the same
