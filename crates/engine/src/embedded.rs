@@ -697,6 +697,16 @@ impl EmbeddedStore {
         Ok(Durable { value: (), commit: Some(rx) })
     }
 
+    /// Writes a new message index when the log has grown by
+    /// [`CHECKPOINT_SEGMENTS`](crate::message_log::CHECKPOINT_SEGMENTS) segments since the
+    /// last, so that a start after a crash replays only what follows it; the caller runs
+    /// it off the async workers (it can take a second for a million messages). Returns
+    /// whether it wrote one.
+    pub fn checkpoint_message_index(&self) -> Result<bool, StoreError> {
+        let every = crate::message_log::CHECKPOINT_SEGMENTS * self.options.record_segment_bytes;
+        self.db.message_log.checkpoint(self.clock.now_ms(), every)
+    }
+
     /// Whether this start read the message index instead of replaying the log.
     #[doc(hidden)]
     pub fn started_from_index(&self) -> bool {
@@ -713,7 +723,7 @@ impl EmbeddedStore {
     pub fn shutdown(&self) {
         self.db.shutdown();
         // Every write is committed and the writer is gone: memory is what the log says.
-        if let Err(e) = self.db.message_log.write_snapshot(&self.durable_view()) {
+        if let Err(e) = self.db.message_log.write_index(&self.durable_view()) {
             tracing::warn!(error = %e, "could not write the message index; the next start replays the log");
         }
     }

@@ -1,6 +1,7 @@
 //! Reading the little-endian encodings of the record and message logs.
 
 /// A cursor over bytes; every read is `None` past the end.
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     pub(crate) bytes: &'a [u8],
     pub(crate) at: usize,

@@ -34,6 +34,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod index;
+pub use index::CHECKPOINT_SEGMENTS;
+
 /// Bytes before an entry's kind: its length and checksum.
 const HEADER_LEN: usize = 8;
 const SUBDIR: &str = "messages";
@@ -80,6 +83,13 @@ pub struct Location {
     pub segment: u32,
     pub offset: u32,
     pub length: u32,
+}
+
+/// A place in the log: a segment and a byte offset in it. Ordered as the log is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    pub segment: u32,
+    pub offset: u64,
 }
 
 /// A message's changing state, as an insert carries it and replay keeps it.
@@ -393,8 +403,8 @@ pub struct Replayed {
 }
 
 impl Replayed {
-    /// Applies one checked entry found at `at`; `only` limits the changes applied to
-    /// messages already known (compaction follows the oldest segment's messages only).
+    /// Applies one checked entry found at `at`; `only_known` limits the changes applied
+    /// to messages already known (compaction follows the oldest segment's messages only).
     fn apply(&mut self, kind: Kind, body: &[u8], at: Location, only_known: bool) -> Option<()> {
         let mut r = Reader::new(&body[1..]);
         match kind {
@@ -408,36 +418,20 @@ impl Replayed {
                     self.messages.insert(seq, LiveMessage { at, state, sent_ms, group_id });
                 }
             }
-            Kind::State => {
+            Kind::State | Kind::Delete | Kind::Move => {
                 let seq = r.i64()?;
-                if let Some(m) = self.messages.get_mut(&seq) {
-                    m.state.visible_at_ms = r.u64()?;
-                    m.state.receive_count = r.u32()?;
-                    m.state.first_receive_ms = r.u64()?;
-                    m.state.receipt_token = r.u64()?;
+                if kind == Kind::Move {
+                    let to_queue = r.clone().i64()?;
+                    self.max_queue_id = self.max_queue_id.max(to_queue);
                 }
-            }
-            Kind::Delete => {
-                self.messages.remove(&r.i64()?);
-            }
-            Kind::Move => {
-                let seq = r.i64()?;
-                let to_queue = r.i64()?;
-                self.max_queue_id = self.max_queue_id.max(to_queue);
                 if let Some(m) = self.messages.get_mut(&seq) {
-                    m.state.queue_id = to_queue;
-                    m.state.dlq_source = Some(r.i64()?).filter(|q| *q != 0);
-                    m.state.visible_at_ms = r.u64()?;
-                    m.state.receipt_token = 0;
-                    if r.u8()? != 0 {
-                        m.state.receive_count = 0;
-                        m.state.first_receive_ms = 0;
+                    if !change_message(kind, &mut m.state, &mut r)? {
+                        self.messages.remove(&seq);
                     }
                 }
             }
             Kind::Purge => {
-                let queue_id = r.i64()?;
-                let max_seq = r.i64()?;
+                let (queue_id, max_seq) = (r.i64()?, r.i64()?);
                 self.max_queue_id = self.max_queue_id.max(queue_id);
                 self.messages.retain(|seq, m| m.state.queue_id != queue_id || *seq > max_seq);
             }
@@ -453,6 +447,32 @@ impl Replayed {
         }
         Some(())
     }
+}
+
+/// Applies a state, delete or move entry (`r` just past its sequence number) to the
+/// state of its message; whether the message is still live.
+fn change_message(kind: Kind, state: &mut MessageState, r: &mut Reader<'_>) -> Option<bool> {
+    match kind {
+        Kind::State => {
+            state.visible_at_ms = r.u64()?;
+            state.receive_count = r.u32()?;
+            state.first_receive_ms = r.u64()?;
+            state.receipt_token = r.u64()?;
+        }
+        Kind::Move => {
+            state.queue_id = r.i64()?;
+            state.dlq_source = Some(r.i64()?).filter(|q| *q != 0);
+            state.visible_at_ms = r.u64()?;
+            state.receipt_token = 0;
+            if r.u8()? != 0 {
+                state.receive_count = 0;
+                state.first_receive_ms = 0;
+            }
+        }
+        Kind::Delete => return Some(false),
+        _ => return None,
+    }
+    Some(true)
 }
 
 /// Decodes the insert entry `bytes` (header included) into its content.
@@ -527,6 +547,9 @@ pub struct MessageLog {
     /// Bytes of the inserts of messages not deleted: what compaction would keep, and what
     /// `--max-data-mib` counts of the log. Replay sets it; the writer keeps it.
     live_bytes: AtomicU64,
+    /// Where the newest index written (or read at start) stands in the log; held while
+    /// an index is written, so that one is written at a time.
+    index: Mutex<Option<Position>>,
 }
 
 /// Open segment files by number.
@@ -551,30 +574,9 @@ impl MessageLog {
             }
         }
         numbers.sort_unstable();
-        let snapshot = read_snapshot(&dir, &numbers);
-        // Used once: the log moves on from here, and a later start without a clean
-        // shutdown before it must replay.
-        let _ = std::fs::remove_file(dir.join(SNAPSHOT));
-        let (files, head, replayed) = match snapshot {
-            Some(replayed) => {
-                let mut files = BTreeMap::new();
-                for n in &numbers {
-                    let path = segment_path(&dir, *n);
-                    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(internal)?;
-                    files.insert(*n, Arc::new(file));
-                }
-                let head = match numbers.last() {
-                    Some(&n) => {
-                        let file = files[&n].clone();
-                        let end = file.metadata().map_err(internal)?.len();
-                        Head { segment: n, file: Some(file), end, zeroed: end }
-                    }
-                    None => Head { segment: 1, file: None, end: 0, zeroed: 0 },
-                };
-                (files, head, replayed)
-            }
-            None => replay(&dir, &numbers, durable)?,
-        };
+        let indexed = index::read(&dir, &numbers);
+        let index_at = indexed.as_ref().map(|(at, _)| *at);
+        let (files, head, replayed) = replay(&dir, &numbers, durable, indexed)?;
         let log = MessageLog {
             dir,
             durable,
@@ -583,6 +585,7 @@ impl MessageLog {
             files: Mutex::new(files),
             retired: Mutex::new(None),
             live_bytes: AtomicU64::new(replayed.messages.values().map(|m| u64::from(m.at.length)).sum()),
+            index: Mutex::new(index_at),
         };
         Ok((log, replayed))
     }
@@ -593,15 +596,29 @@ impl MessageLog {
 }
 
 /// Replays segments `numbers` of `dir` in order, cutting a torn tail off the head: the
-/// segments' open files, the head and what the log says.
-fn replay(dir: &Path, numbers: &[u32], durable: bool) -> Result<(Segments, Head, Replayed), StoreError> {
-    let mut replayed = Replayed::default();
+/// segments' open files, the head and what the log says. With an index, from the index's
+/// place on, onto what it holds; the segments before that place are only opened.
+fn replay(
+    dir: &Path,
+    numbers: &[u32],
+    durable: bool,
+    indexed: Option<(Position, Replayed)>,
+) -> Result<(Segments, Head, Replayed), StoreError> {
+    let open = |path: &Path| std::fs::OpenOptions::new().read(true).write(true).open(path);
+    let (from, mut replayed) = indexed.unwrap_or_default();
+    let mut files = BTreeMap::new();
+    for &n in numbers.iter().filter(|n| **n < from.segment) {
+        files.insert(n, Arc::new(open(&segment_path(dir, n)).map_err(internal)?));
+    }
+    let numbers: Vec<u32> = numbers.iter().copied().filter(|n| *n >= from.segment).collect();
+    let start_of = |n: u32| if n == from.segment { from.offset } else { 0 };
     // Room for as many messages as the log could hold at SQS's usual size, so that the
     // map does not grow (and copy itself) twenty times on the way to a million.
-    let log_bytes: u64 =
-        numbers.iter().filter_map(|n| std::fs::metadata(segment_path(dir, *n)).ok()).map(|m| m.len()).sum();
+    let log_bytes: u64 = numbers
+        .iter()
+        .filter_map(|n| std::fs::metadata(segment_path(dir, *n)).ok().map(|m| m.len().saturating_sub(start_of(*n))))
+        .sum();
     replayed.messages.reserve((log_bytes / 1200) as usize);
-    let mut files = BTreeMap::new();
     let mut head = Head { segment: 1, file: None, end: 0, zeroed: 0 };
     // A second thread reads each segment and checks its entries' checksums while this
     // one applies the segment before: a million-message start takes about half as long.
@@ -613,12 +630,13 @@ fn replay(dir: &Path, numbers: &[u32], durable: bool) -> Result<(Segments, Head,
         let _ = empty_tx.send(Vec::new());
     }
     std::thread::scope(|scope| -> Result<(), StoreError> {
-        let paths: Vec<PathBuf> = numbers.iter().map(|n| segment_path(dir, *n)).collect();
+        let paths: Vec<(PathBuf, u64)> = numbers.iter().map(|n| (segment_path(dir, *n), start_of(*n))).collect();
         scope.spawn(move || {
-            for path in paths {
+            for (path, start) in paths {
                 let Ok(mut buffer) = empty_rx.recv() else { return };
-                let read = std::fs::OpenOptions::new().read(true).write(true).open(path).and_then(|file| {
+                let read = open(&path).and_then(|mut file| {
                     buffer.clear();
+                    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start))?;
                     std::io::Read::read_to_end(&mut &file, &mut buffer)?;
                     let checked = checked_prefix(&buffer);
                     Ok((file, buffer, checked))
@@ -633,12 +651,15 @@ fn replay(dir: &Path, numbers: &[u32], durable: bool) -> Result<(Segments, Head,
         let (full_rx, empty_tx) = (full_rx, empty_tx);
         for (i, &segment) in numbers.iter().enumerate() {
             let last = i + 1 == numbers.len();
+            let start = start_of(segment);
             let (file, buffer, checked) = full_rx.recv().map_err(internal)?.map_err(internal)?;
-            let (end, sealed) = replay_segment(segment, &buffer[..checked], &mut replayed, false)?;
-            let file_len = buffer.len();
+            let (end, sealed) = replay_segment(segment, &buffer[..checked], start, &mut |kind, body, at| {
+                replayed.apply(kind, body, at, false)
+            })?;
+            let (end, file_len) = (start + end as u64, start + buffer.len() as u64);
             let _ = empty_tx.send(buffer);
             if !last && !sealed {
-                return Err(corrupt(segment, end, "a segment before the head ends without its seal"));
+                return Err(corrupt(segment, end as usize, "a segment before the head ends without its seal"));
             }
             if last && sealed {
                 // A crash between sealing this segment and creating the next one.
@@ -646,14 +667,15 @@ fn replay(dir: &Path, numbers: &[u32], durable: bool) -> Result<(Segments, Head,
                 head = Head { segment: segment + 1, file: None, end: 0, zeroed: 0 };
             } else if last {
                 if end < file_len {
-                    // A group commit that was cut short by a crash: never acknowledged.
-                    file.set_len(end as u64).map_err(internal)?;
+                    // A group commit that was cut short by a crash (never acknowledged),
+                    // or the zeros written ahead of the entries.
+                    file.set_len(end).map_err(internal)?;
                     if durable {
                         file.sync_all().map_err(internal)?;
                     }
                 }
                 let file = Arc::new(file);
-                head = Head { segment, file: Some(file.clone()), end: end as u64, zeroed: end as u64 };
+                head = Head { segment, file: Some(file.clone()), end, zeroed: end };
                 files.insert(segment, file);
             } else {
                 files.insert(segment, Arc::new(file));
@@ -777,32 +799,24 @@ impl MessageLog {
     /// Must run where nothing appends meanwhile (the writer thread), so that the plan
     /// reflects every entry written. `None` when only the head segment exists.
     pub fn plan_compaction(&self, now_ms: u64) -> Result<Option<CompactionPlan>, StoreError> {
-        let (head_segment, head_end) = {
-            let head = self.head();
-            (head.segment, head.end)
+        let Some((end, segments)) = self.view() else { return Ok(None) };
+        let Some(&(oldest, ref oldest_file, _)) = segments.first().filter(|(n, _, _)| *n != end.segment) else {
+            return Ok(None);
         };
-        let segments: Vec<(u32, Arc<File>)> = self.files().iter().map(|(n, f)| (*n, f.clone())).collect();
-        let Some(&(oldest, _)) = segments.first().filter(|(n, _)| *n != head_segment) else { return Ok(None) };
         let mut follow = Replayed::default();
-        let mut oldest_bytes = Vec::new();
-        for (n, file) in &segments {
-            let len = if *n == head_segment { head_end } else { file.metadata().map_err(internal)?.len() };
-            let mut bytes = vec![0; len as usize];
-            file.read_exact_at(&mut bytes, 0).map_err(internal)?;
-            let checked = checked_prefix(&bytes);
-            replay_segment(*n, &bytes[..checked], &mut follow, *n != oldest)?;
-            if *n == oldest {
-                oldest_bytes = bytes;
-            }
-        }
+        replay_view(&segments, Position { segment: oldest, offset: 0 }, &mut |kind, body, at| {
+            follow.apply(kind, body, at, at.segment != oldest)
+        })?;
         let mut plan = CompactionPlan { segment: oldest, ..Default::default() };
         let mut survivors: Vec<(&i64, &LiveMessage)> =
             follow.messages.iter().filter(|(_, m)| m.at.segment == oldest).collect();
         survivors.sort_unstable_by_key(|(seq, _)| **seq);
+        let mut bytes = Vec::new();
         for (&seq, m) in survivors {
-            let at = m.at.offset as usize;
-            let (_, _, content) = decode_insert(&oldest_bytes[at..at + m.at.length as usize])
-                .ok_or_else(|| corrupt(oldest, at, "not a message insert"))?;
+            bytes.resize(m.at.length as usize, 0);
+            oldest_file.read_exact_at(&mut bytes, u64::from(m.at.offset)).map_err(internal)?;
+            let (_, _, content) =
+                decode_insert(&bytes).ok_or_else(|| corrupt(oldest, m.at.offset as usize, "not a message insert"))?;
             let (offset, length) =
                 encode(&Change::Insert { seq, state: &m.state, content: &content }, &mut plan.entries);
             plan.copied.push((seq, m.state.queue_id, offset, length));
@@ -813,58 +827,21 @@ impl MessageLog {
         Ok(Some(plan))
     }
 
-    /// Writes what replay would find (the live messages, deduplication entries and the
-    /// highest numbers seen) beside the log, naming every segment and its length, for the
-    /// next start to read instead of replaying. Only after a clean shutdown, with nothing
-    /// appended since the state was taken; a start uses it only if the segments are still
-    /// exactly those, and removes it either way.
-    pub fn write_snapshot(&self, replayed: &Replayed) -> Result<(), StoreError> {
-        {
-            let mut head = self.head();
-            if head.file.is_none() && !self.files().is_empty() {
-                // An append failed between sealing a segment and creating the next: the
-                // head is not a file yet, and replay knows how to start from there.
-                return Ok(());
-            }
-            if let (Some(file), true) = (&head.file, head.zeroed > head.end) {
-                // The index names the head by its length: the zeros ahead go first, so
-                // that the file ends where the next start's appends must go.
-                file.set_len(head.end).map_err(internal)?;
-                file.sync_all().map_err(internal)?;
-                head.zeroed = head.end;
-            }
-        }
-        let mut out = Vec::with_capacity(replayed.messages.len() * 96 + 64);
-        let mut w = Writer { out: &mut out };
-        w.bytes(SNAPSHOT_MAGIC);
-        let segments = self.segments();
-        w.u32(segments.len() as u32);
-        for (n, len) in &segments {
-            w.u32(*n);
-            w.u64(*len);
-        }
-        w.i64(replayed.max_seq);
-        w.i64(replayed.max_queue_id);
-        w.u64(replayed.messages.len() as u64);
-        for (seq, m) in &replayed.messages {
-            encode_state(&mut w, *seq, &m.state);
-            w.u64(m.sent_ms);
-            w.u32(m.at.segment);
-            w.u32(m.at.offset);
-            w.u32(m.at.length);
-            w.opt_str(m.group_id.as_deref());
-        }
-        w.u64(replayed.dedup.len() as u64);
-        for d in &replayed.dedup {
-            w.dedup(d);
-        }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        let temporary = self.dir.join(format!("{SNAPSHOT}.tmp"));
-        std::fs::write(&temporary, &out).map_err(internal)?;
-        File::open(&temporary).and_then(|f| f.sync_all()).map_err(internal)?;
-        std::fs::rename(&temporary, self.dir.join(SNAPSHOT)).map_err(internal)?;
-        sync_dir(&self.dir).map_err(internal)
+    /// Where the durably written log ends and its segments as they stand there; `None`
+    /// when an append failed between sealing a segment and creating the next (the head
+    /// is not a file yet).
+    fn view(&self) -> Option<(Position, Vec<SegmentView>)> {
+        let head = self.head();
+        head.file.as_ref()?;
+        let segments = self
+            .files()
+            .iter()
+            .map(|(&n, f)| {
+                let len = if n == head.segment { head.end } else { f.metadata().map(|m| m.len()).unwrap_or(0) };
+                (n, f.clone(), len)
+            })
+            .collect();
+        Some((Position { segment: head.segment, offset: head.end }, segments))
     }
 
     /// Removes `segment` once its compaction's copies are synced.
@@ -882,80 +859,40 @@ impl MessageLog {
     }
 }
 
-const SNAPSHOT: &str = "index.snap";
-const SNAPSHOT_MAGIC: &[u8] = b"sluice message index 1";
+/// What replay hands each committed entry: its kind, body (kind byte first) and place;
+/// `None` when the body does not decode.
+type ApplyEntry<'a> = dyn FnMut(Kind, &[u8], Location) -> Option<()> + 'a;
 
-/// The snapshot a clean shutdown left, if it names exactly the segments `numbers` with
-/// their current lengths and its checksum holds.
-fn read_snapshot(dir: &Path, numbers: &[u32]) -> Option<Replayed> {
-    let bytes = std::fs::read(dir.join(SNAPSHOT)).ok()?;
-    let (body, crc) = bytes.split_at(bytes.len().checked_sub(4)?);
-    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) {
-        return None;
-    }
-    let mut r = Reader::new(body);
-    if r.bytes()? != SNAPSHOT_MAGIC {
-        return None;
-    }
-    let count = r.u32()? as usize;
-    if count != numbers.len() {
-        return None;
-    }
-    for n in numbers {
-        let (named, len) = (r.u32()?, r.u64()?);
-        let actual = std::fs::metadata(segment_path(dir, *n)).ok()?.len();
-        if named != *n || len != actual {
-            return None;
-        }
-    }
-    let mut replayed = Replayed { max_seq: r.i64()?, max_queue_id: r.i64()?, from_index: true, ..Default::default() };
-    let messages = r.u64()? as usize;
-    replayed.messages.reserve(messages);
-    for _ in 0..messages {
-        let (seq, state) = r.state()?;
-        let sent_ms = r.u64()?;
-        let at = Location { segment: r.u32()?, offset: r.u32()?, length: r.u32()? };
-        let group_id = r.opt_str()?.map(Box::from);
-        replayed.messages.insert(seq, LiveMessage { at, state, sent_ms, group_id });
-    }
-    let dedup = r.u64()? as usize;
-    for _ in 0..dedup {
-        replayed.dedup.push(r.dedup()?);
-    }
-    (r.at == body.len()).then_some(replayed)
-}
-
-/// Applies the committed groups of `bytes` (checked by [`checked_prefix`] and cut there)
-/// to `replayed`; returns where the last whole
-/// group ends and whether a seal closed the segment there. A bad entry, or entries with
-/// no commit marker after them, end the segment's good part; `open` decides whether that
-/// is a torn tail or damage.
+/// Applies the committed groups of `bytes` (checked by [`checked_prefix`] and cut there),
+/// which start at offset `base` of `segment`, through `apply`; returns where the last
+/// whole group ends (relative to `base`) and whether a seal closed the segment there. A
+/// bad entry, or entries with no commit marker after them, end the segment's good part;
+/// `open` decides whether that is a torn tail or damage.
 fn replay_segment(
     segment: u32,
     bytes: &[u8],
-    replayed: &mut Replayed,
-    only_known: bool,
+    base: u64,
+    apply: &mut ApplyEntry<'_>,
 ) -> Result<(usize, bool), StoreError> {
     let mut at = 0;
     let mut committed = 0;
     let mut group: Vec<(Kind, usize, usize)> = Vec::new();
+    let offset = |at: usize| base as usize + at;
     while at < bytes.len() {
         let Some((kind, _, len)) = checked_entry_at(&bytes[at..]) else { break };
         match kind {
             Kind::Seal => {
                 let end = at + len;
                 if !group.is_empty() || end != bytes.len() {
-                    return Err(corrupt(segment, at, "a seal that does not end the segment's last group"));
+                    return Err(corrupt(segment, offset(at), "a seal that does not end the segment's last group"));
                 }
                 return Ok((end, true));
             }
             Kind::Commit => {
                 for (kind, start, len) in group.drain(..) {
                     let body = &bytes[start + HEADER_LEN..start + len];
-                    let location = Location { segment, offset: start as u32, length: len as u32 };
-                    replayed
-                        .apply(kind, body, location, only_known)
-                        .ok_or_else(|| corrupt(segment, start, "malformed entry"))?;
+                    let location = Location { segment, offset: offset(start) as u32, length: len as u32 };
+                    apply(kind, body, location).ok_or_else(|| corrupt(segment, offset(start), "malformed entry"))?;
                 }
                 committed = at + len;
             }
@@ -966,11 +903,34 @@ fn replay_segment(
     Ok((committed, false))
 }
 
+/// A segment as it stood at one moment: its number, open file and length written.
+type SegmentView = (u32, Arc<File>, u64);
+
+/// Replays the committed entries of `segments` from `from` on through `apply`, reading
+/// each segment whole; a damaged entry is an error (these bytes were all synced).
+fn replay_view(
+    segments: &[SegmentView],
+    from: Position,
+    apply: &mut ApplyEntry<'_>,
+) -> Result<(), StoreError> {
+    for (n, file, len) in segments.iter().filter(|(n, _, _)| *n >= from.segment) {
+        let start = if *n == from.segment { from.offset } else { 0 };
+        let mut bytes = vec![0; len.saturating_sub(start) as usize];
+        file.read_exact_at(&mut bytes, start).map_err(internal)?;
+        let checked = checked_prefix(&bytes);
+        let (end, _) = replay_segment(*n, &bytes[..checked], start, apply)?;
+        if end != bytes.len() {
+            return Err(corrupt(*n, (start as usize) + end, "an entry that does not read back"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn content(n: i64, group: Option<&str>) -> MessageContent {
+    pub(super) fn content(n: i64, group: Option<&str>) -> MessageContent {
         MessageContent {
             message_id: format!("id-{n}"),
             body: StoredText::Plain(format!("body {n}")),
@@ -984,11 +944,11 @@ mod tests {
         }
     }
 
-    fn state(queue_id: i64) -> MessageState {
+    pub(super) fn state(queue_id: i64) -> MessageState {
         MessageState { queue_id, visible_at_ms: 5, ..Default::default() }
     }
 
-    fn write(log: &MessageLog, changes: &[Change<'_>]) -> Vec<Location> {
+    pub(super) fn write(log: &MessageLog, changes: &[Change<'_>]) -> Vec<Location> {
         let mut buf = Vec::new();
         let spans: Vec<(usize, usize)> = changes.iter().map(|c| encode(c, &mut buf)).collect();
         let (segment, offset) = log.append(&mut buf).unwrap();
@@ -998,7 +958,7 @@ mod tests {
             .collect()
     }
 
-    fn insert(log: &MessageLog, seq: i64, queue_id: i64) -> Location {
+    pub(super) fn insert(log: &MessageLog, seq: i64, queue_id: i64) -> Location {
         let (s, c) = (state(queue_id), content(seq, None));
         write(log, &[Change::Insert { seq, state: &s, content: &c }])[0]
     }
@@ -1151,9 +1111,8 @@ mod tests {
         assert_eq!(replayed.messages.len() as i64, seq);
     }
 
-    /// The index names the head by its written length: the zeros ahead are cut before
-    /// it is written, the next start reads it, and appends after that start land where
-    /// replay finds them.
+    /// A clean shutdown's index is read at the next start; appends after that start land
+    /// where a later start, after a crash, finds them: the index again, then the tail.
     #[test]
     fn the_index_is_read_at_the_next_start_and_appends_continue_after_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -1165,18 +1124,19 @@ mod tests {
         assert!(!replayed.from_index);
         insert(&log, 3, 1);
         let (_, view) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
-        log.write_snapshot(&view).unwrap();
+        log.write_index(&view).unwrap();
         drop(log);
         let (log, replayed) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
         assert!(replayed.from_index, "the index was read");
         assert_eq!(replayed.messages.len(), 3);
         insert(&log, 4, 1);
+        write(&log, &[Change::Delete { seq: 1 }]);
         drop(log);
         let (_, replayed) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
-        assert!(!replayed.from_index, "used once");
+        assert!(replayed.from_index, "still its place in the log");
         let mut seqs: Vec<i64> = replayed.messages.keys().copied().collect();
         seqs.sort_unstable();
-        assert_eq!(seqs, vec![1, 2, 3, 4]);
+        assert_eq!(seqs, vec![2, 3, 4]);
     }
 
     #[test]

@@ -127,9 +127,10 @@ async fn contents(store: &EmbeddedStore, key: &QueueKey) -> Vec<(String, u32)> {
 }
 
 /// A clean shutdown leaves an index of the log that the next start reads instead of
-/// replaying; it gives the same queues as replay, and a stale one is never used.
+/// replaying; it gives the same queues as replay, and after a crash the index and the
+/// entries after it (or a checkpoint's newer index) give what replay gives.
 #[tokio::test]
-async fn the_index_a_clean_shutdown_leaves_matches_replay_and_is_used_once() {
+async fn the_message_index_and_what_follows_it_match_replay() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let store = open(dir.path(), clock.clone());
@@ -161,13 +162,10 @@ async fn the_index_a_clean_shutdown_leaves_matches_replay_and_is_used_once() {
     let replay_dir = tempfile::tempdir().unwrap();
     copy_dir(dir.path(), replay_dir.path());
     std::fs::remove_file(replay_dir.path().join("messages").join("index.snap")).unwrap();
-    let kept_index = dir.path().join("kept.snap");
-    std::fs::copy(&index, &kept_index).unwrap();
 
     clock.advance_secs(31);
     let from_index = open(dir.path(), clock.clone());
     assert!(from_index.started_from_index());
-    assert!(!index.exists(), "used once");
     let replayed = open(replay_dir.path(), clock.clone());
     assert!(!replayed.started_from_index());
     for key in [&standard, &fifo] {
@@ -185,12 +183,37 @@ async fn the_index_a_clean_shutdown_leaves_matches_replay_and_is_used_once() {
     };
     assert!(from_index.send_messages(&fifo, vec![again]).unwrap().wait().await.unwrap()[0].duplicate);
 
-    // A write after the start, then a crash: the old index no longer matches the log.
+    // Writes after the start, then a crash: the index, then the entries after its place.
     let late = NewMessage { body: "late".into(), sender_id: "s".into(), ..Default::default() };
     from_index.send_messages(&standard, vec![late]).unwrap().wait().await.unwrap();
     drop(from_index);
-    std::fs::copy(&kept_index, &index).unwrap();
     let after_crash = open(dir.path(), clock.clone());
-    assert!(!after_crash.started_from_index(), "the stale index is not read");
-    assert!(contents(&after_crash, &standard).await.iter().any(|(b, _)| b == "late"), "replayed, not the stale index");
+    assert!(after_crash.started_from_index());
+    assert!(contents(&after_crash, &standard).await.iter().any(|(b, _)| b == "late"), "the entries after the index");
+
+    // Enough log for a checkpoint (two segments' worth), a checkpoint, more writes and a
+    // crash: the checkpoint's index, then what follows it, give what replay gives.
+    for n in 0..60 {
+        let m = NewMessage { body: body(n), sender_id: "s".into(), ..Default::default() };
+        after_crash.send_messages(&standard, vec![m]).unwrap().wait().await.unwrap();
+    }
+    for m in after_crash.receive_messages(&standard, &params(10)).unwrap().wait().await.unwrap() {
+        after_crash.delete_message(&standard, &m.receipt_handle).unwrap().wait().await.unwrap();
+    }
+    let written_before = std::fs::read(&index).unwrap();
+    assert!(after_crash.checkpoint_message_index().unwrap(), "more than two segments' worth since");
+    assert_ne!(std::fs::read(&index).unwrap(), written_before, "a new index");
+    assert!(!after_crash.checkpoint_message_index().unwrap(), "not again until the log grows");
+    after_crash.receive_messages(&standard, &params(3)).unwrap().wait().await.unwrap();
+    drop(after_crash);
+    let replay_dir = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), replay_dir.path());
+    std::fs::remove_file(replay_dir.path().join("messages").join("index.snap")).unwrap();
+    clock.advance_secs(31);
+    let from_checkpoint = open(dir.path(), clock.clone());
+    assert!(from_checkpoint.started_from_index());
+    let replayed = open(replay_dir.path(), clock.clone());
+    let a = contents(&from_checkpoint, &standard).await;
+    assert_eq!(a.len(), 50);
+    assert_eq!(a, contents(&replayed, &standard).await);
 }

@@ -235,8 +235,8 @@ impl ShutdownSignals {
     }
 }
 
-/// Background work: retention, dedup expiry, record and message log compaction and
-/// message move tasks, once a second.
+/// Background work: retention, dedup expiry, record and message log compaction, message
+/// index checkpoints and message move tasks, once a second.
 async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
@@ -249,6 +249,14 @@ async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bo
         // After retention, which is what leaves segments sparse.
         sweep("record log compaction step", store.compact_record_log()).await;
         sweep("message log compaction step", store.compact_message_log()).await;
+        // On a blocking thread, not awaited: a checkpoint can take a second, and at most
+        // one runs (the next tick's call returns at once meanwhile).
+        let checkpointing = store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = checkpointing.checkpoint_message_index() {
+                tracing::warn!(error = %e, "message index checkpoint failed; the next tick tries again");
+            }
+        });
         sweep("message move step", store.run_move_tasks(DEFAULT_MOVE_RATE)).await;
     }
 }
