@@ -27,6 +27,9 @@ pub struct RunningServer {
     workers: tokio::task::JoinHandle<()>,
     delivery: tokio::task::JoinHandle<()>,
     firehose_worker: tokio::task::JoinHandle<()>,
+    checkpointer: std::thread::JoinHandle<()>,
+    /// Dropped to stop the checkpointer.
+    checkpointer_stop: std::sync::mpsc::Sender<()>,
     store: Arc<EmbeddedStore>,
     _bucket_temp: Option<tempfile::TempDir>,
 }
@@ -43,6 +46,9 @@ impl RunningServer {
         let _ = self.delivery.await;
         // Buffers are flushed to their destinations before the store closes.
         let _ = self.firehose_worker.await;
+        drop(self.checkpointer_stop);
+        let checkpointer = self.checkpointer;
+        let _ = tokio::task::spawn_blocking(move || checkpointer.join()).await;
         self.store.shutdown();
         tracing::info!("stopped");
         Ok(())
@@ -142,6 +148,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     tracing::info!(%addr, data_dir = ?settings.data_dir, fsync = settings.fsync, "serving");
 
     let workers = tokio::spawn(run_workers(store.clone(), shutdown_rx.clone()));
+    let (checkpointer_stop, stop_checkpoints) = std::sync::mpsc::channel();
+    let checkpointer = spawn_checkpointer(store.clone(), stop_checkpoints);
     let mut stop = shutdown_rx;
     let serve = tokio::spawn(async move {
         axum::serve(crate::connections::CappedListener { listener, slots: connection_slots }, app)
@@ -163,6 +171,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         workers,
         delivery,
         firehose_worker,
+        checkpointer,
+        checkpointer_stop,
         store,
         _bucket_temp: bucket_temp,
     })
@@ -235,8 +245,8 @@ impl ShutdownSignals {
     }
 }
 
-/// Background work: retention, dedup expiry, record and message log compaction, message
-/// index checkpoints and message move tasks, once a second.
+/// Background work: retention, dedup expiry, record and message log compaction and
+/// message move tasks, once a second.
 async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
@@ -249,16 +259,26 @@ async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bo
         // After retention, which is what leaves segments sparse.
         sweep("record log compaction step", store.compact_record_log()).await;
         sweep("message log compaction step", store.compact_message_log()).await;
-        // On a blocking thread, not awaited: a checkpoint can take a second, and at most
-        // one runs (the next tick's call returns at once meanwhile).
-        let checkpointing = store.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = checkpointing.checkpoint_message_index() {
-                tracing::warn!(error = %e, "message index checkpoint failed; the next tick tries again");
-            }
-        });
         sweep("message move step", store.run_move_tasks(DEFAULT_MOVE_RATE)).await;
     }
+}
+
+/// Message index checkpoints, on a thread of their own at the lowest CPU priority: one
+/// takes a few hundred milliseconds of CPU for a million messages, and under load it
+/// should take only what requests leave (at normal priority it slowed a million-message
+/// fill by a fifth). Checks once a second until `stop` is dropped.
+fn spawn_checkpointer(store: Arc<EmbeddedStore>, stop: std::sync::mpsc::Receiver<()>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("sluice-index".into())
+        .spawn(move || {
+            crate::os::lower_this_thread_priority();
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(EXPIRY_INTERVAL) {
+                if let Err(e) = store.checkpoint_message_index() {
+                    tracing::warn!(error = %e, "message index checkpoint failed; the next second tries again");
+                }
+            }
+        })
+        .expect("a thread for message index checkpoints")
 }
 
 /// Waits for one sweep's write; a failure is logged and the next tick tries again.

@@ -7,4 +7,5 @@ pub mod config;
 pub mod connections;
 pub mod http;
 pub mod http_client;
+pub mod os;
 pub mod tls;

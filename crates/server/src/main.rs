@@ -11,6 +11,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => {
+            sluice::os::fix_mmap_threshold();
             let result = serve(*args);
             if let Err(e) = &result {
                 // Distinct exit codes, so supervisors do not restart into the same failure.
