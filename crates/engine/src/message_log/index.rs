@@ -28,6 +28,14 @@ const MAGIC: &[u8] = b"sluice message index 2";
 /// on a thread beside the writer.
 pub const CHECKPOINT_SEGMENTS: u64 = 2;
 
+/// The least log (in bytes) a checkpoint waits for per byte of the last index. Filling a
+/// queue with a million 1 KiB messages grows the index to 70 MiB and the log to 1.3 GB:
+/// with checkpoints every two segments alone the checkpoint thread took 1.9 µs of CPU
+/// per message sent; this spaces the later ones out. The start after a crash then
+/// replays at most four times the index's size of log (about 0.3 s for a million
+/// messages' 280 MiB, beside 0.45 s to read their index).
+const LOG_PER_INDEX_BYTE: u64 = 4;
+
 /// Builds an index: the header, then messages, then deduplication entries and the
 /// checksum. Messages go in the order of the map they come from, not sorted: a start
 /// inserts them into a map of the same size in that order, which walks its memory
@@ -305,7 +313,7 @@ impl MessageLog {
     }
 
     /// Writes a new index when at least `every` bytes of the log follow the last one's
-    /// place: the last index merged with the entries after its place, or, with no usable
+    /// place, and [`LOG_PER_INDEX_BYTE`] times its size: the last index merged with the entries after its place, or, with no usable
     /// index, the whole log replayed. Reads only what is durably written, so it runs
     /// beside the writer; returns at once, `false`, while another is being written.
     pub fn checkpoint(&self, now_ms: u64, every: u64) -> Result<bool, StoreError> {
@@ -323,7 +331,10 @@ impl MessageLog {
             .filter(|(n, _, _)| *n >= from.segment)
             .map(|(n, _, len)| len.saturating_sub(if *n == from.segment { from.offset } else { 0 }))
             .sum();
-        if behind < every || end == from {
+        // A checkpoint rewrites the whole index: with a large one, wait for
+        // proportionally more log, so that rewriting stays a fraction of what is appended.
+        let index_bytes = last.and_then(|_| std::fs::metadata(self.dir.join(FILE)).ok()).map_or(0, |m| m.len());
+        if behind < every.max(LOG_PER_INDEX_BYTE * index_bytes) || end == from {
             return Ok(false);
         }
         let started = std::time::Instant::now();
@@ -331,6 +342,10 @@ impl MessageLog {
         let bytes = match old.as_ref().and_then(|(at, bytes)| IndexReader::new(bytes).filter(|r| r.at == *at)) {
             Some(old) => {
                 let mut tail = Tail::default();
+                // Room for the messages the tail could hold, as replay at start reserves.
+                let expected = (behind / 1200) as usize;
+                tail.born.messages.reserve(expected);
+                tail.inserted.reserve(expected);
                 replay_view(&segments, from, &mut |kind, body, at| tail.apply(kind, body, at))?;
                 merge(old, tail, end, now_ms).ok_or_else(|| internal("the last index does not read back"))?
             }
