@@ -3,7 +3,9 @@
 //! and read connections.
 
 use crate::at_rest::StoredText;
-use crate::message_log::{encode, Change, DedupRecord, Location, MessageContent, MessageLog, MessageState, Replayed};
+use crate::message_log::{
+    encode, Change, CompactionDraft, DedupRecord, Location, MessageContent, MessageLog, MessageState, Replayed,
+};
 use crate::queue_state::SeqMap;
 use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, Relocation};
 use crate::store::StoreError;
@@ -347,11 +349,12 @@ pub enum SqlOp {
 
 pub type CommitHook = Box<dyn FnOnce() + Send>;
 
-/// A compaction of the message log's oldest segment, asked of the writer; what it did
-/// is in `outcome` when the item's hook runs.
-#[derive(Debug, Default)]
+/// A compaction of the message log's oldest segment, drafted beside the writer and
+/// completed by it; what it did is in `outcome` when the item's hook runs.
+#[derive(Debug)]
 pub struct CompactionRequest {
     pub now_ms: u64,
+    pub draft: Mutex<Option<CompactionDraft>>,
     pub outcome: Mutex<Option<Compacted>>,
 }
 
@@ -714,7 +717,8 @@ pub(crate) fn stored_last_seq(conn: &Connection) -> i64 {
 /// Copies the oldest segment's live messages to the head and removes the segment.
 fn compact_messages(log: &MessageLog, request: &CompactionRequest) {
     let compacted = (|| {
-        let Some(mut plan) = log.plan_compaction(request.now_ms)? else { return Ok(None) };
+        let Some(draft) = request.draft.lock().unwrap_or_else(|p| p.into_inner()).take() else { return Ok(None) };
+        let Some(mut plan) = log.plan_compaction(draft, request.now_ms)? else { return Ok(None) };
         let mut moved = Vec::with_capacity(plan.copied.len());
         if !plan.entries.is_empty() {
             let (head, offset) = log.append(&mut plan.entries)?;

@@ -662,7 +662,8 @@ impl EmbeddedStore {
 
     /// One step of message log compaction (the server's worker runs it every second): when
     /// the log holds more than twice its live bytes and a segment besides, the writer
-    /// copies the oldest segment's live messages to the head and removes it.
+    /// copies the oldest segment's live messages to the head and removes it. The plan is
+    /// drafted here, replaying the log, so blocks: call it off the async workers.
     pub fn compact_message_log(&self) -> Result<Durable<()>, StoreError> {
         let segments = self.db.message_log.segments();
         let total: u64 = segments.iter().map(|(_, size)| size).sum();
@@ -670,7 +671,14 @@ impl EmbeddedStore {
         if segments.len() < 2 || total <= 2 * live + self.options.record_segment_bytes {
             return Ok(Durable::ready(()));
         }
-        let request = Arc::new(CompactionRequest { now_ms: self.clock.now_ms(), ..Default::default() });
+        // Drafted here, not on the writer: the draft replays the whole log, which stalled
+        // every write queued behind it; the writer only follows what came after.
+        let Some(draft) = self.db.message_log.draft_compaction()? else { return Ok(Durable::ready(())) };
+        let request = Arc::new(CompactionRequest {
+            now_ms: self.clock.now_ms(),
+            draft: Mutex::new(Some(draft)),
+            outcome: Mutex::new(None),
+        });
         let repoint = |request: Arc<CompactionRequest>| -> CommitHook {
             let (registry, relocated) = (self.registry.clone(), self.relocated.clone());
             // Runs whether or not the rest of the group commits: the copies were synced

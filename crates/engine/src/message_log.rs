@@ -523,6 +523,15 @@ struct Head {
 /// never empty), and a sealed segment is cut at its seal.
 const ZERO_AHEAD: u64 = 1024 * 1024;
 
+/// A compaction planned off the writer thread from the log as it stood at `upto`: the
+/// oldest segment's messages still live there, and its deduplication entries.
+#[derive(Debug)]
+pub struct CompactionDraft {
+    segment: u32,
+    upto: Position,
+    follow: Replayed,
+}
+
 /// What compaction of the oldest segment writes: the copies (whole entries, each a live
 /// message's insert with its current state, or a live deduplication entry), and for each
 /// copied message its sequence number, queue and place in `entries`.
@@ -794,19 +803,34 @@ impl MessageLog {
             .collect()
     }
 
-    /// Plans the compaction of the oldest sealed segment: reads it for inserts and
-    /// deduplication entries, then every later segment for what became of those messages.
-    /// Must run where nothing appends meanwhile (the writer thread), so that the plan
-    /// reflects every entry written. `None` when only the head segment exists.
-    pub fn plan_compaction(&self, now_ms: u64) -> Result<Option<CompactionPlan>, StoreError> {
+    /// Plans the compaction of the oldest sealed segment from the log as durably written
+    /// now, beside the writer: replays the segment for its inserts and deduplication
+    /// entries, then every later segment for what became of those messages. The writer
+    /// completes it with [`MessageLog::plan_compaction`]. `None` when only the head exists.
+    pub fn draft_compaction(&self) -> Result<Option<CompactionDraft>, StoreError> {
         let Some((end, segments)) = self.view() else { return Ok(None) };
-        let Some(&(oldest, ref oldest_file, _)) = segments.first().filter(|(n, _, _)| *n != end.segment) else {
+        let Some(&(oldest, _, _)) = segments.first().filter(|(n, _, _)| *n != end.segment) else {
             return Ok(None);
         };
         let mut follow = Replayed::default();
         replay_view(&segments, Position { segment: oldest, offset: 0 }, &mut |kind, body, at| {
             follow.apply(kind, body, at, at.segment != oldest)
         })?;
+        follow.messages.retain(|_, m| m.at.segment == oldest);
+        Ok(Some(CompactionDraft { segment: oldest, upto: end, follow }))
+    }
+
+    /// Completes `draft` where nothing appends meanwhile (the writer thread), so that the
+    /// plan reflects every entry written: follows its messages through what was appended
+    /// after the draft's place, then encodes the copies. `None` when the segment is gone.
+    pub fn plan_compaction(&self, draft: CompactionDraft, now_ms: u64) -> Result<Option<CompactionPlan>, StoreError> {
+        let Some((end, segments)) = self.view() else { return Ok(None) };
+        let oldest = draft.segment;
+        let Some((_, oldest_file, _)) = segments.iter().find(|(n, _, _)| *n == oldest && *n != end.segment) else {
+            return Ok(None);
+        };
+        let mut follow = draft.follow;
+        replay_view(&segments, draft.upto, &mut |kind, body, at| follow.apply(kind, body, at, true))?;
         let mut plan = CompactionPlan { segment: oldest, ..Default::default() };
         let mut survivors: Vec<(&i64, &LiveMessage)> =
             follow.messages.iter().filter(|(_, m)| m.at.segment == oldest).collect();
@@ -1166,6 +1190,11 @@ mod tests {
         };
         let dedup_old = DedupRecord { expires_ms: 50, dedup_id: "b".into(), ..dedup_live.clone() };
         write(&log, &[Change::Dedup(&dedup_live), Change::Dedup(&dedup_old)]);
+        drop(log);
+        let (log, _) = MessageLog::open(dir.path(), true, 400).unwrap();
+        let oldest = log.segments()[0].0;
+        let draft = log.draft_compaction().unwrap().expect("a sealed segment");
+        // Appended after the draft: the writer's half of the plan follows them.
         write(
             &log,
             &[
@@ -1173,10 +1202,8 @@ mod tests {
                 Change::State { seq: 2, visible_at_ms: 77, receive_count: 3, first_receive_ms: 70, receipt_token: 5 },
             ],
         );
-        drop(log);
-        let (log, before) = MessageLog::open(dir.path(), true, 400).unwrap();
-        let oldest = log.segments()[0].0;
-        let mut plan = log.plan_compaction(100).unwrap().expect("a sealed segment");
+        let (_, before) = MessageLog::open(dir.path(), true, 400).unwrap();
+        let mut plan = log.plan_compaction(draft, 100).unwrap().expect("a sealed segment");
         assert_eq!(plan.segment, oldest);
         let copied: Vec<i64> = plan.copied.iter().map(|c| c.0).collect();
         assert!(!copied.contains(&1), "deleted messages are not copied: {copied:?}");

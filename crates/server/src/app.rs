@@ -258,7 +258,12 @@ async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bo
         sweep("stream retention sweep", sluice_engine::streams::StreamStore::trim_streams(store.as_ref())).await;
         // After retention, which is what leaves segments sparse.
         sweep("record log compaction step", store.compact_record_log()).await;
-        sweep("message log compaction step", store.compact_message_log()).await;
+        // Its plan replays the log: on a blocking thread, not an async worker.
+        let compacting = store.clone();
+        match tokio::task::spawn_blocking(move || compacting.compact_message_log()).await {
+            Ok(write) => sweep("message log compaction step", write).await,
+            Err(e) => tracing::warn!(error = %e, "message log compaction step failed"),
+        }
         sweep("message move step", store.run_move_tasks(DEFAULT_MOVE_RATE)).await;
     }
 }

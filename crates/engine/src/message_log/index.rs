@@ -455,7 +455,8 @@ mod tests {
                             drop(write(&log, &[Change::Dedup(&d)]));
                         }
                         _ => {
-                            if let Some(mut plan) = log.plan_compaction(NOW).unwrap() {
+                            let draft = log.draft_compaction().unwrap();
+                            if let Some(mut plan) = draft.and_then(|d| log.plan_compaction(d, NOW).unwrap()) {
                                 log.append(&mut plan.entries).unwrap();
                                 log.remove_segment(plan.segment).unwrap();
                             }
@@ -498,7 +499,7 @@ mod tests {
         // Compaction removes the segment holding the index's place: a start replays the
         // whole log, and the next checkpoint rebuilds the index from it.
         let first = log.segments()[0].0;
-        let mut plan = log.plan_compaction(0).unwrap().unwrap();
+        let mut plan = log.plan_compaction(log.draft_compaction().unwrap().unwrap(), 0).unwrap().unwrap();
         assert_eq!(plan.segment, first);
         log.append(&mut plan.entries).unwrap();
         log.remove_segment(plan.segment).unwrap();
