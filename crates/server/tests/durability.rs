@@ -101,9 +101,11 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
     // Deletes that were sent: the server may have committed one and died before answering.
     let delete_attempted: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut url = String::new();
-    // 1 MiB segments: a message index checkpoint every 2 MiB of log, so that later rounds
-    // start from an index and the entries after it, and some kills land mid-checkpoint.
+    // 1 MiB segments and half-KiB bodies: a message index checkpoint every 2 MiB of log,
+    // so that later rounds start from an index and the entries after it, and some kills
+    // land mid-checkpoint.
     let small_segments = ["--record-segment-mib", "1"];
+    let padding = "p".repeat(500);
     for round in 0..crash_rounds() {
         let s = Server::spawn(dir.path(), &small_segments);
         let endpoint = s.endpoint.clone();
@@ -117,11 +119,12 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
         let mut workers = Vec::new();
         for t in 0..4 {
             let (endpoint, url, acked, stop) = (endpoint.clone(), url.clone(), acked.clone(), stop.clone());
+            let padding = padding.clone();
             workers.push(std::thread::spawn(move || {
                 let a = agent();
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let body = format!("r{round}-t{t}-{i}");
+                    let body = format!("r{round}-t{t}-{i}-{padding}");
                     let req = j!({"QueueUrl": url, "MessageBody": body}).to_string();
                     match try_json_call(&a, &endpoint, "SendMessage", &req) {
                         Some((200, _, _)) => {
@@ -162,10 +165,10 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
         }
         kill_under_load(s, random_kill_delay(round), &stop, workers);
     }
-    assert!(dir.path().join("messages/index.snap").exists(), "a checkpoint wrote the message index");
     let s = Server::spawn(dir.path(), &small_segments);
     let a = agent();
     std::thread::sleep(Duration::from_millis(1500));
+    assert!(dir.path().join("messages/index.snap").exists(), "a checkpoint wrote the message index");
     let received: HashSet<String> =
         drain(&a, &s.endpoint, &url).iter().map(|m| m["Body"].as_str().unwrap().to_owned()).collect();
     let acked = acked.lock().unwrap();
