@@ -28,12 +28,11 @@ const MAGIC: &[u8] = b"sluice message index 2";
 /// on a thread beside the writer.
 pub const CHECKPOINT_SEGMENTS: u64 = 2;
 
-/// The least log (in bytes) a checkpoint waits for per byte of the last index. Filling a
-/// queue with a million 1 KiB messages grows the index to 70 MiB and the log to 1.3 GB:
-/// with checkpoints every two segments alone the checkpoint thread took 1.9 µs of CPU
-/// per message sent; this spaces the later ones out. The start after a crash then
-/// replays at most four times the index's size of log (about 0.3 s for a million
-/// messages' 280 MiB, beside 0.45 s to read their index).
+/// The least log (in bytes) a checkpoint waits for per byte of the last index. A
+/// checkpoint rewrites the whole index (70 MiB for a million messages, whose log is
+/// 1.3 GB): waiting for proportionally more log keeps that rewriting to a quarter of what
+/// is appended. The start after a crash then replays at most four times the index's size
+/// of log (about 0.3 s for a million messages' 280 MiB, beside 0.45 s to read their index).
 const LOG_PER_INDEX_BYTE: u64 = 4;
 
 /// Builds an index: the header, then messages, then deduplication entries and the
@@ -313,9 +312,10 @@ impl MessageLog {
     }
 
     /// Writes a new index when at least `every` bytes of the log follow the last one's
-    /// place, and [`LOG_PER_INDEX_BYTE`] times its size: the last index merged with the entries after its place, or, with no usable
-    /// index, the whole log replayed. Reads only what is durably written, so it runs
-    /// beside the writer; returns at once, `false`, while another is being written.
+    /// place, and [`LOG_PER_INDEX_BYTE`] times its size: the last index merged with the
+    /// entries after its place, or, with no usable index, the whole log replayed. Reads
+    /// only what is durably written, so it runs beside the writer; returns at once,
+    /// `false`, while another is being written.
     pub fn checkpoint(&self, now_ms: u64, every: u64) -> Result<bool, StoreError> {
         let mut index = match self.index.try_lock() {
             Ok(index) => index,
