@@ -792,13 +792,16 @@ impl MessageLog {
 
     /// Segment numbers and sizes, oldest first (the head's is its written end).
     pub fn segments(&self) -> Vec<(u32, u64)> {
-        let head = self.head();
-        let files = self.files();
-        files
+        self.segment_views(&self.head()).into_iter().map(|(n, _, len)| (n, len)).collect()
+    }
+
+    /// Every segment with its open file and length written (the head's is its end).
+    fn segment_views(&self, head: &Head) -> Vec<SegmentView> {
+        self.files()
             .iter()
             .map(|(&n, f)| {
-                let size = if n == head.segment { head.end } else { f.metadata().map(|m| m.len()).unwrap_or(0) };
-                (n, size)
+                let len = if n == head.segment { head.end } else { f.metadata().map(|m| m.len()).unwrap_or(0) };
+                (n, f.clone(), len)
             })
             .collect()
     }
@@ -857,15 +860,7 @@ impl MessageLog {
     fn view(&self) -> Option<(Position, Vec<SegmentView>)> {
         let head = self.head();
         head.file.as_ref()?;
-        let segments = self
-            .files()
-            .iter()
-            .map(|(&n, f)| {
-                let len = if n == head.segment { head.end } else { f.metadata().map(|m| m.len()).unwrap_or(0) };
-                (n, f.clone(), len)
-            })
-            .collect();
-        Some((Position { segment: head.segment, offset: head.end }, segments))
+        Some((Position { segment: head.segment, offset: head.end }, self.segment_views(&head)))
     }
 
     /// Removes `segment` once its compaction's copies are synced.
