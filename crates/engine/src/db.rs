@@ -502,6 +502,7 @@ impl Database {
             messages: message_log.clone(),
             max_bytes,
             database: path.to_owned(),
+            group_bytes: Default::default(),
         };
         let checkpoint_conn = Connection::open(path).map_err(internal)?;
         configure(&checkpoint_conn, durable).map_err(internal)?;
@@ -659,7 +660,15 @@ struct WriterLogs {
     /// bytes together (a deleted message's bytes are compaction's to take back).
     max_bytes: Option<u64>,
     database: PathBuf,
+    /// The message log group's bytes, kept between groups: a fresh buffer of a group's
+    /// size (often past glibc's 64 KiB consolidation threshold) made every group pay a
+    /// `malloc_consolidate` and page faults when it was freed and grown again.
+    group_bytes: std::cell::RefCell<Vec<u8>>,
 }
+
+/// A group buffer grown past this is let go after its group, so that one huge group
+/// does not pin its memory.
+const KEPT_GROUP_BYTES: usize = 8 << 20;
 
 impl WriterLogs {
     /// Refuses `adding` more log bytes past the size limit, as SQLite's SQLITE_FULL
@@ -969,12 +978,21 @@ fn apply_batch(
 /// Appends the group's message changes to the message log with one write and one sync,
 /// and notes where each insert went for the send hooks.
 fn append_messages(logs: &WriterLogs, batch: &[WriteItem]) -> Result<(), BatchFailure> {
-    let mut bytes = Vec::new();
+    let mut kept = logs.group_bytes.borrow_mut();
+    let appended = append_messages_through(logs, batch, &mut kept);
+    kept.clear();
+    if kept.capacity() > KEPT_GROUP_BYTES {
+        *kept = Vec::new();
+    }
+    appended
+}
+
+fn append_messages_through(logs: &WriterLogs, batch: &[WriteItem], bytes: &mut Vec<u8>) -> Result<(), BatchFailure> {
     let mut inserts: Vec<(i64, usize, usize)> = Vec::new();
     let (mut added, mut freed) = (0u64, 0u64);
     for op in batch.iter().flat_map(|i| &i.ops) {
         let Some((change, frees)) = op.message_change() else { continue };
-        let (start, length) = encode(&change, &mut bytes);
+        let (start, length) = encode(&change, bytes);
         if let Change::Insert { seq, .. } = change {
             inserts.push((seq, start, length));
             added += length as u64;
@@ -986,7 +1004,7 @@ fn append_messages(logs: &WriterLogs, batch: &[WriteItem]) -> Result<(), BatchFa
     }
     // New messages count against the limit; deletes and receives go on.
     logs.check_room(added)?;
-    let (segment, offset) = logs.messages.append(&mut bytes).map_err(BatchFailure::Log)?;
+    let (segment, offset) = logs.messages.append(bytes).map_err(BatchFailure::Log)?;
     logs.messages.account(added, freed);
     LOGGED.with(|logged| {
         let mut logged = logged.borrow_mut();
@@ -1608,6 +1626,7 @@ mod tests {
             messages: db.message_log.clone(),
             max_bytes: Some(1024 * 1024),
             database: path.clone(),
+            group_bytes: Default::default(),
         };
         let (small, small_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk(1, 100)))]);
         commit_batch(&mut conn, &logs, vec![small], false, &commits, &mut 0);
