@@ -452,6 +452,13 @@ impl EmbeddedStore {
         self.db.inject_commit_failures(n);
     }
 
+    /// Makes the next `n` syncs of the message log fail as an I/O error would (after the
+    /// groups were written), for fault-injection tests.
+    #[doc(hidden)]
+    pub fn inject_sync_failures(&self, n: usize) {
+        self.db.message_log.fail_next_syncs(n);
+    }
+
     /// Checks and numbers `messages` for `key`'s queue (taking FIFO deduplication entries at
     /// once), without writing: the caller commits the ops, alone or with other queues'.
     fn prepare_send(&self, key: &QueueKey, messages: Vec<NewMessage>) -> Result<PreparedSend, StoreError> {

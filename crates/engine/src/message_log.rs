@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod index;
@@ -514,6 +514,10 @@ struct Head {
     end: u64,
     /// How far the file is written: entries, then zeros ahead of them.
     zeroed: u64,
+    /// End of a group whose sync failed: the next append writes zeros after its own
+    /// entries up to here, so that replay cannot find part of that group whole behind it
+    /// (a failed write must not come back after a restart).
+    refused_to: u64,
 }
 
 /// The head segment is written with zeros this far ahead of its entries, so that a
@@ -559,6 +563,8 @@ pub struct MessageLog {
     /// Where the newest index written (or read at start) stands in the log; held while
     /// an index is written, so that one is written at a time.
     index: Mutex<Option<Position>>,
+    /// Group syncs still to fail on purpose (fault-injection tests).
+    failing_syncs: AtomicUsize,
 }
 
 /// Open segment files by number.
@@ -595,8 +601,22 @@ impl MessageLog {
             retired: Mutex::new(None),
             live_bytes: AtomicU64::new(replayed.messages.values().map(|m| u64::from(m.at.length)).sum()),
             index: Mutex::new(index_at),
+            failing_syncs: AtomicUsize::new(0),
         };
         Ok((log, replayed))
+    }
+
+    /// Makes the syncs of the next `n` appended groups fail as an I/O error would.
+    #[doc(hidden)]
+    pub fn fail_next_syncs(&self, n: usize) {
+        self.failing_syncs.store(n, Ordering::SeqCst);
+    }
+
+    fn sync_group_file(&self, file: &File) -> std::io::Result<()> {
+        if self.failing_syncs.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(std::io::Error::other("injected sync failure"));
+        }
+        file.sync_data()
     }
 
     fn head(&self) -> MutexGuard<'_, Head> {
@@ -628,7 +648,7 @@ fn replay(
         .filter_map(|n| std::fs::metadata(segment_path(dir, *n)).ok().map(|m| m.len().saturating_sub(start_of(*n))))
         .sum();
     replayed.messages.reserve((log_bytes / 1200) as usize);
-    let mut head = Head { segment: 1, file: None, end: 0, zeroed: 0 };
+    let mut head = Head { segment: 1, file: None, end: 0, zeroed: 0, refused_to: 0 };
     // A second thread reads each segment and checks its entries' checksums while this
     // one applies the segment before: a million-message start takes about half as long.
     // Two buffers go back and forth, not a fresh 64 MiB allocation per segment (its page
@@ -673,7 +693,7 @@ fn replay(
             if last && sealed {
                 // A crash between sealing this segment and creating the next one.
                 files.insert(segment, Arc::new(file));
-                head = Head { segment: segment + 1, file: None, end: 0, zeroed: 0 };
+                head = Head { segment: segment + 1, file: None, end: 0, zeroed: 0, refused_to: 0 };
             } else if last {
                 if end < file_len {
                     // A group commit that was cut short by a crash (never acknowledged),
@@ -684,7 +704,7 @@ fn replay(
                     }
                 }
                 let file = Arc::new(file);
-                head = Head { segment, file: Some(file.clone()), end, zeroed: end };
+                head = Head { segment, file: Some(file.clone()), end, zeroed: end, refused_to: 0 };
                 files.insert(segment, file);
             } else {
                 files.insert(segment, Arc::new(file));
@@ -736,9 +756,17 @@ impl MessageLog {
             head.zeroed = to;
         }
         file.write_all_at(entries, offset).map_err(internal)?;
-        if self.durable {
-            file.sync_data().map_err(internal)?;
+        if head.refused_to > offset + length {
+            let zeros = vec![0; (head.refused_to - offset - length) as usize];
+            file.write_all_at(&zeros, offset + length).map_err(internal)?;
         }
+        if self.durable {
+            if let Err(e) = self.sync_group_file(&file) {
+                head.refused_to = head.refused_to.max(offset + length);
+                return Err(internal(e));
+            }
+        }
+        head.refused_to = 0;
         head.end = offset + length;
         Ok((head.segment, offset))
     }
@@ -758,6 +786,7 @@ impl MessageLog {
         head.file = None;
         head.end = 0;
         head.zeroed = 0;
+        head.refused_to = 0;
         Ok(())
     }
 
@@ -1039,6 +1068,36 @@ mod tests {
         let moved = &replayed.messages[&3].state;
         assert_eq!((moved.queue_id, moved.dlq_source, moved.visible_at_ms), (2, Some(1), 60));
         assert_eq!(replayed.dedup, vec![dedup]);
+    }
+
+    #[test]
+    fn a_group_whose_sync_failed_is_written_over_and_never_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
+        let first = insert(&log, 1, 1);
+        // The refused group's first insert is as long as the next group (an insert and
+        // its commit marker): its second and third inserts, with their commit marker,
+        // would follow that group whole if nothing wrote over them.
+        let marker = HEADER_LEN + 1;
+        let mut longer = content(3, None);
+        longer.body = StoredText::Plain(format!("body 3{}", "x".repeat(marker)));
+        let (s, contents) = (state(1), [longer, content(5, None), content(7, None)]);
+        let mut refused = Vec::new();
+        let spans: Vec<(usize, usize)> = [3, 5, 7]
+            .into_iter()
+            .zip(&contents)
+            .map(|(seq, c)| encode(&Change::Insert { seq, state: &s, content: c }, &mut refused))
+            .collect();
+        log.fail_next_syncs(1);
+        assert!(log.append(&mut refused).is_err());
+        let next = insert(&log, 9, 1);
+        assert_eq!(next.offset, first.offset + first.length + marker as u32, "written where it failed");
+        assert_eq!(next.length as usize + marker, spans[0].1);
+        drop(log);
+        let (_log, replayed) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
+        let mut live: Vec<i64> = replayed.messages.keys().copied().collect();
+        live.sort_unstable();
+        assert_eq!(live, vec![1, 9], "no part of the refused group comes back");
     }
 
     #[test]

@@ -507,3 +507,25 @@ mod record_log {
         assert_eq!(read_all(&store, &kept).unwrap(), expected);
     }
 }
+
+/// Message changes are written by the writer and synced by the sync thread: a send whose
+/// sync fails is refused, is not in the queue, and does not come back after a restart,
+/// while the sends before and after it stand.
+#[tokio::test]
+async fn a_send_whose_sync_fails_is_refused_and_stays_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let key = create_queue(&store, "q", &[]).await;
+    store.send_messages(&key, vec![message("before", None, None)]).unwrap().wait().await.unwrap();
+    store.inject_sync_failures(1);
+    let failed = store.send_messages(&key, vec![message("lost", None, None)]).unwrap().wait().await;
+    assert!(failed.is_err(), "the send was not synced");
+    assert_eq!(store.queue_counts(&key).unwrap().visible, 1, "the refused message is not in the queue");
+    store.send_messages(&key, vec![message("after", None, None)]).unwrap().wait().await.unwrap();
+    drop(store);
+    let store = open(dir.path());
+    let got = store.receive_messages(&key, &receive_params()).unwrap().wait().await.unwrap();
+    let mut bodies: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
+    bodies.sort_unstable();
+    assert_eq!(bodies, vec!["after", "before"]);
+}
