@@ -349,6 +349,12 @@ pub enum SqlOp {
 
 pub type CommitHook = Box<dyn FnOnce() + Send>;
 
+/// What a write's caller is told: whether it committed, and the write's ops, handed back
+/// so that they are freed on the caller's thread. Freed on the writer, a message's body
+/// went back to the heap arena of the thread that allocated it, under that arena's lock:
+/// a quarter of the writer's time in sns-fanout went to `free`.
+pub type Acknowledged = (Result<(), StoreError>, Vec<SqlOp>);
+
 /// A compaction of the message log's oldest segment, drafted beside the writer and
 /// completed by it; what it did is in `outcome` when the item's hook runs.
 #[derive(Debug)]
@@ -386,7 +392,7 @@ pub struct WriteItem {
     /// Runs on the writer thread when the commit fails: undoes in-memory changes made
     /// ahead of the commit (such as FIFO deduplication entries).
     pub on_failure: Option<CommitHook>,
-    pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
+    pub done: Option<oneshot::Sender<Acknowledged>>,
 }
 
 pub fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -788,7 +794,7 @@ fn finish(batch: Vec<WriteItem>, result: Result<bool, StoreError>, commits: &mps
             hook();
         }
         if let Some(done) = item.done {
-            let _ = done.send(result.clone());
+            let _ = done.send((result.clone(), item.ops));
         }
     }
     LOGGED.with(|l| l.borrow_mut().clear());
@@ -1630,14 +1636,14 @@ mod tests {
         };
         let (small, small_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk(1, 100)))]);
         commit_batch(&mut conn, &logs, vec![small], false, &commits, &mut 0);
-        assert!(small_done.blocking_recv().unwrap().is_ok());
+        assert!(small_done.blocking_recv().unwrap().0.is_ok());
         let committed = db.record_log.bytes();
 
         let (records, records_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk(2, 2 * 1024 * 1024)))]);
         let (queue, queue_done) = item(vec![SqlOp::SetMeta { key: "probe", value: "committed".into() }]);
         commit_batch(&mut conn, &logs, vec![records, queue], false, &commits, &mut 0);
-        assert!(records_done.blocking_recv().unwrap().is_err(), "2 MiB of records pass the 1 MiB limit");
-        assert!(queue_done.blocking_recv().unwrap().is_ok(), "the other write commits");
+        assert!(records_done.blocking_recv().unwrap().0.is_err(), "2 MiB of records pass the 1 MiB limit");
+        assert!(queue_done.blocking_recv().unwrap().0.is_ok(), "the other write commits");
         let probe: String = conn.query_row("SELECT value FROM meta WHERE key='probe'", [], |r| r.get(0)).unwrap();
         assert_eq!(probe, "committed");
         let chunks: i64 = conn.query_row("SELECT count(*) FROM record_chunks", [], |r| r.get(0)).unwrap();
@@ -1650,7 +1656,7 @@ mod tests {
         db.message_log.account(1024 * 1024, 0);
         let (more, more_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk(2, 100)))]);
         commit_batch(&mut conn, &logs, vec![more], false, &commits, &mut 0);
-        assert!(more_done.blocking_recv().unwrap().is_err(), "1 MiB of live messages leaves no room");
+        assert!(more_done.blocking_recv().unwrap().0.is_err(), "1 MiB of live messages leaves no room");
     }
 
     #[test]

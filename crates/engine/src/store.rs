@@ -163,7 +163,7 @@ pub enum StoreError {
 /// A result that becomes valid once the write holding it is durable.
 pub struct Durable<T> {
     pub(crate) value: T,
-    pub(crate) commit: Option<oneshot::Receiver<Result<(), StoreError>>>,
+    pub(crate) commit: Option<oneshot::Receiver<crate::db::Acknowledged>>,
 }
 
 impl<T> Durable<T> {
@@ -172,7 +172,9 @@ impl<T> Durable<T> {
     }
     pub async fn wait(self) -> Result<T, StoreError> {
         if let Some(rx) = self.commit {
-            rx.await.map_err(|_| StoreError::Internal("writer stopped".into()))??;
+            let (committed, ops) = rx.await.map_err(|_| StoreError::Internal("writer stopped".into()))?;
+            drop(ops);
+            committed?;
         }
         Ok(self.value)
     }
