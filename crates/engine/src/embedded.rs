@@ -261,7 +261,15 @@ impl EmbeddedStore {
             }
             None => {
                 let value = crate::at_rest::to_hex(&self.sealer.seal(crate::at_rest::KEY_CHECK_PLAINTEXT));
-                drop(self.commit((), vec![SqlOp::SetMeta { key: "key_check", value }], None)?);
+                // Written here before the store serves anything, not queued to the writer:
+                // a write still queued when `open` returns took the fault a test injected
+                // right after it (a rare failure of `failed_queue_changes_leave_memory_as_on_disk`).
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('key_check', ?1) \
+                     ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    [value],
+                )
+                .map_err(internal)?;
                 Ok(())
             }
         }
