@@ -527,6 +527,15 @@ struct Head {
 /// never empty), and a sealed segment is cut at its seal.
 const ZERO_AHEAD: u64 = 1024 * 1024;
 
+/// Only groups smaller than this are written into zeros ahead; larger ones extend the
+/// file themselves. Zeros ahead cost as many bytes as the entries that later fill them
+/// (written into the page cache, then to disk, twice in all), which a large group pays
+/// in full for a journal commit saved once per sync; a small group the other way round.
+/// Side by side (`cpu-split.sh sns-fanout`, five alternating pairs, groups of about
+/// 100 KiB): the writer's CPU per publish 54.5 → 45.5 µs, 9.5k → 10.9k publishes/s; the
+/// sends of one connection (groups of one message) keep their zeros ahead.
+const ZERO_AHEAD_BELOW: u64 = 64 * 1024;
+
 /// A compaction planned off the writer thread from the log as it stood at `upto`: the
 /// oldest segment's messages still live there, and its deduplication entries.
 #[derive(Debug)]
@@ -749,13 +758,14 @@ impl MessageLog {
             }
         };
         let offset = head.end;
-        if offset + length > head.zeroed {
+        if offset + length > head.zeroed && length < ZERO_AHEAD_BELOW {
             let to = (offset + length + ZERO_AHEAD).min(self.segment_bytes.max(offset + length));
             let zeros = vec![0; (to - head.zeroed) as usize];
             file.write_all_at(&zeros, head.zeroed).map_err(internal)?;
             head.zeroed = to;
         }
         file.write_all_at(entries, offset).map_err(internal)?;
+        head.zeroed = head.zeroed.max(offset + length);
         if head.refused_to > offset + length {
             let zeros = vec![0; (head.refused_to - offset - length) as usize];
             file.write_all_at(&zeros, offset + length).map_err(internal)?;
@@ -1098,6 +1108,27 @@ mod tests {
         let mut live: Vec<i64> = replayed.messages.keys().copied().collect();
         live.sort_unstable();
         assert_eq!(live, vec![1, 9], "no part of the refused group comes back");
+    }
+
+    #[test]
+    fn a_large_group_extends_the_file_and_a_small_one_is_written_into_zeros_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = MessageLog::open(dir.path(), true, 16 << 20).unwrap();
+        let s = state(1);
+        let mut large = content(1, None);
+        large.body = StoredText::Plain("x".repeat(ZERO_AHEAD_BELOW as usize));
+        let at = write(&log, &[Change::Insert { seq: 1, state: &s, content: &large }])[0];
+        let path = segment_path(&dir.path().join(SUBDIR), 1);
+        let end = u64::from(at.offset + at.length) + HEADER_LEN as u64 + 1;
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), end, "no zeros ahead of a large group");
+        let small = insert(&log, 2, 1);
+        let small_end = u64::from(small.offset + small.length) + HEADER_LEN as u64 + 1;
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), small_end + ZERO_AHEAD, "a small group's zeros ahead");
+        drop(log);
+        let (_log, replayed) = MessageLog::open(dir.path(), true, 16 << 20).unwrap();
+        let mut live: Vec<i64> = replayed.messages.keys().copied().collect();
+        live.sort_unstable();
+        assert_eq!(live, vec![1, 2]);
     }
 
     #[test]
