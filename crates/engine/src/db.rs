@@ -356,7 +356,8 @@ pub type CommitHook = Box<dyn FnOnce() + Send>;
 pub type Acknowledged = (Result<(), StoreError>, Vec<SqlOp>);
 
 /// A compaction of the message log's oldest segment, drafted beside the writer and
-/// completed by it; what it did is in `outcome` when the item's hook runs.
+/// completed by it in steps, with other groups between them (`draft` holds what is
+/// left); what it did is in `outcome` when the item's hook runs, after the last step.
 #[derive(Debug)]
 pub struct CompactionRequest {
     pub now_ms: u64,
@@ -364,7 +365,8 @@ pub struct CompactionRequest {
     pub outcome: Mutex<Option<Compacted>>,
 }
 
-/// The segment a compaction removed and where each message it copied is now.
+/// The segment a compaction removed (or, if it failed part way, kept) and where each
+/// message it copied is now.
 #[derive(Debug, Default)]
 pub struct Compacted {
     pub segment: u32,
@@ -697,26 +699,46 @@ fn writer_loop(
     commits: mpsc::SyncSender<()>,
 ) {
     let mut reserved_seq = stored_last_seq(&conn);
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+    // A compaction with steps left; its write is answered after the last.
+    let mut compacting: Option<WriteItem> = None;
+    loop {
+        let mut batch = Vec::new();
+        if compacting.is_none() {
+            match rx.recv() {
+                Ok(first) => batch.push(first),
+                Err(_) => break,
+            }
+        }
         while batch.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(item) => batch.push(item),
                 Err(_) => break,
             }
         }
+        if compacting.is_none() {
+            if let Some(i) = batch.iter().position(|i| i.ops.iter().any(|op| matches!(op, SqlOp::CompactMessages(_)))) {
+                compacting = Some(batch.remove(i));
+            }
+        }
+        // One step before the group's own entries: the step has seen everything written,
+        // and the group's changes land after its copies, superseding them.
+        if let Some(item) = compacting.take() {
+            match item.ops.iter().find_map(|op| match op {
+                SqlOp::CompactMessages(request) => Some(request),
+                _ => None,
+            }) {
+                Some(request) if compaction_step(&logs.messages, request) => compacting = Some(item),
+                _ => finish(vec![item], Ok(false), &commits),
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let inject = injected_failures
             .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
                 n.checked_sub(1)
             })
             .is_ok();
-        for op in batch.iter().flat_map(|i| &i.ops) {
-            if let SqlOp::CompactMessages(request) = op {
-                // Before the group's own entries: the plan has seen everything written,
-                // and the group's changes land after the copies, superseding them.
-                compact_messages(&logs.messages, request);
-            }
-        }
         commit_batch(&mut conn, &logs, batch, inject, &commits, &mut reserved_seq);
     }
 }
@@ -729,27 +751,42 @@ pub(crate) fn stored_last_seq(conn: &Connection) -> i64 {
         .unwrap_or(0)
 }
 
-/// Copies the oldest segment's live messages to the head and removes the segment.
-fn compact_messages(log: &MessageLog, request: &CompactionRequest) {
-    let compacted = (|| {
-        let Some(draft) = request.draft.lock().unwrap_or_else(|p| p.into_inner()).take() else { return Ok(None) };
-        let Some(mut plan) = log.plan_compaction(draft, request.now_ms)? else { return Ok(None) };
-        let mut moved = Vec::with_capacity(plan.copied.len());
+/// Takes one step of a compaction of the oldest segment: copies the next of its live
+/// messages to the head, and removes the segment after the last; whether steps are left.
+/// What the steps moved gathers in the request's outcome for its write's hook. A second
+/// compaction request while one runs is answered with no outcome (nothing done).
+fn compaction_step(log: &MessageLog, request: &CompactionRequest) -> bool {
+    let mut outcome = request.outcome.lock().unwrap_or_else(|p| p.into_inner());
+    let step = (|| {
+        let Some(draft) = request.draft.lock().unwrap_or_else(|p| p.into_inner()).take() else { return Ok(false) };
+        let Some(mut plan) = log.plan_compaction(draft, request.now_ms, log.compaction_step_bytes())? else {
+            return Ok(false);
+        };
+        let done = outcome.get_or_insert_with(|| Compacted { segment: plan.segment, moved: Vec::new() });
         if !plan.entries.is_empty() {
             let (head, offset) = log.append(&mut plan.entries)?;
             for &(seq, queue_id, start, length) in &plan.copied {
                 let at = Location { segment: head, offset: (offset + start as u64) as u32, length: length as u32 };
-                moved.push((seq, queue_id, at));
+                done.moved.push((seq, queue_id, at));
             }
         }
-        log.remove_segment(plan.segment)?;
-        Ok::<_, StoreError>(Some(Compacted { segment: plan.segment, moved }))
+        match plan.rest {
+            Some(rest) => {
+                *request.draft.lock().unwrap_or_else(|p| p.into_inner()) = Some(rest);
+                Ok(true)
+            }
+            None => {
+                log.remove_segment(plan.segment)?;
+                Ok::<_, StoreError>(false)
+            }
+        }
     })();
-    match compacted {
-        Ok(done) => *request.outcome.lock().unwrap_or_else(|p| p.into_inner()) = done,
-        // The copies, if written, are valid entries; the segment stays for a later try.
-        Err(e) => tracing::warn!(error = %e, "message log compaction failed"),
-    }
+    step.unwrap_or_else(|e| {
+        // The copies written so far are valid entries, and their messages are repointed
+        // to them; the segment stays for a later compaction.
+        tracing::warn!(error = %e, "message log compaction failed");
+        false
+    })
 }
 
 /// Commits one group and answers its writes.

@@ -545,15 +545,23 @@ pub struct CompactionDraft {
     follow: Replayed,
 }
 
-/// What compaction of the oldest segment writes: the copies (whole entries, each a live
-/// message's insert with its current state, or a live deduplication entry), and for each
-/// copied message its sequence number, queue and place in `entries`.
+/// One step of the compaction of the oldest segment: the copies it writes (whole
+/// entries, each a live message's insert with its current state, or a live deduplication
+/// entry), and for each copied message its sequence number, queue and place in
+/// `entries`; `rest` is the draft of the steps left, `None` when the segment can go once
+/// these copies are synced.
 #[derive(Debug, Default)]
 pub struct CompactionPlan {
     pub segment: u32,
     pub entries: Vec<u8>,
     pub copied: Vec<(i64, i64, usize, usize)>,
+    pub rest: Option<CompactionDraft>,
 }
+
+/// A compaction step copies at most this share of a segment (it stops after the message
+/// that passes it; 4 MiB of the default 64 MiB segments): a segment of live messages
+/// copied in one group held every write queued behind it for the whole write and sync.
+pub const COMPACTION_STEPS_PER_SEGMENT: u64 = 16;
 
 pub struct MessageLog {
     dir: PathBuf,
@@ -862,10 +870,23 @@ impl MessageLog {
         Ok(Some(CompactionDraft { segment: oldest, upto: end, follow }))
     }
 
-    /// Completes `draft` where nothing appends meanwhile (the writer thread), so that the
-    /// plan reflects every entry written: follows its messages through what was appended
-    /// after the draft's place, then encodes the copies. `None` when the segment is gone.
-    pub fn plan_compaction(&self, draft: CompactionDraft, now_ms: u64) -> Result<Option<CompactionPlan>, StoreError> {
+    /// How much one compaction step copies ([`COMPACTION_STEPS_PER_SEGMENT`]).
+    pub fn compaction_step_bytes(&self) -> usize {
+        (self.segment_bytes / COMPACTION_STEPS_PER_SEGMENT) as usize
+    }
+
+    /// Takes the next step of `draft` where nothing appends meanwhile (the writer thread),
+    /// so that the step reflects every entry written: follows its messages through what
+    /// was appended after the draft's place, then encodes copies of the oldest surviving
+    /// ones up to `budget` bytes (the live deduplication entries with the last step).
+    /// `None` when the segment is gone. Each step's copies must be appended before the
+    /// next step is planned.
+    pub fn plan_compaction(
+        &self,
+        draft: CompactionDraft,
+        now_ms: u64,
+        budget: usize,
+    ) -> Result<Option<CompactionPlan>, StoreError> {
         let Some((end, segments)) = self.view() else { return Ok(None) };
         let oldest = draft.segment;
         let Some((_, oldest_file, _)) = segments.iter().find(|(n, _, _)| *n == oldest && *n != end.segment) else {
@@ -878,7 +899,11 @@ impl MessageLog {
             follow.messages.iter().filter(|(_, m)| m.at.segment == oldest).collect();
         survivors.sort_unstable_by_key(|(seq, _)| **seq);
         let mut bytes = Vec::new();
+        let mut left = survivors.len();
         for (&seq, m) in survivors {
+            if plan.entries.len() >= budget {
+                break;
+            }
             bytes.resize(m.at.length as usize, 0);
             oldest_file.read_exact_at(&mut bytes, u64::from(m.at.offset)).map_err(internal)?;
             let (_, _, content) =
@@ -886,6 +911,16 @@ impl MessageLog {
             let (offset, length) =
                 encode(&Change::Insert { seq, state: &m.state, content: &content }, &mut plan.entries);
             plan.copied.push((seq, m.state.queue_id, offset, length));
+            left -= 1;
+        }
+        if left > 0 {
+            // Copied ones are followed no more; their copies' inserts, met by the next
+            // step, are of messages it no longer knows.
+            for (seq, ..) in &plan.copied {
+                follow.messages.remove(seq);
+            }
+            plan.rest = Some(CompactionDraft { segment: oldest, upto: end, follow });
+            return Ok(Some(plan));
         }
         for d in follow.dedup.iter().filter(|d| d.expires_ms > now_ms) {
             encode(&Change::Dedup(d), &mut plan.entries);
@@ -1288,7 +1323,8 @@ mod tests {
             ],
         );
         let (_, before) = MessageLog::open(dir.path(), true, 400).unwrap();
-        let mut plan = log.plan_compaction(draft, 100).unwrap().expect("a sealed segment");
+        let mut plan = log.plan_compaction(draft, 100, usize::MAX).unwrap().expect("a sealed segment");
+        assert!(plan.rest.is_none(), "one step");
         assert_eq!(plan.segment, oldest);
         let copied: Vec<i64> = plan.copied.iter().map(|c| c.0).collect();
         assert!(!copied.contains(&1), "deleted messages are not copied: {copied:?}");

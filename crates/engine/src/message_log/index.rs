@@ -405,44 +405,49 @@ mod tests {
     fn the_index_and_the_entries_after_it_say_what_the_whole_log_says() {
         const SEGMENT: u64 = 2048;
         const NOW: u64 = 1_000;
+        let mut steps_with_more = 0;
         for seed in 1..=12u64 {
             let dir = tempfile::tempdir().unwrap();
             let index_path = dir.path().join(SUBDIR).join(FILE);
+            let mirror_dir = tempfile::tempdir().unwrap();
             let mut dice = Dice(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mut seq = 0;
             let mut checkpoints = 0;
             for round in 0..6 {
+                // A crash abandons a compaction between its steps.
+                let mut compacting: Option<CompactionDraft> = None;
                 let (log, _) = MessageLog::open(dir.path(), true, SEGMENT).unwrap();
+                let (mirror, _) = MessageLog::open(mirror_dir.path(), true, 1 << 30).unwrap();
                 for _ in 0..40 {
                     let target = 1 + dice.roll(seq.max(1) as u64) as i64;
                     let queue = 1 + dice.roll(3) as i64;
+                    // Every change goes to the mirror too, which is never compacted.
+                    let both = |changes: &[Change<'_>]| {
+                        drop(write(&log, changes));
+                        drop(write(&mirror, changes));
+                    };
                     match dice.roll(10) {
                         0..=3 => {
                             seq += 1;
                             insert(&log, seq, queue);
+                            insert(&mirror, seq, queue);
                         }
-                        4 => drop(write(&log, &[Change::Delete { seq: target }])),
-                        5 => drop(write(
-                            &log,
-                            &[Change::State {
-                                seq: target,
-                                visible_at_ms: dice.roll(500),
-                                receive_count: dice.roll(5) as u32,
-                                first_receive_ms: 7,
-                                receipt_token: dice.roll(1 << 20),
-                            }],
-                        )),
-                        6 => drop(write(
-                            &log,
-                            &[Change::Move {
-                                seq: target,
-                                to_queue: queue,
-                                dlq_source: Some(1),
-                                visible_at_ms: 3,
-                                reset_receives: dice.roll(2) == 0,
-                            }],
-                        )),
-                        7 => drop(write(&log, &[Change::Purge { queue_id: queue, max_seq: target }])),
+                        4 => both(&[Change::Delete { seq: target }]),
+                        5 => both(&[Change::State {
+                            seq: target,
+                            visible_at_ms: dice.roll(500),
+                            receive_count: dice.roll(5) as u32,
+                            first_receive_ms: 7,
+                            receipt_token: dice.roll(1 << 20),
+                        }]),
+                        6 => both(&[Change::Move {
+                            seq: target,
+                            to_queue: queue,
+                            dlq_source: Some(1),
+                            visible_at_ms: 3,
+                            reset_receives: dice.roll(2) == 0,
+                        }]),
+                        7 => both(&[Change::Purge { queue_id: queue, max_seq: target }]),
                         8 => {
                             let d = DedupRecord {
                                 queue_id: queue,
@@ -452,13 +457,22 @@ mod tests {
                                 message_id: format!("id-{target}"),
                                 seq: target,
                             };
-                            drop(write(&log, &[Change::Dedup(&d)]));
+                            both(&[Change::Dedup(&d)]);
                         }
                         _ => {
-                            let draft = log.draft_compaction().unwrap();
-                            if let Some(mut plan) = draft.and_then(|d| log.plan_compaction(d, NOW).unwrap()) {
+                            // A step of the compaction under way, or the first of a new one;
+                            // other changes come between the steps.
+                            let draft = compacting.take().or_else(|| log.draft_compaction().unwrap());
+                            let step = log.compaction_step_bytes() * (1 + dice.roll(3) as usize);
+                            if let Some(mut plan) = draft.and_then(|d| log.plan_compaction(d, NOW, step).unwrap()) {
                                 log.append(&mut plan.entries).unwrap();
-                                log.remove_segment(plan.segment).unwrap();
+                                match plan.rest {
+                                    Some(rest) => {
+                                        steps_with_more += 1;
+                                        compacting = Some(rest);
+                                    }
+                                    None => log.remove_segment(plan.segment).unwrap(),
+                                }
                             }
                         }
                     }
@@ -474,12 +488,28 @@ mod tests {
                 let (_, whole) = MessageLog::open(dir.path(), true, SEGMENT).unwrap();
                 assert!(!whole.from_index);
                 assert_eq!(found(&from_index, NOW), found(&whole, NOW), "seed {seed}, round {round}");
+                // Compaction, in steps with changes between them, kept every message as it
+                // is in the log that was never compacted (places aside).
+                drop(mirror);
+                let (_, mirrored) = MessageLog::open(mirror_dir.path(), true, 1 << 30).unwrap();
+                let states = |r: &Replayed| {
+                    let mut v: Vec<_> =
+                        r.messages.iter().map(|(s, m)| (*s, m.state, m.sent_ms, m.group_id.clone())).collect();
+                    v.sort_unstable_by_key(|(s, ..)| *s);
+                    v
+                };
+                assert_eq!(
+                    states(&whole),
+                    states(&mirrored),
+                    "seed {seed}, round {round}: compaction changed messages"
+                );
                 if let Some(saved) = saved {
                     std::fs::write(&index_path, saved).unwrap();
                 }
             }
             assert!(checkpoints > 2, "seed {seed}: only {checkpoints} checkpoints");
         }
+        assert!(steps_with_more > 10, "compactions in steps: {steps_with_more}");
     }
 
     #[test]
@@ -499,7 +529,7 @@ mod tests {
         // Compaction removes the segment holding the index's place: a start replays the
         // whole log, and the next checkpoint rebuilds the index from it.
         let first = log.segments()[0].0;
-        let mut plan = log.plan_compaction(log.draft_compaction().unwrap().unwrap(), 0).unwrap().unwrap();
+        let mut plan = log.plan_compaction(log.draft_compaction().unwrap().unwrap(), 0, usize::MAX).unwrap().unwrap();
         assert_eq!(plan.segment, first);
         log.append(&mut plan.entries).unwrap();
         log.remove_segment(plan.segment).unwrap();
