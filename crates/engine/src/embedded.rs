@@ -261,16 +261,27 @@ impl EmbeddedStore {
             }
             None => {
                 let value = crate::at_rest::to_hex(&self.sealer.seal(crate::at_rest::KEY_CHECK_PLAINTEXT));
-                // Written here before the store serves anything, not queued to the writer:
-                // a write still queued when `open` returns took the fault a test injected
-                // right after it (a rare failure of `failed_queue_changes_leave_memory_as_on_disk`).
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('key_check', ?1) \
-                     ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                    [value],
-                )
-                .map_err(internal)?;
-                Ok(())
+                // Through the writer, like every write (its commits drive the WAL's
+                // checkpoints), and waited for: a write still queued when `open` returned
+                // took the fault a test injected right after it (a rare failure of
+                // `failed_queue_changes_leave_memory_as_on_disk`). A plain channel, as
+                // `open` may run on an async worker, where a oneshot's blocking wait panics.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<bool>(1);
+                let failed = tx.clone();
+                self.db.submit(WriteItem {
+                    ops: vec![SqlOp::SetMeta { key: "key_check", value }],
+                    on_commit: Some(Box::new(move || {
+                        let _ = tx.send(true);
+                    })),
+                    on_failure: Some(Box::new(move || {
+                        let _ = failed.send(false);
+                    })),
+                    done: None,
+                })?;
+                match rx.recv() {
+                    Ok(true) => Ok(()),
+                    _ => Err(internal("the key check could not be written")),
+                }
             }
         }
     }
