@@ -69,13 +69,28 @@ impl Server {
 }
 
 /// `sluice serve` on `data_dir` run to its exit, for starts that must be refused: its
-/// status and output.
+/// status and output. A start that serves instead is killed after a minute, so that the
+/// test fails instead of waiting forever.
 pub fn serve_to_exit(data_dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
-        .output()
-        .expect("run sluice serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sluice serve");
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let timed_out = done_rx.recv_timeout(Duration::from_secs(60));
+        if matches!(timed_out, Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    });
+    let out = child.wait_with_output().expect("wait for sluice serve");
+    drop(done_tx);
+    let _ = watchdog.join();
+    out
 }
 
 impl Drop for Server {
