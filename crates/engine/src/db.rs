@@ -3,6 +3,7 @@
 //! and read connections.
 
 use crate::at_rest::StoredText;
+use crate::faults::Countdown;
 use crate::message_log::{
     encode, Change, CompactionDraft, DedupRecord, Location, MessageContent, MessageLog, MessageState, Replayed,
 };
@@ -397,6 +398,16 @@ pub struct WriteItem {
     pub done: Option<oneshot::Sender<Acknowledged>>,
 }
 
+impl WriteItem {
+    /// The message log compaction this write asks for, if it is one.
+    fn compaction(&self) -> Option<Arc<CompactionRequest>> {
+        self.ops.iter().find_map(|op| match op {
+            SqlOp::CompactMessages(request) => Some(request.clone()),
+            _ => None,
+        })
+    }
+}
+
 pub fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
@@ -412,7 +423,7 @@ pub struct Database {
     /// SQS messages: the one durable record of every message and change to one.
     pub(crate) message_log: Arc<MessageLog>,
     /// Group commits still to fail on purpose (fault-injection tests).
-    injected_failures: Arc<std::sync::atomic::AtomicUsize>,
+    injected_failures: Arc<Countdown>,
 }
 
 fn configure(conn: &Connection, durable: bool) -> rusqlite::Result<()> {
@@ -503,7 +514,7 @@ impl Database {
                 .map_err(internal)?;
         configure(&load_conn, durable).map_err(internal)?;
         let (tx, rx) = mpsc::channel::<WriteItem>();
-        let injected_failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let injected_failures = Arc::new(Countdown::default());
         let failures = injected_failures.clone();
         let logs = WriterLogs {
             record: record_log.clone(),
@@ -550,6 +561,28 @@ impl Database {
         }
     }
 
+    /// Submits `ops` and blocks until they are committed: for `open`, which may run on an
+    /// async worker, where a oneshot's blocking wait panics, so a plain channel that the
+    /// write's hooks signal.
+    pub fn commit_blocking(&self, ops: Vec<SqlOp>) -> Result<(), StoreError> {
+        let (committed, answer) = std::sync::mpsc::sync_channel::<bool>(1);
+        let failed = committed.clone();
+        self.submit(WriteItem {
+            ops,
+            on_commit: Some(Box::new(move || {
+                let _ = committed.send(true);
+            })),
+            on_failure: Some(Box::new(move || {
+                let _ = failed.send(false);
+            })),
+            done: None,
+        })?;
+        match answer.recv() {
+            Ok(true) => Ok(()),
+            _ => Err(internal("the write was not committed")),
+        }
+    }
+
     /// Runs `f` on a read connection (committed data only).
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let conn = self.readers.lock().map_err(internal)?.pop();
@@ -570,7 +603,7 @@ impl Database {
 
     /// Makes the next `n` group commits fail as an I/O error would (fault-injection tests).
     pub fn inject_commit_failures(&self, n: usize) {
-        self.injected_failures.store(n, std::sync::atomic::Ordering::SeqCst);
+        self.injected_failures.arm(n);
     }
 
     /// Stops the writer after it has committed everything already submitted, and marks
@@ -695,12 +728,13 @@ fn writer_loop(
     mut conn: Connection,
     logs: WriterLogs,
     rx: mpsc::Receiver<WriteItem>,
-    injected_failures: Arc<std::sync::atomic::AtomicUsize>,
+    injected_failures: Arc<Countdown>,
     commits: mpsc::SyncSender<()>,
 ) {
     let mut reserved_seq = stored_last_seq(&conn);
-    // A compaction with steps left; its write is answered after the last.
-    let mut compacting: Option<WriteItem> = None;
+    // A compaction with steps left; its write is answered after the last. Another
+    // compaction's write meanwhile commits as a plain write, with nothing done.
+    let mut compacting: Option<(WriteItem, Arc<CompactionRequest>)> = None;
     loop {
         let mut batch = Vec::new();
         if compacting.is_none() {
@@ -716,29 +750,23 @@ fn writer_loop(
             }
         }
         if compacting.is_none() {
-            if let Some(i) = batch.iter().position(|i| i.ops.iter().any(|op| matches!(op, SqlOp::CompactMessages(_)))) {
-                compacting = Some(batch.remove(i));
+            if let Some((i, request)) = batch.iter().enumerate().find_map(|(i, item)| Some((i, item.compaction()?))) {
+                compacting = Some((batch.remove(i), request));
             }
         }
         // One step before the group's own entries: the step has seen everything written,
         // and the group's changes land after its copies, superseding them.
-        if let Some(item) = compacting.take() {
-            match item.ops.iter().find_map(|op| match op {
-                SqlOp::CompactMessages(request) => Some(request),
-                _ => None,
-            }) {
-                Some(request) if compaction_step(&logs.messages, request) => compacting = Some(item),
-                _ => finish(vec![item], Ok(false), &commits),
+        if let Some((item, request)) = compacting.take() {
+            if compaction_step(&logs.messages, &request) {
+                compacting = Some((item, request));
+            } else {
+                finish(vec![item], Ok(false), &commits);
             }
         }
         if batch.is_empty() {
             continue;
         }
-        let inject = injected_failures
-            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
-                n.checked_sub(1)
-            })
-            .is_ok();
+        let inject = injected_failures.fire();
         commit_batch(&mut conn, &logs, batch, inject, &commits, &mut reserved_seq);
     }
 }
@@ -753,8 +781,7 @@ pub(crate) fn stored_last_seq(conn: &Connection) -> i64 {
 
 /// Takes one step of a compaction of the oldest segment: copies the next of its live
 /// messages to the head, and removes the segment after the last; whether steps are left.
-/// What the steps moved gathers in the request's outcome for its write's hook. A second
-/// compaction request while one runs is answered with no outcome (nothing done).
+/// What the steps moved gathers in the request's outcome for its write's hook.
 fn compaction_step(log: &MessageLog, request: &CompactionRequest) -> bool {
     let mut outcome = request.outcome.lock().unwrap_or_else(|p| p.into_inner());
     let step = (|| {

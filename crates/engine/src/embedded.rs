@@ -264,24 +264,8 @@ impl EmbeddedStore {
                 // Through the writer, like every write (its commits drive the WAL's
                 // checkpoints), and waited for: a write still queued when `open` returned
                 // took the fault a test injected right after it (a rare failure of
-                // `failed_queue_changes_leave_memory_as_on_disk`). A plain channel, as
-                // `open` may run on an async worker, where a oneshot's blocking wait panics.
-                let (tx, rx) = std::sync::mpsc::sync_channel::<bool>(1);
-                let failed = tx.clone();
-                self.db.submit(WriteItem {
-                    ops: vec![SqlOp::SetMeta { key: "key_check", value }],
-                    on_commit: Some(Box::new(move || {
-                        let _ = tx.send(true);
-                    })),
-                    on_failure: Some(Box::new(move || {
-                        let _ = failed.send(false);
-                    })),
-                    done: None,
-                })?;
-                match rx.recv() {
-                    Ok(true) => Ok(()),
-                    _ => Err(internal("the key check could not be written")),
-                }
+                // `failed_queue_changes_leave_memory_as_on_disk`).
+                self.db.commit_blocking(vec![SqlOp::SetMeta { key: "key_check", value }])
             }
         }
     }
@@ -705,30 +689,22 @@ impl EmbeddedStore {
             draft: Mutex::new(Some(draft)),
             outcome: Mutex::new(None),
         });
-        let repoint = |request: Arc<CompactionRequest>| -> CommitHook {
-            let (registry, relocated) = (self.registry.clone(), self.relocated.clone());
-            // Runs whether or not the rest of the group commits: the copies were synced
-            // and the segment removed before the group's own writes.
-            Box::new(move || {
-                let Some(done) = request.outcome.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
-                let reg = registry.read().unwrap_or_else(|p| p.into_inner());
-                let mut relocated = relocated.lock().unwrap_or_else(|p| p.into_inner());
-                relocated.retain(|_, (_, stray)| *stray);
-                for (seq, queue_id, at) in done.moved {
-                    let in_queue = |h: &Arc<QueueHandle>| h.lock().relocate(seq, done.segment, at);
-                    let found = reg.by_id.get(&queue_id).is_some_and(in_queue) || reg.by_id.values().any(in_queue);
-                    relocated.insert(seq, (at, !found));
-                }
-            })
-        };
-        let (tx, rx) = oneshot::channel();
-        self.db.submit(WriteItem {
-            ops: vec![SqlOp::CompactMessages(request.clone())],
-            on_commit: Some(repoint(request.clone())),
-            on_failure: Some(repoint(request)),
-            done: Some(tx),
-        })?;
-        Ok(Durable { value: (), commit: Some(rx) })
+        let (registry, relocated) = (self.registry.clone(), self.relocated.clone());
+        let outcome = request.clone();
+        // The writer answers the compaction's write alone, after its last step (the copies
+        // synced and the segment removed): the copied messages are read where they went.
+        let repoint: CommitHook = Box::new(move || {
+            let Some(done) = outcome.outcome.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+            let reg = registry.read().unwrap_or_else(|p| p.into_inner());
+            let mut relocated = relocated.lock().unwrap_or_else(|p| p.into_inner());
+            relocated.retain(|_, (_, stray)| *stray);
+            for (seq, queue_id, at) in done.moved {
+                let in_queue = |h: &Arc<QueueHandle>| h.lock().relocate(seq, done.segment, at);
+                let found = reg.by_id.get(&queue_id).is_some_and(in_queue) || reg.by_id.values().any(in_queue);
+                relocated.insert(seq, (at, !found));
+            }
+        });
+        self.commit((), vec![SqlOp::CompactMessages(request)], Some(repoint))
     }
 
     /// Writes a new message index when the log has grown by

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod conformance;
 pub mod db;
 pub mod embedded;
+mod faults;
 pub mod firehose;
 mod le_bytes;
 pub mod limits;

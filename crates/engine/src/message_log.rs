@@ -23,6 +23,7 @@
 //! messages.
 
 use crate::at_rest::StoredText;
+use crate::faults::Countdown;
 use crate::le_bytes::Reader;
 use crate::queue_state::SeqMap;
 use crate::record_log::sync_dir;
@@ -31,7 +32,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod index;
@@ -520,6 +521,13 @@ struct Head {
     refused_to: u64,
 }
 
+impl Head {
+    /// The head at `end` of `segment` (not a file yet when `file` is `None`).
+    fn new(segment: u32, file: Option<Arc<File>>, end: u64) -> Head {
+        Head { segment, file, end, zeroed: end, refused_to: 0 }
+    }
+}
+
 /// The head segment is written with zeros this far ahead of its entries, so that a
 /// group's `fdatasync` finds the file's size unchanged and need not commit the
 /// filesystem's journal for it: SendMessage on one connection went from 2,662–2,967 to
@@ -581,7 +589,7 @@ pub struct MessageLog {
     /// an index is written, so that one is written at a time.
     index: Mutex<Option<Position>>,
     /// Group syncs still to fail on purpose (fault-injection tests).
-    failing_syncs: AtomicUsize,
+    failing_syncs: Countdown,
 }
 
 /// Open segment files by number.
@@ -618,7 +626,7 @@ impl MessageLog {
             retired: Mutex::new(None),
             live_bytes: AtomicU64::new(replayed.messages.values().map(|m| u64::from(m.at.length)).sum()),
             index: Mutex::new(index_at),
-            failing_syncs: AtomicUsize::new(0),
+            failing_syncs: Countdown::default(),
         };
         Ok((log, replayed))
     }
@@ -626,11 +634,11 @@ impl MessageLog {
     /// Makes the syncs of the next `n` appended groups fail as an I/O error would.
     #[doc(hidden)]
     pub fn fail_next_syncs(&self, n: usize) {
-        self.failing_syncs.store(n, Ordering::SeqCst);
+        self.failing_syncs.arm(n);
     }
 
     fn sync_group_file(&self, file: &File) -> std::io::Result<()> {
-        if self.failing_syncs.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        if self.failing_syncs.fire() {
             return Err(std::io::Error::other("injected sync failure"));
         }
         file.sync_data()
@@ -665,7 +673,7 @@ fn replay(
         .filter_map(|n| std::fs::metadata(segment_path(dir, *n)).ok().map(|m| m.len().saturating_sub(start_of(*n))))
         .sum();
     replayed.messages.reserve((log_bytes / 1200) as usize);
-    let mut head = Head { segment: 1, file: None, end: 0, zeroed: 0, refused_to: 0 };
+    let mut head = Head::new(1, None, 0);
     // A second thread reads each segment and checks its entries' checksums while this
     // one applies the segment before: a million-message start takes about half as long.
     // Two buffers go back and forth, not a fresh 64 MiB allocation per segment (its page
@@ -710,7 +718,7 @@ fn replay(
             if last && sealed {
                 // A crash between sealing this segment and creating the next one.
                 files.insert(segment, Arc::new(file));
-                head = Head { segment: segment + 1, file: None, end: 0, zeroed: 0, refused_to: 0 };
+                head = Head::new(segment + 1, None, 0);
             } else if last {
                 if end < file_len {
                     // A group commit that was cut short by a crash (never acknowledged),
@@ -721,7 +729,7 @@ fn replay(
                     }
                 }
                 let file = Arc::new(file);
-                head = Head { segment, file: Some(file.clone()), end, zeroed: end, refused_to: 0 };
+                head = Head::new(segment, Some(file.clone()), end);
                 files.insert(segment, file);
             } else {
                 files.insert(segment, Arc::new(file));
@@ -800,11 +808,7 @@ impl MessageLog {
             file.set_len(head.end + seal.len() as u64).map_err(internal)?;
             file.sync_data().map_err(internal)?;
         }
-        head.segment += 1;
-        head.file = None;
-        head.end = 0;
-        head.zeroed = 0;
-        head.refused_to = 0;
+        *head = Head::new(head.segment + 1, None, 0);
         Ok(())
     }
 
@@ -1020,7 +1024,8 @@ fn replay_view(segments: &[SegmentView], from: Position, apply: &mut ApplyEntry<
                 return Err(corrupt(*n, at as usize, "an entry that does not read back"));
             }
             if end == 0 {
-                // A group longer than the chunk (compaction copies a segment in one).
+                // A group longer than the chunk (a large batch of sends, or a compaction
+                // step, which stops only after the message that passes its budget).
                 chunk *= 2;
             }
             at += end as u64;
@@ -1066,6 +1071,21 @@ mod tests {
         write(log, &[Change::Insert { seq, state: &s, content: &c }])[0]
     }
 
+    /// The sequence numbers of the messages `replayed` holds, in order.
+    fn live_seqs(replayed: &Replayed) -> Vec<i64> {
+        let mut seqs: Vec<i64> = replayed.messages.keys().copied().collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
+    /// Where the group whose last entry is at `at` ends: after its commit marker.
+    fn group_end(at: Location) -> u64 {
+        u64::from(at.offset + at.length) + MARKER_LEN as u64
+    }
+
+    /// A commit marker's length: a header and its kind.
+    const MARKER_LEN: usize = HEADER_LEN + 1;
+
     #[test]
     fn inserts_read_back_and_replay_applies_every_kind_of_change() {
         let dir = tempfile::tempdir().unwrap();
@@ -1104,10 +1124,8 @@ mod tests {
         drop(log);
 
         let (_log, replayed) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
-        let mut live: Vec<i64> = replayed.messages.keys().copied().collect();
-        live.sort_unstable();
         // 1 received, 2 deleted, 3 moved out before the purge, 4 and 5 purged.
-        assert_eq!(live, vec![3, 6, 7]);
+        assert_eq!(live_seqs(&replayed), vec![3, 6, 7]);
         assert_eq!(replayed.max_seq, 7);
         assert_eq!(replayed.max_queue_id, 2);
         let moved = &replayed.messages[&3].state;
@@ -1123,9 +1141,8 @@ mod tests {
         // The refused group's first insert is as long as the next group (an insert and
         // its commit marker): its second and third inserts, with their commit marker,
         // would follow that group whole if nothing wrote over them.
-        let marker = HEADER_LEN + 1;
         let mut longer = content(3, None);
-        longer.body = StoredText::Plain(format!("body 3{}", "x".repeat(marker)));
+        longer.body = StoredText::Plain(format!("body 3{}", "x".repeat(MARKER_LEN)));
         let (s, contents) = (state(1), [longer, content(5, None), content(7, None)]);
         let mut refused = Vec::new();
         let spans: Vec<(usize, usize)> = [3, 5, 7]
@@ -1136,13 +1153,11 @@ mod tests {
         log.fail_next_syncs(1);
         assert!(log.append(&mut refused).is_err());
         let next = insert(&log, 9, 1);
-        assert_eq!(next.offset, first.offset + first.length + marker as u32, "written where it failed");
-        assert_eq!(next.length as usize + marker, spans[0].1);
+        assert_eq!(u64::from(next.offset), group_end(first), "written where it failed");
+        assert_eq!(next.length as usize + MARKER_LEN, spans[0].1);
         drop(log);
         let (_log, replayed) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
-        let mut live: Vec<i64> = replayed.messages.keys().copied().collect();
-        live.sort_unstable();
-        assert_eq!(live, vec![1, 9], "no part of the refused group comes back");
+        assert_eq!(live_seqs(&replayed), vec![1, 9], "no part of the refused group comes back");
     }
 
     #[test]
@@ -1154,16 +1169,13 @@ mod tests {
         large.body = StoredText::Plain("x".repeat(ZERO_AHEAD_BELOW as usize));
         let at = write(&log, &[Change::Insert { seq: 1, state: &s, content: &large }])[0];
         let path = segment_path(&dir.path().join(SUBDIR), 1);
-        let end = u64::from(at.offset + at.length) + HEADER_LEN as u64 + 1;
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), end, "no zeros ahead of a large group");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), group_end(at), "no zeros ahead of a large group");
         let small = insert(&log, 2, 1);
-        let small_end = u64::from(small.offset + small.length) + HEADER_LEN as u64 + 1;
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), small_end + ZERO_AHEAD, "a small group's zeros ahead");
+        let zeros_to = group_end(small) + ZERO_AHEAD;
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), zeros_to, "a small group's zeros ahead");
         drop(log);
         let (_log, replayed) = MessageLog::open(dir.path(), true, 16 << 20).unwrap();
-        let mut live: Vec<i64> = replayed.messages.keys().copied().collect();
-        live.sort_unstable();
-        assert_eq!(live, vec![1, 2]);
+        assert_eq!(live_seqs(&replayed), vec![1, 2]);
     }
 
     #[test]
@@ -1288,9 +1300,7 @@ mod tests {
         drop(log);
         let (_, replayed) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
         assert!(replayed.from_index, "still its place in the log");
-        let mut seqs: Vec<i64> = replayed.messages.keys().copied().collect();
-        seqs.sort_unstable();
-        assert_eq!(seqs, vec![2, 3, 4]);
+        assert_eq!(live_seqs(&replayed), vec![2, 3, 4]);
     }
 
     #[test]

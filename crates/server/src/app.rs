@@ -270,8 +270,8 @@ async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bo
 
 /// Message index checkpoints, on a thread of their own at the lowest CPU priority: one
 /// takes a few hundred milliseconds of CPU for a million messages, and under load it
-/// should take only the CPU that requests leave. Checks at once (a start after a crash may have much log after the
-/// index), then once a second until `stop` is dropped.
+/// should take only the CPU that requests leave. Checks at once (a start after a crash
+/// may have much log after the index), then once a second until `stop` is dropped.
 fn spawn_checkpointer(store: Arc<EmbeddedStore>, stop: std::sync::mpsc::Receiver<()>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("sluice-index".into())
