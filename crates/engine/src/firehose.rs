@@ -237,7 +237,7 @@ impl DeliveryStore for EmbeddedStore {
             buffer.stats.bytes += data.len() as u64;
             buffer.stats.oldest_arrival_ms.get_or_insert(now);
             seqs.push(seq);
-            chunk.records.push((String::new(), if sealed { self.sealer.seal(&data) } else { data }));
+            chunk.records.push((String::new(), if sealed { self.sealer.seal_vec(data) } else { data }));
         }
         if !chunk.records.is_empty() {
             ops.push(SqlOp::AppendChunk(Box::new(chunk)));

@@ -489,7 +489,7 @@ impl StreamStore for EmbeddedStore {
                 shard_id: shard.shard_id(),
                 sequence_number: shard.sequence_number(seq_ix, now),
             });
-            let data = if sealed { self.sealer.seal(&r.data) } else { r.data };
+            let data = if sealed { self.sealer.seal_vec(r.data) } else { r.data };
             match chunks.iter_mut().find(|c| c.owner == shard.uid) {
                 Some(chunk) => chunk.records.push((r.partition_key, data)),
                 None => chunks.push(RecordChunk {
