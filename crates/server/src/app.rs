@@ -23,7 +23,7 @@ pub struct RunningServer {
     pub tls_addr: Option<SocketAddr>,
     tls_task: Option<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
-    serve: tokio::task::JoinHandle<std::io::Result<()>>,
+    serve: tokio::task::JoinHandle<()>,
     workers: tokio::task::JoinHandle<()>,
     delivery: tokio::task::JoinHandle<()>,
     firehose_worker: tokio::task::JoinHandle<()>,
@@ -38,7 +38,7 @@ impl RunningServer {
     /// Ends long polls, finishes in-flight requests, flushes the store.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        self.serve.await??;
+        self.serve.await?;
         if let Some(t) = self.tls_task {
             let _ = t.await;
         }
@@ -119,7 +119,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         auth: settings.auth.clone(),
         in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_requests)),
     });
-    let app = axum::Router::new().fallback(http::handle).with_state((state.clone(), "http"));
     let connection_slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
     let tls = match &settings.tls {
         Some((addr, source)) => {
@@ -127,14 +126,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let tls_addr = listener.local_addr()?;
-            let router = axum::Router::new().fallback(http::handle).with_state((state.clone(), "https"));
             tracing::info!(addr = %tls_addr, "serving TLS");
             Some((
                 tls_addr,
-                tokio::spawn(serve_tls(
+                tokio::spawn(serve_connections(
                     crate::connections::CappedListener { listener, slots: connection_slots.clone() },
-                    tokio_rustls::TlsAcceptor::from(config),
-                    router,
+                    Some(tokio_rustls::TlsAcceptor::from(config)),
+                    (state.clone(), "https"),
                     shutdown_rx.clone(),
                 )),
             ))
@@ -150,14 +148,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let workers = tokio::spawn(run_workers(store.clone(), shutdown_rx.clone()));
     let (checkpointer_stop, stop_checkpoints) = std::sync::mpsc::channel();
     let checkpointer = spawn_checkpointer(store.clone(), stop_checkpoints);
-    let mut stop = shutdown_rx;
-    let serve = tokio::spawn(async move {
-        axum::serve(crate::connections::CappedListener { listener, slots: connection_slots }, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let serve = tokio::spawn(serve_connections(
+        crate::connections::CappedListener { listener, slots: connection_slots },
+        None,
+        (state.clone(), "http"),
+        shutdown_rx,
+    ));
     let (tls_addr, tls_task) = match tls {
         Some((a, t)) => (Some(a), Some(t)),
         None => (None, None),
@@ -184,25 +180,42 @@ const DEFAULT_MOVE_RATE: u64 = 500;
 /// How often retention and dedup expiry run.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Accepts TLS connections and serves each with HTTP/2 or HTTP/1.1 (by ALPN) until
-/// shutdown, then lets open connections finish.
-async fn serve_tls(
+/// Accepts connections (through TLS when `tls` is given, HTTP/2 or HTTP/1.1 by ALPN) and
+/// serves each with HTTP/1.1 or HTTP/2 until shutdown, then lets open connections finish
+/// for up to 30 s. Requests go straight to [`http::handle`] through hyper: axum's router,
+/// which only ever fell back to it, boxed each request's future (about 5 KiB, past
+/// glibc's thread cache) and inserted its routing extensions.
+async fn serve_connections(
     listener: crate::connections::CappedListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: http::ListenerState,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {
             (tcp, _) = crate::connections::accept(&listener.listener, &listener.slots) => {
-                let (acceptor, router, watcher) = (acceptor.clone(), router.clone(), graceful.watcher());
+                let (tls, state, watcher) = (tls.clone(), state.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(tcp).await else { return };
+                    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let state = state.clone();
+                        async move {
+                            let response = http::handle(axum::extract::State(state), request.map(axum::body::Body::new)).await;
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
                     let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    let service = hyper_util::service::TowerToHyperService::new(router);
-                    let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection).await;
+                    match tls {
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(tcp).await else { return };
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = watcher.watch(builder.serve_connection_with_upgrades(io, service)).await;
+                        }
+                        None => {
+                            let io = hyper_util::rt::TokioIo::new(tcp);
+                            let _ = watcher.watch(builder.serve_connection_with_upgrades(io, service)).await;
+                        }
+                    }
                 });
             }
             _ = shutdown.changed() => break,

@@ -76,16 +76,3 @@ pub struct CappedListener {
     pub listener: TcpListener,
     pub slots: Arc<Semaphore>,
 }
-
-impl axum::serve::Listener for CappedListener {
-    type Io = Counted<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        accept(&self.listener, &self.slots).await
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
-}
