@@ -112,7 +112,9 @@ async fn sluice_endpoint(state: &AppState, method: &Method, path: &str) -> Optio
 pub type ListenerState = (Arc<AppState>, &'static str);
 
 pub async fn handle(State((state, scheme)): State<ListenerState>, request: Request<Body>) -> Response<Body> {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    // On the stack: the context and the answer's header each take their own copy.
+    let mut request_id_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let request_id: &str = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut request_id_buf);
     let (parts, body) = request.into_parts();
     if parts.method == Method::GET && parts.uri.path() == "/health" {
         return Response::builder()
@@ -158,13 +160,13 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
     // throttling error every SDK retries with backoff, before reading the body.
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         let e = AwsError::new(400, "ThrottlingException", "Throttling", "Rate exceeded");
-        return error_response(&protocol, &e, &request_id);
+        return error_response(&protocol, &e, request_id);
     };
     let body = match to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(_) => {
             let e = AwsError::new(413, "RequestEntityTooLarge", "RequestEntityTooLarge", "Request body is too large.");
-            return error_response(&protocol, &e, &request_id);
+            return error_response(&protocol, &e, request_id);
         }
     };
 
@@ -183,7 +185,7 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
         crate::auth::AuthMode::SigV4(credentials) => {
             match crate::auth::authenticate(credentials, &parts, &body, now_secs()) {
                 Ok(credential) => (credential.account_id.clone(), Some(Arc::new(credential.caller()))),
-                Err(e) => return error_response(&protocol, &e, &request_id),
+                Err(e) => return error_response(&protocol, &e, request_id),
             }
         }
     };
@@ -195,7 +197,7 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_else(|| "localhost:4566".into()),
         scheme: scheme.into(),
-        request_id: request_id.clone(),
+        request_id: request_id.to_owned(),
         access_key_id: access_key,
         path: parts.uri.path().to_owned(),
         trace_header: header_str(&parts.headers, "x-amzn-trace-id").map(str::to_owned),
@@ -215,13 +217,13 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
                         return error_response(
                             &protocol,
                             &sluice_services::kinesis::serialization(e.to_string()),
-                            &request_id,
+                            request_id,
                         )
                     }
                 }
             };
             if action == "SubscribeToShard" {
-                return subscribe_to_shard(&state, &ctx, input, &protocol, &request_id).await;
+                return subscribe_to_shard(&state, &ctx, input, &protocol, request_id).await;
             }
             match state.kinesis.handle(&ctx, &action, input).await {
                 Ok(output) => {
@@ -233,11 +235,11 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
                     Response::builder()
                         .status(StatusCode::OK)
                         .header(header::CONTENT_TYPE, "application/x-amz-cbor-1.1")
-                        .header("x-amzn-RequestId", request_id.as_str())
+                        .header(REQUEST_ID, request_id)
                         .body(Body::from(bytes))
                         .unwrap_or_default()
                 }
-                Err(e) => error_response(&protocol, &e, &request_id),
+                Err(e) => error_response(&protocol, &e, request_id),
             }
         }
         Protocol::Json { version, .. } => {
@@ -245,8 +247,8 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
             if let Some(("AmazonSQS", action)) = target.split_once('.') {
                 if let Some(result) = state.sqs.handle_typed_json(&ctx, action, &body).await {
                     return match result {
-                        Ok(body) => json_response(body, version, &request_id),
-                        Err(e) => error_response(&protocol, &e, &request_id),
+                        Ok(body) => json_response(body, version, request_id),
+                        Err(e) => error_response(&protocol, &e, request_id),
                     };
                 }
             }
@@ -255,11 +257,11 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
             } else {
                 match serde_json::from_slice(&body) {
                     Ok(v) => v,
-                    Err(e) => return error_response(&protocol, &errors::serialization(e.to_string()), &request_id),
+                    Err(e) => return error_response(&protocol, &errors::serialization(e.to_string()), request_id),
                 }
             };
             if target == "Kinesis_20131202.SubscribeToShard" {
-                return subscribe_to_shard(&state, &ctx, input, &protocol, &request_id).await;
+                return subscribe_to_shard(&state, &ctx, input, &protocol, request_id).await;
             }
             let to_json = |v: Value| serde_json::to_vec(&v).unwrap_or_default();
             let result = match target.split_once('.') {
@@ -273,8 +275,8 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
                 _ => Err(errors::unknown_operation(&target, false)),
             };
             match result {
-                Ok(body) => json_response(body, version, &request_id),
-                Err(e) => error_response(&protocol, &e, &request_id),
+                Ok(body) => json_response(body, version, request_id),
+                Err(e) => error_response(&protocol, &e, request_id),
             }
         }
         Protocol::Query(_) => {
@@ -287,7 +289,7 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
                     "MissingAction",
                     "The request must contain the parameter Action.",
                 );
-                return error_response(&protocol, &e, &request_id);
+                return error_response(&protocol, &e, request_id);
             };
             let scope_service = scope.as_ref().map(|s| s.service.as_str());
             if query_is_sns(&state, scope_service, &action, &params) {
@@ -303,9 +305,9 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
                             naming: SnsService::naming(),
                             xmlns: sluice_services::sns::XMLNS,
                         };
-                        xml_response(xml.render(&action, Some(&output), &request_id), &request_id)
+                        xml_response(xml.render(&action, Some(&output), request_id), request_id)
                     }
-                    Err(e) => error_response(&protocol, &e, &request_id),
+                    Err(e) => error_response(&protocol, &e, request_id),
                 };
             }
             let result = match state.sqs.decode_query(&ctx, &action, &params) {
@@ -315,9 +317,9 @@ pub async fn handle(State((state, scheme)): State<ListenerState>, request: Reque
             match result {
                 Ok(output) => {
                     let xml = XmlResponse { model: state.sqs.model(), naming: SqsService::naming(), xmlns: XMLNS };
-                    xml_response(xml.render(&action, Some(&output), &request_id), &request_id)
+                    xml_response(xml.render(&action, Some(&output), request_id), request_id)
                 }
-                Err(e) => error_response(&protocol, &e, &request_id),
+                Err(e) => error_response(&protocol, &e, request_id),
             }
         }
     }
@@ -349,7 +351,7 @@ async fn subscribe_to_shard(
         Ok(rx) => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/vnd.amazon.eventstream")
-            .header("x-amzn-RequestId", request_id)
+            .header(REQUEST_ID, request_id)
             .body(Body::from_stream(FrameStream(rx)))
             .unwrap_or_default(),
         Err(e) => error_response(protocol, &e, request_id),
@@ -360,26 +362,41 @@ fn xml_response(text: String, request_id: &str) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/xml")
-        .header("x-amzn-RequestId", request_id)
+        .header(REQUEST_ID, request_id)
         .body(Body::from(text))
         .unwrap_or_default()
+}
+
+/// The request id header (`x-amzn-RequestId` as AWS spells it; header names are
+/// case-insensitive and go out in lower case): a static name costs no allocation.
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-amzn-requestid");
+
+/// The JSON protocol's content type for `version` (`1.0` for SQS, `1.1` for Kinesis and
+/// Firehose), static for the versions served.
+fn json_content_type(version: &str) -> HeaderValue {
+    match version {
+        "1.0" => HeaderValue::from_static("application/x-amz-json-1.0"),
+        "1.1" => HeaderValue::from_static("application/x-amz-json-1.1"),
+        other => HeaderValue::from_str(&format!("application/x-amz-json-{other}"))
+            .unwrap_or(HeaderValue::from_static("application/json")),
+    }
 }
 
 fn json_response(body: Vec<u8>, version: &str, request_id: &str) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, format!("application/x-amz-json-{version}"))
-        .header("x-amzn-RequestId", request_id)
+        .header(header::CONTENT_TYPE, json_content_type(version))
+        .header(REQUEST_ID, request_id)
         .body(Body::from(body))
         .unwrap_or_default()
 }
 
 fn error_response(protocol: &Protocol, e: &AwsError, request_id: &str) -> Response<Body> {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let builder = Response::builder().status(status).header("x-amzn-RequestId", request_id);
+    let builder = Response::builder().status(status).header(REQUEST_ID, request_id);
     match protocol {
         Protocol::Json { query_compatible, version } => {
-            let mut builder = builder.header(header::CONTENT_TYPE, format!("application/x-amz-json-{version}"));
+            let mut builder = builder.header(header::CONTENT_TYPE, json_content_type(version));
             if *query_compatible {
                 if let Ok(v) = HeaderValue::from_str(&e.query_error_header()) {
                     builder = builder.header("x-amzn-query-error", v);

@@ -123,6 +123,34 @@ fn json_errors_carry_the_query_compatible_header() {
     assert_eq!(header.as_deref(), Some("AWS.SimpleQueueService.NonExistentQueue;Sender"));
 }
 
+/// Every JSON answer names its request (a fresh id each time, as the SDKs log it) and
+/// its protocol version, on success and on error alike.
+#[test]
+fn json_answers_carry_a_request_id_and_their_content_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let mut ids = Vec::new();
+    for (body, status) in [(r#"{"QueueName":"ids"}"#, 200), (r#"{"QueueName":"no such queue"}"#, 400)] {
+        let action = if status == 200 { "CreateQueue" } else { "GetQueueUrl" };
+        let resp = a
+            .post(&s.endpoint)
+            .header("X-Amz-Target", &format!("AmazonSQS.{action}"))
+            .header("Content-Type", "application/x-amz-json-1.0")
+            .header("Authorization", AUTH)
+            .send(body)
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(header("content-type").as_deref(), Some("application/x-amz-json-1.0"));
+        let id = header("x-amzn-RequestId").expect("a request id");
+        assert_eq!(id.len(), 36, "{id}");
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1]);
+}
+
 #[test]
 fn bad_input_gets_aws_errors_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();

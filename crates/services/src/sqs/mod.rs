@@ -331,10 +331,10 @@ impl SqsService {
             },
             None => ("", url),
         };
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let (account, name) = match segments.as_slice() {
-            [account, name] => (account.to_string(), name.to_string()),
-            [name] if !url.contains("://") => (ctx.account.clone(), name.to_string()),
+        let mut segments = path.split('/').filter(|s| !s.is_empty());
+        let (account, name) = match (segments.next(), segments.next(), segments.next()) {
+            (Some(account), Some(name), None) => (account.to_string(), name.to_string()),
+            (Some(name), None, None) if !url.contains("://") => (ctx.account.clone(), name.to_string()),
             _ => return Err(invalid_address(format!("The address {url} is not valid for this endpoint."))),
         };
         let region = region_from_host(host).unwrap_or_else(|| ctx.region.clone());
