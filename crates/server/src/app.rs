@@ -200,7 +200,7 @@ async fn serve_connections(
                     let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                         let state = state.clone();
                         async move {
-                            let response = http::handle(axum::extract::State(state), request.map(axum::body::Body::new)).await;
+                            let response = http::handle(state, request.map(axum::body::Body::new)).await;
                             Ok::<_, std::convert::Infallible>(response)
                         }
                     });

@@ -3,7 +3,6 @@
 //! and errors per protocol.
 
 use axum::body::{to_bytes, Body};
-use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::Value;
 use sluice_services::sns::SnsService;
@@ -111,7 +110,8 @@ async fn sluice_endpoint(state: &AppState, method: &Method, path: &str) -> Optio
 /// The state of one listener: the services, and the scheme clients reach it by.
 pub type ListenerState = (Arc<AppState>, &'static str);
 
-pub async fn handle(State((state, scheme)): State<ListenerState>, request: Request<Body>) -> Response<Body> {
+/// Answers one request, whatever its protocol and service; called by hyper for each request.
+pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> Response<Body> {
     // On the stack: the context and the answer's header each take their own copy.
     let mut request_id_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let request_id: &str = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut request_id_buf);
