@@ -1225,7 +1225,7 @@ impl Store for EmbeddedStore {
             .values()
             .filter_map(|h| {
                 let st = h.lock();
-                st.config.redrive.as_ref().filter(|r| &r.dead_letter_target == dlq).map(|_| st.key.clone())
+                st.config.redrive.as_ref().filter(|r| &r.dead_letter_target == dlq).map(|_| QueueKey::clone(&st.key))
             })
             .collect();
         out.sort();

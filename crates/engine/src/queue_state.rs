@@ -152,7 +152,7 @@ pub struct PendingIndexes {
 #[derive(Debug)]
 pub struct QueueState {
     pub id: i64,
-    pub key: QueueKey,
+    pub key: Arc<QueueKey>,
     /// Shared with every [`crate::QueueInfo`] handed out, so that a send's lookup of its
     /// queue copies no attribute map; changed by replacing (or `Arc::make_mut`).
     pub attributes: Arc<Attributes>,
@@ -178,7 +178,7 @@ impl QueueState {
         let config = QueueConfig::from_attributes(&attributes);
         QueueState {
             id,
-            key,
+            key: Arc::new(key),
             attributes: Arc::new(attributes),
             tags: Arc::new(tags),
             created_ms,

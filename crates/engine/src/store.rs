@@ -45,7 +45,7 @@ pub type Tags = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueInfo {
-    pub key: QueueKey,
+    pub key: Arc<QueueKey>,
     pub attributes: Arc<Attributes>,
     pub tags: Arc<Tags>,
     pub created_ms: u64,
