@@ -20,14 +20,19 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 /// at a time, each chunk's write-back started as soon as it is written and finished before
 /// the chunk after next is written. Does not make the file durable: that still takes
 /// `sync_all` (which then has little left to write).
+///
+/// Pacing is only a courtesy to the writer: where the file system refuses
+/// `sync_file_range`, the rest is written unpaced, and a write-back that failed shows
+/// in the `sync_all` that durability needs (or in the index's checksum when not synced).
 pub fn write_paced(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+    let mut pacing = true;
     let mut previous: Option<(u64, usize)> = None;
     let mut offset = 0u64;
     for chunk in bytes.chunks(CHUNK_BYTES) {
         file.write_all(chunk)?;
-        write_back(file, offset, chunk.len(), WriteBack::Start)?;
-        if let Some((at, len)) = previous {
-            write_back(file, at, len, WriteBack::Finish)?;
+        if pacing {
+            pacing = write_back(file, offset, chunk.len(), WriteBack::Start).is_ok()
+                && previous.is_none_or(|(at, len)| write_back(file, at, len, WriteBack::Finish).is_ok());
         }
         previous = Some((offset, chunk.len()));
         offset += chunk.len() as u64;
