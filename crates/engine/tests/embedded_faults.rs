@@ -508,9 +508,9 @@ mod record_log {
     }
 }
 
-/// Message changes are written by the writer and synced by the sync thread: a send whose
-/// sync fails is refused, is not in the queue, and does not come back after a restart,
-/// while the sends before and after it stand.
+/// A send whose group's sync fails (the writer wrote it, the disk refused it) is refused,
+/// is not in the queue, and does not come back after a restart, while the sends before
+/// and after it stand.
 #[tokio::test]
 async fn a_send_whose_sync_fails_is_refused_and_stays_gone() {
     let dir = tempfile::tempdir().unwrap();

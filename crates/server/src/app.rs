@@ -197,24 +197,12 @@ async fn serve_connections(
             (tcp, _) = crate::connections::accept(&listener.listener, &listener.slots) => {
                 let (tls, state, watcher) = (tls.clone(), state.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let state = state.clone();
-                        async move {
-                            let response = http::handle(state, request.map(axum::body::Body::new)).await;
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    });
-                    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
                     match tls {
                         Some(acceptor) => {
                             let Ok(stream) = acceptor.accept(tcp).await else { return };
-                            let io = hyper_util::rt::TokioIo::new(stream);
-                            let _ = watcher.watch(builder.serve_connection_with_upgrades(io, service)).await;
+                            serve_stream(stream, state, watcher).await;
                         }
-                        None => {
-                            let io = hyper_util::rt::TokioIo::new(tcp);
-                            let _ = watcher.watch(builder.serve_connection_with_upgrades(io, service)).await;
-                        }
+                        None => serve_stream(tcp, state, watcher).await,
                     }
                 });
             }
@@ -222,6 +210,20 @@ async fn serve_connections(
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+}
+
+/// Serves one connection's requests until it closes or shutdown drains it.
+async fn serve_stream<S>(stream: S, state: http::ListenerState, watcher: hyper_util::server::graceful::Watcher)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(http::handle(state, request.map(axum::body::Body::new)).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+    let _ = watcher.watch(connection).await;
 }
 
 /// SIGTERM and SIGINT, listened for from creation on: a signal that arrives before

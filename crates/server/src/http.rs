@@ -49,8 +49,9 @@ enum Protocol {
     /// default for Kinesis.
     Cbor,
     /// AWS JSON; `query_compatible` services (SQS) add the `x-amzn-query-error` header,
-    /// and the version is the content type's (`1.0` for SQS, `1.1` for Kinesis).
-    Json { query_compatible: bool, version: &'static str },
+    /// and the content type names the version (`1.0` for SQS, `1.1` for Kinesis and
+    /// Firehose).
+    Json { query_compatible: bool, content_type: &'static str },
     /// Query, with the XML namespace of the service answering.
     Query(&'static str),
 }
@@ -151,9 +152,9 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
     let protocol = match target.as_deref() {
         Some(t) if t.starts_with("Kinesis_20131202.") && cbor => Protocol::Cbor,
         Some(t) if t.starts_with("Kinesis_20131202.") || t.starts_with("Firehose_20150804.") => {
-            Protocol::Json { query_compatible: false, version: "1.1" }
+            Protocol::Json { query_compatible: false, content_type: "application/x-amz-json-1.1" }
         }
-        Some(_) => Protocol::Json { query_compatible: true, version: "1.0" },
+        Some(_) => Protocol::Json { query_compatible: true, content_type: "application/x-amz-json-1.0" },
         None => Protocol::Query(XMLNS),
     };
     // Backpressure instead of unbounded memory: past the cap, answer at once with the
@@ -242,12 +243,12 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                 Err(e) => error_response(&protocol, &e, request_id),
             }
         }
-        Protocol::Json { version, .. } => {
+        Protocol::Json { content_type, .. } => {
             let target = target.unwrap_or_default();
             if let Some(("AmazonSQS", action)) = target.split_once('.') {
                 if let Some(result) = state.sqs.handle_typed_json(&ctx, action, &body).await {
                     return match result {
-                        Ok(body) => json_response(body, version, request_id),
+                        Ok(body) => json_response(body, content_type, request_id),
                         Err(e) => error_response(&protocol, &e, request_id),
                     };
                 }
@@ -275,7 +276,7 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                 _ => Err(errors::unknown_operation(&target, false)),
             };
             match result {
-                Ok(body) => json_response(body, version, request_id),
+                Ok(body) => json_response(body, content_type, request_id),
                 Err(e) => error_response(&protocol, &e, request_id),
             }
         }
@@ -371,21 +372,10 @@ fn xml_response(text: String, request_id: &str) -> Response<Body> {
 /// case-insensitive and go out in lower case): a static name costs no allocation.
 const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-amzn-requestid");
 
-/// The JSON protocol's content type for `version` (`1.0` for SQS, `1.1` for Kinesis and
-/// Firehose), static for the versions served.
-fn json_content_type(version: &str) -> HeaderValue {
-    match version {
-        "1.0" => HeaderValue::from_static("application/x-amz-json-1.0"),
-        "1.1" => HeaderValue::from_static("application/x-amz-json-1.1"),
-        other => HeaderValue::from_str(&format!("application/x-amz-json-{other}"))
-            .unwrap_or(HeaderValue::from_static("application/json")),
-    }
-}
-
-fn json_response(body: Vec<u8>, version: &str, request_id: &str) -> Response<Body> {
+fn json_response(body: Vec<u8>, content_type: &'static str, request_id: &str) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, json_content_type(version))
+        .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
         .header(REQUEST_ID, request_id)
         .body(Body::from(body))
         .unwrap_or_default()
@@ -395,8 +385,8 @@ fn error_response(protocol: &Protocol, e: &AwsError, request_id: &str) -> Respon
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     let builder = Response::builder().status(status).header(REQUEST_ID, request_id);
     match protocol {
-        Protocol::Json { query_compatible, version } => {
-            let mut builder = builder.header(header::CONTENT_TYPE, json_content_type(version));
+        Protocol::Json { query_compatible, content_type } => {
+            let mut builder = builder.header(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             if *query_compatible {
                 if let Ok(v) = HeaderValue::from_str(&e.query_error_header()) {
                     builder = builder.header("x-amzn-query-error", v);

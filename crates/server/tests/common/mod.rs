@@ -57,14 +57,21 @@ impl Server {
         // child is not reaped yet, so the pid still names it.
         let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
         assert_eq!(sent, 0, "kill -TERM: {}", std::io::Error::last_os_error());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
+        exit_within(&mut self.child, Duration::from_secs(30)).expect("server did not stop after SIGTERM")
+    }
+}
+
+/// The child's exit status once it exits, or `None` if it still runs after `limit`.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
         }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -72,25 +79,25 @@ impl Server {
 /// status and output. A start that serves instead is killed after a minute, so that the
 /// test fails instead of waiting forever.
 pub fn serve_to_exit(data_dir: &Path) -> std::process::Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    // Output to files, not pipes: nothing reads while it runs, so a full pipe cannot stall it.
+    let output = tempfile::tempdir().expect("a directory for its output");
+    let (stdout, stderr) = (output.path().join("stdout"), output.path().join("stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
         .spawn()
         .expect("run sluice serve");
-    let pid = child.id();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        let timed_out = done_rx.recv_timeout(Duration::from_secs(60));
-        if matches!(timed_out, Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-        }
+    let status = exit_within(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap")
     });
-    let out = child.wait_with_output().expect("wait for sluice serve");
-    drop(done_tx);
-    let _ = watchdog.join();
-    out
+    std::process::Output {
+        status,
+        stdout: std::fs::read(&stdout).expect("its stdout"),
+        stderr: std::fs::read(&stderr).expect("its stderr"),
+    }
 }
 
 impl Drop for Server {
