@@ -649,6 +649,23 @@ impl MessageLog {
     }
 }
 
+/// Log bytes per message insert at SQS's usual size (1 KiB bodies), for sizing a
+/// replay's map once.
+const BYTES_PER_INSERT: u64 = 1200;
+
+/// About how many messages segments `numbers` of `dir` can insert after `from`.
+fn inserts_after(dir: &Path, numbers: &[u32], from: Position) -> usize {
+    let bytes: u64 = numbers
+        .iter()
+        .filter(|n| **n >= from.segment)
+        .filter_map(|n| {
+            let start = if *n == from.segment { from.offset } else { 0 };
+            std::fs::metadata(segment_path(dir, *n)).ok().map(|m| m.len().saturating_sub(start))
+        })
+        .sum();
+    (bytes / BYTES_PER_INSERT) as usize
+}
+
 /// Replays segments `numbers` of `dir` in order, cutting a torn tail off the head: the
 /// segments' open files, the head and what the log says. With an index, from the index's
 /// place on, onto what it holds; the segments before that place are only opened.
@@ -666,13 +683,10 @@ fn replay(
     }
     let numbers: Vec<u32> = numbers.iter().copied().filter(|n| *n >= from.segment).collect();
     let start_of = |n: u32| if n == from.segment { from.offset } else { 0 };
-    // Room for as many messages as the log could hold at SQS's usual size, so that the
-    // map does not grow (and copy itself) twenty times on the way to a million.
-    let log_bytes: u64 = numbers
-        .iter()
-        .filter_map(|n| std::fs::metadata(segment_path(dir, *n)).ok().map(|m| m.len().saturating_sub(start_of(*n))))
-        .sum();
-    replayed.messages.reserve((log_bytes / 1200) as usize);
+    // Without an index: room for what the log could hold, so that the map does not grow
+    // (and copy itself) twenty times on the way to a million. An index's map already has
+    // room for its tail ([`index::read`]), and this asks for none more.
+    replayed.messages.reserve(inserts_after(dir, &numbers, from));
     let mut head = Head::new(1, None, 0);
     // A second thread reads each segment and checks its entries' checksums while this
     // one applies the segment before: a million-message start takes about half as long.
