@@ -180,8 +180,8 @@ impl<T> Durable<T> {
     }
 }
 
-/// What [`Store::send_to_queues`] answers: each queue's outcomes, or why it took none.
-pub type PerQueueSends = Vec<Result<Vec<SendOutcome>, StoreError>>;
+/// What [`Store::send_to_queues`] answers: each queue's outcome, or why it took none.
+pub type PerQueueSends = Vec<Result<SendOutcome, StoreError>>;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -207,10 +207,10 @@ pub trait Store: Send + Sync {
 
     fn send_messages(&self, key: &QueueKey, messages: Vec<NewMessage>)
         -> Result<Durable<Vec<SendOutcome>>, StoreError>;
-    /// Sends to several queues in one write (SNS fan-out): one result per queue, in order;
-    /// a queue that cannot take its messages (gone, say) fails alone, and the Durable fails
-    /// if the write does.
-    fn send_to_queues(&self, sends: Vec<(&QueueKey, Vec<NewMessage>)>) -> Result<Durable<PerQueueSends>, StoreError>;
+    /// Sends one message to each of several queues in one write (SNS fan-out): one result
+    /// per queue, in order; a queue that cannot take its message (gone, say) fails alone,
+    /// and the Durable fails if the write does.
+    fn send_to_queues(&self, sends: Vec<(&QueueKey, NewMessage)>) -> Result<Durable<PerQueueSends>, StoreError>;
     fn receive_messages(
         &self,
         key: &QueueKey,

@@ -86,9 +86,9 @@ async fn a_send_to_several_queues_is_one_write() {
     let gone = QueueKey::new("000000000000", "us-east-1", "gone");
     let sends = || {
         vec![
-            (&standard, vec![message("n", None, None)]),
-            (&gone, vec![message("n", None, None)]),
-            (&fifo, vec![message("n", Some("g"), Some("d1"))]),
+            (&standard, message("n", None, None)),
+            (&gone, message("n", None, None)),
+            (&fifo, message("n", Some("g"), Some("d1"))),
         ]
     };
     store.inject_write_failures(1);
@@ -98,7 +98,7 @@ async fn a_send_to_several_queues_is_one_write() {
 
     let results = store.send_to_queues(sends()).unwrap().wait().await.unwrap();
     assert!(matches!(results[1], Err(StoreError::QueueDoesNotExist)), "{:?}", results[1]);
-    let fifo_outcome = &results[2].as_ref().unwrap()[0];
+    let fifo_outcome = results[2].as_ref().unwrap();
     assert!(!fifo_outcome.duplicate, "the failed write gave its deduplication id back");
     drop(store);
     let store = open(dir.path());

@@ -987,7 +987,7 @@ impl SnsService {
         let base = Self::base_url(ctx);
         // Every SQS delivery of the publish goes in one write, answered by one wake-up:
         // (subscription, (queue, its message)).
-        let mut sqs_deliveries: Vec<(&str, (&QueueKey, Vec<NewMessage>))> = Vec::new();
+        let mut sqs_deliveries: Vec<(&str, (&QueueKey, NewMessage))> = Vec::new();
         let mut firehose_pending: Vec<Durable<Vec<i64>>> = Vec::new();
         let mut outbox = Vec::new();
         let attr_values = attribute_values(
@@ -1061,7 +1061,7 @@ impl SnsService {
                         dedup_id: if queue_fifo { out.dedup_id.clone() } else { None },
                         delay_s: None,
                     };
-                    sqs_deliveries.push((&sub.arn, (queue, vec![message])));
+                    sqs_deliveries.push((&sub.arn, (queue, message)));
                 }
                 "firehose" if self.firehose.is_some() => {
                     let firehose = self.firehose.as_ref().expect("checked");
