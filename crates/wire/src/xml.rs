@@ -93,8 +93,8 @@ impl XmlResponse<'_> {
                 let entry = if *flattened { name } else { "entry" };
                 for (k, v) in obj {
                     let _ = write!(out, "<{entry}>");
-                    self.element(out, &key_name, key, &Value::String(k.clone()));
-                    self.element(out, &value_name, value_shape, v);
+                    self.element(out, key_name, key, &Value::String(k.clone()));
+                    self.element(out, value_name, value_shape, v);
                     let _ = write!(out, "</{entry}>");
                 }
                 if !*flattened {

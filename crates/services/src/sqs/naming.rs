@@ -4,36 +4,38 @@
 
 use sluice_wire::model::{Member, Model, Shape};
 use sluice_wire::query::QueryNaming;
+use std::borrow::Cow;
 
 pub struct SqsNaming;
 
 impl QueryNaming for SqsNaming {
-    fn member_name(&self, model: &Model, _structure: &str, member: &Member) -> String {
-        match model.shape(&member.target) {
+    fn member_name<'m>(&self, model: &'m Model, _structure: &str, member: &'m Member) -> Cow<'m, str> {
+        let name = match model.shape(&member.target) {
             Some(Shape::List { member: element, .. }) => {
                 if let Some(Shape::Structure { .. }) = model.shape(element) {
                     // Lists of structures are named after the element shape.
-                    return element.clone();
+                    return Cow::Borrowed(element);
                 }
                 match member.name.as_str() {
-                    "Actions" => "ActionName".into(),
-                    "QueueUrls" | "queueUrls" => "QueueUrl".into(),
-                    name => name.strip_suffix('s').unwrap_or(name).to_owned(),
+                    "Actions" => "ActionName",
+                    "QueueUrls" | "queueUrls" => "QueueUrl",
+                    name => name.strip_suffix('s').unwrap_or(name),
                 }
             }
             Some(Shape::Map { .. }) => match member.name.as_str() {
-                "tags" | "Tags" => "Tag".into(),
-                name => name.strip_suffix('s').unwrap_or(name).to_owned(),
+                "tags" | "Tags" => "Tag",
+                name => name.strip_suffix('s').unwrap_or(name),
             },
-            _ => member.name.clone(),
-        }
+            _ => &member.name,
+        };
+        Cow::Borrowed(name)
     }
 
-    fn map_entry_names(&self, _model: &Model, map_shape: &str) -> (String, String) {
+    fn map_entry_names<'m>(&self, _model: &'m Model, map_shape: &str) -> (&'m str, &'m str) {
         if map_shape == "TagMap" {
-            ("Key".into(), "Value".into())
+            ("Key", "Value")
         } else {
-            ("Name".into(), "Value".into())
+            ("Name", "Value")
         }
     }
 }
