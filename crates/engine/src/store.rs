@@ -292,7 +292,7 @@ pub struct OutboxEntry {
 /// What SNS needs from storage, beside the queues it delivers to.
 pub trait TopicStore: Send + Sync {
     fn put_topic(&self, topic: TopicRecord) -> Result<Durable<()>, StoreError>;
-    fn get_topic(&self, arn: &str) -> Option<TopicRecord>;
+    fn get_topic(&self, arn: &str) -> Option<Arc<TopicRecord>>;
     fn list_topics(&self, account: &str, region: &str) -> Vec<TopicRecord>;
     /// Deletes the topic and its subscriptions.
     fn delete_topic(&self, arn: &str) -> Result<Durable<()>, StoreError>;

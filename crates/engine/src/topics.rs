@@ -10,10 +10,12 @@ use crate::store::*;
 use rusqlite::params;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 #[derive(Default)]
 pub(crate) struct TopicRegistry {
-    topics: BTreeMap<String, TopicRecord>,
+    /// Shared with the callers of `get_topic`: every publish looks its topic up.
+    topics: BTreeMap<String, Arc<TopicRecord>>,
     subscriptions: BTreeMap<String, SubscriptionRecord>,
     outbox: BTreeMap<i64, OutboxEntry>,
     dedup: HashMap<(String, String, String), DedupEntry>,
@@ -27,7 +29,7 @@ impl TopicRegistry {
         let mut stmt = conn.prepare("SELECT record FROM topics")?;
         for row in stmt.query_map([], |r| r.get::<_, String>(0))? {
             let t: TopicRecord = decode(row?)?;
-            reg.topics.insert(t.arn.clone(), t);
+            reg.topics.insert(t.arn.clone(), Arc::new(t));
         }
         let mut stmt = conn.prepare("SELECT record FROM subscriptions")?;
         for row in stmt.query_map([], |r| r.get::<_, String>(0))? {
@@ -83,6 +85,7 @@ fn record_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 impl TopicStore for EmbeddedStore {
     fn put_topic(&self, topic: TopicRecord) -> Result<Durable<()>, StoreError> {
         let op = SqlOp::UpsertTopic { arn: topic.arn.clone(), record: record_json(&topic)? };
+        let topic = Arc::new(topic);
         let before = self.topic_registry().topics.insert(topic.arn.clone(), topic.clone());
         let undo = undo_in(&self.topics, move |reg| {
             if reg.topics.get(&topic.arn) == Some(&topic) {
@@ -95,12 +98,17 @@ impl TopicStore for EmbeddedStore {
         self.commit_or_undo((), vec![op], None, undo)
     }
 
-    fn get_topic(&self, arn: &str) -> Option<TopicRecord> {
+    fn get_topic(&self, arn: &str) -> Option<Arc<TopicRecord>> {
         self.topic_registry().topics.get(arn).cloned()
     }
 
     fn list_topics(&self, account: &str, region: &str) -> Vec<TopicRecord> {
-        self.topic_registry().topics.values().filter(|t| t.account == account && t.region == region).cloned().collect()
+        let reg = self.topic_registry();
+        reg.topics
+            .values()
+            .filter(|t| t.account == account && t.region == region)
+            .map(|t| TopicRecord::clone(t))
+            .collect()
     }
 
     fn delete_topic(&self, arn: &str) -> Result<Durable<()>, StoreError> {

@@ -261,7 +261,7 @@ impl SnsService {
         }
     }
 
-    fn topic(&self, arn: &Option<String>) -> Result<TopicRecord, AwsError> {
+    fn topic(&self, arn: &Option<String>) -> Result<Arc<TopicRecord>, AwsError> {
         let arn = require(arn, "TopicArn")?;
         if split_arn(arn).is_none() {
             return Err(invalid_parameter("TopicArn"));
@@ -465,7 +465,7 @@ impl SnsService {
     }
 
     async fn set_topic_attributes(&self, req: SetTopicAttributesRequest) -> Result<Value, AwsError> {
-        let mut topic = self.topic(&req.topic_arn)?;
+        let mut topic = Arc::unwrap_or_clone(self.topic(&req.topic_arn)?);
         let name = require(&req.attribute_name, "AttributeName")?;
         let fifo = is_true(&topic.attributes, "FifoTopic");
         let value = Self::validate_topic_attribute(name, req.attribute_value.as_deref().unwrap_or(""), fifo, false)?;
@@ -986,8 +986,9 @@ impl SnsService {
         let now = self.clock.now_ms();
         let base = Self::base_url(ctx);
         // Every SQS delivery of the publish goes in one write, answered by one wake-up:
-        // (subscription, (queue, its message)).
-        let mut sqs_deliveries: Vec<(&str, (&QueueKey, NewMessage))> = Vec::new();
+        // the subscriptions and, in the same order, their queues and messages.
+        let mut sqs_subscriptions: Vec<&str> = Vec::new();
+        let mut sqs_sends: Vec<(&QueueKey, NewMessage)> = Vec::new();
         let mut firehose_pending: Vec<Durable<Vec<i64>>> = Vec::new();
         let mut outbox = Vec::new();
         let attr_values = attribute_values(
@@ -1061,7 +1062,8 @@ impl SnsService {
                         dedup_id: if queue_fifo { out.dedup_id.clone() } else { None },
                         delay_s: None,
                     };
-                    sqs_deliveries.push((&sub.arn, (queue, message)));
+                    sqs_subscriptions.push(&sub.arn);
+                    sqs_sends.push((queue, message));
                 }
                 "firehose" if self.firehose.is_some() => {
                     let firehose = self.firehose.as_ref().expect("checked");
@@ -1073,7 +1075,6 @@ impl SnsService {
                 _ => outbox.push(self.outbox_entry(sub, "Notification", &message_id, &topic.arn, body, raw)),
             }
         }
-        let (sqs_subscriptions, sqs_sends): (Vec<_>, Vec<_>) = sqs_deliveries.into_iter().unzip();
         let sqs_write = if sqs_sends.is_empty() { None } else { Some(self.queues.send_to_queues(sqs_sends)) };
         let outbox_write =
             if outbox.is_empty() { None } else { Some(self.topics.add_outbox(outbox).map_err(from_store)?) };
@@ -1173,13 +1174,13 @@ impl SnsService {
 
     // ---- tags, permissions, data protection ----
 
-    fn tagged_topic(&self, arn: &Option<String>) -> Result<TopicRecord, AwsError> {
+    fn tagged_topic(&self, arn: &Option<String>) -> Result<Arc<TopicRecord>, AwsError> {
         let arn = require(arn, "ResourceArn")?;
         self.topics.get_topic(arn).ok_or_else(resource_not_found)
     }
 
     async fn tag_resource(&self, req: TagResourceRequest) -> Result<Value, AwsError> {
-        let mut topic = self.tagged_topic(&req.resource_arn)?;
+        let mut topic = Arc::unwrap_or_clone(self.tagged_topic(&req.resource_arn)?);
         for t in &req.tags {
             topic.tags.insert(t.key.clone(), t.value.clone());
         }
@@ -1191,7 +1192,7 @@ impl SnsService {
     }
 
     async fn untag_resource(&self, req: UntagResourceRequest) -> Result<Value, AwsError> {
-        let mut topic = self.tagged_topic(&req.resource_arn)?;
+        let mut topic = Arc::unwrap_or_clone(self.tagged_topic(&req.resource_arn)?);
         for k in &req.tag_keys {
             topic.tags.remove(k);
         }
@@ -1206,7 +1207,7 @@ impl SnsService {
     }
 
     async fn add_permission(&self, req: AddPermissionRequest) -> Result<Value, AwsError> {
-        let mut topic = self.topic(&req.topic_arn)?;
+        let mut topic = Arc::unwrap_or_clone(self.topic(&req.topic_arn)?);
         let label = require(&req.label, "Label")?;
         if req.aws_account_ids.is_empty() {
             return Err(missing_parameter("AWSAccountId"));
@@ -1230,7 +1231,7 @@ impl SnsService {
     }
 
     async fn remove_permission(&self, req: RemovePermissionRequest) -> Result<Value, AwsError> {
-        let mut topic = self.topic(&req.topic_arn)?;
+        let mut topic = Arc::unwrap_or_clone(self.topic(&req.topic_arn)?);
         let label = require(&req.label, "Label")?;
         let current = topic.attributes.get("Policy").cloned().unwrap_or_else(|| Self::default_policy(&topic));
         let mut policy: Value = serde_json::from_str(&current).map_err(internal)?;
@@ -1252,7 +1253,7 @@ impl SnsService {
     }
 
     async fn put_data_protection_policy(&self, req: ResourceArnRequest) -> Result<Value, AwsError> {
-        let mut topic = self.tagged_topic(&req.resource_arn)?;
+        let mut topic = Arc::unwrap_or_clone(self.tagged_topic(&req.resource_arn)?);
         let policy = require(&req.data_protection_policy, "DataProtectionPolicy")?;
         if serde_json::from_str::<Value>(policy).is_err() {
             return Err(invalid_parameter("DataProtectionPolicy: failed to parse JSON"));
