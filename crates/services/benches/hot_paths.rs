@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use sluice_services::sqs::types::SendMessageRequest;
 use sluice_services::sqs::SqsService;
-use sluice_wire::md5::{md5_hex, md5_of_message_attributes, AttributeBytes, DigestAttribute};
+use sluice_wire::md5::{md5_hex, md5_hex_many, md5_of_message_attributes, AttributeBytes, DigestAttribute};
 use sluice_wire::Model;
 use std::sync::LazyLock;
 
@@ -94,6 +94,14 @@ fn decode_put_records_cbor(bencher: divan::Bencher) {
 fn md5_of_body(bencher: divan::Bencher) {
     let body = vec![b'x'; 1024];
     bencher.bench(|| md5_hex(divan::black_box(&body)));
+}
+
+/// MD5OfMessageBody of a SendMessageBatch's ten 1 KiB bodies, side by side.
+#[divan::bench]
+fn md5_of_ten_bodies(bencher: divan::Bencher) {
+    let bodies: Vec<Vec<u8>> = (0..10u8).map(|i| vec![b'a' + i; 1024]).collect();
+    let inputs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    bencher.bench(|| md5_hex_many(divan::black_box(&inputs)));
 }
 
 /// MD5OfMessageAttributes of five attributes.

@@ -9,6 +9,7 @@ pub mod civil;
 pub mod error;
 pub mod eventstream;
 pub mod md5;
+pub mod md5_lanes;
 pub mod model;
 pub mod query;
 pub mod record_base64;

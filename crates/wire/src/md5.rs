@@ -15,10 +15,19 @@ pub enum AttributeBytes<'a> {
 }
 
 pub fn md5_hex(data: &[u8]) -> String {
+    hex_digest(Md5::digest(data).into())
+}
+
+/// [`md5_hex`] of each of `inputs`, hashed side by side ([`crate::md5_lanes`]).
+pub fn md5_hex_many(inputs: &[&[u8]]) -> Vec<String> {
+    crate::md5_lanes::md5_many(inputs).into_iter().map(hex_digest).collect()
+}
+
+fn hex_digest(digest: [u8; 16]) -> String {
     // Into a fixed buffer, then one String: `hex::encode` pushes char by char (0.6% of the
     // HTTP workers in sqs-send-batch, which hashes every body).
     let mut digits = [0u8; 32];
-    hex::encode_to_slice(Md5::digest(data), &mut digits).expect("16 bytes are 32 hex digits");
+    hex::encode_to_slice(digest, &mut digits).expect("16 bytes are 32 hex digits");
     String::from_utf8(digits.to_vec()).expect("hex digits are ASCII")
 }
 
