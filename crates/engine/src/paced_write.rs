@@ -16,28 +16,71 @@ use std::io::Write;
 /// 0.6 ms, so a sync queued behind two chunks waits about a millisecond more.
 pub const CHUNK_BYTES: usize = 1 << 20;
 
-/// Writes all of `bytes` to `file` from its current position (a new, empty file), a chunk
-/// at a time, each chunk's write-back started as soon as it is written and finished before
-/// the chunk after next is written. Does not make the file durable: that still takes
-/// `sync_all` (which then has little left to write).
+/// Writes a file (a new, empty one) in pieces, gathered into chunks: each chunk's
+/// write-back is started as soon as it is written and finished before the chunk after
+/// next is written; [`PacedWriter::finish`] writes the last, short one. Does not make
+/// the file durable: that still takes `sync_all` (which then has little left to write).
 ///
 /// Pacing is only a courtesy to the writer: where the file system refuses
 /// `sync_file_range`, the rest is written unpaced, and a write-back that failed shows
 /// in the `sync_all` that durability needs (or in the index's checksum when not synced).
-pub fn write_paced(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
-    let mut pacing = true;
-    let mut previous: Option<(u64, usize)> = None;
-    let mut offset = 0u64;
-    for chunk in bytes.chunks(CHUNK_BYTES) {
-        file.write_all(chunk)?;
-        if pacing {
-            pacing = write_back(file, offset, chunk.len(), WriteBack::Start).is_ok()
-                && previous.is_none_or(|(at, len)| write_back(file, at, len, WriteBack::Finish).is_ok());
-        }
-        previous = Some((offset, chunk.len()));
-        offset += chunk.len() as u64;
+pub struct PacedWriter<'f> {
+    file: &'f mut File,
+    pacer: Pacer,
+    chunk: Vec<u8>,
+}
+
+impl<'f> PacedWriter<'f> {
+    pub fn new(file: &'f mut File) -> PacedWriter<'f> {
+        PacedWriter { file, pacer: Pacer::default(), chunk: Vec::with_capacity(CHUNK_BYTES) }
     }
-    Ok(())
+
+    /// Writes what is still gathered; returns how many bytes the file was given in all.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        if !self.chunk.is_empty() {
+            self.pacer.write(self.file, &self.chunk)?;
+        }
+        Ok(self.pacer.offset)
+    }
+}
+
+impl Write for PacedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let taken = buf.len().min(CHUNK_BYTES - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..taken]);
+        if self.chunk.len() == CHUNK_BYTES {
+            self.pacer.write(self.file, &self.chunk)?;
+            self.chunk.clear();
+        }
+        Ok(taken)
+    }
+
+    /// Chunks go out whole; [`PacedWriter::finish`] writes the last one.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a paced write is: whether the file system takes `sync_file_range`, the chunk
+/// written last (whose write-back the next one waits for) and the bytes written.
+#[derive(Default)]
+struct Pacer {
+    unpaced: bool,
+    previous: Option<(u64, usize)>,
+    offset: u64,
+}
+
+impl Pacer {
+    fn write(&mut self, file: &mut File, chunk: &[u8]) -> std::io::Result<()> {
+        file.write_all(chunk)?;
+        if !self.unpaced {
+            self.unpaced = !(write_back(file, self.offset, chunk.len(), WriteBack::Start).is_ok()
+                && self.previous.is_none_or(|(at, len)| write_back(file, at, len, WriteBack::Finish).is_ok()));
+        }
+        self.previous = Some((self.offset, chunk.len()));
+        self.offset += chunk.len() as u64;
+        Ok(())
+    }
 }
 
 enum WriteBack {
@@ -84,7 +127,30 @@ mod tests {
         // Two and a half chunks, so the last one is short and two are waited for.
         let bytes: Vec<u8> = (0..CHUNK_BYTES * 5 / 2).map(|i| (i % 251) as u8).collect();
         let mut file = File::create(&path).unwrap();
-        write_paced(&mut file, &bytes).unwrap();
+        let mut paced = PacedWriter::new(&mut file);
+        paced.write_all(&bytes).unwrap();
+        paced.finish().unwrap();
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_file_written_in_pieces_holds_every_byte_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pieces");
+        let bytes: Vec<u8> = (0..CHUNK_BYTES * 5 / 2).map(|i| (i % 241) as u8).collect();
+        let mut file = File::create(&path).unwrap();
+        let mut paced = PacedWriter::new(&mut file);
+        // Pieces of every size up to past a chunk, so that some straddle two chunks.
+        let mut rest = &bytes[..];
+        let mut size = 1;
+        while !rest.is_empty() {
+            let (piece, after) = rest.split_at(size.min(rest.len()));
+            paced.write_all(piece).unwrap();
+            rest = after;
+            size = (size * 3 + 7) % (CHUNK_BYTES + 100);
+        }
+        assert_eq!(paced.finish().unwrap(), bytes.len() as u64);
         drop(file);
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
@@ -93,7 +159,7 @@ mod tests {
     fn an_empty_write_makes_an_empty_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty");
-        write_paced(&mut File::create(&path).unwrap(), &[]).unwrap();
+        assert_eq!(PacedWriter::new(&mut File::create(&path).unwrap()).finish().unwrap(), 0);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
 }

@@ -15,7 +15,9 @@
 //! the index from it.
 
 use super::*;
+use crate::paced_write::PacedWriter;
 use std::collections::HashMap;
+use std::io::Write;
 
 const FILE: &str = "index.snap";
 const MAGIC: &[u8] = b"sluice message index 2";
@@ -35,33 +37,40 @@ pub const CHECKPOINT_SEGMENTS: u64 = 2;
 /// of log (about 0.3 s for a million messages' 280 MiB, beside 0.45 s to read their index).
 const LOG_PER_INDEX_BYTE: u64 = 4;
 
-/// Builds an index: the header, then messages, then deduplication entries and the
-/// checksum. Messages go in the order of the map they come from, not sorted: a start
-/// inserts them into a map of the same size in that order, which walks its memory
-/// front to back (sorted by sequence number, the inserts land at random and a million
-/// took 120–150 ms longer).
-struct IndexWriter {
-    out: Vec<u8>,
+/// Writes an index to `sink` as it is built: the header (with the number of messages,
+/// known before the first is written), then messages, then deduplication entries and
+/// the checksum. Streamed in pieces of [`STAGING_BYTES`] rather than built whole: a
+/// checkpoint of a million messages held a 100 MB copy of the new index beside the old
+/// one and the log after it. Messages go in the order of the map they come from, not
+/// sorted: a start inserts them into a map of the same size in that order, which walks
+/// its memory front to back (sorted by sequence number, the inserts land at random and a
+/// million took 120–150 ms longer).
+struct IndexWriter<W: Write> {
+    sink: W,
+    staging: Vec<u8>,
+    crc: crc32fast::Hasher,
+    declared: u64,
     count: u64,
-    count_at: usize,
 }
 
-impl IndexWriter {
-    fn new(at: Position, max_seq: i64, max_queue_id: i64, capacity: usize) -> IndexWriter {
-        let mut out = Vec::with_capacity(capacity);
-        let mut w = Writer { out: &mut out };
+/// Bytes an [`IndexWriter`] gathers before handing them to its sink.
+const STAGING_BYTES: usize = 64 * 1024;
+
+impl<W: Write> IndexWriter<W> {
+    fn new(sink: W, at: Position, max_seq: i64, max_queue_id: i64, messages: u64) -> IndexWriter<W> {
+        let mut staging = Vec::with_capacity(2 * STAGING_BYTES);
+        let mut w = Writer { out: &mut staging };
         w.bytes(MAGIC);
         w.u32(at.segment);
         w.u64(at.offset);
         w.i64(max_seq);
         w.i64(max_queue_id);
-        let count_at = out.len();
-        out.extend_from_slice(&0u64.to_le_bytes());
-        IndexWriter { out, count: 0, count_at }
+        w.u64(messages);
+        IndexWriter { sink, staging, crc: crc32fast::Hasher::new(), declared: messages, count: 0 }
     }
 
-    fn message(&mut self, seq: i64, m: &LiveMessage) {
-        let mut w = Writer { out: &mut self.out };
+    fn message(&mut self, seq: i64, m: &LiveMessage) -> std::io::Result<()> {
+        let mut w = Writer { out: &mut self.staging };
         encode_state(&mut w, seq, &m.state);
         w.u64(m.sent_ms);
         w.u32(m.at.segment);
@@ -69,28 +78,48 @@ impl IndexWriter {
         w.u32(m.at.length);
         w.opt_str(m.group_id.as_deref());
         self.count += 1;
+        self.spill()
     }
 
     /// A message as [`IndexReader::raw_message`] read it.
-    fn raw(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
+    fn raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.staging.extend_from_slice(bytes);
         self.count += 1;
+        self.spill()
     }
 
-    fn finish<'a>(mut self, dedup: impl ExactSizeIterator<Item = &'a DedupRecord>) -> Vec<u8> {
-        self.out[self.count_at..self.count_at + 8].copy_from_slice(&self.count.to_le_bytes());
-        let mut w = Writer { out: &mut self.out };
+    fn spill(&mut self) -> std::io::Result<()> {
+        if self.staging.len() >= STAGING_BYTES {
+            self.crc.update(&self.staging);
+            self.sink.write_all(&self.staging)?;
+            self.staging.clear();
+        }
+        Ok(())
+    }
+
+    /// Ends the index; refused if it holds another number of messages than declared.
+    fn finish<'a>(mut self, dedup: impl ExactSizeIterator<Item = &'a DedupRecord>) -> std::io::Result<W> {
+        if self.count != self.declared {
+            return Err(std::io::Error::other(format!(
+                "index declared {} messages and holds {}",
+                self.declared, self.count
+            )));
+        }
+        let mut w = Writer { out: &mut self.staging };
         w.u64(dedup.len() as u64);
         for d in dedup {
             w.dedup(d);
         }
-        let crc = crc32fast::hash(&self.out);
-        self.out.extend_from_slice(&crc.to_le_bytes());
-        self.out
+        self.crc.update(&self.staging);
+        let crc = self.crc.finalize();
+        self.staging.extend_from_slice(&crc.to_le_bytes());
+        self.sink.write_all(&self.staging)?;
+        Ok(self.sink)
     }
 }
 
 /// An index's bytes, checked, read front to back.
+#[derive(Clone)]
 struct IndexReader<'a> {
     at: Position,
     max_seq: i64,
@@ -208,16 +237,22 @@ fn decode_beside<'a>(mut index: IndexReader<'a>, take: &mut dyn FnMut(i64, LiveM
     })
 }
 
-/// Writes `bytes` as the index, replacing the last one whole, paced so that the writer's
-/// syncs do not wait behind it ([`crate::paced_write`]); with `sync`, on disk before it
-/// returns. A checkpoint does not sync: after a power loss an index whose bytes
+/// Writes the index `write` streams, replacing the last one whole, paced so that the
+/// writer's syncs do not wait behind it ([`crate::paced_write`]); with `sync`, on disk
+/// before it returns. A checkpoint does not sync: after a power loss an index whose bytes
 /// did not reach the disk fails its checksum and the start replays the whole log, which
 /// is slower but loses nothing, while syncing 70 MiB (a million messages) each time
-/// competed with the writer's own syncs for the disk.
-fn store(dir: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
+/// competed with the writer's own syncs for the disk. Returns the index's size.
+fn store(
+    dir: &Path,
+    sync: bool,
+    write: impl FnOnce(&mut PacedWriter<'_>) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
     let temporary = dir.join(format!("{FILE}.tmp"));
     let mut file = File::create(&temporary).map_err(internal)?;
-    crate::paced_write::write_paced(&mut file, bytes).map_err(internal)?;
+    let mut paced = PacedWriter::new(&mut file);
+    write(&mut paced)?;
+    let bytes = paced.finish().map_err(internal)?;
     if sync {
         file.sync_all().map_err(internal)?;
     }
@@ -226,14 +261,15 @@ fn store(dir: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
     if sync {
         sync_dir(dir).map_err(internal)?;
     }
-    Ok(())
+    Ok(bytes)
 }
 
-/// `replayed` as an index at `at`.
-fn encode_replayed(at: Position, replayed: &Replayed) -> Vec<u8> {
-    let mut out = IndexWriter::new(at, replayed.max_seq, replayed.max_queue_id, replayed.messages.len() * 96 + 64);
+/// Writes `replayed` as an index at `at` to `sink`.
+fn write_replayed<W: Write>(sink: W, at: Position, replayed: &Replayed) -> std::io::Result<W> {
+    let messages = replayed.messages.len() as u64;
+    let mut out = IndexWriter::new(sink, at, replayed.max_seq, replayed.max_queue_id, messages);
     for (seq, m) in &replayed.messages {
-        out.message(*seq, m);
+        out.message(*seq, m)?;
     }
     out.finish(replayed.dedup.iter())
 }
@@ -315,32 +351,60 @@ impl Tail {
     }
 }
 
-/// The index at `old` followed by `tail`, as an index at `at`.
-fn merge(mut old: IndexReader<'_>, tail: Tail, at: Position, now_ms: u64) -> Option<Vec<u8>> {
+/// What the merged index holds of one of the last index's messages.
+enum Kept<'a> {
+    /// Untouched since (most of a large index): copied as it is.
+    Raw(&'a [u8]),
+    Changed(LiveMessage),
+    Gone,
+}
+
+impl Tail {
+    /// What becomes of message `seq` of queue `queue_id` of the last index, `bytes` as
+    /// stored there; `None` if they do not decode.
+    fn kept<'a>(&self, seq: i64, queue_id: i64, bytes: &'a [u8]) -> Option<Kept<'a>> {
+        if self.inserted.contains_key(&seq) {
+            return Some(Kept::Gone);
+        }
+        if self.changes.contains_key(&seq) {
+            let (_, m) = read_message(&mut Reader::new(bytes))?;
+            return Some(self.changed(seq, m)?.map_or(Kept::Gone, Kept::Changed));
+        }
+        let purged = self.purges.iter().any(|&(_, q, max_seq)| q == queue_id && seq <= max_seq);
+        Some(if purged { Kept::Gone } else { Kept::Raw(bytes) })
+    }
+}
+
+/// Writes the index at `old` followed by `tail`, as an index at `at`, to `sink`: a first
+/// pass over `old` counts what stays (the header names the count), a second writes it.
+fn merge<W: Write>(old: IndexReader<'_>, tail: Tail, at: Position, now_ms: u64, sink: W) -> Result<W, StoreError> {
+    let unreadable = || internal("the last index does not read back");
     let born = &tail.born.messages;
     let max_seq = old.max_seq.max(tail.born.max_seq);
     let max_queue_id = old.max_queue_id.max(tail.born.max_queue_id);
-    let mut out = IndexWriter::new(at, max_seq, max_queue_id, old.r.bytes.len() + born.len() * 96);
+    let mut counting = old.clone();
+    let mut messages = born.len() as u64;
     for _ in 0..old.messages {
-        let (seq, queue_id, bytes) = old.raw_message()?;
-        if tail.inserted.contains_key(&seq) {
-            continue;
+        let (seq, queue_id, bytes) = counting.raw_message().ok_or_else(unreadable)?;
+        if !matches!(tail.kept(seq, queue_id, bytes).ok_or_else(unreadable)?, Kept::Gone) {
+            messages += 1;
         }
-        if tail.changes.contains_key(&seq) {
-            let (_, m) = read_message(&mut Reader::new(bytes))?;
-            if let Some(m) = tail.changed(seq, m)? {
-                out.message(seq, &m);
-            }
-        } else if !tail.purges.iter().any(|&(_, q, max_seq)| q == queue_id && seq <= max_seq) {
-            // Most of a large index: untouched since, copied as it is.
-            out.raw(bytes);
+    }
+    let mut old = old;
+    let mut out = IndexWriter::new(sink, at, max_seq, max_queue_id, messages);
+    for _ in 0..old.messages {
+        let (seq, queue_id, bytes) = old.raw_message().ok_or_else(unreadable)?;
+        match tail.kept(seq, queue_id, bytes).ok_or_else(unreadable)? {
+            Kept::Raw(bytes) => out.raw(bytes).map_err(internal)?,
+            Kept::Changed(m) => out.message(seq, &m).map_err(internal)?,
+            Kept::Gone => {}
         }
     }
     for (seq, m) in born {
-        out.message(*seq, m);
+        out.message(*seq, m).map_err(internal)?;
     }
-    let dedup = live_dedup(old.dedup()?.into_iter().chain(tail.born.dedup), now_ms);
-    Some(out.finish(dedup.iter()))
+    let dedup = live_dedup(old.dedup().ok_or_else(unreadable)?.into_iter().chain(tail.born.dedup), now_ms);
+    out.finish(dedup.iter()).map_err(internal)
 }
 
 impl MessageLog {
@@ -349,7 +413,7 @@ impl MessageLog {
     pub fn write_index(&self, replayed: &Replayed) -> Result<(), StoreError> {
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let Some((end, _)) = self.view() else { return Ok(()) };
-        store(&self.dir, &encode_replayed(end, replayed), true)?;
+        store(&self.dir, true, |out| write_replayed(out, end, replayed).map(drop).map_err(internal))?;
         *index = Some(end);
         Ok(())
     }
@@ -390,7 +454,7 @@ impl MessageLog {
                 tail.born.messages.reserve(expected);
                 tail.inserted.reserve(expected);
                 replay_view(&segments, from, &mut |kind, body, at| tail.apply(kind, body, at))?;
-                merge(old, tail, end, now_ms).ok_or_else(|| internal("the last index does not read back"))?
+                store(&self.dir, false, |out| merge(old, tail, end, now_ms, out).map(drop))?
             }
             None => {
                 let mut whole = Replayed::default();
@@ -398,19 +462,11 @@ impl MessageLog {
                     whole.apply(kind, body, at, false)
                 })?;
                 whole.dedup = live_dedup(std::mem::take(&mut whole.dedup), now_ms);
-                encode_replayed(end, &whole)
+                store(&self.dir, false, |out| write_replayed(out, end, &whole).map(drop).map_err(internal))?
             }
         };
-        let built = started.elapsed();
-        store(&self.dir, &bytes, false)?;
         *index = Some(end);
-        tracing::debug!(
-            behind,
-            bytes = bytes.len(),
-            built_ms = built.as_millis() as u64,
-            stored_ms = (started.elapsed() - built).as_millis() as u64,
-            "message index checkpoint"
-        );
+        tracing::debug!(behind, bytes, ms = started.elapsed().as_millis() as u64, "message index checkpoint");
         Ok(true)
     }
 }
@@ -456,16 +512,42 @@ mod tests {
             let group_id = (seq % 4 == 0).then(|| format!("g{}", seq % 7).into_boxed_str());
             written.messages.insert(seq, LiveMessage { at, state, sent_ms: seq as u64 * 3, group_id });
         }
-        store(dir.path(), &encode_replayed(at, &written), false).unwrap();
+        store(dir.path(), false, |out| write_replayed(out, at, &written).map(drop).map_err(internal)).unwrap();
         let (read_at, back) = read(dir.path(), &[1]).expect("the index reads back");
         assert_eq!(read_at, at);
         assert_eq!(found(&back, 0), found(&written, 0));
 
-        let mut short = IndexWriter::new(at, 2, 1, 0);
-        short.message(1, &written.messages[&1]);
-        short.count += 1;
-        store(dir.path(), &short.finish([].iter()), false).unwrap();
+        // One message, its count raised by one and the checksum made to match.
+        let mut bytes = IndexWriter::new(Vec::new(), at, 2, 1, 1);
+        bytes.message(1, &written.messages[&1]).unwrap();
+        let mut bytes = bytes.finish([].iter()).unwrap();
+        let count_at = 4 + MAGIC.len() + 4 + 8 + 8 + 8;
+        bytes[count_at..count_at + 8].copy_from_slice(&2u64.to_le_bytes());
+        let body = bytes.len() - 4;
+        let crc = crc32fast::hash(&bytes[..body]);
+        bytes[body..].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(dir.path().join(FILE), &bytes).unwrap();
         assert!(read(dir.path(), &[1]).is_none());
+    }
+
+    /// A writer refuses to end an index holding another number of messages than its
+    /// header declares.
+    #[test]
+    fn an_index_holding_another_count_than_declared_is_not_finished() {
+        let m = LiveMessage {
+            at: Location { segment: 1, offset: 0, length: 1 },
+            state: state(1),
+            sent_ms: 0,
+            group_id: None,
+        };
+        let at = Position { segment: 1, offset: 0 };
+        let mut short = IndexWriter::new(Vec::new(), at, 1, 1, 2);
+        short.message(1, &m).unwrap();
+        assert!(short.finish([].iter()).is_err());
+        let mut long = IndexWriter::new(Vec::new(), at, 2, 1, 1);
+        long.message(1, &m).unwrap();
+        long.message(2, &m).unwrap();
+        assert!(long.finish([].iter()).is_err());
     }
 
     /// Runs a random mix of every kind of change, with checkpoints and compactions at
