@@ -120,39 +120,37 @@ fn write_back(_file: &File, _offset: u64, _len: usize, _what: WriteBack) -> std:
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_file_written_in_paced_chunks_holds_every_byte_in_order() {
+    /// What a file holds after `write` wrote to it through a `PacedWriter`.
+    fn written(write: impl FnOnce(&mut PacedWriter<'_>)) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("paced");
-        // Two and a half chunks, so the last one is short and two are waited for.
-        let bytes: Vec<u8> = (0..CHUNK_BYTES * 5 / 2).map(|i| (i % 251) as u8).collect();
         let mut file = File::create(&path).unwrap();
         let mut paced = PacedWriter::new(&mut file);
-        paced.write_all(&bytes).unwrap();
-        paced.finish().unwrap();
+        write(&mut paced);
+        let length = paced.finish().unwrap();
         drop(file);
-        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(length, bytes.len() as u64, "finish counts every byte");
+        bytes
     }
 
+    /// Two and a half chunks (the last one short, two waited for), written whole and in
+    /// pieces of every size up to past a chunk (some straddling two chunks).
     #[test]
-    fn a_file_written_in_pieces_holds_every_byte_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pieces");
-        let bytes: Vec<u8> = (0..CHUNK_BYTES * 5 / 2).map(|i| (i % 241) as u8).collect();
-        let mut file = File::create(&path).unwrap();
-        let mut paced = PacedWriter::new(&mut file);
-        // Pieces of every size up to past a chunk, so that some straddle two chunks.
-        let mut rest = &bytes[..];
-        let mut size = 1;
-        while !rest.is_empty() {
-            let (piece, after) = rest.split_at(size.min(rest.len()));
-            paced.write_all(piece).unwrap();
-            rest = after;
-            size = (size * 3 + 7) % (CHUNK_BYTES + 100);
-        }
-        assert_eq!(paced.finish().unwrap(), bytes.len() as u64);
-        drop(file);
-        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    fn a_file_written_whole_or_in_pieces_holds_every_byte_in_order() {
+        let bytes: Vec<u8> = (0..CHUNK_BYTES * 5 / 2).map(|i| (i % 251) as u8).collect();
+        assert_eq!(written(|paced| paced.write_all(&bytes).unwrap()), bytes);
+        let in_pieces = written(|paced| {
+            let mut rest = &bytes[..];
+            let mut size = 1;
+            while !rest.is_empty() {
+                let (piece, after) = rest.split_at(size.min(rest.len()));
+                paced.write_all(piece).unwrap();
+                rest = after;
+                size = (size * 3 + 7) % (CHUNK_BYTES + 100);
+            }
+        });
+        assert_eq!(in_pieces, bytes);
     }
 
     #[test]
