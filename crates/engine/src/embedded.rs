@@ -154,17 +154,16 @@ struct SendWrite {
     ops: Vec<SqlOp>,
     inserted: Vec<(Arc<QueueHandle>, MsgMeta)>,
     taken_dedup: Vec<(Arc<QueueHandle>, (String, String), i64)>,
-    last_seq: Option<i64>,
 }
 
 impl SendWrite {
-    /// The write's ops, ending with the highest sequence number it hands out, and the
-    /// hooks that show its messages once it commits or give its deduplication entries
-    /// back if it fails.
-    fn into_write_item(self, done: oneshot::Sender<crate::db::Acknowledged>) -> WriteItem {
-        let SendWrite { mut ops, inserted, taken_dedup, last_seq } = self;
-        if let Some(seq) = last_seq {
-            ops.push(SqlOp::RaiseLastSeq { seq });
+    /// The write's ops, ending with the highest sequence number it hands out (its last
+    /// new message's: numbers are taken in order), and the hooks that show its messages
+    /// once it commits or give its deduplication entries back if it fails.
+    fn into_parts(self) -> (Vec<SqlOp>, CommitHook, Option<CommitHook>) {
+        let SendWrite { mut ops, inserted, taken_dedup } = self;
+        if let Some((_, last)) = inserted.last() {
+            ops.push(SqlOp::RaiseLastSeq { seq: last.seq });
         }
         let on_failure = (!taken_dedup.is_empty()).then(|| {
             Box::new(move || {
@@ -176,8 +175,7 @@ impl SendWrite {
                 }
             }) as CommitHook
         });
-        let on_commit = Box::new(move || show_sent(inserted)) as CommitHook;
-        WriteItem { ops, on_commit: Some(on_commit), on_failure, done: Some(done) }
+        (ops, Box::new(move || show_sent(inserted)), on_failure)
     }
 }
 
@@ -507,9 +505,7 @@ impl EmbeddedStore {
         ops: Vec<SqlOp>,
         on_commit: Option<CommitHook>,
     ) -> Result<Durable<T>, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.db.submit(WriteItem { ops, on_commit, on_failure: None, done: Some(tx) })?;
-        Ok(Durable { value, commit: Some(rx) })
+        self.submit(value, ops, on_commit, None)
     }
 
     /// One step of record log compaction (the server's worker runs it every second, after
@@ -579,7 +575,6 @@ impl EmbeddedStore {
                 }
             }
             let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-            write.last_seq = Some(seq);
             let message_id = uuid::Uuid::new_v4().to_string();
             let delay_ms = m.delay_s.map(|d| d * 1000).unwrap_or(st.config.delay_ms);
             if fifo {
@@ -641,9 +636,8 @@ impl EmbeddedStore {
 
     /// Submits `write` to the writer, answering `value` once it is durable.
     fn commit_sends<T>(&self, write: SendWrite, value: T) -> Result<Durable<T>, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.db.submit(write.into_write_item(tx))?;
-        Ok(Durable { value, commit: Some(rx) })
+        let (ops, on_commit, on_failure) = write.into_parts();
+        self.submit(value, ops, Some(on_commit), on_failure)
     }
 
     /// As [`Self::commit`], with `on_failure` undoing in-memory changes if the write fails.
@@ -654,8 +648,19 @@ impl EmbeddedStore {
         on_commit: Option<CommitHook>,
         on_failure: CommitHook,
     ) -> Result<Durable<T>, StoreError> {
+        self.submit(value, ops, on_commit, Some(on_failure))
+    }
+
+    /// Hands a write to the writer thread; `value` is answered once it is durable.
+    fn submit<T>(
+        &self,
+        value: T,
+        ops: Vec<SqlOp>,
+        on_commit: Option<CommitHook>,
+        on_failure: Option<CommitHook>,
+    ) -> Result<Durable<T>, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.db.submit(WriteItem { ops, on_commit, on_failure: Some(on_failure), done: Some(tx) })?;
+        self.db.submit(WriteItem { ops, on_commit, on_failure, done: Some(tx) })?;
         Ok(Durable { value, commit: Some(rx) })
     }
 

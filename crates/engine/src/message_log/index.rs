@@ -265,13 +265,13 @@ fn store(
 }
 
 /// Writes `replayed` as an index at `at` to `sink`.
-fn write_replayed<W: Write>(sink: W, at: Position, replayed: &Replayed) -> std::io::Result<W> {
+fn write_replayed(sink: impl Write, at: Position, replayed: &Replayed) -> Result<(), StoreError> {
     let messages = replayed.messages.len() as u64;
     let mut out = IndexWriter::new(sink, at, replayed.max_seq, replayed.max_queue_id, messages);
     for (seq, m) in &replayed.messages {
-        out.message(*seq, m)?;
+        out.message(*seq, m).map_err(internal)?;
     }
-    out.finish(replayed.dedup.iter())
+    out.finish(replayed.dedup.iter()).map(drop).map_err(internal)
 }
 
 /// The deduplication entries of `entries` (oldest first) still live at `now_ms`, the
@@ -377,7 +377,7 @@ impl Tail {
 
 /// Writes the index at `old` followed by `tail`, as an index at `at`, to `sink`: a first
 /// pass over `old` counts what stays (the header names the count), a second writes it.
-fn merge<W: Write>(old: IndexReader<'_>, tail: Tail, at: Position, now_ms: u64, sink: W) -> Result<W, StoreError> {
+fn merge(mut old: IndexReader<'_>, tail: Tail, at: Position, now_ms: u64, sink: impl Write) -> Result<(), StoreError> {
     let unreadable = || internal("the last index does not read back");
     let born = &tail.born.messages;
     let max_seq = old.max_seq.max(tail.born.max_seq);
@@ -390,7 +390,6 @@ fn merge<W: Write>(old: IndexReader<'_>, tail: Tail, at: Position, now_ms: u64, 
             messages += 1;
         }
     }
-    let mut old = old;
     let mut out = IndexWriter::new(sink, at, max_seq, max_queue_id, messages);
     for _ in 0..old.messages {
         let (seq, queue_id, bytes) = old.raw_message().ok_or_else(unreadable)?;
@@ -404,7 +403,7 @@ fn merge<W: Write>(old: IndexReader<'_>, tail: Tail, at: Position, now_ms: u64, 
         out.message(*seq, m).map_err(internal)?;
     }
     let dedup = live_dedup(old.dedup().ok_or_else(unreadable)?.into_iter().chain(tail.born.dedup), now_ms);
-    out.finish(dedup.iter()).map_err(internal)
+    out.finish(dedup.iter()).map(drop).map_err(internal)
 }
 
 impl MessageLog {
@@ -413,7 +412,7 @@ impl MessageLog {
     pub fn write_index(&self, replayed: &Replayed) -> Result<(), StoreError> {
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let Some((end, _)) = self.view() else { return Ok(()) };
-        store(&self.dir, true, |out| write_replayed(out, end, replayed).map(drop).map_err(internal))?;
+        store(&self.dir, true, |out| write_replayed(out, end, replayed))?;
         *index = Some(end);
         Ok(())
     }
@@ -454,7 +453,7 @@ impl MessageLog {
                 tail.born.messages.reserve(expected);
                 tail.inserted.reserve(expected);
                 replay_view(&segments, from, &mut |kind, body, at| tail.apply(kind, body, at))?;
-                store(&self.dir, false, |out| merge(old, tail, end, now_ms, out).map(drop))?
+                store(&self.dir, false, |out| merge(old, tail, end, now_ms, out))?
             }
             None => {
                 let mut whole = Replayed::default();
@@ -462,7 +461,7 @@ impl MessageLog {
                     whole.apply(kind, body, at, false)
                 })?;
                 whole.dedup = live_dedup(std::mem::take(&mut whole.dedup), now_ms);
-                store(&self.dir, false, |out| write_replayed(out, end, &whole).map(drop).map_err(internal))?
+                store(&self.dir, false, |out| write_replayed(out, end, &whole))?
             }
         };
         *index = Some(end);
@@ -512,7 +511,7 @@ mod tests {
             let group_id = (seq % 4 == 0).then(|| format!("g{}", seq % 7).into_boxed_str());
             written.messages.insert(seq, LiveMessage { at, state, sent_ms: seq as u64 * 3, group_id });
         }
-        store(dir.path(), false, |out| write_replayed(out, at, &written).map(drop).map_err(internal)).unwrap();
+        store(dir.path(), false, |out| write_replayed(out, at, &written)).unwrap();
         let (read_at, back) = read(dir.path(), &[1]).expect("the index reads back");
         assert_eq!(read_at, at);
         assert_eq!(found(&back, 0), found(&written, 0));
