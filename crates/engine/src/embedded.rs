@@ -5,7 +5,7 @@ use crate::at_rest::{Sealer, StoredText};
 use crate::clock::Clock;
 use crate::db::{internal, CommitHook, CompactionRequest, Database, MessageRow, MoveTaskRow, SqlOp, WriteItem};
 use crate::limits::*;
-use crate::message_log::{DedupRecord, LiveMessage, Location, MessageContent, MessageState, Replayed};
+use crate::message_log::{DedupRecord, IndexSource, LiveMessage, Location, MessageContent, MessageState, Replayed};
 use crate::queue_state::{DedupEntry, MsgMeta, MsgState, PendingIndexes, QueueState, SeqMap};
 use crate::store::*;
 use base64::Engine as _;
@@ -798,22 +798,52 @@ impl EmbeddedStore {
     }
 
     /// The queues' messages and deduplication entries as replaying the log would give them.
-    fn durable_view(&self) -> Replayed {
-        let reg = self.registry();
-        let relocated = self.relocated.lock().unwrap_or_else(|p| p.into_inner());
-        let live: std::collections::HashSet<u32> = self.db.message_log.segments().into_iter().map(|(n, _)| n).collect();
-        let mut view = Replayed {
+    fn durable_view(&self) -> DurableView<'_> {
+        DurableView {
+            registry: self.registry(),
+            relocated: self.relocated.lock().unwrap_or_else(|p| p.into_inner()),
+            live: self.db.message_log.segments().into_iter().map(|(n, _)| n).collect(),
             max_seq: self.next_seq.load(Ordering::SeqCst) - 1,
             max_queue_id: self.next_queue_id.load(Ordering::SeqCst) - 1,
-            ..Default::default()
-        };
-        for handle in reg.by_id.values() {
+        }
+    }
+
+    fn queue_arn_by_id(&self, id: i64) -> Option<String> {
+        self.registry().by_id.get(&id).map(|h| h.lock().key.arn())
+    }
+}
+
+/// The queues' messages and deduplication entries as replaying the log would give them,
+/// listed from the queues' own state as the index is written: gathering them into one map
+/// first was a clean shutdown's memory peak (about 200 MB more for a million messages).
+struct DurableView<'a> {
+    registry: std::sync::RwLockReadGuard<'a, Registry>,
+    relocated: MutexGuard<'a, HashMap<i64, (Location, bool)>>,
+    live: std::collections::HashSet<u32>,
+    max_seq: i64,
+    max_queue_id: i64,
+}
+
+impl IndexSource for DurableView<'_> {
+    fn max_seq(&self) -> i64 {
+        self.max_seq
+    }
+
+    fn max_queue_id(&self) -> i64 {
+        self.max_queue_id
+    }
+
+    fn message_count(&self) -> u64 {
+        self.registry.by_id.values().map(|h| h.lock().len() as u64).sum()
+    }
+
+    fn each_message(&self, visit: &mut dyn FnMut(i64, &LiveMessage) -> std::io::Result<()>) -> std::io::Result<()> {
+        for handle in self.registry.by_id.values() {
             let st = handle.lock();
-            view.messages.reserve(st.len());
             for m in st.messages() {
                 // A message re-pointed only through the relocation map has its new place there.
-                let at = match relocated.get(&m.seq) {
-                    Some((moved, _)) if !live.contains(&m.at.segment) => *moved,
+                let at = match self.relocated.get(&m.seq) {
+                    Some((moved, _)) if !self.live.contains(&m.at.segment) => *moved,
                     _ => m.at,
                 };
                 let state = MessageState {
@@ -825,10 +855,18 @@ impl EmbeddedStore {
                     dlq_source: m.dlq_source,
                 };
                 let group_id = m.group.as_deref().map(Box::from);
-                view.messages.insert(m.seq, LiveMessage { at, state, sent_ms: m.sent_ms, group_id });
+                visit(m.seq, &LiveMessage { at, state, sent_ms: m.sent_ms, group_id })?;
             }
+        }
+        Ok(())
+    }
+
+    fn dedup(&self) -> std::borrow::Cow<'_, [DedupRecord]> {
+        let mut dedup = Vec::new();
+        for handle in self.registry.by_id.values() {
+            let st = handle.lock();
             for ((scope, dedup_id), d) in &st.dedup {
-                view.dedup.push(DedupRecord {
+                dedup.push(DedupRecord {
                     queue_id: st.id,
                     scope: scope.clone(),
                     dedup_id: dedup_id.clone(),
@@ -838,11 +876,7 @@ impl EmbeddedStore {
                 });
             }
         }
-        view
-    }
-
-    fn queue_arn_by_id(&self, id: i64) -> Option<String> {
-        self.registry().by_id.get(&id).map(|h| h.lock().key.arn())
+        dedup.into()
     }
 }
 

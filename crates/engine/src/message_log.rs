@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod index;
-pub use index::CHECKPOINT_SEGMENTS;
+pub use index::{IndexSource, CHECKPOINT_SEGMENTS};
 
 /// Bytes before an entry's kind: its length and checksum.
 const HEADER_LEN: usize = 8;

@@ -16,8 +16,9 @@
 
 use super::*;
 use crate::paced_write::PacedWriter;
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 
 const FILE: &str = "index.snap";
 const MAGIC: &[u8] = b"sluice message index 2";
@@ -118,54 +119,126 @@ impl<W: Write> IndexWriter<W> {
     }
 }
 
-/// An index's bytes, checked, read front to back.
-#[derive(Clone)]
-struct IndexReader<'a> {
+/// An index's message before its group id: sequence number, state, sent time and place.
+const MESSAGE_FIXED_BYTES: usize = 72;
+
+/// The least an index holds of one message: its fixed fields and the group id's length.
+const MESSAGE_MIN_BYTES: u64 = MESSAGE_FIXED_BYTES as u64 + 4;
+
+/// The most an index holds of one message or deduplication entry: the fixed fields and
+/// ids of at most 128 characters (AWS's limit on group and deduplication ids) are far
+/// below it. [`IndexReader`] keeps at least this much in its window while the file has it.
+const ITEM_MAX_BYTES: usize = 16 * 1024;
+
+/// What [`IndexReader`] reads from its file at a time.
+const WINDOW_BYTES: usize = 256 * 1024;
+
+/// An index read front to back through a window of [`WINDOW_BYTES`], its checksum
+/// computed as the bytes arrive and checked at the end ([`IndexReader::dedup`]): a
+/// checkpoint of a million messages read the whole last index (53–76 MB) into memory
+/// beside the tail's maps, the backlog's memory peak. Whatever is read before the end is
+/// unchecked: a caller keeps nothing of it until `dedup` answers.
+struct IndexReader<R: Read> {
     at: Position,
     max_seq: i64,
     max_queue_id: i64,
     messages: u64,
-    r: Reader<'a>,
+    source: R,
+    /// Bytes of the index before its checksum not yet read into the window.
+    body_left: u64,
+    window: Vec<u8>,
+    /// How far into the window the reading is.
+    read_to: usize,
+    crc: crc32fast::Hasher,
 }
 
-impl<'a> IndexReader<'a> {
-    fn new(bytes: &'a [u8]) -> Option<IndexReader<'a>> {
-        let (body, crc) = bytes.split_at(bytes.len().checked_sub(4)?);
-        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) {
-            return None;
+impl IndexReader<File> {
+    fn open(path: &Path) -> Option<IndexReader<File>> {
+        let file = File::open(path).ok()?;
+        let len = file.metadata().ok()?.len();
+        IndexReader::new(file, len)
+    }
+}
+
+impl<R: Read> IndexReader<R> {
+    /// The index of `len` bytes `source` holds, its header read.
+    fn new(source: R, len: u64) -> Option<IndexReader<R>> {
+        let mut index = IndexReader {
+            at: Position { segment: 0, offset: 0 },
+            max_seq: 0,
+            max_queue_id: 0,
+            messages: 0,
+            source,
+            body_left: len.checked_sub(4)?,
+            window: Vec::with_capacity(WINDOW_BYTES),
+            read_to: 0,
+            crc: crc32fast::Hasher::new(),
+        };
+        let (at, max_seq, max_queue_id, messages) = index.item(|r| {
+            if r.bytes()? != MAGIC {
+                return None;
+            }
+            Some((Position { segment: r.u32()?, offset: r.u64()? }, r.i64()?, r.i64()?, r.u64()?))
+        })?;
+        Some(IndexReader { at, max_seq, max_queue_id, messages, ..index })
+    }
+
+    /// At least [`ITEM_MAX_BYTES`] unread in the window, or all the file has left.
+    fn fill(&mut self) -> Option<()> {
+        if self.window.len() - self.read_to >= ITEM_MAX_BYTES || self.body_left == 0 {
+            return Some(());
         }
-        let mut r = Reader::new(body);
-        if r.bytes()? != MAGIC {
-            return None;
-        }
-        let at = Position { segment: r.u32()?, offset: r.u64()? };
-        Some(IndexReader { at, max_seq: r.i64()?, max_queue_id: r.i64()?, messages: r.u64()?, r })
+        self.window.drain(..self.read_to);
+        self.read_to = 0;
+        let kept = self.window.len();
+        let more = (WINDOW_BYTES - kept).min(usize::try_from(self.body_left).unwrap_or(usize::MAX));
+        self.window.resize(kept + more, 0);
+        self.source.read_exact(&mut self.window[kept..]).ok()?;
+        self.crc.update(&self.window[kept..]);
+        self.body_left -= more as u64;
+        Some(())
+    }
+
+    /// The next item, as `parse` reads it.
+    fn item<T>(&mut self, parse: impl FnOnce(&mut Reader<'_>) -> Option<T>) -> Option<T> {
+        self.fill()?;
+        let mut r = Reader::new(&self.window[self.read_to..]);
+        let item = parse(&mut r)?;
+        self.read_to += r.at;
+        Some(item)
     }
 
     /// The next message's sequence number, queue and bytes as stored, without decoding
     /// the rest; instead of [`IndexReader::message`].
-    fn raw_message(&mut self) -> Option<(i64, i64, &'a [u8])> {
-        // Sequence number, state, sent time and place: 72 bytes; then the group id.
-        const FIXED: usize = 72;
-        let start = self.r.at;
-        let mut head = Reader::new(self.r.take(FIXED)?);
+    fn raw_message(&mut self) -> Option<(i64, i64, &[u8])> {
+        self.fill()?;
+        let mut r = Reader::new(&self.window[self.read_to..]);
+        let mut head = Reader::new(r.take(MESSAGE_FIXED_BYTES)?);
         let (seq, queue_id) = (head.i64()?, head.i64()?);
-        let group = self.r.u32()?;
+        let group = r.u32()?;
         if group != NONE_LEN {
-            self.r.take(group as usize)?;
+            r.take(group as usize)?;
         }
-        Some((seq, queue_id, &self.r.bytes[start..self.r.at]))
+        let start = self.read_to;
+        self.read_to += r.at;
+        Some((seq, queue_id, &self.window[start..self.read_to]))
     }
 
     /// The next message; to be called `messages` times, then [`IndexReader::dedup`].
     fn message(&mut self) -> Option<(i64, LiveMessage)> {
-        read_message(&mut self.r)
+        self.item(read_message)
     }
 
+    /// The deduplication entries, if the index ends after them and its checksum holds.
     fn dedup(mut self) -> Option<Vec<DedupRecord>> {
-        let count = self.r.u64()?;
-        let dedup = (0..count).map(|_| self.r.dedup()).collect::<Option<Vec<_>>>()?;
-        (self.r.at == self.r.bytes.len()).then_some(dedup)
+        let count = self.item(|r| r.u64())?;
+        let dedup = (0..count).map(|_| self.item(|r| r.dedup())).collect::<Option<Vec<_>>>()?;
+        if self.read_to != self.window.len() || self.body_left != 0 {
+            return None;
+        }
+        let mut crc = [0; 4];
+        self.source.read_exact(&mut crc).ok()?;
+        (self.crc.finalize() == u32::from_le_bytes(crc)).then_some(dedup)
     }
 }
 
@@ -180,8 +253,7 @@ fn read_message(r: &mut Reader<'_>) -> Option<(i64, LiveMessage)> {
 /// The index in `dir`, if its checksum holds and its place is still in the log
 /// (segment `numbers` holds it, at least that long): its place and what it says.
 pub(super) fn read(dir: &Path, numbers: &[u32]) -> Option<(Position, Replayed)> {
-    let bytes = std::fs::read(dir.join(FILE)).ok()?;
-    let index = IndexReader::new(&bytes)?;
+    let index = IndexReader::open(&dir.join(FILE))?;
     let at = index.at;
     if !numbers.contains(&at.segment) || std::fs::metadata(segment_path(dir, at.segment)).ok()?.len() < at.offset {
         return None;
@@ -189,8 +261,10 @@ pub(super) fn read(dir: &Path, numbers: &[u32]) -> Option<(Position, Replayed)> 
     let mut replayed =
         Replayed { max_seq: index.max_seq, max_queue_id: index.max_queue_id, from_index: true, ..Default::default() };
     // With room for the tail's inserts too: growing a map of a million after the index
-    // filled it copied the whole map (a tenth of a start after a crash).
-    replayed.messages.reserve(index.messages as usize + inserts_after(dir, numbers, at));
+    // filled it copied the whole map (a tenth of a start after a crash). The count is
+    // not checked yet (the checksum is, at the end): no more than the file could hold.
+    let could_hold = index.body_left / MESSAGE_MIN_BYTES;
+    replayed.messages.reserve(index.messages.min(could_hold) as usize + inserts_after(dir, numbers, at));
     let index = decode_beside(index, &mut |seq, m| {
         replayed.messages.insert(seq, m);
     })?;
@@ -202,7 +276,10 @@ pub(super) fn read(dir: &Path, numbers: &[u32]) -> Option<(Position, Replayed)> 
 /// while this one takes the chunk before: decoding and inserting into a map each took
 /// about half of reading a million messages' index. The index, past its messages, or
 /// `None` if one does not decode.
-fn decode_beside<'a>(mut index: IndexReader<'a>, take: &mut dyn FnMut(i64, LiveMessage)) -> Option<IndexReader<'a>> {
+fn decode_beside<R: Read + Send>(
+    mut index: IndexReader<R>,
+    take: &mut dyn FnMut(i64, LiveMessage),
+) -> Option<IndexReader<R>> {
     const CHUNK: u64 = 4096;
     type Chunk = Vec<(i64, LiveMessage)>;
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
@@ -264,14 +341,40 @@ fn store(
     Ok(bytes)
 }
 
-/// Writes `replayed` as an index at `at` to `sink`.
-fn write_replayed(sink: impl Write, at: Position, replayed: &Replayed) -> Result<(), StoreError> {
-    let messages = replayed.messages.len() as u64;
-    let mut out = IndexWriter::new(sink, at, replayed.max_seq, replayed.max_queue_id, messages);
-    for (seq, m) in &replayed.messages {
-        out.message(*seq, m).map_err(internal)?;
+/// What a whole index is written from: the highest numbers handed out, the live
+/// messages, listed without being gathered into one map first, and deduplication entries.
+pub trait IndexSource {
+    fn max_seq(&self) -> i64;
+    fn max_queue_id(&self) -> i64;
+    fn message_count(&self) -> u64;
+    /// Hands each live message to `visit`, [`IndexSource::message_count`] of them.
+    fn each_message(&self, visit: &mut dyn FnMut(i64, &LiveMessage) -> std::io::Result<()>) -> std::io::Result<()>;
+    fn dedup(&self) -> Cow<'_, [DedupRecord]>;
+}
+
+impl IndexSource for Replayed {
+    fn max_seq(&self) -> i64 {
+        self.max_seq
     }
-    out.finish(replayed.dedup.iter()).map(drop).map_err(internal)
+    fn max_queue_id(&self) -> i64 {
+        self.max_queue_id
+    }
+    fn message_count(&self) -> u64 {
+        self.messages.len() as u64
+    }
+    fn each_message(&self, visit: &mut dyn FnMut(i64, &LiveMessage) -> std::io::Result<()>) -> std::io::Result<()> {
+        self.messages.iter().try_for_each(|(seq, m)| visit(*seq, m))
+    }
+    fn dedup(&self) -> Cow<'_, [DedupRecord]> {
+        Cow::Borrowed(&self.dedup)
+    }
+}
+
+/// Writes `source` as an index at `at` to `sink`.
+fn write_whole(sink: impl Write, at: Position, source: &dyn IndexSource) -> Result<(), StoreError> {
+    let mut out = IndexWriter::new(sink, at, source.max_seq(), source.max_queue_id(), source.message_count());
+    source.each_message(&mut |seq, m| out.message(seq, m)).map_err(internal)?;
+    out.finish(source.dedup().iter()).map(drop).map_err(internal)
 }
 
 /// The deduplication entries of `entries` (oldest first) still live at `now_ms`, the
@@ -375,22 +478,34 @@ impl Tail {
     }
 }
 
-/// Writes the index at `old` followed by `tail`, as an index at `at`, to `sink`: a first
-/// pass over `old` counts what stays (the header names the count), a second writes it.
-fn merge(mut old: IndexReader<'_>, tail: Tail, at: Position, now_ms: u64, sink: impl Write) -> Result<(), StoreError> {
+/// How many of the last index's messages `tail` leaves, if that index reads back whole
+/// and its checksum holds.
+fn count_kept(mut old: IndexReader<impl Read>, tail: &Tail) -> Option<u64> {
+    let mut kept = 0;
+    for _ in 0..old.messages {
+        let (seq, queue_id, bytes) = old.raw_message()?;
+        if !matches!(tail.kept(seq, queue_id, bytes)?, Kept::Gone) {
+            kept += 1;
+        }
+    }
+    old.dedup().map(|_| kept)
+}
+
+/// Writes the index at `old`, of which `tail` leaves `kept` messages
+/// ([`count_kept`]), followed by `tail`, as an index at `at`, to `sink`.
+fn merge(
+    mut old: IndexReader<impl Read>,
+    kept: u64,
+    tail: Tail,
+    at: Position,
+    now_ms: u64,
+    sink: impl Write,
+) -> Result<(), StoreError> {
     let unreadable = || internal("the last index does not read back");
     let born = &tail.born.messages;
     let max_seq = old.max_seq.max(tail.born.max_seq);
     let max_queue_id = old.max_queue_id.max(tail.born.max_queue_id);
-    let mut counting = old.clone();
-    let mut messages = born.len() as u64;
-    for _ in 0..old.messages {
-        let (seq, queue_id, bytes) = counting.raw_message().ok_or_else(unreadable)?;
-        if !matches!(tail.kept(seq, queue_id, bytes).ok_or_else(unreadable)?, Kept::Gone) {
-            messages += 1;
-        }
-    }
-    let mut out = IndexWriter::new(sink, at, max_seq, max_queue_id, messages);
+    let mut out = IndexWriter::new(sink, at, max_seq, max_queue_id, kept + born.len() as u64);
     for _ in 0..old.messages {
         let (seq, queue_id, bytes) = old.raw_message().ok_or_else(unreadable)?;
         match tail.kept(seq, queue_id, bytes).ok_or_else(unreadable)? {
@@ -407,12 +522,12 @@ fn merge(mut old: IndexReader<'_>, tail: Tail, at: Position, now_ms: u64, sink: 
 }
 
 impl MessageLog {
-    /// Writes the index of `replayed`, which must be what the log says at its end now:
+    /// Writes the index of `source`, which must be what the log says at its end now:
     /// at a clean shutdown, with nothing appending.
-    pub fn write_index(&self, replayed: &Replayed) -> Result<(), StoreError> {
+    pub fn write_index(&self, source: &dyn IndexSource) -> Result<(), StoreError> {
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let Some((end, _)) = self.view() else { return Ok(()) };
-        store(&self.dir, true, |out| write_replayed(out, end, replayed))?;
+        store(&self.dir, true, |out| write_whole(out, end, source))?;
         *index = Some(end);
         Ok(())
     }
@@ -444,24 +559,32 @@ impl MessageLog {
             return Ok(false);
         }
         let started = std::time::Instant::now();
-        let old = last.and_then(|at| std::fs::read(self.dir.join(FILE)).ok().map(|bytes| (at, bytes)));
-        let bytes = match old.as_ref().and_then(|(at, bytes)| IndexReader::new(bytes).filter(|r| r.at == *at)) {
-            Some(old) => {
-                let mut tail = Tail::default();
-                // Room for the messages the tail could hold, as replay at start reserves.
-                let expected = (behind / BYTES_PER_INSERT) as usize;
-                tail.born.messages.reserve(expected);
-                tail.inserted.reserve(expected);
-                replay_view(&segments, from, &mut |kind, body, at| tail.apply(kind, body, at))?;
-                store(&self.dir, false, |out| merge(old, tail, end, now_ms, out))?
+        let path = self.dir.join(FILE);
+        let old = || IndexReader::open(&path).filter(|r| Some(r.at) == last);
+        let mut merged = None;
+        if old().is_some() {
+            let mut tail = Tail::default();
+            // Room for the messages the tail could hold, as replay at start reserves.
+            let expected = (behind / BYTES_PER_INSERT) as usize;
+            tail.born.messages.reserve(expected);
+            tail.inserted.reserve(expected);
+            replay_view(&segments, from, &mut |kind, body, at| tail.apply(kind, body, at))?;
+            // Two passes over the last index, neither holding it: the header names the
+            // count of messages, and the first pass also checks the checksum.
+            if let Some(kept) = old().and_then(|old| count_kept(old, &tail)) {
+                let old = old().ok_or_else(|| internal("the last index is gone"))?;
+                merged = Some(store(&self.dir, false, |out| merge(old, kept, tail, end, now_ms, out))?);
             }
+        }
+        let bytes = match merged {
+            Some(bytes) => bytes,
             None => {
                 let mut whole = Replayed::default();
                 replay_view(&segments, Position { segment: first, offset: 0 }, &mut |kind, body, at| {
                     whole.apply(kind, body, at, false)
                 })?;
                 whole.dedup = live_dedup(std::mem::take(&mut whole.dedup), now_ms);
-                store(&self.dir, false, |out| write_replayed(out, end, &whole))?
+                store(&self.dir, false, |out| write_whole(out, end, &whole))?
             }
         };
         *index = Some(end);
@@ -511,10 +634,19 @@ mod tests {
             let group_id = (seq % 4 == 0).then(|| format!("g{}", seq % 7).into_boxed_str());
             written.messages.insert(seq, LiveMessage { at, state, sent_ms: seq as u64 * 3, group_id });
         }
-        store(dir.path(), false, |out| write_replayed(out, at, &written)).unwrap();
+        store(dir.path(), false, |out| write_whole(out, at, &written)).unwrap();
         let (read_at, back) = read(dir.path(), &[1]).expect("the index reads back");
         assert_eq!(read_at, at);
         assert_eq!(found(&back, 0), found(&written, 0));
+
+        // A byte changed in the middle, past the first window's worth: only the checksum
+        // at the end tells.
+        let mut damaged = std::fs::read(dir.path().join(FILE)).unwrap();
+        let middle = damaged.len() / 2;
+        assert!(middle > WINDOW_BYTES);
+        damaged[middle] ^= 0x40;
+        std::fs::write(dir.path().join(FILE), &damaged).unwrap();
+        assert!(read(dir.path(), &[1]).is_none());
 
         // One message, its count raised by one and the checksum made to match.
         let mut bytes = IndexWriter::new(Vec::new(), at, 2, 1, 1);
@@ -696,5 +828,25 @@ mod tests {
         assert_eq!(replayed.messages.len(), 9);
         let (seq, read_state, read) = log.read(replayed.messages[&5].at).unwrap().unwrap();
         assert_eq!((seq, read_state, read.message_id), (5, state_of_5, content_of_5.message_id));
+
+        // A last index damaged after it was read: the next checkpoint finds its checksum
+        // wrong and rebuilds the index from the whole log instead of merging.
+        let path = dir.path().join(SUBDIR).join(FILE);
+        let mut damaged = std::fs::read(&path).unwrap();
+        let last_message = damaged.len() - 4 - 8 - 20;
+        damaged[last_message] ^= 1;
+        std::fs::write(&path, &damaged).unwrap();
+        write(&log, &[Change::Delete { seq: 4 }]);
+        // Enough log after the last index for a checkpoint (four times its size).
+        for seq in 13..=60 {
+            insert(&log, seq, 1);
+        }
+        assert!(log.checkpoint(0, 1).unwrap());
+        drop(log);
+        let (_, replayed) = MessageLog::open(dir.path(), true, 400).unwrap();
+        assert!(replayed.from_index);
+        let mut seqs: Vec<i64> = replayed.messages.keys().copied().collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (5..=60).collect::<Vec<_>>());
     }
 }
