@@ -11,6 +11,7 @@ pub mod firehose;
 mod le_bytes;
 pub mod limits;
 pub mod message_log;
+mod message_table;
 mod paced_write;
 pub mod queue_state;
 pub mod record_log;

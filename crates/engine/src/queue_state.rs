@@ -4,6 +4,7 @@
 
 use crate::limits::*;
 use crate::message_log::Location;
+use crate::message_table::MessageTable;
 use crate::store::{Attributes, QueueCounts, QueueKey, Tags};
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -226,7 +227,7 @@ pub struct QueueState {
     pub last_purge_ms: Option<u64>,
     pub config: QueueConfig,
     pub deleted: bool,
-    msgs: SeqMap<MsgMeta>,
+    msgs: MessageTable,
     visible: BTreeSet<i64>,
     timers: BTreeSet<(u64, i64)>,
     by_sent: BTreeSet<(u64, i64)>,
@@ -250,7 +251,7 @@ impl QueueState {
             last_purge_ms: None,
             config,
             deleted: false,
-            msgs: SeqMap::default(),
+            msgs: MessageTable::default(),
             visible: BTreeSet::new(),
             timers: BTreeSet::new(),
             by_sent: BTreeSet::new(),
@@ -276,15 +277,15 @@ impl QueueState {
     }
 
     pub fn messages(&self) -> impl Iterator<Item = &MsgMeta> {
-        self.msgs.values()
+        self.msgs.iter()
     }
 
     pub fn get(&self, seq: i64) -> Option<&MsgMeta> {
-        self.msgs.get(&seq)
+        self.msgs.get(seq)
     }
 
     pub fn max_seq(&self) -> Option<i64> {
-        self.msgs.keys().max().copied()
+        self.msgs.seqs().max()
     }
 
     /// Adds a message in whatever state its fields describe.
@@ -300,7 +301,7 @@ impl QueueState {
         }
         self.by_sent.insert((meta.sent_ms, seq));
         self.count(&meta);
-        self.msgs.insert(seq, meta);
+        self.msgs.insert(meta);
     }
 
     /// Room for `n` more messages, before loading them.
@@ -312,7 +313,7 @@ impl QueueState {
     /// keys (gathered apart, [`PendingIndexes`]) by [`Self::finish_load`].
     pub fn load(&mut self, meta: MsgMeta) {
         self.count(&meta);
-        self.msgs.insert(meta.seq, meta);
+        self.msgs.insert(meta);
     }
 
     /// Adds the ordered sets built from the keys of the messages [`Self::load`] loaded.
@@ -342,13 +343,13 @@ impl QueueState {
     /// longer the one that was in `from_segment` (deleted, or sent again meanwhile).
     /// Returns whether it did.
     pub fn relocate(&mut self, seq: i64, from_segment: u32, to: Location) -> bool {
-        let Some(meta) = self.msgs.get_mut(&seq).filter(|m| m.at.segment == from_segment) else { return false };
+        let Some(meta) = self.msgs.get_mut(seq).filter(|m| m.at.segment == from_segment) else { return false };
         meta.at = to;
         true
     }
 
     pub fn remove(&mut self, seq: i64) -> Option<MsgMeta> {
-        let meta = self.msgs.remove(&seq)?;
+        let meta = self.msgs.remove(seq)?;
         self.visible.remove(&seq);
         self.timers.remove(&(meta.visible_at_ms, seq));
         self.by_sent.remove(&(meta.sent_ms, seq));
@@ -381,7 +382,7 @@ impl QueueState {
                 break;
             }
             self.timers.pop_first();
-            let Some(meta) = self.msgs.get_mut(&seq) else { continue };
+            let Some(meta) = self.msgs.get_mut(seq) else { continue };
             let previous = meta.state;
             meta.state = MsgState::Visible;
             let group = meta.group.clone();
@@ -427,7 +428,7 @@ impl QueueState {
                     .taken
                     .iter()
                     .filter_map(|(seq, token)| {
-                        let m = self.msgs.get(seq)?;
+                        let m = self.msgs.get(*seq)?;
                         (m.state == MsgState::InFlight && m.receipt_token == *token).then_some(Taken {
                             seq: *seq,
                             receipt_token: *token,
@@ -451,7 +452,7 @@ impl QueueState {
             if chosen.len() >= max {
                 break;
             }
-            let meta = &self.msgs[&seq];
+            let meta = self.msgs.get(seq).expect("indexed");
             if self.config.fifo {
                 if let Some(g) = &meta.group {
                     if skipped_groups.contains(g) {
@@ -473,9 +474,9 @@ impl QueueState {
         for seq in chosen {
             self.visible.remove(&seq);
             let redrive_limit = self.config.redrive.as_ref().map(|r| r.max_receive_count);
-            let meta = self.msgs.get_mut(&seq).expect("visible message is indexed");
+            let meta = self.msgs.get_mut(seq).expect("visible message is indexed");
             if redrive_limit.is_some_and(|limit| meta.receive_count >= limit) {
-                let meta = self.msgs.remove(&seq).expect("indexed");
+                let meta = self.msgs.remove(seq).expect("indexed");
                 self.by_sent.remove(&(meta.sent_ms, seq));
                 out.to_dead_letter.push(meta);
                 continue;
@@ -529,7 +530,7 @@ impl QueueState {
     ) -> Result<MsgMeta, crate::store::StoreError> {
         use crate::store::StoreError;
         self.advance(now);
-        let meta = self.msgs.get(&seq).ok_or(StoreError::ReceiptHandleInvalid)?.clone();
+        let meta = self.msgs.get(seq).ok_or(StoreError::ReceiptHandleInvalid)?.clone();
         if meta.state != MsgState::InFlight {
             return Err(StoreError::MessageNotInflight);
         }
@@ -540,7 +541,7 @@ impl QueueState {
             return Err(StoreError::VisibilityLimitExceeded);
         }
         self.timers.remove(&(meta.visible_at_ms, seq));
-        let m = self.msgs.get_mut(&seq).expect("present");
+        let m = self.msgs.get_mut(seq).expect("present");
         m.visible_at_ms = now + timeout_s * 1000;
         if timeout_s == 0 {
             m.state = MsgState::Visible;
@@ -551,7 +552,7 @@ impl QueueState {
         } else {
             self.timers.insert((m.visible_at_ms, seq));
         }
-        Ok(self.msgs[&seq].clone())
+        Ok(self.msgs.get(seq).expect("present").clone())
     }
 
     /// Messages older than the retention period.
@@ -561,7 +562,7 @@ impl QueueState {
     }
 
     pub fn all_seqs_up_to(&self, max_seq: i64) -> Vec<i64> {
-        self.msgs.keys().copied().filter(|s| *s <= max_seq).collect()
+        self.msgs.seqs().filter(|s| *s <= max_seq).collect()
     }
 
     /// Visible messages with `seq <= max_seq`, oldest first, for a move task.
@@ -573,7 +574,7 @@ impl QueueState {
 
     /// Messages that a move task started at `max_seq` has left to move.
     pub fn count_up_to(&self, max_seq: i64) -> u64 {
-        self.msgs.keys().filter(|s| **s <= max_seq).count() as u64
+        self.msgs.seqs().filter(|s| *s <= max_seq).count() as u64
     }
 
     pub fn dedup_scope(&self, group: Option<&str>) -> String {
@@ -700,7 +701,7 @@ mod tests {
 
     fn brute_counts(s: &QueueState) -> QueueCounts {
         let mut c = QueueCounts::default();
-        for m in s.msgs.values() {
+        for m in s.msgs.iter() {
             match m.state {
                 MsgState::Visible => c.visible += 1,
                 MsgState::InFlight => c.in_flight += 1,
