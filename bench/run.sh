@@ -110,7 +110,8 @@ measure sqs-receive "backlog of 1,000 messages" "$endpoint" --connections 16 --d
 start_sluice
 measure sqs-receive "backlog of 1,000,000 messages" "$endpoint" --connections 16 --duration "$seconds" --prefill 1000000
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
-echo "RSS holding 1,000,000 messages: $((rss / 1024)) MiB"
+peak=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
+echo "RSS holding 1,000,000 messages: $((rss / 1024)) MiB (high-water mark $((peak / 1024)) MiB)"
 stop_sluice
 for _ in 1 2 3; do startup "1,000,000 stored messages" "$work/data"; done
 
