@@ -9,6 +9,7 @@
 //! holds no empty buckets.
 
 use crate::queue_state::{MsgMeta, SeqMap};
+use std::collections::hash_map::Entry;
 
 #[derive(Debug, Default)]
 pub struct MessageTable {
@@ -51,12 +52,11 @@ impl MessageTable {
 
     /// Adds `meta`, replacing a message of the same sequence number.
     pub fn insert(&mut self, meta: MsgMeta) {
-        match self.places.get(&meta.seq) {
-            Some(&place) => self.rows[place as usize] = meta,
-            None => {
+        match self.places.entry(meta.seq) {
+            Entry::Occupied(place) => self.rows[*place.get() as usize] = meta,
+            Entry::Vacant(place) => {
                 // A queue of 2^32 messages would need hundreds of gigabytes of memory first.
-                let place = u32::try_from(self.rows.len()).expect("fewer than 2^32 messages in a queue");
-                self.places.insert(meta.seq, place);
+                place.insert(u32::try_from(self.rows.len()).expect("fewer than 2^32 messages in a queue"));
                 self.rows.push(meta);
             }
         }
