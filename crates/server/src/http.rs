@@ -180,7 +180,10 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                 .find(|(k, _)| k == "X-Amz-Credential")
                 .and_then(|(_, v)| sluice_wire::sigv4::scope_from_credential(v))
         });
-    let access_key = scope.as_ref().map(|s| s.access_key_id.clone()).unwrap_or_else(|| "AKIAIOSFODNN7EXAMPLE".into());
+    let (access_key, region, scope_service) = match scope {
+        Some(scope) => (scope.access_key_id, scope.region, Some(scope.service)),
+        None => ("AKIAIOSFODNN7EXAMPLE".into(), state.default_region.clone(), None),
+    };
     let (account, caller) = match &state.auth {
         crate::auth::AuthMode::Off => (account_for(&access_key, &state.default_account), None),
         crate::auth::AuthMode::SigV4(credentials) => {
@@ -192,12 +195,12 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
     };
     let ctx = RequestContext {
         account,
-        region: scope.as_ref().map(|s| s.region.clone()).unwrap_or_else(|| state.default_region.clone()),
+        region,
         host: header_str(&parts.headers, "host")
             .map(str::to_owned)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_else(|| "localhost:4566".into()),
-        scheme: scheme.into(),
+        scheme,
         request_id: request_id.to_owned(),
         access_key_id: access_key,
         path: parts.uri.path().to_owned(),
@@ -292,8 +295,7 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                 );
                 return error_response(&protocol, &e, request_id);
             };
-            let scope_service = scope.as_ref().map(|s| s.service.as_str());
-            if query_is_sns(&state, scope_service, &action, &params) {
+            if query_is_sns(&state, scope_service.as_deref(), &action, &params) {
                 let protocol = Protocol::Query(sluice_services::sns::XMLNS);
                 let result = match state.sns.decode_query(&action, &params) {
                     Ok(input) => state.sns.handle(&ctx, &action, input).await,

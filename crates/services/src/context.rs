@@ -6,7 +6,7 @@ pub struct RequestContext {
     /// `Host` header, used to build queue URLs the way the client addressed us.
     pub host: String,
     /// `http` or `https`.
-    pub scheme: String,
+    pub scheme: &'static str,
     pub request_id: String,
     /// Access key id of the caller, reported as the SenderId system attribute.
     pub access_key_id: String,
@@ -27,7 +27,7 @@ impl RequestContext {
             account: account.to_owned(),
             region: region.to_owned(),
             host: "localhost".into(),
-            scheme: "http".into(),
+            scheme: "http",
             request_id: "local".into(),
             access_key_id: "sluice".into(),
             path: "/".into(),
