@@ -32,7 +32,7 @@ fn append(log: &MessageLog, count: i64, group: i64) {
     let mut buf = Vec::new();
     for seq in 1..=count {
         let (state, content) = message(seq);
-        encode(&Change::Insert { seq, state: &state, content: &content }, &mut buf);
+        encode(&Change::Insert { seq, state: &state, content: &content, body_in: None }, &mut buf);
         if seq % group == 0 || seq == count {
             log.append(&mut buf).unwrap();
             buf.clear();

@@ -179,6 +179,9 @@ pub struct MessageRow {
     pub seq: i64,
     pub state: MessageState,
     pub content: MessageContent,
+    /// The body is that of the last message before it in the same write that holds its
+    /// own (`content.body` is left empty): a publish's deliveries store one body.
+    pub shares_body: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -893,7 +896,9 @@ impl SqlOp {
     /// The op as a message log entry, and the live bytes it frees.
     fn message_change(&self) -> Option<(Change<'_>, u64)> {
         Some(match self {
-            SqlOp::InsertMessage(m) => (Change::Insert { seq: m.seq, state: &m.state, content: &m.content }, 0),
+            SqlOp::InsertMessage(m) => {
+                (Change::Insert { seq: m.seq, state: &m.state, content: &m.content, body_in: None }, 0)
+            }
             SqlOp::DeleteMessage { seq, freed } => (Change::Delete { seq: *seq }, *freed),
             SqlOp::UpdateVisibility { seq, visible_at_ms, receive_count, first_receive_ms, receipt_token } => (
                 Change::State {
@@ -1060,14 +1065,27 @@ fn append_messages(logs: &WriterLogs, batch: &[WriteItem]) -> Result<(), BatchFa
 fn append_messages_through(logs: &WriterLogs, batch: &[WriteItem], bytes: &mut Vec<u8>) -> Result<(), BatchFailure> {
     let mut inserts: Vec<(i64, usize, usize)> = Vec::new();
     let (mut added, mut freed) = (0u64, 0u64);
-    for op in batch.iter().flat_map(|i| &i.ops) {
-        let Some((change, frees)) = op.message_change() else { continue };
-        let (start, length) = encode(&change, bytes);
-        if let Change::Insert { seq, .. } = change {
-            inserts.push((seq, start, length));
-            added += length as u64;
+    for item in batch {
+        // This write's last insert holding its own body, for the ones sharing it.
+        let mut holder = None;
+        for op in &item.ops {
+            let Some((mut change, frees)) = op.message_change() else { continue };
+            if let (SqlOp::InsertMessage(row), Change::Insert { body_in, .. }) = (op, &mut change) {
+                if row.shares_body {
+                    let missing = || internal("a message shares the body of none before it");
+                    *body_in = Some(holder.ok_or_else(missing)?);
+                }
+            }
+            let (start, length) = encode(&change, bytes);
+            if let Change::Insert { seq, body_in, .. } = change {
+                if body_in.is_none() {
+                    holder = Some((start, length));
+                }
+                inserts.push((seq, start, length));
+                added += length as u64;
+            }
+            freed += frees;
         }
-        freed += frees;
     }
     if bytes.is_empty() {
         return Ok(());
@@ -1308,7 +1326,7 @@ fn open_message_log(
                 Ok::<_, rusqlite::Error>((r.get::<_, i64>(0)?, state, content))
             })()
             .map_err(internal)?;
-            encode(&Change::Insert { seq: row.0, state: &row.1, content: &row.2 }, &mut bytes);
+            encode(&Change::Insert { seq: row.0, state: &row.1, content: &row.2, body_in: None }, &mut bytes);
             moved += 1;
             if bytes.len() >= MOVE_STEP {
                 log.append(&mut bytes)?;

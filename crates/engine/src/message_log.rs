@@ -44,6 +44,11 @@ const SUBDIR: &str = "messages";
 const SUFFIX: &str = ".log";
 /// Marks an absent optional string (a real one is shorter than 4 GiB).
 const NONE_LEN: u32 = u32::MAX;
+/// An insert's body kind saying the body is another insert's, earlier in the same
+/// segment: followed by how far back that insert starts and its length. Written only
+/// within one append (so one segment), for a holder that has its own body; older
+/// versions of Sluice do not read it.
+const BODY_EARLIER: u8 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -138,6 +143,11 @@ pub enum Change<'a> {
         seq: i64,
         state: &'a MessageState,
         content: &'a MessageContent,
+        /// `None`: the body is `content`'s. `Some((start, length))`: the body is that of
+        /// the insert at `start` of the same buffer (`length` bytes long, holding its own
+        /// body), and `content.body` is not written. One body for a publish's deliveries
+        /// instead of one per queue.
+        body_in: Option<(usize, usize)>,
     },
     /// Receive or visibility change.
     State {
@@ -203,7 +213,7 @@ impl Writer<'_> {
         self.bytes(d.dedup_id.as_bytes());
         self.bytes(d.message_id.as_bytes());
     }
-    /// 0 plain, 1 sealed, 2 absent.
+    /// 0 plain, 1 sealed, 2 absent ([`BODY_EARLIER`] for a body in an earlier entry).
     fn stored(&mut self, t: Option<&StoredText>) {
         match t {
             Some(StoredText::Plain(s)) => {
@@ -225,14 +235,21 @@ pub fn encode(change: &Change<'_>, out: &mut Vec<u8>) -> (usize, usize) {
     out.extend_from_slice(&[0; HEADER_LEN]);
     let mut w = Writer { out };
     match *change {
-        Change::Insert { seq, state, content } => {
+        Change::Insert { seq, state, content, body_in } => {
             w.u8(Kind::Insert as u8);
             encode_state(&mut w, seq, state);
             w.u64(content.sent_ms);
             // The group first: replay reads the fields up to it and skips the rest.
             w.opt_str(content.group_id.as_deref());
             w.bytes(content.message_id.as_bytes());
-            w.stored(Some(&content.body));
+            match body_in {
+                None => w.stored(Some(&content.body)),
+                Some((holder, length)) => {
+                    w.u8(BODY_EARLIER);
+                    w.u32((start - holder) as u32);
+                    w.u32(length as u32);
+                }
+            }
             w.stored(content.body_md5.as_ref());
             w.opt_str(content.attributes.as_deref());
             w.opt_str(content.system_attributes.as_deref());
@@ -477,7 +494,11 @@ fn change_message(kind: Kind, state: &mut MessageState, r: &mut Reader<'_>) -> O
 }
 
 /// Decodes the insert entry `bytes` (header included) into its content.
-fn decode_insert(bytes: &[u8]) -> Option<(i64, MessageState, MessageContent)> {
+/// A decoded insert and, when its body is an earlier insert's, how far back that insert
+/// starts and its length (`content.body` is then empty until [`read_insert`] fills it).
+type DecodedInsert = (i64, MessageState, MessageContent, Option<(u32, u32)>);
+
+fn decode_insert(bytes: &[u8]) -> Option<DecodedInsert> {
     let (kind, body, _) = entry_at(bytes)?;
     if kind != Kind::Insert {
         return None;
@@ -486,9 +507,16 @@ fn decode_insert(bytes: &[u8]) -> Option<(i64, MessageState, MessageContent)> {
     let (seq, state) = r.state()?;
     let sent_ms = r.u64()?;
     let group_id = r.opt_str()?.map(str::to_owned);
+    let message_id = r.string()?;
+    let (body, body_in) = if r.bytes.get(r.at) == Some(&BODY_EARLIER) {
+        r.u8()?;
+        (StoredText::Plain(String::new()), Some((r.u32()?, r.u32()?)))
+    } else {
+        (r.stored()??, None)
+    };
     let content = MessageContent {
-        message_id: r.string()?,
-        body: r.stored()??,
+        message_id,
+        body,
         body_md5: r.stored()?,
         attributes: r.opt_str()?.map(str::to_owned),
         system_attributes: r.opt_str()?.map(str::to_owned),
@@ -497,7 +525,26 @@ fn decode_insert(bytes: &[u8]) -> Option<(i64, MessageState, MessageContent)> {
         dedup_id: r.opt_str()?.map(str::to_owned),
         sent_ms,
     };
-    Some((seq, state, content))
+    Some((seq, state, content, body_in))
+}
+
+/// The insert at `at` of `file` (segment `at.segment`), its body read from the earlier
+/// insert holding it when it shares one.
+fn read_insert(file: &File, at: Location) -> Result<(i64, MessageState, MessageContent), StoreError> {
+    let not_insert = |offset: u32| corrupt(at.segment, offset as usize, "not a message insert");
+    let mut bytes = vec![0; at.length as usize];
+    file.read_exact_at(&mut bytes, u64::from(at.offset)).map_err(internal)?;
+    let (seq, state, mut content, body_in) = decode_insert(&bytes).ok_or_else(|| not_insert(at.offset))?;
+    if let Some((back, length)) = body_in {
+        let holder = at.offset.checked_sub(back).ok_or_else(|| not_insert(at.offset))?;
+        bytes.resize(length as usize, 0);
+        file.read_exact_at(&mut bytes, u64::from(holder)).map_err(internal)?;
+        match decode_insert(&bytes) {
+            Some((_, _, held, None)) => content.body = held.body,
+            _ => return Err(not_insert(holder)),
+        }
+    }
+    Ok((seq, state, content))
 }
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -838,9 +885,7 @@ impl MessageLog {
     /// content. `None` when the segment is gone (compaction moved the message on).
     pub fn read(&self, at: Location) -> Result<Option<(i64, MessageState, MessageContent)>, StoreError> {
         let Some(file) = self.file(at.segment) else { return Ok(None) };
-        let mut bytes = vec![0; at.length as usize];
-        file.read_exact_at(&mut bytes, u64::from(at.offset)).map_err(internal)?;
-        decode_insert(&bytes).map(Some).ok_or_else(|| corrupt(at.segment, at.offset as usize, "not a message insert"))
+        read_insert(&file, at).map(Some)
     }
 
     /// Bytes of live messages' inserts.
@@ -916,18 +961,15 @@ impl MessageLog {
         let mut survivors: Vec<(&i64, &LiveMessage)> =
             follow.messages.iter().filter(|(_, m)| m.at.segment == oldest).collect();
         survivors.sort_unstable_by_key(|(seq, _)| **seq);
-        let mut bytes = Vec::new();
         let mut left = survivors.len();
         for (&seq, m) in survivors {
             if plan.entries.len() >= budget {
                 break;
             }
-            bytes.resize(m.at.length as usize, 0);
-            oldest_file.read_exact_at(&mut bytes, u64::from(m.at.offset)).map_err(internal)?;
-            let (_, _, content) =
-                decode_insert(&bytes).ok_or_else(|| corrupt(oldest, m.at.offset as usize, "not a message insert"))?;
-            let (offset, length) =
-                encode(&Change::Insert { seq, state: &m.state, content: &content }, &mut plan.entries);
+            // A copy holds its body itself: the insert it shared one with may be gone.
+            let (_, _, content) = read_insert(oldest_file, m.at)?;
+            let change = Change::Insert { seq, state: &m.state, content: &content, body_in: None };
+            let (offset, length) = encode(&change, &mut plan.entries);
             plan.copied.push((seq, m.state.queue_id, offset, length));
             left -= 1;
         }
@@ -1082,7 +1124,7 @@ mod tests {
 
     pub(super) fn insert(log: &MessageLog, seq: i64, queue_id: i64) -> Location {
         let (s, c) = (state(queue_id), content(seq, None));
-        write(log, &[Change::Insert { seq, state: &s, content: &c }])[0]
+        write(log, &[Change::Insert { seq, state: &s, content: &c, body_in: None }])[0]
     }
 
     /// The sequence numbers of the messages `replayed` holds, in order.
@@ -1100,13 +1142,65 @@ mod tests {
     /// A commit marker's length: a header and its kind.
     const MARKER_LEN: usize = HEADER_LEN + 1;
 
+    /// Inserts sharing an earlier insert's body read back with it, take a fraction of
+    /// the bytes, and keep it once compaction copies them without their holder (deleted):
+    /// each copy holds the body itself.
+    #[test]
+    fn inserts_sharing_a_body_read_it_back_and_keep_it_through_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
+        let s = state(1);
+        let mut holder = content(1, None);
+        holder.body = StoredText::Plain("x".repeat(1000));
+        let mut buf = Vec::new();
+        let (held_at, held_len) =
+            encode(&Change::Insert { seq: 1, state: &s, content: &holder, body_in: None }, &mut buf);
+        let mut places = vec![(held_at, held_len)];
+        for seq in 2..=4 {
+            // The body each carries is never written: the holder's is read instead.
+            let sharer = MessageContent { body: StoredText::Plain(String::new()), ..content(seq, None) };
+            let change = Change::Insert { seq, state: &s, content: &sharer, body_in: Some((held_at, held_len)) };
+            places.push(encode(&change, &mut buf));
+        }
+        assert!(places[1].1 < held_len / 4, "a sharer's entry is small: {} of {held_len}", places[1].1);
+        let (segment, offset) = log.append(&mut buf).unwrap();
+        let at = |(o, l): (usize, usize)| Location { segment, offset: (offset + o as u64) as u32, length: l as u32 };
+        for (seq, place) in (1..=4).zip(&places) {
+            let (read_seq, _, read) = log.read(at(*place)).unwrap().unwrap();
+            assert_eq!((read_seq, read.message_id), (seq, format!("id-{seq}")));
+            assert!(matches!(read.body, StoredText::Plain(ref b) if *b == "x".repeat(1000)), "seq {seq}");
+        }
+        // The holder goes; a second segment begins; compaction copies the sharers.
+        write(&log, &[Change::Delete { seq: 1 }]);
+        log.rotate(&mut log.head()).unwrap();
+        insert(&log, 5, 1);
+        let mut plan = log.plan_compaction(log.draft_compaction().unwrap().unwrap(), 0, usize::MAX).unwrap().unwrap();
+        assert_eq!(plan.segment, segment);
+        assert_eq!(plan.copied.iter().map(|(seq, ..)| *seq).collect::<Vec<_>>(), vec![2, 3, 4]);
+        let (copies_segment, copies_offset) = log.append(&mut plan.entries).unwrap();
+        log.remove_segment(segment).unwrap();
+        drop(log);
+        let (log, replayed) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
+        assert_eq!(live_seqs(&replayed), vec![2, 3, 4, 5]);
+        for (seq, _, start, length) in &plan.copied {
+            let place = Location {
+                segment: copies_segment,
+                offset: (copies_offset + *start as u64) as u32,
+                length: *length as u32,
+            };
+            assert_eq!(replayed.messages[seq].at, place);
+            let (_, _, read) = log.read(place).unwrap().unwrap();
+            assert!(matches!(read.body, StoredText::Plain(ref b) if *b == "x".repeat(1000)), "copy of {seq}");
+        }
+    }
+
     #[test]
     fn inserts_read_back_and_replay_applies_every_kind_of_change() {
         let dir = tempfile::tempdir().unwrap();
         let (log, replayed) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
         assert!(replayed.messages.is_empty());
         let (s, c) = (state(1), content(1, Some("g")));
-        let at = write(&log, &[Change::Insert { seq: 1, state: &s, content: &c }])[0];
+        let at = write(&log, &[Change::Insert { seq: 1, state: &s, content: &c, body_in: None }])[0];
         for seq in 2..=6 {
             insert(&log, seq, 1);
         }
@@ -1162,7 +1256,7 @@ mod tests {
         let spans: Vec<(usize, usize)> = [3, 5, 7]
             .into_iter()
             .zip(&contents)
-            .map(|(seq, c)| encode(&Change::Insert { seq, state: &s, content: c }, &mut refused))
+            .map(|(seq, c)| encode(&Change::Insert { seq, state: &s, content: c, body_in: None }, &mut refused))
             .collect();
         log.fail_next_syncs(1);
         assert!(log.append(&mut refused).is_err());
@@ -1181,7 +1275,7 @@ mod tests {
         let s = state(1);
         let mut large = content(1, None);
         large.body = StoredText::Plain("x".repeat(ZERO_AHEAD_BELOW as usize));
-        let at = write(&log, &[Change::Insert { seq: 1, state: &s, content: &large }])[0];
+        let at = write(&log, &[Change::Insert { seq: 1, state: &s, content: &large, body_in: None }])[0];
         let path = segment_path(&dir.path().join(SUBDIR), 1);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), group_end(at), "no zeros ahead of a large group");
         let small = insert(&log, 2, 1);

@@ -95,6 +95,75 @@ async fn compaction_frees_deleted_messages_and_keeps_live_ones_whole() {
     }
 }
 
+/// One write's deliveries of one text (an SNS publish) store it once per run of queues
+/// sealed alike, and every queue reads it back: at once, after the holder's queue
+/// deleted its copy and compaction removed the segment holding it, and after a restart.
+#[tokio::test]
+async fn deliveries_of_one_text_store_it_once_and_keep_it_through_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let store = open(dir.path(), clock.clone());
+    let sealed = [false, false, true, true, false];
+    let keys: Vec<QueueKey> =
+        (0..sealed.len()).map(|i| QueueKey::new("000000000000", "us-east-1", &format!("q{i}"))).collect();
+    for (key, sealed) in keys.iter().zip(sealed) {
+        let attributes = [("SqsManagedSseEnabled".to_string(), sealed.to_string())].into();
+        store.create_queue(key, attributes, Tags::new()).unwrap().wait().await.unwrap();
+    }
+    let text = format!("published {}", "y".repeat(3000));
+    let other = format!("another {}", "z".repeat(3000));
+    let total = |s: &[(u32, u64)]| s.iter().map(|(_, b)| b).sum::<u64>();
+    let before = total(&store.message_segments());
+    let message = |body: &str| NewMessage { body: body.to_owned(), sender_id: "sns".into(), ..Default::default() };
+    let mut sends: Vec<(&QueueKey, NewMessage)> = keys.iter().map(|k| (k, message(&text))).collect();
+    sends.push((&keys[0], message(&other)));
+    let results = store.send_to_queues(sends).unwrap().wait().await.unwrap();
+    assert!(results.iter().all(Result::is_ok));
+    // Stored: q0's (q1 shares it), q2's sealed (q3 shares it), q4's (the run before it
+    // was sealed), and the other text: four bodies for six messages.
+    let appended = total(&store.message_segments()) - before;
+    assert!(appended < 5 * 3000, "one body per run: {appended} bytes appended");
+    assert!(appended > 4 * 3000, "each run's body stored: {appended} bytes appended");
+    for key in &keys {
+        let got = store.receive_messages(key, &params(10)).unwrap().wait().await.unwrap();
+        let mut bodies: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
+        bodies.sort();
+        let expected = if key.name == "q0" { vec![other.as_str(), text.as_str()] } else { vec![text.as_str()] };
+        assert_eq!(bodies, expected, "{}", key.name);
+        if key.name == "q0" {
+            // The holder of q1's body goes.
+            for m in &got {
+                store.delete_message(key, &m.receipt_handle).unwrap().wait().await.unwrap();
+            }
+        }
+    }
+    // Enough other messages to move on to later segments, then compaction of every
+    // segment before the head: q1..q4's messages are copied without their holders.
+    let filler = QueueKey::new("000000000000", "us-east-1", "filler");
+    store.create_queue(&filler, Default::default(), Tags::new()).unwrap().wait().await.unwrap();
+    for n in 0..40 {
+        store.send_messages(&filler, vec![message(&body(n))]).unwrap().wait().await.unwrap();
+    }
+    // Deleted, so that the log is sparse enough to compact.
+    for m in receive_all(&store, &filler).await {
+        store.delete_message(&filler, &m.receipt_handle).unwrap().wait().await.unwrap();
+    }
+    let first = store.message_segments()[0].0;
+    let segments = store.message_segments().len();
+    for _ in 0..segments {
+        store.compact_message_log().unwrap().wait().await.unwrap();
+    }
+    assert!(store.message_segments()[0].0 > first, "the segment holding the bodies went");
+    drop(store);
+    clock.advance_secs(31);
+    let store = open(dir.path(), clock.clone());
+    for key in &keys[1..] {
+        let got = receive_all(&store, key).await;
+        assert_eq!(got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), vec![text.as_str()], "{}", key.name);
+    }
+    assert!(receive_all(&store, &keys[0]).await.is_empty());
+}
+
 /// Copies every file of `from` (one level of subdirectories) into `to`.
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
