@@ -529,22 +529,22 @@ fn decode_insert(bytes: &[u8]) -> Option<DecodedInsert> {
 }
 
 /// The insert at `at` of `file` (segment `at.segment`), its body read from the earlier
-/// insert holding it when it shares one.
-fn read_insert(file: &File, at: Location) -> Result<(i64, MessageState, MessageContent), StoreError> {
+/// insert holding it when it shares one; and the offset of the insert holding the body
+/// (`at`'s own when it has its own).
+fn read_insert(file: &File, at: Location) -> Result<(i64, MessageState, MessageContent, u32), StoreError> {
     let not_insert = |offset: u32| corrupt(at.segment, offset as usize, "not a message insert");
     let mut bytes = vec![0; at.length as usize];
     file.read_exact_at(&mut bytes, u64::from(at.offset)).map_err(internal)?;
     let (seq, state, mut content, body_in) = decode_insert(&bytes).ok_or_else(|| not_insert(at.offset))?;
-    if let Some((back, length)) = body_in {
-        let holder = at.offset.checked_sub(back).ok_or_else(|| not_insert(at.offset))?;
-        bytes.resize(length as usize, 0);
-        file.read_exact_at(&mut bytes, u64::from(holder)).map_err(internal)?;
-        match decode_insert(&bytes) {
-            Some((_, _, held, None)) => content.body = held.body,
-            _ => return Err(not_insert(holder)),
-        }
+    let Some((back, length)) = body_in else { return Ok((seq, state, content, at.offset)) };
+    let holder = at.offset.checked_sub(back).ok_or_else(|| not_insert(at.offset))?;
+    bytes.resize(length as usize, 0);
+    file.read_exact_at(&mut bytes, u64::from(holder)).map_err(internal)?;
+    match decode_insert(&bytes) {
+        Some((_, _, held, None)) => content.body = held.body,
+        _ => return Err(not_insert(holder)),
     }
-    Ok((seq, state, content))
+    Ok((seq, state, content, holder))
 }
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -885,7 +885,7 @@ impl MessageLog {
     /// content. `None` when the segment is gone (compaction moved the message on).
     pub fn read(&self, at: Location) -> Result<Option<(i64, MessageState, MessageContent)>, StoreError> {
         let Some(file) = self.file(at.segment) else { return Ok(None) };
-        read_insert(&file, at).map(Some)
+        read_insert(&file, at).map(|(seq, state, content, _)| Some((seq, state, content)))
     }
 
     /// Bytes of live messages' inserts.
@@ -962,14 +962,22 @@ impl MessageLog {
             follow.messages.iter().filter(|(_, m)| m.at.segment == oldest).collect();
         survivors.sort_unstable_by_key(|(seq, _)| **seq);
         let mut left = survivors.len();
+        // The last copy holding its own body: where that body was, and the copy's place
+        // in `plan.entries`. Copies of messages that shared one body share it again
+        // (fan-out deliveries have consecutive numbers), not one copy each: a body's
+        // holder may be gone while the messages sharing it live on.
+        let mut held: Option<(u32, (usize, usize))> = None;
         for (&seq, m) in survivors {
             if plan.entries.len() >= budget {
                 break;
             }
-            // A copy holds its body itself: the insert it shared one with may be gone.
-            let (_, _, content) = read_insert(oldest_file, m.at)?;
-            let change = Change::Insert { seq, state: &m.state, content: &content, body_in: None };
+            let (_, _, content, body_from) = read_insert(oldest_file, m.at)?;
+            let body_in = held.filter(|(from, _)| *from == body_from).map(|(_, copy)| copy);
+            let change = Change::Insert { seq, state: &m.state, content: &content, body_in };
             let (offset, length) = encode(&change, &mut plan.entries);
+            if body_in.is_none() {
+                held = Some((body_from, (offset, length)));
+            }
             plan.copied.push((seq, m.state.queue_id, offset, length));
             left -= 1;
         }
@@ -1177,6 +1185,9 @@ mod tests {
         let mut plan = log.plan_compaction(log.draft_compaction().unwrap().unwrap(), 0, usize::MAX).unwrap().unwrap();
         assert_eq!(plan.segment, segment);
         assert_eq!(plan.copied.iter().map(|(seq, ..)| *seq).collect::<Vec<_>>(), vec![2, 3, 4]);
+        // The first copy holds the body, the next two share it again.
+        let copy_lengths: Vec<usize> = plan.copied.iter().map(|(.., length)| *length).collect();
+        assert!(copy_lengths[0] > 1000 && copy_lengths[1..].iter().all(|l| *l < 200), "{copy_lengths:?}");
         let (copies_segment, copies_offset) = log.append(&mut plan.entries).unwrap();
         log.remove_segment(segment).unwrap();
         drop(log);
