@@ -159,8 +159,8 @@ struct SendWrite {
     body_holder: Option<(usize, bool)>,
 }
 
-/// For each body, the index of the first of the run of equal bodies it ends (its own
-/// when it differs from the one before). A fan-out's deliveries carry one text, and a
+/// For each body, the index of the first body of the run of equal ones it is in (its
+/// own index when it differs from the one before). A fan-out's deliveries carry one text, and a
 /// run's messages store it once in the log: a publish to ten queues wrote ten 1 KiB
 /// bodies, and with 100-byte bodies sns-fanout ran about 50% faster.
 fn body_runs<'a>(bodies: impl Iterator<Item = &'a str>) -> Vec<usize> {

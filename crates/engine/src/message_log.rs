@@ -1152,7 +1152,7 @@ mod tests {
 
     /// Inserts sharing an earlier insert's body read back with it, take a fraction of
     /// the bytes, and keep it once compaction copies them without their holder (deleted):
-    /// each copy holds the body itself.
+    /// the first copy holds the body, the others share it again.
     #[test]
     fn inserts_sharing_a_body_read_it_back_and_keep_it_through_compaction() {
         let dir = tempfile::tempdir().unwrap();
