@@ -574,6 +574,8 @@ impl MessageLog {
             if let Some(kept) = old().and_then(|old| count_kept(old, &tail)) {
                 let old = old().ok_or_else(|| internal("the last index is gone"))?;
                 merged = Some(store(&self.dir, false, |out| merge(old, kept, tail, end, now_ms, out))?);
+            } else {
+                tracing::warn!("the last message index does not read back; rebuilding it from the whole log");
             }
         }
         let bytes = match merged {
