@@ -47,8 +47,74 @@ pub enum QueryDecodeError {
     InvalidValue { param: String, value: String },
 }
 
+/// The name/value pairs of an `application/x-www-form-urlencoded` body, as the WHATWG
+/// URL standard parses them (`+` a space, `%XX` a byte, a `%` not followed by two hex
+/// digits kept, invalid UTF-8 replaced, empty pairs skipped). Searched with `memchr`
+/// and copied in runs: `form_urlencoded` looked at every byte three times, and a
+/// Publish or SendMessageBatch carries kilobytes of message text.
 pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    let mut pairs = Vec::new();
+    let mut rest = body;
+    loop {
+        let (pair, next) = match memchr::memchr(b'&', rest) {
+            Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+            None => (rest, None),
+        };
+        if !pair.is_empty() {
+            let (name, value) = match memchr::memchr(b'=', pair) {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            pairs.push((form_decode(name), form_decode(value)));
+        }
+        match next {
+            Some(next) => rest = next,
+            None => return pairs,
+        }
+    }
+}
+
+/// One name or value of a form, decoded.
+fn form_decode(raw: &[u8]) -> String {
+    let mut rest = raw;
+    let mut out = Vec::new();
+    while let Some(at) = memchr::memchr2(b'%', b'+', rest) {
+        out.reserve(raw.len());
+        out.extend_from_slice(&rest[..at]);
+        let escaped =
+            (rest[at] == b'%').then(|| Some(hex_digit(*rest.get(at + 1)?)? * 16 + hex_digit(*rest.get(at + 2)?)?));
+        match escaped {
+            None => {
+                out.push(b' ');
+                rest = &rest[at + 1..];
+            }
+            Some(Some(byte)) => {
+                out.push(byte);
+                rest = &rest[at + 3..];
+            }
+            Some(None) => {
+                out.push(b'%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    if out.is_empty() {
+        return match std::str::from_utf8(rest) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(rest).into_owned(),
+        };
+    }
+    out.extend_from_slice(rest);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Decodes the parameters of one operation's input structure.
@@ -217,5 +283,52 @@ pub fn first_missing_required(model: &Model, shape_name: &str, value: &Value) ->
             obj.values().find_map(|v| first_missing_required(model, value_shape, v))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same pairs as `form_urlencoded` (the WHATWG parser) for bodies built from the
+    /// pieces that matter: separators, `+`, escapes whole, cut short or not hex, multi-byte
+    /// and invalid UTF-8, long plain runs.
+    #[test]
+    fn forms_parse_as_the_whatwg_parser_parses_them() {
+        const PIECES: [&[u8]; 16] = [
+            b"&",
+            b"=",
+            b"+",
+            b"%",
+            b"%4",
+            b"%41",
+            b"%zz",
+            b"%c3%A9",
+            b"%FF",
+            b"a",
+            b"Zz9",
+            b"\xc3\xa9",
+            b"\xff",
+            b"MessageBody",
+            b".1.",
+            b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let mut body = Vec::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for i in 0..(x % 12) {
+                body.extend_from_slice(PIECES[((x >> (4 * i)) % 16) as usize]);
+            }
+            let expected: Vec<(String, String)> =
+                form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            assert_eq!(parse_form(&body), expected, "{:?}", String::from_utf8_lossy(&body));
+        }
+        assert_eq!(
+            parse_form(b"a=b=c&&k&=v"),
+            vec![("a".into(), "b=c".into()), ("k".into(), "".into()), ("".into(), "v".into())]
+        );
     }
 }
