@@ -107,47 +107,60 @@ fn http_delivery_resumes_after_sigkill() {
     assert_eq!(json(&delivered)["TopicArn"], topic.as_str());
 }
 
-/// Publishers publish to a topic with a raw SQS subscription while the server is killed
-/// at random moments; afterwards every acknowledged publish is in the queue.
+/// Publishers publish to a topic with raw SQS subscriptions to three queues while the
+/// server is killed at random moments (1 MiB segments: starts from an index checkpoint
+/// and the log after it); a consumer deletes from the first queue meanwhile, whose
+/// messages hold the body the other two share in the message log. Afterwards every
+/// acknowledged publish is in the two other queues, whole, and in the first unless its
+/// delete was sent.
 #[test]
 fn repeated_sigkills_lose_no_acknowledged_publish() {
     use std::collections::HashSet;
     use std::sync::atomic::AtomicBool;
+    const QUEUES: [&str; 3] = ["fanout0", "fanout1", "fanout2"];
     let dir = tempfile::tempdir().unwrap();
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let (mut topic, mut queue_url) = (String::new(), String::new());
+    let delete_attempted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let small_segments = ["--record-segment-mib", "1"];
+    let padding = "p".repeat(500);
+    let mut topic = String::new();
     for round in 0..(crash_rounds() / 2).max(2) {
-        let s = Server::spawn(dir.path(), &[]);
+        let s = Server::spawn(dir.path(), &small_segments);
         let a = agent();
         if round == 0 {
             let (_, xml) = query_call_as(&a, &s.endpoint, "sns", &[("Action", "CreateTopic"), ("Name", "news")]);
             topic = xml_field(&xml, "TopicArn").unwrap();
-            let (_, body, _) = json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"fanout"}"#);
-            queue_url = json(&body)["QueueUrl"].as_str().unwrap().to_owned();
-            let (status, xml) = query_call_as(
-                &a,
-                &s.endpoint,
-                "sns",
-                &[
-                    ("Action", "Subscribe"),
-                    ("TopicArn", &topic),
-                    ("Protocol", "sqs"),
-                    ("Endpoint", "arn:aws:sqs:us-east-1:000000000000:fanout"),
-                    ("Attributes.entry.1.key", "RawMessageDelivery"),
-                    ("Attributes.entry.1.value", "true"),
-                ],
-            );
-            assert_eq!(status, 200, "{xml}");
+            for queue in QUEUES {
+                let (status, body, _) =
+                    json_call(&a, &s.endpoint, "CreateQueue", &format!(r#"{{"QueueName":"{queue}"}}"#));
+                assert_eq!(status, 200, "{body}");
+                let queue_arn = format!("arn:aws:sqs:us-east-1:000000000000:{queue}");
+                let (status, xml) = query_call_as(
+                    &a,
+                    &s.endpoint,
+                    "sns",
+                    &[
+                        ("Action", "Subscribe"),
+                        ("TopicArn", &topic),
+                        ("Protocol", "sqs"),
+                        ("Endpoint", &queue_arn),
+                        ("Attributes.entry.1.key", "RawMessageDelivery"),
+                        ("Attributes.entry.1.value", "true"),
+                    ],
+                );
+                assert_eq!(status, 200, "{xml}");
+            }
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let mut publishers = Vec::new();
+        let mut workers = Vec::new();
         for t in 0..2 {
             let (endpoint, topic, acked, stop) = (s.endpoint.clone(), topic.clone(), acked.clone(), stop.clone());
-            publishers.push(std::thread::spawn(move || {
+            let padding = padding.clone();
+            workers.push(std::thread::spawn(move || {
                 let a = agent();
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let message = format!("r{round}-t{t}-{i}");
+                    let message = format!("r{round}-t{t}-{i}-{padding}");
                     let form = [("Action", "Publish"), ("TopicArn", topic.as_str()), ("Message", message.as_str())];
                     match try_query_call_as(&a, &endpoint, "sns", &form) {
                         Some((200, _)) => {
@@ -159,28 +172,53 @@ fn repeated_sigkills_lose_no_acknowledged_publish() {
                 }
             }));
         }
-        kill_under_load(s, random_kill_delay(round), &stop, publishers);
+        let (endpoint, attempted, stop_consumer) = (s.endpoint.clone(), delete_attempted.clone(), stop.clone());
+        workers.push(std::thread::spawn(move || {
+            let a = agent();
+            let url = format!("{endpoint}/000000000000/{}", QUEUES[0]);
+            while !stop_consumer.load(Ordering::Relaxed) {
+                let req = serde_json::json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 1});
+                let Some((200, body, _)) = try_json_call(&a, &endpoint, "ReceiveMessage", &req.to_string()) else {
+                    return;
+                };
+                for m in json(&body)["Messages"].as_array().cloned().unwrap_or_default() {
+                    attempted.lock().unwrap().insert(m["Body"].as_str().unwrap().to_owned());
+                    let req = serde_json::json!({"QueueUrl": url, "ReceiptHandle": m["ReceiptHandle"]});
+                    if !matches!(try_json_call(&a, &endpoint, "DeleteMessage", &req.to_string()), Some((200, _, _))) {
+                        return;
+                    }
+                }
+            }
+        }));
+        kill_under_load(s, random_kill_delay(round), &stop, workers);
     }
-    let s = Server::spawn(dir.path(), &[]);
+    let s = Server::spawn(dir.path(), &small_segments);
     let a = agent();
     let acked = acked.lock().unwrap();
+    let delete_attempted = delete_attempted.lock().unwrap();
     assert!(acked.len() > 50, "the publishers made progress ({} acked)", acked.len());
-    let mut received: HashSet<String> = HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !acked.iter().all(|m| received.contains(m)) && Instant::now() < deadline {
-        let req = serde_json::json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 600});
-        let (_, body, _) = json_call(&a, &s.endpoint, "ReceiveMessage", &req.to_string());
-        let messages = json(&body)["Messages"].as_array().cloned().unwrap_or_default();
-        if messages.is_empty() {
-            std::thread::sleep(Duration::from_millis(100));
+    assert!(!delete_attempted.is_empty(), "the consumer deleted messages");
+    for queue in QUEUES {
+        let url = format!("{}/000000000000/{queue}", s.endpoint);
+        let expected: Vec<&String> =
+            acked.iter().filter(|m| queue != QUEUES[0] || !delete_attempted.contains(*m)).collect();
+        let mut received: HashSet<String> = HashSet::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !expected.iter().all(|m| received.contains(*m)) && Instant::now() < deadline {
+            let req = serde_json::json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 600});
+            let (_, body, _) = json_call(&a, &s.endpoint, "ReceiveMessage", &req.to_string());
+            let messages = json(&body)["Messages"].as_array().cloned().unwrap_or_default();
+            if messages.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            received.extend(messages.iter().map(|m| m["Body"].as_str().unwrap().to_owned()));
         }
-        received.extend(messages.iter().map(|m| m["Body"].as_str().unwrap().to_owned()));
+        let lost: Vec<&&String> = expected.iter().filter(|m| !received.contains(**m)).collect();
+        assert!(
+            lost.is_empty(),
+            "{queue}: {} acknowledged publishes lost, e.g. {:?}",
+            lost.len(),
+            lost.iter().take(3).collect::<Vec<_>>()
+        );
     }
-    let lost: Vec<&String> = acked.iter().filter(|m| !received.contains(*m)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged publishes lost, e.g. {:?}",
-        lost.len(),
-        lost.iter().take(5).collect::<Vec<_>>()
-    );
 }
