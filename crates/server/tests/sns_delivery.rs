@@ -61,6 +61,25 @@ impl Endpoint {
     }
 }
 
+/// Subscribes `target` (protocol and endpoint) to `topic` with one subscription attribute.
+fn subscribe(
+    a: &ureq::Agent,
+    server: &str,
+    topic: &str,
+    (protocol, target): (&str, &str),
+    (key, value): (&str, &str),
+) -> (u16, String) {
+    let form = [
+        ("Action", "Subscribe"),
+        ("TopicArn", topic),
+        ("Protocol", protocol),
+        ("Endpoint", target),
+        ("Attributes.entry.1.key", key),
+        ("Attributes.entry.1.value", value),
+    ];
+    query_call_as(a, server, "sns", &form)
+}
+
 #[test]
 fn http_delivery_resumes_after_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,19 +90,7 @@ fn http_delivery_resumes_after_sigkill() {
     assert_eq!(status, 200, "{xml}");
     let topic = xml_field(&xml, "TopicArn").unwrap();
     let policy = r#"{"healthyRetryPolicy":{"minDelayTarget":1,"maxDelayTarget":1,"numRetries":100}}"#;
-    let (status, xml) = query_call_as(
-        &a,
-        &s.endpoint,
-        "sns",
-        &[
-            ("Action", "Subscribe"),
-            ("TopicArn", &topic),
-            ("Protocol", "http"),
-            ("Endpoint", &endpoint.url),
-            ("Attributes.entry.1.key", "DeliveryPolicy"),
-            ("Attributes.entry.1.value", policy),
-        ],
-    );
+    let (status, xml) = subscribe(&a, &s.endpoint, &topic, ("http", &endpoint.url), ("DeliveryPolicy", policy));
     assert_eq!(status, 200, "{xml}");
     let (_, confirmation) = endpoint.wait_for(|(_, b)| b.contains("SubscriptionConfirmation"));
     let token = json(&confirmation)["Token"].as_str().unwrap().to_owned();
@@ -135,19 +142,8 @@ fn repeated_sigkills_lose_no_acknowledged_publish() {
                     json_call(&a, &s.endpoint, "CreateQueue", &format!(r#"{{"QueueName":"{queue}"}}"#));
                 assert_eq!(status, 200, "{body}");
                 let queue_arn = format!("arn:aws:sqs:us-east-1:000000000000:{queue}");
-                let (status, xml) = query_call_as(
-                    &a,
-                    &s.endpoint,
-                    "sns",
-                    &[
-                        ("Action", "Subscribe"),
-                        ("TopicArn", &topic),
-                        ("Protocol", "sqs"),
-                        ("Endpoint", &queue_arn),
-                        ("Attributes.entry.1.key", "RawMessageDelivery"),
-                        ("Attributes.entry.1.value", "true"),
-                    ],
-                );
+                let (status, xml) =
+                    subscribe(&a, &s.endpoint, &topic, ("sqs", &queue_arn), ("RawMessageDelivery", "true"));
                 assert_eq!(status, 200, "{xml}");
             }
         }
