@@ -183,6 +183,11 @@ impl<R: Read> IndexReader<R> {
         Some(IndexReader { at, max_seq, max_queue_id, messages, ..index })
     }
 
+    /// Bytes before the checksum not read yet, in the window or still in the file.
+    fn unread_bytes(&self) -> u64 {
+        self.body_left + (self.window.len() - self.read_to) as u64
+    }
+
     /// At least [`ITEM_MAX_BYTES`] unread in the window, or all the file has left.
     fn fill(&mut self) -> Option<()> {
         if self.window.len() - self.read_to >= ITEM_MAX_BYTES || self.body_left == 0 {
@@ -263,7 +268,7 @@ pub(super) fn read(dir: &Path, numbers: &[u32]) -> Option<(Position, Replayed)> 
     // With room for the tail's inserts too: growing a map of a million after the index
     // filled it copied the whole map (a tenth of a start after a crash). The count is
     // not checked yet (the checksum is, at the end): no more than the file could hold.
-    let could_hold = index.body_left / MESSAGE_MIN_BYTES;
+    let could_hold = index.unread_bytes() / MESSAGE_MIN_BYTES;
     replayed.messages.reserve(index.messages.min(could_hold) as usize + inserts_after(dir, numbers, at));
     let index = decode_beside(index, &mut |seq, m| {
         replayed.messages.insert(seq, m);
