@@ -232,3 +232,47 @@ async fn topics_and_subscriptions_survive_restart() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     server.stop().await.unwrap();
 }
+
+/// One publish to raw subscriptions of four queues, two sealed and two not: the message
+/// log stores the text once per run of queues sealed alike, and every queue still reads
+/// it whole, with its MD5, after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publish_reaches_every_raw_queue_whole_after_a_restart() {
+    use md5::{Digest, Md5};
+    let dir = tempfile::tempdir().unwrap();
+    let server = sluice::app::start(settings(dir.path())).await.unwrap();
+    let (sns, sqs) = clients(&format!("http://{}", server.addr));
+    let topic = sns.create_topic().name("wide").send().await.unwrap().topic_arn.unwrap();
+    let queues = [("w", true), ("x", true), ("y", false), ("z", false)];
+    for (name, sealed) in queues {
+        sqs.create_queue()
+            .queue_name(name)
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::SqsManagedSseEnabled, sealed.to_string())
+            .send()
+            .await
+            .unwrap();
+        sns.subscribe()
+            .topic_arn(&topic)
+            .protocol("sqs")
+            .endpoint(format!("arn:aws:sqs:us-east-1:000000000000:{name}"))
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = format!("{{\"order\": 17, \"note\": \"{}\"}}", "é".repeat(1000));
+    sns.publish().topic_arn(&topic).message(&text).send().await.unwrap();
+    server.stop().await.unwrap();
+
+    let server = sluice::app::start(settings(dir.path())).await.unwrap();
+    let (_, sqs) = clients(&format!("http://{}", server.addr));
+    let md5 = hex::encode(Md5::digest(text.as_bytes()));
+    for (name, _) in queues {
+        let url = sqs.get_queue_url().queue_name(name).send().await.unwrap().queue_url.unwrap();
+        let got = sqs.receive_message().queue_url(&url).wait_time_seconds(5).send().await.unwrap();
+        assert_eq!(got.messages().len(), 1, "{name}");
+        assert_eq!(got.messages()[0].body(), Some(text.as_str()), "{name}");
+        assert_eq!(got.messages()[0].md5_of_body(), Some(md5.as_str()), "{name}");
+    }
+    server.stop().await.unwrap();
+}

@@ -213,7 +213,13 @@ impl Writer<'_> {
         self.bytes(d.dedup_id.as_bytes());
         self.bytes(d.message_id.as_bytes());
     }
-    /// 0 plain, 1 sealed, 2 absent ([`BODY_EARLIER`] for a body in an earlier entry).
+    /// An insert's body held by the insert `back` bytes before it, `length` long.
+    fn body_earlier(&mut self, back: usize, length: usize) {
+        self.u8(BODY_EARLIER);
+        self.u32(back as u32);
+        self.u32(length as u32);
+    }
+    /// 0 plain, 1 sealed, 2 absent.
     fn stored(&mut self, t: Option<&StoredText>) {
         match t {
             Some(StoredText::Plain(s)) => {
@@ -244,11 +250,7 @@ pub fn encode(change: &Change<'_>, out: &mut Vec<u8>) -> (usize, usize) {
             w.bytes(content.message_id.as_bytes());
             match body_in {
                 None => w.stored(Some(&content.body)),
-                Some((holder, length)) => {
-                    w.u8(BODY_EARLIER);
-                    w.u32((start - holder) as u32);
-                    w.u32(length as u32);
-                }
+                Some((holder, length)) => w.body_earlier(start - holder, length),
             }
             w.stored(content.body_md5.as_ref());
             w.opt_str(content.attributes.as_deref());
@@ -340,6 +342,15 @@ impl<'a> Reader<'a> {
             2 => Some(None),
             _ => None,
         }
+    }
+    /// An insert's body: its own, or ([`BODY_EARLIER`]) an empty one and how far back the
+    /// insert holding it starts and that insert's length.
+    fn body(&mut self) -> Option<(StoredText, Option<(u32, u32)>)> {
+        if self.bytes.get(self.at) != Some(&BODY_EARLIER) {
+            return Some((self.stored()??, None));
+        }
+        self.u8()?;
+        Some((StoredText::Plain(String::new()), Some((self.u32()?, self.u32()?))))
     }
     fn dedup(&mut self) -> Option<DedupRecord> {
         Some(DedupRecord {
@@ -508,12 +519,7 @@ fn decode_insert(bytes: &[u8]) -> Option<DecodedInsert> {
     let sent_ms = r.u64()?;
     let group_id = r.opt_str()?.map(str::to_owned);
     let message_id = r.string()?;
-    let (body, body_in) = if r.bytes.get(r.at) == Some(&BODY_EARLIER) {
-        r.u8()?;
-        (StoredText::Plain(String::new()), Some((r.u32()?, r.u32()?)))
-    } else {
-        (r.stored()??, None)
-    };
+    let (body, body_in) = r.body()?;
     let content = MessageContent {
         message_id,
         body,

@@ -15,15 +15,15 @@ use std::collections::HashMap;
 pub trait QueryNaming {
     /// Name of `member` of `structure` in form keys and XML; for a flattened list or
     /// map, the name each element or entry is written under.
-    fn member_name<'m>(&self, model: &'m Model, structure: &str, member: &'m Member) -> Cow<'m, str> {
+    fn member_name<'m>(&self, model: &'m Model, structure: &str, member: &'m Member) -> &'m str {
         let _ = structure;
         if let Some(name) = &member.location_name {
-            return Cow::Borrowed(name);
+            return name;
         }
         if let Some(Shape::List { member_location_name: Some(n), flattened: true, .. }) = model.shape(&member.target) {
-            return Cow::Borrowed(n);
+            return n;
         }
-        Cow::Borrowed(&member.name)
+        &member.name
     }
 
     /// Names of the key and value of one map entry.
@@ -249,7 +249,7 @@ impl Decoder<'_> {
         let mut obj = Map::new();
         for member in members {
             let name = self.naming.member_name(self.model, shape_name, member);
-            if let Some(v) = self.value(&member.target, &join(prefix, &name))? {
+            if let Some(v) = self.value(&member.target, &join(prefix, name))? {
                 obj.insert(member.name.clone(), v);
             }
         }

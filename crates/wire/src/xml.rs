@@ -58,7 +58,7 @@ impl XmlResponse<'_> {
                 continue;
             }
             let name = self.naming.member_name(self.model, shape_name, member);
-            self.element(out, &name, &member.target, v);
+            self.element(out, name, &member.target, v);
         }
     }
 

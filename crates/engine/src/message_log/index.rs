@@ -42,10 +42,11 @@ const LOG_PER_INDEX_BYTE: u64 = 4;
 /// known before the first is written), then messages, then deduplication entries and
 /// the checksum. Streamed in pieces of [`STAGING_BYTES`] rather than built whole: a
 /// checkpoint of a million messages held a 100 MB copy of the new index beside the old
-/// one and the log after it. Messages go in the order of the map they come from, not
-/// sorted: a start inserts them into a map of the same size in that order, which walks
-/// its memory front to back (sorted by sequence number, the inserts land at random and a
-/// million took 120–150 ms longer).
+/// one and the log after it. Messages go in the order their source lists them, not
+/// sorted: a checkpoint's in its map's order, which a start's map of the same size
+/// inserts front to back (sorted by sequence number, the inserts landed at random and a
+/// million took 120–150 ms longer); a shutdown's queue by queue, about as they were sent,
+/// which measured no slower to start from (bench/README, "The backlog's memory").
 struct IndexWriter<W: Write> {
     sink: W,
     staging: Vec<u8>,

@@ -4,17 +4,16 @@
 
 use sluice_wire::model::{Member, Model, Shape};
 use sluice_wire::query::QueryNaming;
-use std::borrow::Cow;
 
 pub struct SqsNaming;
 
 impl QueryNaming for SqsNaming {
-    fn member_name<'m>(&self, model: &'m Model, _structure: &str, member: &'m Member) -> Cow<'m, str> {
-        let name = match model.shape(&member.target) {
+    fn member_name<'m>(&self, model: &'m Model, _structure: &str, member: &'m Member) -> &'m str {
+        match model.shape(&member.target) {
             Some(Shape::List { member: element, .. }) => {
                 if let Some(Shape::Structure { .. }) = model.shape(element) {
                     // Lists of structures are named after the element shape.
-                    return Cow::Borrowed(element);
+                    return element;
                 }
                 match member.name.as_str() {
                     "Actions" => "ActionName",
@@ -27,8 +26,7 @@ impl QueryNaming for SqsNaming {
                 name => name.strip_suffix('s').unwrap_or(name),
             },
             _ => &member.name,
-        };
-        Cow::Borrowed(name)
+        }
     }
 
     fn map_entry_names<'m>(&self, _model: &'m Model, map_shape: &str) -> (&'m str, &'m str) {
