@@ -69,6 +69,8 @@ done
 start_sluice
 measure sqs-send-batch "16 connections, batches of 10" "$endpoint" --connections 16 --duration "$seconds"
 start_sluice
+measure sqs-send-batch "64 connections, batches of 10" "$endpoint" --connections 64 --duration "$seconds"
+start_sluice
 measure sqs-cycle "8 senders, 8 receivers" "$endpoint" --connections 16 --duration "$seconds"
 start_sluice
 measure sqs-cycle "32 senders, 32 receivers" "$endpoint" --connections 64 --duration "$seconds"
@@ -76,6 +78,8 @@ start_sluice
 measure sqs-fifo "16 connections, 16 groups" "$endpoint" --connections 16 --duration "$seconds"
 start_sluice
 measure sns-fanout "16 connections, 10 queues" "$endpoint" --connections 16 --duration "$seconds" --queues 10
+start_sluice
+measure sns-fanout "64 connections, 10 queues" "$endpoint" --connections 64 --duration "$seconds" --queues 10
 start_sluice
 measure kinesis-put "8 connections, 2 shards, PutRecords of 500" "$endpoint" --connections 8 --duration "$seconds"
 start_sluice

@@ -119,4 +119,26 @@ mod tests {
         }
         assert_eq!(taken, 5, "the complete, well-typed bodies above");
     }
+
+    /// Decoded bodies, escaped or not, read as sent and have room to be sealed in place.
+    #[test]
+    fn bodies_decode_whole_with_room_for_the_seal() {
+        use sluice_engine::at_rest::SEALED_OVERHEAD;
+        let room = |body: &String| body.capacity() - body.len();
+        let Some(Decoded::SendMessage(send)) =
+            decode("SendMessage", br#"{"QueueUrl": "u", "MessageBody": "a\"b\u00e9"}"#)
+        else {
+            panic!("a complete SendMessage takes the typed path")
+        };
+        let body = send.message_body.unwrap();
+        assert_eq!(body, "a\"b\u{e9}");
+        assert!(room(&body) >= SEALED_OVERHEAD, "room {}", room(&body));
+        let batch = br#"{"QueueUrl": "u", "Entries": [{"Id": "1", "MessageBody": "plain"}, {"Id": "2", "MessageBody": "tab\t"}]}"#;
+        let Some(Decoded::SendMessageBatch(batch)) = decode("SendMessageBatch", batch) else {
+            panic!("a complete batch takes the typed path")
+        };
+        let bodies: Vec<String> = batch.entries.into_iter().map(|e| e.message_body.unwrap()).collect();
+        assert_eq!(bodies, ["plain", "tab\t"]);
+        assert!(bodies.iter().all(|b| room(b) >= SEALED_OVERHEAD));
+    }
 }
