@@ -1318,7 +1318,7 @@ fn open_message_log(
                     body_md5: StoredText::from_column(r.get_ref(11)?)?,
                     attributes: r.get(12)?,
                     system_attributes: r.get(13)?,
-                    sender_id: r.get(14)?,
+                    sender_id: r.get::<_, String>(14)?.into(),
                     group_id: r.get(2)?,
                     dedup_id: r.get(15)?,
                     sent_ms: r.get::<_, i64>(3)? as u64,

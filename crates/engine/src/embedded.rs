@@ -744,7 +744,7 @@ impl EmbeddedStore {
                     body_md5: c.body_md5.map(|md5| md5.open(&self.sealer)).transpose()?,
                     attributes: c.attributes,
                     system_attributes: c.system_attributes,
-                    sender_id: c.sender_id,
+                    sender_id: c.sender_id.into_owned(),
                     group_id: c.group_id,
                     dedup_id: c.dedup_id,
                     sent_ms: c.sent_ms,

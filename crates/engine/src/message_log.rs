@@ -28,6 +28,7 @@ use crate::le_bytes::Reader;
 use crate::queue_state::SeqMap;
 use crate::record_log::sync_dir;
 use crate::store::StoreError;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -119,7 +120,7 @@ pub struct MessageContent {
     pub body_md5: Option<StoredText>,
     pub attributes: Option<String>,
     pub system_attributes: Option<String>,
-    pub sender_id: String,
+    pub sender_id: Cow<'static, str>,
     pub group_id: Option<String>,
     pub dedup_id: Option<String>,
     pub sent_ms: u64,
@@ -526,7 +527,7 @@ fn decode_insert(bytes: &[u8]) -> Option<DecodedInsert> {
         body_md5: r.stored()?,
         attributes: r.opt_str()?.map(str::to_owned),
         system_attributes: r.opt_str()?.map(str::to_owned),
-        sender_id: r.string()?,
+        sender_id: r.string()?.into(),
         group_id,
         dedup_id: r.opt_str()?.map(str::to_owned),
         sent_ms,

@@ -1,5 +1,6 @@
 //! The domain-level storage interface every backend implements.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -68,7 +69,9 @@ pub struct NewMessage {
     /// Message attributes as the service serialised them; opaque to the engine.
     pub attributes: Option<String>,
     pub system_attributes: Option<String>,
-    pub sender_id: String,
+    /// Borrowed when every message shares it (SNS's sender), so that a fan-out to many
+    /// queues does not allocate one copy per delivery.
+    pub sender_id: Cow<'static, str>,
     pub group_id: Option<String>,
     pub dedup_id: Option<String>,
     /// Per-message delay; `None` means the queue's DelaySeconds.

@@ -1006,8 +1006,9 @@ impl SnsService {
                 .as_ref()
                 .and_then(|m| m.get(&sub.protocol).or_else(|| m.get("default")))
                 .and_then(Value::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| out.message.clone());
+                .unwrap_or(&out.message);
+            // With room for the seal: a raw delivery's text is the stored body.
+            let text = sluice_engine::at_rest::Sealer::copy_with_room(text);
             let raw = is_true(&sub.attributes, "RawMessageDelivery");
             // Email and SMS carry the message text; everything else gets the signed
             // envelope unless the subscription asked for raw delivery.
@@ -1055,7 +1056,7 @@ impl SnsService {
                         body_md5: None,
                         attributes: if raw { store_sqs_attributes(&sqs_attributes(&out.attributes)) } else { None },
                         system_attributes: None,
-                        sender_id: SNS_SENDER_ID.into(),
+                        sender_id: std::borrow::Cow::Borrowed(SNS_SENDER_ID),
                         // FIFO topics pass group and dedup ids to FIFO queues only; standard
                         // topics pass MessageGroupId to standard queues (fair queues).
                         group_id: if queue_fifo || !fifo { out.group_id.clone() } else { None },

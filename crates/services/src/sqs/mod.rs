@@ -602,7 +602,7 @@ impl SqsService {
                 body_md5: Some(md5_body.clone()),
                 attributes: store_attributes(attrs),
                 system_attributes: store_attributes(&system_attrs),
-                sender_id: ctx.access_key_id.clone(),
+                sender_id: ctx.access_key_id.clone().into(),
                 group_id: group.clone(),
                 dedup_id,
                 delay_s: delay.map(|d| d as u64),

@@ -18,9 +18,7 @@ fn body_with_room_to_seal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stri
             f.write_str("a string")
         }
         fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Body, E> {
-            let mut body = String::with_capacity(text.len() + sluice_engine::at_rest::SEALED_OVERHEAD);
-            body.push_str(text);
-            Ok(Body(body))
+            Ok(Body(sluice_engine::at_rest::Sealer::copy_with_room(text)))
         }
         fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Body, E> {
             Ok(Body(text))
