@@ -164,9 +164,67 @@ impl<'a> Padded<'a> {
     }
 }
 
+/// Block `block` of each input as MD5's sixteen little-endian words, word by word with one
+/// lane per input, and which lanes have such a block: the others compute on zeros and
+/// keep their state.
+fn columns<const N: usize>(padded: &[Padded<'_>], block: usize) -> ([[u32; N]; 16], [bool; N]) {
+    let mut columns = [[0u32; N]; 16];
+    let mut active = [false; N];
+    for (lane, p) in padded.iter().enumerate().filter(|(_, p)| block < p.blocks) {
+        let bytes = p.block(block);
+        for (w, column) in columns.iter_mut().enumerate() {
+            column[lane] = u32::from_le_bytes([bytes[w * 4], bytes[w * 4 + 1], bytes[w * 4 + 2], bytes[w * 4 + 3]]);
+        }
+        active[lane] = true;
+    }
+    (columns, active)
+}
+
+/// Each lane's digest from the four state words, word by word.
+fn digests<const N: usize>(state: [[u32; N]; 4]) -> [[u8; 16]; N] {
+    let mut digests = [[0u8; 16]; N];
+    for (lane, digest) in digests.iter_mut().enumerate() {
+        for (i, s) in state.iter().enumerate() {
+            digest[i * 4..i * 4 + 4].copy_from_slice(&s[lane].to_le_bytes());
+        }
+    }
+    digests
+}
+
+/// MD5's 64 steps over one block, each `$step!(mix, a, b, c, d, n)` as the caller
+/// defines it for its registers, with the rounds' mixing functions `$f`, `$g`, `$h`, `$i`.
+/// Unrolled so that each rotation is by a constant.
+#[cfg(target_arch = "x86_64")]
+macro_rules! md5_steps {
+    ($step:ident, [$f:ident, $g:ident, $h:ident, $i:ident], $a:ident, $b:ident, $c:ident, $d:ident) => {
+        md5_steps!(@four $step, $f, $a, $b, $c, $d, 0, 1, 2, 3);
+        md5_steps!(@four $step, $f, $a, $b, $c, $d, 4, 5, 6, 7);
+        md5_steps!(@four $step, $f, $a, $b, $c, $d, 8, 9, 10, 11);
+        md5_steps!(@four $step, $f, $a, $b, $c, $d, 12, 13, 14, 15);
+        md5_steps!(@four $step, $g, $a, $b, $c, $d, 16, 17, 18, 19);
+        md5_steps!(@four $step, $g, $a, $b, $c, $d, 20, 21, 22, 23);
+        md5_steps!(@four $step, $g, $a, $b, $c, $d, 24, 25, 26, 27);
+        md5_steps!(@four $step, $g, $a, $b, $c, $d, 28, 29, 30, 31);
+        md5_steps!(@four $step, $h, $a, $b, $c, $d, 32, 33, 34, 35);
+        md5_steps!(@four $step, $h, $a, $b, $c, $d, 36, 37, 38, 39);
+        md5_steps!(@four $step, $h, $a, $b, $c, $d, 40, 41, 42, 43);
+        md5_steps!(@four $step, $h, $a, $b, $c, $d, 44, 45, 46, 47);
+        md5_steps!(@four $step, $i, $a, $b, $c, $d, 48, 49, 50, 51);
+        md5_steps!(@four $step, $i, $a, $b, $c, $d, 52, 53, 54, 55);
+        md5_steps!(@four $step, $i, $a, $b, $c, $d, 56, 57, 58, 59);
+        md5_steps!(@four $step, $i, $a, $b, $c, $d, 60, 61, 62, 63);
+    };
+    (@four $step:ident, $mix:ident, $a:ident, $b:ident, $c:ident, $d:ident, $n:literal, $n1:literal, $n2:literal, $n3:literal) => {
+        $step!($mix, $a, $b, $c, $d, $n);
+        $step!($mix, $d, $a, $b, $c, $n1);
+        $step!($mix, $c, $d, $a, $b, $n2);
+        $step!($mix, $b, $c, $d, $a, $n3);
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{word_index, Padded, INITIAL, K, LANES, SHIFTS};
+    use super::{columns, digests, word_index, Padded, INITIAL, K, LANES, SHIFTS};
     use std::arch::x86_64::*;
 
     /// The digests of `inputs` (at most [`LANES`]) in their lanes; lanes past
@@ -178,36 +236,18 @@ mod avx2 {
         let blocks = padded.iter().map(|p| p.blocks).max().unwrap_or(0);
         let mut state = INITIAL.map(|v| _mm256_set1_epi32(v as i32));
         for block in 0..blocks {
-            // A lane whose input has no block `block` computes on zeros and keeps its state.
-            let mut columns = [[0u32; LANES]; 16];
-            let mut active = [0u32; LANES];
-            for (lane, p) in padded.iter().enumerate().filter(|(_, p)| block < p.blocks) {
-                let bytes = p.block(block);
-                for (w, column) in columns.iter_mut().enumerate() {
-                    column[lane] =
-                        u32::from_le_bytes([bytes[w * 4], bytes[w * 4 + 1], bytes[w * 4 + 2], bytes[w * 4 + 3]]);
-                }
-                active[lane] = u32::MAX;
-            }
+            let (columns, active) = columns::<LANES>(&padded, block);
             let words: [__m256i; 16] = std::array::from_fn(|w| from_lanes(columns[w]));
             let after = compress(state, &words);
-            let active = from_lanes(active);
+            let active = from_lanes(active.map(|a| if a { u32::MAX } else { 0 }));
             for (s, a) in state.iter_mut().zip(after) {
                 *s = _mm256_blendv_epi8(*s, a, active);
             }
         }
-        let state = [to_lanes(state[0]), to_lanes(state[1]), to_lanes(state[2]), to_lanes(state[3])];
-        let mut digests = [[0u8; 16]; LANES];
-        for (lane, digest) in digests.iter_mut().enumerate() {
-            for (i, s) in state.iter().enumerate() {
-                digest[i * 4..i * 4 + 4].copy_from_slice(&s[lane].to_le_bytes());
-            }
-        }
-        digests
+        digests(state.map(|v| to_lanes(v)))
     }
 
     /// One block's 64 steps on every lane; the state after (added to the one before).
-    /// Unrolled by a macro so that each rotation is by a constant.
     #[inline]
     #[target_feature(enable = "avx2")]
     fn compress(state: [__m256i; 4], x: &[__m256i; 16]) -> [__m256i; 4] {
@@ -236,30 +276,7 @@ mod avx2 {
                 };
             };
         }
-        macro_rules! four {
-            ($mix:ident, $n:literal, $n1:literal, $n2:literal, $n3:literal) => {
-                step!($mix, a, b, c, d, $n);
-                step!($mix, d, a, b, c, $n1);
-                step!($mix, c, d, a, b, $n2);
-                step!($mix, b, c, d, a, $n3);
-            };
-        }
-        four!(f, 0, 1, 2, 3);
-        four!(f, 4, 5, 6, 7);
-        four!(f, 8, 9, 10, 11);
-        four!(f, 12, 13, 14, 15);
-        four!(g, 16, 17, 18, 19);
-        four!(g, 20, 21, 22, 23);
-        four!(g, 24, 25, 26, 27);
-        four!(g, 28, 29, 30, 31);
-        four!(h, 32, 33, 34, 35);
-        four!(h, 36, 37, 38, 39);
-        four!(h, 40, 41, 42, 43);
-        four!(h, 44, 45, 46, 47);
-        four!(i, 48, 49, 50, 51);
-        four!(i, 52, 53, 54, 55);
-        four!(i, 56, 57, 58, 59);
-        four!(i, 60, 61, 62, 63);
+        md5_steps!(step, [f, g, h, i], a, b, c, d);
         [
             _mm256_add_epi32(state[0], a),
             _mm256_add_epi32(state[1], b),
@@ -291,7 +308,7 @@ mod avx2 {
 /// chain of dependent instructions is four long instead of about seven.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{word_index, Padded, INITIAL, K, SHIFTS, WIDE_LANES};
+    use super::{columns, digests, word_index, Padded, INITIAL, K, SHIFTS, WIDE_LANES};
     use std::arch::x86_64::*;
 
     /// The digests of `inputs` (at most [`WIDE_LANES`]) in their lanes; lanes past
@@ -303,31 +320,15 @@ mod avx512 {
         let blocks = padded.iter().map(|p| p.blocks).max().unwrap_or(0);
         let mut state = INITIAL.map(|v| _mm512_set1_epi32(v as i32));
         for block in 0..blocks {
-            // A lane whose input has no block `block` computes on zeros and keeps its state.
-            let mut columns = [[0u32; WIDE_LANES]; 16];
-            let mut active: __mmask16 = 0;
-            for (lane, p) in padded.iter().enumerate().filter(|(_, p)| block < p.blocks) {
-                let bytes = p.block(block);
-                for (w, column) in columns.iter_mut().enumerate() {
-                    column[lane] =
-                        u32::from_le_bytes([bytes[w * 4], bytes[w * 4 + 1], bytes[w * 4 + 2], bytes[w * 4 + 3]]);
-                }
-                active |= 1 << lane;
-            }
+            let (columns, active) = columns::<WIDE_LANES>(&padded, block);
             let words: [__m512i; 16] = std::array::from_fn(|w| from_lanes(&columns[w]));
             let after = compress(state, &words);
+            let active: __mmask16 = active.iter().enumerate().fold(0, |mask, (lane, &a)| mask | (u16::from(a) << lane));
             for (s, a) in state.iter_mut().zip(after) {
                 *s = _mm512_mask_mov_epi32(*s, active, a);
             }
         }
-        let state = [to_lanes(state[0]), to_lanes(state[1]), to_lanes(state[2]), to_lanes(state[3])];
-        let mut digests = [[0u8; 16]; WIDE_LANES];
-        for (lane, digest) in digests.iter_mut().enumerate() {
-            for (i, s) in state.iter().enumerate() {
-                digest[i * 4..i * 4 + 4].copy_from_slice(&s[lane].to_le_bytes());
-            }
-        }
-        digests
+        digests(state.map(|v| to_lanes(v)))
     }
 
     /// One block's 64 steps on every lane; the state after (added to the one before).
@@ -354,30 +355,7 @@ mod avx512 {
                 };
             };
         }
-        macro_rules! four {
-            ($mix:ident, $n:literal, $n1:literal, $n2:literal, $n3:literal) => {
-                step!($mix, a, b, c, d, $n);
-                step!($mix, d, a, b, c, $n1);
-                step!($mix, c, d, a, b, $n2);
-                step!($mix, b, c, d, a, $n3);
-            };
-        }
-        four!(f, 0, 1, 2, 3);
-        four!(f, 4, 5, 6, 7);
-        four!(f, 8, 9, 10, 11);
-        four!(f, 12, 13, 14, 15);
-        four!(g, 16, 17, 18, 19);
-        four!(g, 20, 21, 22, 23);
-        four!(g, 24, 25, 26, 27);
-        four!(g, 28, 29, 30, 31);
-        four!(h, 32, 33, 34, 35);
-        four!(h, 36, 37, 38, 39);
-        four!(h, 40, 41, 42, 43);
-        four!(h, 44, 45, 46, 47);
-        four!(i, 48, 49, 50, 51);
-        four!(i, 52, 53, 54, 55);
-        four!(i, 56, 57, 58, 59);
-        four!(i, 60, 61, 62, 63);
+        md5_steps!(step, [f, g, h, i], a, b, c, d);
         [
             _mm512_add_epi32(state[0], a),
             _mm512_add_epi32(state[1], b),
