@@ -33,6 +33,18 @@ async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
     (url, format!("arn:aws:sqs:us-east-1:000000000000:{name}"))
 }
 
+/// Subscribes the queue `arn` to `topic` with raw message delivery.
+async fn subscribe_raw(sns: &aws_sdk_sns::Client, topic: &str, arn: &str) {
+    sns.subscribe()
+        .topic_arn(topic)
+        .protocol("sqs")
+        .endpoint(arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+}
+
 async fn bodies(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
     let r = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
     r.messages().iter().filter_map(|m| m.body().map(str::to_owned)).collect()
@@ -213,14 +225,7 @@ async fn topics_and_subscriptions_survive_restart() {
     let (sns, sqs) = clients(&format!("http://{}", server.addr));
     let topic = sns.create_topic().name("durable").send().await.unwrap().topic_arn.unwrap();
     let (_, arn) = queue(&sqs, "sink").await;
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    subscribe_raw(&sns, &topic, &arn).await;
     server.stop().await.unwrap();
 
     let server = sluice::app::start(settings(dir.path())).await.unwrap();
@@ -235,7 +240,8 @@ async fn topics_and_subscriptions_survive_restart() {
 
 /// One publish to raw subscriptions of four queues, two sealed and two not: the message
 /// log stores the text once per run of queues sealed alike, and every queue still reads
-/// it whole, with its MD5, after a restart.
+/// it whole, with its MD5 and SNS's SenderId (the principal AWS delivers from), after a
+/// restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_publish_reaches_every_raw_queue_whole_after_a_restart() {
     use md5::{Digest, Md5};
@@ -251,14 +257,7 @@ async fn one_publish_reaches_every_raw_queue_whole_after_a_restart() {
             .send()
             .await
             .unwrap();
-        sns.subscribe()
-            .topic_arn(&topic)
-            .protocol("sqs")
-            .endpoint(format!("arn:aws:sqs:us-east-1:000000000000:{name}"))
-            .attributes("RawMessageDelivery", "true")
-            .send()
-            .await
-            .unwrap();
+        subscribe_raw(&sns, &topic, &format!("arn:aws:sqs:us-east-1:000000000000:{name}")).await;
     }
     let text = format!("{{\"order\": 17, \"note\": \"{}\"}}", "é".repeat(1000));
     sns.publish().topic_arn(&topic).message(&text).send().await.unwrap();
@@ -269,10 +268,21 @@ async fn one_publish_reaches_every_raw_queue_whole_after_a_restart() {
     let md5 = hex::encode(Md5::digest(text.as_bytes()));
     for (name, _) in queues {
         let url = sqs.get_queue_url().queue_name(name).send().await.unwrap().queue_url.unwrap();
-        let got = sqs.receive_message().queue_url(&url).wait_time_seconds(5).send().await.unwrap();
+        let got = sqs
+            .receive_message()
+            .queue_url(&url)
+            .wait_time_seconds(5)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::SenderId)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(got.messages().len(), 1, "{name}");
         assert_eq!(got.messages()[0].body(), Some(text.as_str()), "{name}");
         assert_eq!(got.messages()[0].md5_of_body(), Some(md5.as_str()), "{name}");
+        let sender = got.messages()[0]
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SenderId));
+        assert_eq!(sender.map(String::as_str), Some("AIDAIT2UOQQY3AUEKVGXU"), "{name}");
     }
     server.stop().await.unwrap();
 }

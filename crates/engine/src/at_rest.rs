@@ -73,14 +73,6 @@ impl Sealer {
         }
     }
 
-    /// A copy of `text` with room after it for [`Self::seal_vec`]'s header and tag, so
-    /// that sealing the copy grows it in place instead of reallocating it.
-    pub fn copy_with_room(text: &str) -> String {
-        let mut copy = String::with_capacity(text.len() + SEALED_OVERHEAD);
-        copy.push_str(text);
-        copy
-    }
-
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(SEALED_OVERHEAD + plaintext.len());
         out.extend_from_slice(plaintext);

@@ -78,6 +78,20 @@ pub struct NewMessage {
     pub delay_s: Option<u64>,
 }
 
+impl NewMessage {
+    /// Spare bytes a `body` should have after it: the engine seals the bodies of queues
+    /// with server-side encryption (on by default) in place, and a body without this room
+    /// is first reallocated and copied.
+    pub const BODY_ROOM: usize = crate::at_rest::SEALED_OVERHEAD;
+
+    /// `text` copied as a `body`, with [`Self::BODY_ROOM`] after it.
+    pub fn body_from(text: &str) -> String {
+        let mut body = String::with_capacity(text.len() + Self::BODY_ROOM);
+        body.push_str(text);
+        body
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendOutcome {
     pub message_id: String,

@@ -102,9 +102,9 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex_digit = |c: u8| (c as char).to_digit(16);
+            use crate::query::hex_digit;
             if let (Some(hi), Some(lo)) = (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
+                out.push(hi * 16 + lo);
                 i += 3;
                 continue;
             }

@@ -1007,8 +1007,8 @@ impl SnsService {
                 .and_then(|m| m.get(&sub.protocol).or_else(|| m.get("default")))
                 .and_then(Value::as_str)
                 .unwrap_or(&out.message);
-            // With room for the seal: a raw delivery's text is the stored body.
-            let text = sluice_engine::at_rest::Sealer::copy_with_room(text);
+            // A raw delivery's text is the stored body.
+            let text = NewMessage::body_from(text);
             let raw = is_true(&sub.attributes, "RawMessageDelivery");
             // Email and SMS carry the message text; everything else gets the signed
             // envelope unless the subscription asked for raw delivery.

@@ -123,7 +123,7 @@ mod tests {
     /// Decoded bodies, escaped or not, read as sent and have room to be sealed in place.
     #[test]
     fn bodies_decode_whole_with_room_for_the_seal() {
-        use sluice_engine::at_rest::SEALED_OVERHEAD;
+        use sluice_engine::NewMessage;
         let room = |body: &String| body.capacity() - body.len();
         let Some(Decoded::SendMessage(send)) =
             decode("SendMessage", br#"{"QueueUrl": "u", "MessageBody": "a\"b\u00e9"}"#)
@@ -132,13 +132,13 @@ mod tests {
         };
         let body = send.message_body.unwrap();
         assert_eq!(body, "a\"b\u{e9}");
-        assert!(room(&body) >= SEALED_OVERHEAD, "room {}", room(&body));
+        assert!(room(&body) >= NewMessage::BODY_ROOM, "room {}", room(&body));
         let batch = br#"{"QueueUrl": "u", "Entries": [{"Id": "1", "MessageBody": "plain"}, {"Id": "2", "MessageBody": "tab\t"}]}"#;
         let Some(Decoded::SendMessageBatch(batch)) = decode("SendMessageBatch", batch) else {
             panic!("a complete batch takes the typed path")
         };
         let bodies: Vec<String> = batch.entries.into_iter().map(|e| e.message_body.unwrap()).collect();
         assert_eq!(bodies, ["plain", "tab\t"]);
-        assert!(bodies.iter().all(|b| room(b) >= SEALED_OVERHEAD));
+        assert!(bodies.iter().all(|b| room(b) >= NewMessage::BODY_ROOM));
     }
 }

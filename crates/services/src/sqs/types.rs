@@ -4,11 +4,11 @@
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
-/// A message body copied out of the request with room for the at-rest seal's header and
-/// tag after it (SSE-SQS is on by default), so that sealing grows it in place: growing
-/// every exact-size 1 KiB body was a reallocation and a copy, ~5% of the HTTP workers'
-/// time in sqs-send-batch. A body already decoded into a `String` (the general path, via
-/// a `Value`) is taken as it is.
+/// A message body copied out of the request with the room the store wants after it
+/// ([`sluice_engine::NewMessage::body_from`]): growing every exact-size 1 KiB body to seal
+/// it was a reallocation and a copy, ~5% of the HTTP workers' time in sqs-send-batch. A
+/// body already decoded into a `String` (the general path, via a `Value`) is taken as it
+/// is.
 fn body_with_room_to_seal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     struct Body(String);
     struct BodyVisitor;
@@ -18,7 +18,7 @@ fn body_with_room_to_seal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stri
             f.write_str("a string")
         }
         fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Body, E> {
-            Ok(Body(sluice_engine::at_rest::Sealer::copy_with_room(text)))
+            Ok(Body(sluice_engine::NewMessage::body_from(text)))
         }
         fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Body, E> {
             Ok(Body(text))
