@@ -1658,7 +1658,7 @@ mod tests {
             .unwrap();
         assert_eq!(rows, 0, "nothing is left in SQLite");
         assert_eq!(replayed.messages.len(), 2);
-        let received = &replayed.messages[&7];
+        let received = replayed.message(7);
         assert_eq!(
             (
                 received.state.visible_at_ms,
@@ -1672,7 +1672,7 @@ mod tests {
         let (_, _, content) = db.message_log.read(received.at).unwrap().unwrap();
         assert!(matches!(content.body, StoredText::Plain(ref b) if b == "plain body"));
         assert_eq!((content.message_id.as_str(), content.dedup_id.as_deref()), ("m7", Some("d7")));
-        let (_, _, sealed) = db.message_log.read(replayed.messages[&9].at).unwrap().unwrap();
+        let (_, _, sealed) = db.message_log.read(replayed.message(9).at).unwrap().unwrap();
         assert!(matches!(sealed.body, StoredText::Sealed(ref b) if b == &[1, 2]), "sealed bodies stay sealed");
         assert!(matches!(sealed.body_md5, Some(StoredText::Sealed(ref b)) if b == &[3, 4]));
         assert_eq!(replayed.dedup.len(), 1);

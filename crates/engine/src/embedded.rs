@@ -406,10 +406,10 @@ impl EmbeddedStore {
         let mut pending: SeqMap<PendingIndexes> = SeqMap::default();
         {
             let mut live = replayed.messages.iter().peekable();
-            while let Some((seq, m)) = live.next() {
-                let queue_id = m.state.queue_id;
+            while let Some(row) = live.next() {
+                let queue_id = row.1.state.queue_id;
                 let keys = pending.entry(queue_id).or_default();
-                let mut next = Some((seq, m));
+                let mut next = Some(row);
                 while let Some((seq, m)) = next {
                     let state = MsgState::loaded(m.state.visible_at_ms, m.state.receipt_token, now);
                     keys.add(*seq, state, m.state.visible_at_ms, m.sent_ms);

@@ -25,6 +25,7 @@
 use crate::at_rest::StoredText;
 use crate::faults::Countdown;
 use crate::le_bytes::Reader;
+use crate::message_table::MessageTable;
 use crate::queue_state::SeqMap;
 use crate::record_log::sync_dir;
 use crate::store::StoreError;
@@ -422,9 +423,11 @@ pub struct LiveMessage {
 /// number and queue id it has seen (neither may be handed out again).
 #[derive(Debug, Default)]
 pub struct Replayed {
-    /// Keyed by sequence number, hashed by one multiplication: replay inserts every
-    /// message once, and SipHash made that a sixth of a million-message start.
-    pub messages: SeqMap<LiveMessage>,
+    /// Found by sequence number, hashed by one multiplication (SipHash made the inserts
+    /// a sixth of a million-message start); kept in a vector beside a map of places, not
+    /// in the map itself: a million messages' map was 220 MB, the high-water mark of
+    /// such a start.
+    pub messages: MessageTable<(i64, LiveMessage)>,
     pub dedup: Vec<DedupRecord>,
     pub max_seq: i64,
     pub max_queue_id: i64,
@@ -433,6 +436,12 @@ pub struct Replayed {
 }
 
 impl Replayed {
+    /// Live message `seq`, which tests expect to be there.
+    #[cfg(test)]
+    pub(crate) fn message(&self, seq: i64) -> &LiveMessage {
+        &self.messages.get(seq).unwrap_or_else(|| panic!("message {seq} is live")).1
+    }
+
     /// Applies one checked entry found at `at`; `only_known` limits the changes applied
     /// to messages already known (compaction follows the oldest segment's messages only).
     fn apply(&mut self, kind: Kind, body: &[u8], at: Location, only_known: bool) -> Option<()> {
@@ -444,8 +453,8 @@ impl Replayed {
                 let group_id = r.opt_str()?.map(Box::from);
                 self.max_seq = self.max_seq.max(seq);
                 self.max_queue_id = self.max_queue_id.max(state.queue_id);
-                if !only_known || self.messages.contains_key(&seq) {
-                    self.messages.insert(seq, LiveMessage { at, state, sent_ms, group_id });
+                if !only_known || self.messages.contains(seq) {
+                    self.messages.insert((seq, LiveMessage { at, state, sent_ms, group_id }));
                 }
             }
             Kind::State | Kind::Delete | Kind::Move => {
@@ -454,16 +463,16 @@ impl Replayed {
                     let to_queue = r.clone().i64()?;
                     self.max_queue_id = self.max_queue_id.max(to_queue);
                 }
-                if let Some(m) = self.messages.get_mut(&seq) {
+                if let Some((_, m)) = self.messages.get_mut(seq) {
                     if !change_message(kind, &mut m.state, &mut r)? {
-                        self.messages.remove(&seq);
+                        self.messages.remove(seq);
                     }
                 }
             }
             Kind::Purge => {
                 let (queue_id, max_seq) = (r.i64()?, r.i64()?);
                 self.max_queue_id = self.max_queue_id.max(queue_id);
-                self.messages.retain(|seq, m| m.state.queue_id != queue_id || *seq > max_seq);
+                self.messages.retain(|(seq, m)| m.state.queue_id != queue_id || *seq > max_seq);
             }
             Kind::Dedup => {
                 let d = r.dedup()?;
@@ -693,7 +702,7 @@ impl MessageLog {
             head: Mutex::new(head),
             files: Mutex::new(files),
             retired: Mutex::new(None),
-            live_bytes: AtomicU64::new(replayed.messages.values().map(|m| u64::from(m.at.length)).sum()),
+            live_bytes: AtomicU64::new(replayed.messages.iter().map(|(_, m)| u64::from(m.at.length)).sum()),
             index: Mutex::new(index_at),
             failing_syncs: Countdown::default(),
         };
@@ -949,7 +958,7 @@ impl MessageLog {
         replay_view(&segments, Position { segment: oldest, offset: 0 }, &mut |kind, body, at| {
             follow.apply(kind, body, at, at.segment != oldest)
         })?;
-        follow.messages.retain(|_, m| m.at.segment == oldest);
+        follow.messages.retain(|(_, m)| m.at.segment == oldest);
         Ok(Some(CompactionDraft { segment: oldest, upto: end, follow }))
     }
 
@@ -978,16 +987,16 @@ impl MessageLog {
         let mut follow = draft.follow;
         replay_view(&segments, draft.upto, &mut |kind, body, at| follow.apply(kind, body, at, true))?;
         let mut plan = CompactionPlan { segment: oldest, ..Default::default() };
-        let mut survivors: Vec<(&i64, &LiveMessage)> =
+        let mut survivors: Vec<&(i64, LiveMessage)> =
             follow.messages.iter().filter(|(_, m)| m.at.segment == oldest).collect();
-        survivors.sort_unstable_by_key(|(seq, _)| **seq);
+        survivors.sort_unstable_by_key(|(seq, _)| *seq);
         let mut left = survivors.len();
         // The last copy holding its own body: where that body was, and the copy's place
         // in `plan.entries`. Copies of messages that shared one body share it again
         // (fan-out deliveries have consecutive numbers), not one copy each: a body's
         // holder may be gone while the messages sharing it live on.
         let mut held: Option<(u32, (usize, usize))> = None;
-        for (&seq, m) in survivors {
+        for &(seq, ref m) in survivors {
             if plan.entries.len() >= budget {
                 break;
             }
@@ -1005,7 +1014,7 @@ impl MessageLog {
             // Copied ones are followed no more; their copies' inserts, met by the next
             // step, are of messages it no longer knows.
             for (seq, ..) in &plan.copied {
-                follow.messages.remove(seq);
+                follow.messages.remove(*seq);
             }
             plan.rest = Some(CompactionDraft { segment: oldest, upto: end, follow });
             return Ok(Some(plan));
@@ -1157,7 +1166,7 @@ mod tests {
 
     /// The sequence numbers of the messages `replayed` holds, in order.
     fn live_seqs(replayed: &Replayed) -> Vec<i64> {
-        let mut seqs: Vec<i64> = replayed.messages.keys().copied().collect();
+        let mut seqs: Vec<i64> = replayed.messages.seqs().collect();
         seqs.sort_unstable();
         seqs
     }
@@ -1219,7 +1228,7 @@ mod tests {
                 offset: (copies_offset + *start as u64) as u32,
                 length: *length as u32,
             };
-            assert_eq!(replayed.messages[seq].at, place);
+            assert_eq!(replayed.message(*seq).at, place);
             let (_, _, read) = log.read(place).unwrap().unwrap();
             assert!(matches!(read.body, StoredText::Plain(ref b) if *b == "x".repeat(1000)), "copy of {seq}");
         }
@@ -1267,7 +1276,7 @@ mod tests {
         assert_eq!(live_seqs(&replayed), vec![3, 6, 7]);
         assert_eq!(replayed.max_seq, 7);
         assert_eq!(replayed.max_queue_id, 2);
-        let moved = &replayed.messages[&3].state;
+        let moved = &replayed.message(3).state;
         assert_eq!((moved.queue_id, moved.dlq_source, moved.visible_at_ms), (2, Some(1), 60));
         assert_eq!(replayed.dedup, vec![dedup]);
     }
@@ -1360,7 +1369,7 @@ mod tests {
                 let (log, replayed) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
                 // Neither the delete nor the receive: the group lacks its commit marker.
                 assert_eq!(replayed.messages.len(), 2, "cut at {cut}");
-                assert_eq!(replayed.messages[&2].state.receive_count, 0, "cut at {cut}");
+                assert_eq!(replayed.message(2).state.receive_count, 0, "cut at {cut}");
                 assert_eq!(std::fs::metadata(&path).unwrap().len(), group_start as u64, "cut at {cut}");
                 // The next append goes where the good part ends.
                 insert(&log, 3, 1);
@@ -1479,7 +1488,7 @@ mod tests {
         assert!(!copied.contains(&1), "deleted messages are not copied: {copied:?}");
         assert!(copied.contains(&2));
         log.append(&mut plan.entries).unwrap();
-        let old_place = before.messages[&2].at;
+        let old_place = before.message(2).at;
         assert_eq!(old_place.segment, oldest);
         log.remove_segment(plan.segment).unwrap();
         let (_, _, still) = log.read(old_place).unwrap().expect("a removed segment reads until the next compaction");
@@ -1493,8 +1502,8 @@ mod tests {
             v
         };
         assert_eq!(view(&after), view(&before));
-        assert_eq!(after.messages[&2].state.receive_count, 3);
-        let (_, _, body) = log.read(after.messages[&2].at).unwrap().unwrap();
+        assert_eq!(after.message(2).state.receive_count, 3);
+        let (_, _, body) = log.read(after.message(2).at).unwrap().unwrap();
         assert_eq!(body.message_id, "id-2");
         // Deduplication entries that had not expired are all still there.
         let unexpired = |r: &Replayed| {

@@ -1,5 +1,6 @@
-//! A queue's messages by sequence number: side by side in one vector, found through a
-//! map from sequence number to place in it.
+//! Messages by sequence number: side by side in one vector, found through a map from
+//! sequence number to place in it. A queue's messages are kept so, and so are those a
+//! start reads from the message index or the log before they go to their queues.
 //!
 //! A map holding the messages themselves (about 100 bytes each) made a queue of a
 //! million a table of 2^21 buckets, 220 MB; growing to it held the old table and the new
@@ -11,13 +12,37 @@
 use crate::queue_state::{MsgMeta, SeqMap};
 use std::collections::hash_map::Entry;
 
-#[derive(Debug, Default)]
-pub struct MessageTable {
-    rows: Vec<MsgMeta>,
+/// A row of a [`MessageTable`]: a message that knows its sequence number.
+pub trait Row {
+    fn seq(&self) -> i64;
+}
+
+impl Row for MsgMeta {
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+}
+
+/// A message kept beside its sequence number.
+impl<T> Row for (i64, T) {
+    fn seq(&self) -> i64 {
+        self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct MessageTable<R = MsgMeta> {
+    rows: Vec<R>,
     places: SeqMap<u32>,
 }
 
-impl MessageTable {
+impl<R> Default for MessageTable<R> {
+    fn default() -> Self {
+        MessageTable { rows: Vec::new(), places: SeqMap::default() }
+    }
+}
+
+impl<R: Row> MessageTable<R> {
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -32,44 +57,67 @@ impl MessageTable {
         self.places.reserve(n);
     }
 
-    /// Every message, in no particular order.
-    pub fn iter(&self) -> std::slice::Iter<'_, MsgMeta> {
+    pub fn iter(&self) -> std::slice::Iter<'_, R> {
         self.rows.iter()
     }
 
     pub fn seqs(&self) -> impl Iterator<Item = i64> + '_ {
-        self.rows.iter().map(|m| m.seq)
+        self.rows.iter().map(Row::seq)
     }
 
-    pub fn get(&self, seq: i64) -> Option<&MsgMeta> {
+    pub fn contains(&self, seq: i64) -> bool {
+        self.places.contains_key(&seq)
+    }
+
+    pub fn get(&self, seq: i64) -> Option<&R> {
         self.places.get(&seq).map(|&place| &self.rows[place as usize])
     }
 
-    /// The message to change in place; its `seq`, which files it, must stay as it is.
-    pub fn get_mut(&mut self, seq: i64) -> Option<&mut MsgMeta> {
+    pub fn get_mut(&mut self, seq: i64) -> Option<&mut R> {
         self.places.get(&seq).map(|&place| &mut self.rows[place as usize])
     }
 
-    /// Adds `meta`, replacing a message of the same sequence number.
-    pub fn insert(&mut self, meta: MsgMeta) {
-        match self.places.entry(meta.seq) {
-            Entry::Occupied(place) => self.rows[*place.get() as usize] = meta,
+    /// Adds `row`, or replaces the row of its sequence number.
+    pub fn insert(&mut self, row: R) {
+        match self.places.entry(row.seq()) {
+            Entry::Occupied(place) => self.rows[*place.get() as usize] = row,
             Entry::Vacant(place) => {
-                // A queue of 2^32 messages would need hundreds of gigabytes of memory first.
-                place.insert(u32::try_from(self.rows.len()).expect("fewer than 2^32 messages in a queue"));
-                self.rows.push(meta);
+                place.insert(u32::try_from(self.rows.len()).expect("fewer than 2^32 messages in a table"));
+                self.rows.push(row);
             }
         }
     }
 
-    /// Takes message `seq` out; the last message moves into its place.
-    pub fn remove(&mut self, seq: i64) -> Option<MsgMeta> {
+    /// Removes the row of `seq`; the last row takes its place.
+    pub fn remove(&mut self, seq: i64) -> Option<R> {
         let place = self.places.remove(&seq)?;
-        let meta = self.rows.swap_remove(place as usize);
+        let row = self.rows.swap_remove(place as usize);
         if let Some(moved) = self.rows.get(place as usize) {
-            self.places.insert(moved.seq, place);
+            self.places.insert(moved.seq(), place);
         }
-        Some(meta)
+        Some(row)
+    }
+
+    /// Keeps the rows `keep` accepts. Renumbers every place: for purges and a
+    /// compaction's draft, not per message.
+    pub fn retain(&mut self, keep: impl FnMut(&R) -> bool) {
+        self.rows.retain(keep);
+        self.places.clear();
+        self.places.shrink_to(self.rows.len());
+        for (place, row) in self.rows.iter().enumerate() {
+            self.places.insert(row.seq(), place as u32);
+        }
+    }
+}
+
+impl<R> IntoIterator for MessageTable<R> {
+    type Item = R;
+    type IntoIter = std::vec::IntoIter<R>;
+
+    /// The rows, without their places (freed first).
+    fn into_iter(self) -> Self::IntoIter {
+        drop(self.places);
+        self.rows.into_iter()
     }
 }
 
@@ -97,7 +145,7 @@ mod tests {
     /// plain map would hold, each found by its own number.
     #[test]
     fn holds_what_a_map_would_after_inserts_replacements_and_removals() {
-        let mut table = MessageTable::default();
+        let mut table = MessageTable::<MsgMeta>::default();
         let mut plain = std::collections::BTreeMap::new();
         let mut x = 0x2545_f491_4f6c_dd1du64;
         for step in 0..20_000u32 {
@@ -122,5 +170,27 @@ mod tests {
         assert!(table.get(2_000).is_none());
         table.get_mut(*plain.keys().next().unwrap()).unwrap().receive_count = 7;
         assert_eq!(table.iter().filter(|m| m.receive_count == 7).count(), 1);
+        // A purge's renumbering: every row kept is still found at its sequence number.
+        table.retain(|m| m.seq % 3 != 0);
+        plain.retain(|seq, _| seq % 3 != 0);
+        assert_eq!(table.len(), plain.len());
+        for seq in 0..2_000 {
+            assert_eq!(table.get(seq).map(|m| m.seq), plain.contains_key(&seq).then_some(seq), "seq {seq}");
+            assert_eq!(table.contains(seq), plain.contains_key(&seq));
+        }
+    }
+
+    #[test]
+    fn rows_kept_beside_their_numbers_are_found_by_them_and_given_back_whole() {
+        let mut table = MessageTable::<(i64, &str)>::default();
+        for (seq, text) in [(40, "a"), (7, "b"), (12, "c")] {
+            table.insert((seq, text));
+        }
+        table.insert((7, "B"));
+        assert_eq!(table.remove(40), Some((40, "a")));
+        assert_eq!(table.get(12), Some(&(12, "c")));
+        let mut rows: Vec<(i64, &str)> = table.into_iter().collect();
+        rows.sort_unstable();
+        assert_eq!(rows, [(7, "B"), (12, "c")]);
     }
 }

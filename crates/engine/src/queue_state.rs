@@ -180,9 +180,9 @@ impl PendingIndexes {
     /// The ordered sets, apart from any queue, so that a start can build them on one
     /// core while the other fills the queues' maps. A `BTreeSet` collected from sorted
     /// keys is built bottom-up, several times faster than a million single inserts
-    /// (which took a third of start-up with 1,000,000 messages). The keys come in any
-    /// order (the log's replay hands messages out by hash); sorting them here, small as
-    /// they are, is cheaper than sorting the messages before.
+    /// (which took a third of start-up with 1,000,000 messages). The keys come in the
+    /// order the index or the log lists the messages; sorting them here, small as they
+    /// are, is cheaper than sorting the messages before.
     pub fn build(self) -> LoadedIndexes {
         fn sorted<K: Ord>(mut keys: Vec<K>) -> BTreeSet<K> {
             keys.sort_unstable();

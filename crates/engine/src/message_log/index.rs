@@ -272,7 +272,7 @@ pub(super) fn read(dir: &Path, numbers: &[u32]) -> Option<(Position, Replayed)> 
     let could_hold = index.unread_bytes() / MESSAGE_MIN_BYTES;
     replayed.messages.reserve(index.messages.min(could_hold) as usize + inserts_after(dir, numbers, at));
     let index = decode_beside(index, &mut |seq, m| {
-        replayed.messages.insert(seq, m);
+        replayed.messages.insert((seq, m));
     })?;
     replayed.dedup = index.dedup()?;
     Some((at, replayed))
@@ -421,7 +421,7 @@ impl Tail {
                 self.changes.remove(&seq()?);
                 self.inserted.insert(seq()?, ());
             }
-            Kind::State | Kind::Delete | Kind::Move if !self.born.messages.contains_key(&seq()?) => {
+            Kind::State | Kind::Delete | Kind::Move if !self.born.messages.contains(seq()?) => {
                 self.changes.entry(seq()?).or_default().push((self.order, kind, body.into()));
             }
             Kind::Purge => {
@@ -520,7 +520,7 @@ fn merge(
             Kept::Gone => {}
         }
     }
-    for (seq, m) in born {
+    for (seq, m) in born.iter() {
         out.message(*seq, m).map_err(internal)?;
     }
     let dedup = live_dedup(old.dedup().ok_or_else(unreadable)?.into_iter().chain(tail.born.dedup), now_ms);
@@ -640,7 +640,7 @@ mod tests {
             state.receive_count = (seq % 5) as u32;
             let at = Location { segment: 1, offset: seq as u32 * 10, length: 10 };
             let group_id = (seq % 4 == 0).then(|| format!("g{}", seq % 7).into_boxed_str());
-            written.messages.insert(seq, LiveMessage { at, state, sent_ms: seq as u64 * 3, group_id });
+            written.messages.insert((seq, LiveMessage { at, state, sent_ms: seq as u64 * 3, group_id }));
         }
         store(dir.path(), false, |out| write_whole(out, at, &written)).unwrap();
         let (read_at, back) = read(dir.path(), &[1]).expect("the index reads back");
@@ -658,7 +658,7 @@ mod tests {
 
         // One message, its count raised by one and the checksum made to match.
         let mut bytes = IndexWriter::new(Vec::new(), at, 2, 1, 1);
-        bytes.message(1, &written.messages[&1]).unwrap();
+        bytes.message(1, written.message(1)).unwrap();
         let mut bytes = bytes.finish([].iter()).unwrap();
         let count_at = 4 + MAGIC.len() + 4 + 8 + 8 + 8;
         bytes[count_at..count_at + 8].copy_from_slice(&2u64.to_le_bytes());
@@ -834,7 +834,7 @@ mod tests {
         let (log, replayed) = MessageLog::open(dir.path(), true, 400).unwrap();
         assert!(replayed.from_index);
         assert_eq!(replayed.messages.len(), 9);
-        let (seq, read_state, read) = log.read(replayed.messages[&5].at).unwrap().unwrap();
+        let (seq, read_state, read) = log.read(replayed.message(5).at).unwrap().unwrap();
         assert_eq!((seq, read_state, read.message_id), (5, state_of_5, content_of_5.message_id));
 
         // A last index damaged after it was read: the next checkpoint finds its checksum
@@ -853,7 +853,7 @@ mod tests {
         drop(log);
         let (_, replayed) = MessageLog::open(dir.path(), true, 400).unwrap();
         assert!(replayed.from_index);
-        let mut seqs: Vec<i64> = replayed.messages.keys().copied().collect();
+        let mut seqs: Vec<i64> = replayed.messages.seqs().collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (5..=60).collect::<Vec<_>>());
     }
