@@ -427,7 +427,7 @@ impl EmbeddedStore {
         std::thread::scope(|scope| {
             let built = scope.spawn(move || pending.into_iter().map(|(q, keys)| (q, keys.build())).collect::<Vec<_>>());
             let mut groups: HashMap<Box<str>, Arc<str>> = HashMap::new();
-            let mut live = replayed.messages.into_iter().peekable();
+            let mut live = replayed.messages.into_rows_freed_as_taken().peekable();
             while let Some((seq, m)) = live.next() {
                 let queue_id = m.state.queue_id;
                 let Some(handle) = reg.by_id.get(&queue_id) else { continue };

@@ -110,14 +110,31 @@ impl<R: Row> MessageTable<R> {
     }
 }
 
-impl<R> IntoIterator for MessageTable<R> {
-    type Item = R;
-    type IntoIter = std::vec::IntoIter<R>;
-
-    /// The rows, without their places (freed first).
-    fn into_iter(self) -> Self::IntoIter {
+impl<R> MessageTable<R> {
+    /// The rows, last first, giving their memory back as they go (the vector shrinks
+    /// each time it is half empty), without their places (freed first): a start moves a
+    /// million rows into the queues' tables, and holding all of them until the last
+    /// was moved set its high-water mark.
+    pub fn into_rows_freed_as_taken(self) -> RowsFreedAsTaken<R> {
         drop(self.places);
-        self.rows.into_iter()
+        RowsFreedAsTaken(self.rows)
+    }
+}
+
+/// See [`MessageTable::into_rows_freed_as_taken`].
+pub struct RowsFreedAsTaken<R>(Vec<R>);
+
+impl<R> Iterator for RowsFreedAsTaken<R> {
+    type Item = R;
+
+    fn next(&mut self) -> Option<R> {
+        // Below this, shrinking frees too little to be worth a reallocation.
+        const LEAST_SHRUNK: usize = 4096;
+        let row = self.0.pop()?;
+        if self.0.capacity() > LEAST_SHRUNK && self.0.len() < self.0.capacity() / 2 {
+            self.0.shrink_to_fit();
+        }
+        Some(row)
     }
 }
 
@@ -189,8 +206,14 @@ mod tests {
         table.insert((7, "B"));
         assert_eq!(table.remove(40), Some((40, "a")));
         assert_eq!(table.get(12), Some(&(12, "c")));
-        let mut rows: Vec<(i64, &str)> = table.into_iter().collect();
+        let mut rows: Vec<(i64, &str)> = table.into_rows_freed_as_taken().collect();
         rows.sort_unstable();
         assert_eq!(rows, [(7, "B"), (12, "c")]);
+        let mut many = MessageTable::<(i64, u8)>::default();
+        for seq in 0..10_000 {
+            many.insert((seq, (seq % 256) as u8));
+        }
+        let taken: Vec<(i64, u8)> = many.into_rows_freed_as_taken().collect();
+        assert_eq!(taken, (0..10_000).rev().map(|seq| (seq, (seq % 256) as u8)).collect::<Vec<_>>());
     }
 }
