@@ -74,6 +74,13 @@ start_sluice
 measure sqs-cycle "8 senders, 8 receivers" "$endpoint" --connections 16 --duration "$seconds"
 start_sluice
 measure sqs-cycle "32 senders, 32 receivers" "$endpoint" --connections 64 --duration "$seconds"
+# Producers sending SendMessageBatch of 10: unpaced (the backlog grows, the consumers set
+# the rate), then paced at 6,400 requests/s over all connections (about 32,000 messages/s
+# when the consumers keep up: the send→receive latency then stays in milliseconds).
+start_sluice
+measure sqs-cycle "32 batch senders, 32 receivers" "$endpoint" --connections 64 --duration "$seconds" --batch
+start_sluice
+measure sqs-cycle "32 batch senders, 32 receivers, 6,400 requests/s" "$endpoint" --connections 64 --duration "$seconds" --batch --rate 6400
 start_sluice
 measure sqs-fifo "16 connections, 16 groups" "$endpoint" --connections 16 --duration "$seconds"
 start_sluice
