@@ -528,6 +528,38 @@ fn merge(
     out.finish(dedup.iter()).map(drop).map_err(internal)
 }
 
+/// The log a checkpoint covers: from `from` to the end of the first sealed segment that
+/// brings it to `enough` bytes, or to `end` when the sealed segments hold less. A
+/// checkpoint holds in memory what the log after the last index says (about 150 bytes a
+/// message); at the lowest CPU priority it can be starved while a backlog of a million
+/// grows, and then covered all of it at once. The next checkpoint goes on from the cut.
+/// The place is the segment's last group's end, before its seal, which a start then
+/// replays (a segment before the head must end with its seal).
+fn cut_after_enough(
+    end: Position,
+    mut segments: Vec<SegmentView>,
+    from: Position,
+    enough: u64,
+) -> (Position, Vec<SegmentView>) {
+    let mut covered = 0;
+    for i in 0..segments.len() {
+        let (n, _, len) = segments[i];
+        if n < from.segment {
+            continue;
+        }
+        if n == end.segment {
+            break;
+        }
+        covered += len - if n == from.segment { from.offset } else { 0 };
+        let place = Position { segment: n, offset: len.saturating_sub(MARKER_BYTES) };
+        if covered >= enough && place > from {
+            segments.truncate(i + 1);
+            return (place, segments);
+        }
+    }
+    (end, segments)
+}
+
 impl MessageLog {
     /// Writes the index of `source`, which must be what the log says at its end now:
     /// at a clean shutdown, with nothing appending.
@@ -541,7 +573,9 @@ impl MessageLog {
 
     /// Writes a new index when at least `every` bytes of the log follow the last one's
     /// place, and [`LOG_PER_INDEX_BYTE`] times its size: the last index merged with the
-    /// entries after its place, or, with no usable index, the whole log replayed. Reads
+    /// entries after its place, or, with no usable index, the whole log replayed; in
+    /// either case only up to the first sealed segment that makes that much
+    /// ([`cut_after_enough`]), so that a checkpoint far behind holds a bounded tail. Reads
     /// only what is durably written, so it runs beside the writer; returns at once,
     /// `false`, while another is being written.
     pub fn checkpoint(&self, now_ms: u64, every: u64) -> Result<bool, StoreError> {
@@ -562,9 +596,11 @@ impl MessageLog {
         // A checkpoint rewrites the whole index: with a large one, wait for
         // proportionally more log, so that rewriting stays a fraction of what is appended.
         let index_bytes = last.and_then(|_| std::fs::metadata(self.dir.join(FILE)).ok()).map_or(0, |m| m.len());
-        if behind < every.max(LOG_PER_INDEX_BYTE * index_bytes) || end == from {
+        let enough = every.max(LOG_PER_INDEX_BYTE * index_bytes);
+        if behind < enough || end == from {
             return Ok(false);
         }
+        let (end, segments) = cut_after_enough(end, segments, from, enough);
         let started = std::time::Instant::now();
         let path = self.dir.join(FILE);
         let old = || IndexReader::open(&path).filter(|r| Some(r.at) == last);
@@ -597,7 +633,13 @@ impl MessageLog {
             }
         };
         *index = Some(end);
-        tracing::debug!(behind, bytes, ms = started.elapsed().as_millis() as u64, "message index checkpoint");
+        tracing::debug!(
+            behind,
+            bytes,
+            segment = end.segment,
+            ms = started.elapsed().as_millis() as u64,
+            "message index checkpoint"
+        );
         Ok(true)
     }
 }
@@ -802,6 +844,47 @@ mod tests {
             assert!(checkpoints > 2, "seed {seed}: only {checkpoints} checkpoints");
         }
         assert!(steps_with_more > 10, "compactions in steps: {steps_with_more}");
+    }
+
+    /// A checkpoint far behind covers sealed segments up to about `every` bytes, ends
+    /// before the last one's seal, and leaves the rest to the next ones; a start from
+    /// such an index finds what the whole log says.
+    #[test]
+    fn a_checkpoint_far_behind_covers_enough_log_and_the_next_go_on() {
+        const SEGMENT: u64 = 400;
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = MessageLog::open(dir.path(), true, SEGMENT).unwrap();
+        for seq in 1..=40 {
+            insert(&log, seq, 1 + seq % 3);
+            if seq % 4 == 0 {
+                write(&log, &[Change::Delete { seq: seq - 2 }]);
+            }
+        }
+        let segments = log.segments().len();
+        assert!(segments > 8, "{segments} segments");
+        let place = || IndexReader::open(&dir.path().join(SUBDIR).join(FILE)).map(|r| r.at);
+        let every = 2 * SEGMENT;
+        let mut places = Vec::new();
+        while log.checkpoint(0, every).unwrap() {
+            let at = place().unwrap();
+            places.push(at);
+            let head = log.segments().last().unwrap().0;
+            if at.segment != head {
+                let (_, length) = log.segments().into_iter().find(|(n, _)| *n == at.segment).unwrap();
+                assert_eq!(at.offset, length - MARKER_BYTES, "a cut ends before the seal");
+            }
+        }
+        // The first cut short of the head; the next waits for four times the index's size.
+        assert!(places.len() >= 2, "checkpoints in steps: {places:?}");
+        assert!(places.windows(2).all(|w| w[0] < w[1]), "each goes on: {places:?}");
+        assert!(places[0].segment < places.last().unwrap().segment);
+        drop(log);
+        let (_, from_index) = MessageLog::open(dir.path(), true, SEGMENT).unwrap();
+        assert!(from_index.from_index);
+        std::fs::remove_file(dir.path().join(SUBDIR).join(FILE)).unwrap();
+        let (_, whole) = MessageLog::open(dir.path(), true, SEGMENT).unwrap();
+        assert_eq!(found(&from_index, 0), found(&whole, 0));
+        assert_eq!(whole.messages.len(), 30);
     }
 
     #[test]
