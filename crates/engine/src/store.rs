@@ -76,6 +76,10 @@ pub struct NewMessage {
     pub dedup_id: Option<String>,
     /// Per-message delay; `None` means the queue's DelaySeconds.
     pub delay_s: Option<u64>,
+    /// The body is the previous message's of the same [`Store::send_to_queues`] call
+    /// (`body` is left empty): a fan-out's deliveries of one text, which the log stores
+    /// once, need not be copied once per queue first.
+    pub body_as_previous: bool,
 }
 
 impl NewMessage {

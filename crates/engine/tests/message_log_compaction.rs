@@ -100,6 +100,18 @@ async fn compaction_frees_deleted_messages_and_keeps_live_ones_whole() {
 /// deleted its copy and compaction removed the segment holding it, and after a restart.
 #[tokio::test]
 async fn deliveries_of_one_text_store_it_once_and_keep_it_through_compaction() {
+    deliveries_of_one_text(false).await;
+}
+
+/// As above, with the text given once and the other deliveries' bodies as the previous
+/// one's (SNS's raw deliveries): the sealed queues, which cannot share the plain run's
+/// stored body, store copies of the text.
+#[tokio::test]
+async fn deliveries_given_the_previous_body_store_it_once_and_keep_it_through_compaction() {
+    deliveries_of_one_text(true).await;
+}
+
+async fn deliveries_of_one_text(as_previous: bool) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let store = open(dir.path(), clock.clone());
@@ -115,7 +127,11 @@ async fn deliveries_of_one_text_store_it_once_and_keep_it_through_compaction() {
     let total = |s: &[(u32, u64)]| s.iter().map(|(_, b)| b).sum::<u64>();
     let before = total(&store.message_segments());
     let message = |body: &str| NewMessage { body: body.to_owned(), sender_id: "sns".into(), ..Default::default() };
-    let mut sends: Vec<(&QueueKey, NewMessage)> = keys.iter().map(|k| (k, message(&text))).collect();
+    let delivery = |i: usize| match as_previous && i > 0 {
+        true => NewMessage { sender_id: "sns".into(), body_as_previous: true, ..Default::default() },
+        false => message(&text),
+    };
+    let mut sends: Vec<(&QueueKey, NewMessage)> = keys.iter().enumerate().map(|(i, k)| (k, delivery(i))).collect();
     sends.push((&keys[0], message(&other)));
     let results = store.send_to_queues(sends).unwrap().wait().await.unwrap();
     assert!(results.iter().all(Result::is_ok));

@@ -999,17 +999,21 @@ impl SnsService {
         let body_values = body_values(&out.message);
         let index = self.topic_index(&topic.arn);
         let mut signer = PublishSigner::new(&self.keys);
+        // The text of the last raw SQS delivery queued: a raw delivery of the same text
+        // gives its body as that one's, not as another copy.
+        let mut last_raw_sqs_text: Option<&str> = None;
         for i in index.policies.matching(&attr_values, body_values.as_ref()) {
             let sub = &index.subscriptions[i];
-            let text = out
+            let source = out
                 .per_protocol
                 .as_ref()
                 .and_then(|m| m.get(&sub.protocol).or_else(|| m.get("default")))
                 .and_then(Value::as_str)
                 .unwrap_or(&out.message);
-            // A raw delivery's text is the stored body.
-            let text = NewMessage::body_from(text);
             let raw = is_true(&sub.attributes, "RawMessageDelivery");
+            let body_as_previous = raw && sub.protocol == "sqs" && last_raw_sqs_text == Some(source);
+            // A raw delivery's text is the stored body.
+            let text = if body_as_previous { String::new() } else { NewMessage::body_from(source) };
             // Email and SMS carry the message text; everything else gets the signed
             // envelope unless the subscription asked for raw delivery.
             let body = if raw || matches!(sub.protocol.as_str(), "email" | "sms") {
@@ -1062,7 +1066,9 @@ impl SnsService {
                         group_id: if queue_fifo || !fifo { out.group_id.clone() } else { None },
                         dedup_id: if queue_fifo { out.dedup_id.clone() } else { None },
                         delay_s: None,
+                        body_as_previous,
                     };
+                    last_raw_sqs_text = raw.then_some(source);
                     sqs_subscriptions.push(&sub.arn);
                     sqs_sends.push((queue, message));
                 }

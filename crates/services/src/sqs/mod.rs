@@ -606,6 +606,7 @@ impl SqsService {
                 group_id: group.clone(),
                 dedup_id,
                 delay_s: delay.map(|d| d as u64),
+                body_as_previous: false,
             },
             digests: SendDigests { md5_body, md5_attributes: md5_of_attributes(attrs), md5_system_attributes },
             size,
