@@ -227,9 +227,11 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                 }
             };
             if action == "SubscribeToShard" {
-                return subscribe_to_shard(&state, &ctx, input, &protocol, request_id).await;
+                return Box::pin(subscribe_to_shard(&state, &ctx, input, &protocol, request_id)).await;
             }
-            match state.kinesis.handle(&ctx, &action, input).await {
+            // Boxed, as below: Kinesis's futures are the largest (3.9 KB), and every
+            // request's future, a long poll's too, would otherwise be as large.
+            match Box::pin(state.kinesis.handle(&ctx, &action, input)).await {
                 Ok(output) => {
                     let model = state.kinesis.model();
                     let bytes = match model.operations.get(&action).and_then(|o| o.output.as_deref()) {
@@ -265,13 +267,13 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                 }
             };
             if target == "Kinesis_20131202.SubscribeToShard" {
-                return subscribe_to_shard(&state, &ctx, input, &protocol, request_id).await;
+                return Box::pin(subscribe_to_shard(&state, &ctx, input, &protocol, request_id)).await;
             }
             let to_json = |v: Value| serde_json::to_vec(&v).unwrap_or_default();
             let result = match target.split_once('.') {
                 Some(("AmazonSQS", action)) => state.sqs.handle_json(&ctx, action, input).await,
                 Some((sluice_services::kinesis::TARGET_PREFIX, action)) => {
-                    state.kinesis.handle_json(&ctx, action, input).await
+                    Box::pin(state.kinesis.handle_json(&ctx, action, input)).await
                 }
                 Some((sluice_services::firehose::TARGET_PREFIX, action)) => {
                     state.firehose.handle(&ctx, action, input).await.map(to_json)
@@ -298,7 +300,8 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
             if query_is_sns(&state, scope_service.as_deref(), &action, &params) {
                 let protocol = Protocol::Query(sluice_services::sns::XMLNS);
                 let result = match state.sns.decode_query(&action, &params) {
-                    Ok(input) => state.sns.handle(&ctx, &action, input).await,
+                    // Boxed for the same reason as Kinesis's (1.8 KB).
+                    Ok(input) => Box::pin(state.sns.handle(&ctx, &action, input)).await,
                     Err(e) => Err(e),
                 };
                 return match result {
