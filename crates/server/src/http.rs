@@ -207,6 +207,8 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
         trace_header: header_str(&parts.headers, "x-amzn-trace-id").map(str::to_owned),
         caller,
     };
+    // The headers are read: freed now rather than held through a long poll's wait.
+    drop(parts);
 
     match protocol {
         Protocol::Cbor => {
@@ -266,6 +268,7 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                     Err(e) => return error_response(&protocol, &errors::serialization(e.to_string()), request_id),
                 }
             };
+            drop(body);
             if target == "Kinesis_20131202.SubscribeToShard" {
                 return Box::pin(subscribe_to_shard(&state, &ctx, input, &protocol, request_id)).await;
             }
@@ -288,6 +291,7 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
         Protocol::Query(_) => {
             let mut params = query_params;
             params.extend(sluice_wire::query::parse_form(&body));
+            drop(body);
             let Some(action) = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()) else {
                 let e = AwsError::new(
                     400,
