@@ -1129,14 +1129,15 @@ impl Store for EmbeddedStore {
         };
         let mut outcome = Vec::with_capacity(1);
         let runs = body_runs(sends.iter().map(|(_, m)| m));
-        let repeated: Vec<bool> = sends.iter().skip(1).map(|(_, m)| m.body_as_previous).chain([false]).collect();
         // One copy of a repeated text, taken before its first message's body is sealed in
         // place, for a later message that cannot share it.
         let mut run_text: Option<String> = None;
         let mut results: PerQueueSends = Vec::with_capacity(sends.len());
-        for (i, ((key, message), run)) in sends.into_iter().zip(runs).enumerate() {
+        let mut sends = sends.into_iter().zip(runs).peekable();
+        while let Some(((key, message), run)) = sends.next() {
             if !message.body_as_previous {
-                run_text = repeated[i].then(|| message.body.clone());
+                let repeated = sends.peek().is_some_and(|((_, next), _)| next.body_as_previous);
+                run_text = repeated.then(|| message.body.clone());
             }
             let body_run = BodyRun { run, text: run_text.as_deref() };
             let result = self.prepare_send(&mut write, key, [(message, Some(body_run))], &mut outcome);

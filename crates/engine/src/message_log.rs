@@ -313,10 +313,10 @@ fn seal_header(out: &mut [u8], start: usize) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Appends an entry with no payload (a seal or a commit).
 /// Bytes of a marker entry ([`push_marker`]): a header and its kind.
 const MARKER_BYTES: u64 = HEADER_LEN as u64 + 1;
 
+/// Appends an entry with no payload (a seal or a commit).
 fn push_marker(out: &mut Vec<u8>, kind: Kind) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);

@@ -228,6 +228,7 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                     }
                 }
             };
+            drop(body);
             if action == "SubscribeToShard" {
                 return Box::pin(subscribe_to_shard(&state, &ctx, input, &protocol, request_id)).await;
             }
