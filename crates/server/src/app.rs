@@ -195,16 +195,16 @@ async fn serve_connections(
     loop {
         tokio::select! {
             (tcp, _) = crate::connections::accept(&listener.listener, &listener.slots) => {
-                let (tls, state, watcher) = (tls.clone(), state.clone(), graceful.watcher());
-                tokio::spawn(async move {
-                    match tls {
-                        Some(acceptor) => {
-                            let Ok(stream) = acceptor.accept(tcp).await else { return };
-                            serve_stream(stream, state, watcher).await;
-                        }
-                        None => serve_stream(tcp, state, watcher).await,
-                    }
-                });
+                let (state, watcher) = (state.clone(), graceful.watcher());
+                // Two spawns, not one future with both arms: a task is as large as its
+                // future, and a plain connection would carry the TLS arm's 4.4 KB.
+                match tls.clone() {
+                    Some(acceptor) => tokio::spawn(async move {
+                        let Ok(stream) = acceptor.accept(tcp).await else { return };
+                        serve_stream(stream, state, watcher).await;
+                    }),
+                    None => tokio::spawn(serve_stream(tcp, state, watcher)),
+                };
             }
             _ = shutdown.changed() => break,
         }
