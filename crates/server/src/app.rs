@@ -217,9 +217,11 @@ async fn serve_stream<S>(stream: S, state: http::ListenerState, watcher: hyper_u
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // `map`, not an async block holding `handle`'s future: hyper keeps one allocation of
+    // this future's size per connection, and a block would hold it twice.
     let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(http::handle(state, request.map(axum::body::Body::new)).await) }
+        use futures_util::FutureExt;
+        http::handle(state.clone(), request.map(axum::body::Body::new)).map(Ok::<_, std::convert::Infallible>)
     });
     let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);

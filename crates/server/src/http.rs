@@ -4,12 +4,15 @@
 
 use axum::body::{to_bytes, Body};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use futures_util::future::{ready, Either, FutureExt};
 use serde_json::Value;
 use sluice_services::sns::SnsService;
-use sluice_services::sqs::{errors, SqsService, XMLNS};
+use sluice_services::sqs::{errors, Received, Receiving, SqsService, XMLNS};
 use sluice_services::RequestContext;
 use sluice_wire::xml::XmlResponse;
 use sluice_wire::AwsError;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// Largest request body accepted: a 1 MiB batch grows when form-encoded.
@@ -44,6 +47,7 @@ fn account_for(access_key: &str, default: &str) -> String {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Protocol {
     /// AWS JSON 1.1 carried as CBOR (`application/x-amz-cbor-1.1`), the Java SDKs'
     /// default for Kinesis.
@@ -112,17 +116,72 @@ async fn sluice_endpoint(state: &AppState, method: &Method, path: &str) -> Optio
 pub type ListenerState = (Arc<AppState>, &'static str);
 
 /// Answers one request, whatever its protocol and service; called by hyper for each request.
-pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> Response<Body> {
-    // On the stack: the context and the answer's header each take their own copy.
-    let mut request_id_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let request_id: &str = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut request_id_buf);
+///
+/// hyper keeps one allocation per connection for the future this returns, so that future
+/// is kept small: the request's handling is boxed apart and freed once it has answered,
+/// and a long poll that must wait goes on as its own small future (see
+/// `SqsService::start_receive`). An open connection, and a waiting poll, hold a few
+/// hundred bytes of ours, not the 2.5 KB the whole handling takes.
+pub fn handle(listener: ListenerState, request: Request<Body>) -> impl Future<Output = Response<Body>> + Send {
     let (parts, body) = request.into_parts();
+    // Combinators rather than async blocks: a block that awaits a future it holds keeps
+    // it twice (as its capture and as the awaited value).
+    let handling = Box::pin(read_request(listener, parts, body, uuid::Uuid::new_v4()).then(|read| match read {
+        Ok((state, incoming)) => Either::Left(dispatch(state, incoming)),
+        Err(response) => Either::Right(ready(Answer::Now(response))),
+    }));
+    handling.then(|answer| match answer {
+        Answer::Now(response) => Either::Left(ready(response)),
+        Answer::AfterWait(waiting) => Either::Right(waiting),
+    })
+}
+
+/// A request's answer, or the wait that will give it.
+enum Answer {
+    Now(Response<Body>),
+    AfterWait(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+impl From<Response<Body>> for Answer {
+    fn from(response: Response<Body>) -> Self {
+        Answer::Now(response)
+    }
+}
+
+/// A request read: its context and body, with what routes it.
+struct Incoming {
+    ctx: RequestContext,
+    body: bytes::Bytes,
+    /// The in-flight slot, held until the answer (or a long poll's wait) is done.
+    permit: tokio::sync::OwnedSemaphorePermit,
+    route: Route,
+}
+
+/// How a request is routed: its protocol and target, and for Query its URL's parameters
+/// and the service its signature names.
+struct Route {
+    protocol: Protocol,
+    target: Option<String>,
+    query_params: Vec<(String, String)>,
+    scope_service: Option<String>,
+}
+
+/// Reads the request's head and body: answers at once (health, Sluice's own endpoints,
+/// throttling, a body too large, a failed signature) or gives the request's context.
+async fn read_request(
+    (state, scheme): ListenerState,
+    parts: axum::http::request::Parts,
+    body: Body,
+    request_uuid: uuid::Uuid,
+) -> Result<(Arc<AppState>, Incoming), Response<Body>> {
+    let mut request_id_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let request_id: &str = request_uuid.hyphenated().encode_lower(&mut request_id_buf);
     if parts.method == Method::GET && parts.uri.path() == "/health" {
-        return Response::builder()
+        return Err(Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from("{\"status\":\"ok\"}"))
-            .unwrap_or_default();
+            .unwrap_or_default());
     }
     if parts.uri.path().starts_with("/_sluice/") {
         // The outbox holds message bodies: with --auth sigv4 it needs a signed request from
@@ -133,18 +192,18 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
         {
             let body = to_bytes(body, MAX_BODY_BYTES).await.unwrap_or_default();
             if let Err(e) = crate::auth::authenticate(credentials, &parts, &body, now_secs()) {
-                return plain(
+                return Err(plain(
                     StatusCode::from_u16(e.status).unwrap_or(StatusCode::FORBIDDEN),
                     "application/json",
                     String::from_utf8_lossy(&e.json_body()).into_owned(),
-                );
+                ));
             }
-            return sluice_endpoint(&state, &parts.method, parts.uri.path())
+            return Err(Box::pin(sluice_endpoint(&state, &parts.method, parts.uri.path()))
                 .await
-                .unwrap_or_else(|| plain(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET or DELETE".into()));
+                .unwrap_or_else(|| plain(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET or DELETE".into())));
         }
-        if let Some(response) = sluice_endpoint(&state, &parts.method, parts.uri.path()).await {
-            return response;
+        if let Some(response) = Box::pin(sluice_endpoint(&state, &parts.method, parts.uri.path())).await {
+            return Err(response);
         }
     }
     let target = header_str(&parts.headers, "x-amz-target").map(str::to_owned);
@@ -159,15 +218,15 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
     };
     // Backpressure instead of unbounded memory: past the cap, answer at once with the
     // throttling error every SDK retries with backoff, before reading the body.
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+    let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
         let e = AwsError::new(400, "ThrottlingException", "Throttling", "Rate exceeded");
-        return error_response(&protocol, &e, request_id);
+        return Err(error_response(&protocol, &e, request_id));
     };
     let body = match to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(_) => {
             let e = AwsError::new(413, "RequestEntityTooLarge", "RequestEntityTooLarge", "Request body is too large.");
-            return error_response(&protocol, &e, request_id);
+            return Err(error_response(&protocol, &e, request_id));
         }
     };
 
@@ -189,7 +248,7 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
         crate::auth::AuthMode::SigV4(credentials) => {
             match crate::auth::authenticate(credentials, &parts, &body, now_secs()) {
                 Ok(credential) => (credential.account_id.clone(), Some(Arc::new(credential.caller()))),
-                Err(e) => return error_response(&protocol, &e, request_id),
+                Err(e) => return Err(error_response(&protocol, &e, request_id)),
             }
         }
     };
@@ -207,10 +266,16 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
         trace_header: header_str(&parts.headers, "x-amzn-trace-id").map(str::to_owned),
         caller,
     };
-    // The headers are read: freed now rather than held through a long poll's wait.
-    drop(parts);
+    Ok((state, Incoming { ctx, body, permit, route: Route { protocol, target, query_params, scope_service } }))
+}
 
-    match protocol {
+/// Runs a read request by its protocol and service.
+async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
+    let Incoming { ctx, body, permit, route } = incoming;
+    let Route { protocol, target, query_params, scope_service } = route;
+    let request_id = ctx.request_id.as_str();
+
+    Answer::Now(match protocol {
         Protocol::Cbor => {
             let action =
                 target.as_deref().and_then(|t| t.split_once('.')).map(|(_, a)| a.to_owned()).unwrap_or_default();
@@ -225,12 +290,13 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                             &sluice_services::kinesis::serialization(e.to_string()),
                             request_id,
                         )
+                        .into()
                     }
                 }
             };
             drop(body);
             if action == "SubscribeToShard" {
-                return Box::pin(subscribe_to_shard(&state, &ctx, input, &protocol, request_id)).await;
+                return Box::pin(subscribe_to_shard(&state, &ctx, input, &protocol, request_id)).await.into();
             }
             // Boxed, as below: Kinesis's futures are the largest (3.9 KB), and every
             // request's future, a long poll's too, would otherwise be as large.
@@ -254,11 +320,16 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
         Protocol::Json { content_type, .. } => {
             let target = target.unwrap_or_default();
             if let Some(("AmazonSQS", action)) = target.split_once('.') {
-                if let Some(result) = state.sqs.handle_typed_json(&ctx, action, &body).await {
+                // Boxed in its own statement: an `if let` scrutinee's temporary would keep
+                // the unboxed future's room (1.3 KB) in this future.
+                let sending = state.sqs.handle_typed_json(&ctx, action, &body).map(Box::pin);
+                if let Some(sending) = sending {
+                    let result = sending.await;
                     return match result {
                         Ok(body) => json_response(body, content_type, request_id),
                         Err(e) => error_response(&protocol, &e, request_id),
-                    };
+                    }
+                    .into();
                 }
             }
             let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
@@ -266,21 +337,28 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
             } else {
                 match serde_json::from_slice(&body) {
                     Ok(v) => v,
-                    Err(e) => return error_response(&protocol, &errors::serialization(e.to_string()), request_id),
+                    Err(e) => {
+                        return error_response(&protocol, &errors::serialization(e.to_string()), request_id).into()
+                    }
                 }
             };
             drop(body);
             if target == "Kinesis_20131202.SubscribeToShard" {
-                return Box::pin(subscribe_to_shard(&state, &ctx, input, &protocol, request_id)).await;
+                return Box::pin(subscribe_to_shard(&state, &ctx, input, &protocol, request_id)).await.into();
+            }
+            if target == "AmazonSQS.ReceiveMessage" {
+                let receiving = Box::pin(state.sqs.start_receive(&ctx, input, false)).await;
+                let render = move |r: &Received, id: &str| Ok(json_response(r.json_body()?, content_type, id));
+                return receive_answer(receiving, protocol, ctx.request_id.clone(), permit, render);
             }
             let to_json = |v: Value| serde_json::to_vec(&v).unwrap_or_default();
             let result = match target.split_once('.') {
-                Some(("AmazonSQS", action)) => state.sqs.handle_json(&ctx, action, input).await,
+                Some(("AmazonSQS", action)) => Box::pin(state.sqs.handle_json(&ctx, action, input)).await,
                 Some((sluice_services::kinesis::TARGET_PREFIX, action)) => {
                     Box::pin(state.kinesis.handle_json(&ctx, action, input)).await
                 }
                 Some((sluice_services::firehose::TARGET_PREFIX, action)) => {
-                    state.firehose.handle(&ctx, action, input).await.map(to_json)
+                    Box::pin(state.firehose.handle(&ctx, action, input)).await.map(to_json)
                 }
                 _ => Err(errors::unknown_operation(&target, false)),
             };
@@ -300,7 +378,7 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                     "MissingAction",
                     "The request must contain the parameter Action.",
                 );
-                return error_response(&protocol, &e, request_id);
+                return error_response(&protocol, &e, request_id).into();
             };
             if query_is_sns(&state, scope_service.as_deref(), &action, &params) {
                 let protocol = Protocol::Query(sluice_services::sns::XMLNS);
@@ -319,10 +397,23 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                         xml_response(xml.render(&action, Some(&output), request_id), request_id)
                     }
                     Err(e) => error_response(&protocol, &e, request_id),
+                }
+                .into();
+            }
+            if action == "ReceiveMessage" {
+                let receiving = match state.sqs.decode_query(&ctx, &action, &params) {
+                    Ok(input) => Box::pin(state.sqs.start_receive(&ctx, input, true)).await,
+                    Err(e) => Err(e),
                 };
+                let state = state.clone();
+                let render = move |r: &Received, id: &str| {
+                    let xml = XmlResponse { model: state.sqs.model(), naming: SqsService::naming(), xmlns: XMLNS };
+                    Ok(xml_response(xml.render("ReceiveMessage", Some(&r.output()?), id), id))
+                };
+                return receive_answer(receiving, protocol, ctx.request_id.clone(), permit, render);
             }
             let result = match state.sqs.decode_query(&ctx, &action, &params) {
-                Ok(input) => state.sqs.handle(&ctx, &action, input, true).await,
+                Ok(input) => Box::pin(state.sqs.handle(&ctx, &action, input, true)).await,
                 Err(e) => Err(e),
             };
             match result {
@@ -333,6 +424,32 @@ pub async fn handle((state, scheme): ListenerState, request: Request<Body>) -> R
                 Err(e) => error_response(&protocol, &e, request_id),
             }
         }
+    })
+}
+
+/// ReceiveMessage's answer, rendered by `render`: now, or after its long poll's wait. The
+/// wait holds the in-flight permit (a waiting poll counts against the cap) and only what
+/// it needs to answer.
+fn receive_answer<R>(
+    receiving: Result<Receiving, AwsError>,
+    protocol: Protocol,
+    request_id: String,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    render: R,
+) -> Answer
+where
+    R: Fn(&Received, &str) -> Result<Response<Body>, AwsError> + Send + 'static,
+{
+    let respond = move |received: Result<Received, AwsError>| {
+        received.and_then(|r| render(&r, &request_id)).unwrap_or_else(|e| error_response(&protocol, &e, &request_id))
+    };
+    match receiving {
+        Ok(Receiving::Waiting(poll)) => Answer::AfterWait(Box::pin(poll.received().map(move |received| {
+            drop(permit);
+            respond(received)
+        }))),
+        Ok(Receiving::Received(received)) => respond(Ok(received)).into(),
+        Err(e) => respond(Err(e)).into(),
     }
 }
 

@@ -111,6 +111,54 @@ fn query_protocol_round_trip() {
     assert!(xml.contains("<Code>InvalidParameterValue</Code>"), "{xml}");
 }
 
+/// A Query long poll that has to wait answers in XML as one that finds a message at once
+/// does: empty at its deadline, or with the message a send woke it for. (Its wait goes on
+/// apart from the request's handling, which renders the answer afterwards.)
+#[test]
+fn a_waiting_query_long_poll_answers_in_xml() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let url = create(&a, &s.endpoint, "waits");
+    let receive = {
+        let (endpoint, url) = (s.endpoint.clone(), url.clone());
+        move |wait: &str| {
+            let form = [
+                ("Action", "ReceiveMessage"),
+                ("QueueUrl", url.as_str()),
+                ("WaitTimeSeconds", wait),
+                ("AttributeName.1", "ApproximateReceiveCount"),
+            ];
+            query_call(&agent(), &endpoint, &form)
+        }
+    };
+
+    let (status, xml) = receive("1");
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.starts_with("<?xml") || xml.starts_with("<ReceiveMessageResponse"), "an XML document: {xml}");
+    assert!(
+        xml.contains(
+            "<ReceiveMessageResponse xmlns=\"http://queue.amazonaws.com/doc/2012-11-05/\"><ReceiveMessageResult"
+        ),
+        "{xml}"
+    );
+    assert!(!xml.contains("<Message>"), "nothing was sent: {xml}");
+    assert_eq!(xml_field(&xml, "RequestId").map(|id| id.len()), Some(36), "{xml}");
+
+    let poll = std::thread::spawn(move || receive("10"));
+    // Most likely waiting by then; if not, it finds the message at once, which answers the same.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (status, sent, _) =
+        json_call(&a, &s.endpoint, "SendMessage", &j!({"QueueUrl": url, "MessageBody": "wake"}).to_string());
+    assert_eq!(status, 200, "{sent}");
+    let (status, xml) = poll.join().unwrap();
+    assert_eq!(status, 200, "{xml}");
+    assert_eq!(xml_field(&xml, "Body").as_deref(), Some("wake"), "{xml}");
+    assert_eq!(xml_field(&xml, "MD5OfBody").as_deref(), json(&sent)["MD5OfMessageBody"].as_str(), "{xml}");
+    assert_eq!(xml_field(&xml, "MessageId").as_deref(), json(&sent)["MessageId"].as_str(), "{xml}");
+    assert!(xml.contains("<Name>ApproximateReceiveCount</Name><Value>1</Value>"), "{xml}");
+}
+
 #[test]
 fn json_errors_carry_the_query_compatible_header() {
     let dir = tempfile::tempdir().unwrap();

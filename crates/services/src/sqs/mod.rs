@@ -173,7 +173,7 @@ struct PreparedMessage {
 }
 
 /// What a ReceiveMessage took, with the attribute names it asked for.
-struct Received {
+pub struct Received {
     messages: Vec<ReceivedMessage>,
     system_names: Vec<String>,
     attribute_names: Vec<String>,
@@ -184,6 +184,72 @@ impl Received {
         let messages =
             self.messages.iter().map(|m| ReceivedReply::new(m, &self.system_names, &self.attribute_names)).collect();
         ReceiveReply { messages }
+    }
+
+    /// The JSON protocol's response body.
+    pub fn json_body(&self) -> Result<Vec<u8>, AwsError> {
+        to_json(&self.reply())
+    }
+
+    /// The output as a `Value`, for the Query protocol's XML.
+    pub fn output(&self) -> Result<Value, AwsError> {
+        to_value(self.reply())
+    }
+}
+
+/// What a ReceiveMessage's first attempt came to (see `SqsService::start_receive`).
+pub enum Receiving {
+    Received(Received),
+    Waiting(LongPoll),
+}
+
+/// A ReceiveMessage that found nothing at first and waits for messages: the queue, the
+/// receive's parameters and its deadline, with the store, clock and shutdown signal it
+/// waits on, owned, so that it outlives the request's handling.
+pub struct LongPoll {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+    key: QueueKey,
+    params: ReceiveParams,
+    deadline: tokio::time::Instant,
+    system_names: Vec<String>,
+    attribute_names: Vec<String>,
+}
+
+impl LongPoll {
+    /// Receives, waiting until the deadline for messages: woken by sends, visibility
+    /// changes and the next timer of the queue, never by polling. The first try repeats
+    /// the one that found nothing, now with the wake-up registered first, so that a send
+    /// in between is not missed.
+    pub async fn received(mut self) -> Result<Received, AwsError> {
+        let key = &self.key;
+        let map = |e| from_store(e, &key.name, "");
+        loop {
+            let (notify, next_event) = self.store.wait_signal(key).map_err(map)?;
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let messages = self.store.receive_messages(key, &self.params).map_err(map)?.wait().await.map_err(map)?;
+            let now = tokio::time::Instant::now();
+            if !messages.is_empty() || now >= self.deadline || *self.shutdown.borrow() {
+                return Ok(Received {
+                    messages,
+                    system_names: self.system_names,
+                    attribute_names: self.attribute_names,
+                });
+            }
+            let mut wake = self.deadline;
+            if let Some(at) = next_event {
+                let in_ms = at.saturating_sub(self.clock.now_ms());
+                wake = wake.min(now + Duration::from_millis(in_ms));
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.shutdown.changed() => {}
+            }
+        }
     }
 }
 
@@ -272,34 +338,34 @@ impl SqsService {
         }
     }
 
-    /// Runs one operation of the JSON protocol, answering the response body. ReceiveMessage
-    /// is serialized straight from the received messages; the rest through `handle`.
+    /// Runs one operation of the JSON protocol, answering the response body. (The server
+    /// sends ReceiveMessage through `start_receive`.)
     pub async fn handle_json(&self, ctx: &RequestContext, action: &str, input: Value) -> Result<Vec<u8>, AwsError> {
-        if action == "ReceiveMessage" {
-            self.admit(ctx, action, &input, false)?;
-            let received = self.receive_message(ctx, parse(input)?).await?;
-            return to_json(&received.reply());
-        }
         to_json(&self.handle(ctx, action, input, false).await?)
     }
 
     /// SendMessage and SendMessageBatch over JSON, decoded straight from the body (see
     /// `typed`), when the body is complete and no caller needs authorizing (`authorize`
-    /// reads the general path's `Value`); `None` sends the request the general way.
-    pub async fn handle_typed_json(
-        &self,
-        ctx: &RequestContext,
+    /// reads the general path's `Value`); `None` sends the request the general way. The
+    /// body is decoded before the future is made, so that other actions cost no future.
+    pub fn handle_typed_json<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
         action: &str,
         body: &[u8],
-    ) -> Option<Result<Vec<u8>, AwsError>> {
+    ) -> Option<impl std::future::Future<Output = Result<Vec<u8>, AwsError>> + Send + 'a> {
         if ctx.caller.is_some() {
             return None;
         }
-        let output = match typed::decode(action, body)? {
-            typed::Decoded::SendMessage(req) => self.send_message(ctx, req).await.and_then(|r| to_json(&r)),
-            typed::Decoded::SendMessageBatch(req) => self.send_message_batch(ctx, req).await.and_then(|r| to_json(&r)),
-        };
-        Some(output)
+        let decoded = typed::decode(action, body)?;
+        Some(async move {
+            match decoded {
+                typed::Decoded::SendMessage(req) => self.send_message(ctx, req).await.and_then(|r| to_json(&r)),
+                typed::Decoded::SendMessageBatch(req) => {
+                    self.send_message_batch(ctx, req).await.and_then(|r| to_json(&r))
+                }
+            }
+        })
     }
 
     /// What every operation checks first: it exists, its input is an object with every
@@ -701,6 +767,22 @@ impl SqsService {
     }
 
     async fn receive_message(&self, ctx: &RequestContext, req: ReceiveMessageRequest) -> Result<Received, AwsError> {
+        match self.first_receive(ctx, req).await? {
+            Receiving::Received(received) => Ok(received),
+            Receiving::Waiting(poll) => poll.received().await,
+        }
+    }
+
+    /// ReceiveMessage up to its first attempt: what it took, or, when it found nothing
+    /// and may wait, its long poll, for the caller to await once it has let go of the
+    /// request. A waiting poll then holds only a `LongPoll`, not the whole request's
+    /// handling (with ten thousand polls open, each byte counts ten thousand times).
+    pub async fn start_receive(&self, ctx: &RequestContext, input: Value, query: bool) -> Result<Receiving, AwsError> {
+        self.admit(ctx, "ReceiveMessage", &input, query)?;
+        self.first_receive(ctx, parse(input)?).await
+    }
+
+    async fn first_receive(&self, ctx: &RequestContext, req: ReceiveMessageRequest) -> Result<Receiving, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         let info = self.info(&key)?;
         let max = req.max_number_of_messages.unwrap_or(1);
@@ -734,44 +816,25 @@ impl SqsService {
             visibility_timeout_s: req.visibility_timeout.map(|v| v as u64),
             attempt_id: if fifo { req.receive_request_attempt_id.clone() } else { None },
         };
-        let messages = self.receive_with_wait(&key, &params, wait as u64).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
+        let map = |e| from_store(e, &key.name, "");
+        let messages = self.store.receive_messages(&key, &params).map_err(map)?.wait().await.map_err(map)?;
         let mut system_names = req.attribute_names;
         system_names.extend(req.message_system_attribute_names);
-        Ok(Received { messages, system_names, attribute_names: req.message_attribute_names })
-    }
-
-    /// Receives, waiting up to `wait_s` for messages: woken by sends, visibility
-    /// changes and the next timer of the queue, never by polling.
-    async fn receive_with_wait(
-        &self,
-        key: &QueueKey,
-        params: &ReceiveParams,
-        wait_s: u64,
-    ) -> Result<Vec<ReceivedMessage>, AwsError> {
-        let map = |e| from_store(e, &key.name, "");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_s);
-        let mut shutdown = self.shutdown.clone();
-        loop {
-            let (notify, next_event) = self.store.wait_signal(key).map_err(map)?;
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let messages = self.store.receive_messages(key, params).map_err(map)?.wait().await.map_err(map)?;
-            let now = tokio::time::Instant::now();
-            if !messages.is_empty() || now >= deadline || *shutdown.borrow() {
-                return Ok(messages);
-            }
-            let mut wake = deadline;
-            if let Some(at) = next_event {
-                let in_ms = at.saturating_sub(self.clock.now_ms());
-                wake = wake.min(now + Duration::from_millis(in_ms));
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = shutdown.changed() => {}
-            }
+        let attribute_names = req.message_attribute_names;
+        if messages.is_empty() && wait > 0 && !*self.shutdown.borrow() {
+            return Ok(Receiving::Waiting(LongPoll {
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+                shutdown: self.shutdown.clone(),
+                key,
+                params,
+                deadline,
+                system_names,
+                attribute_names,
+            }));
         }
+        Ok(Receiving::Received(Received { messages, system_names, attribute_names }))
     }
 
     async fn delete_one(&self, key: &QueueKey, handle: &str) -> Result<(), AwsError> {
