@@ -11,7 +11,7 @@ pub mod types;
 use crate::RequestContext;
 use base64::Engine as _;
 use errors::*;
-use futures_util::future::join_all;
+use futures_util::future::{join_all, Either, FutureExt};
 use messages::*;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
@@ -357,13 +357,14 @@ impl SqsService {
         if ctx.caller.is_some() {
             return None;
         }
-        let decoded = typed::decode(action, body)?;
-        Some(async move {
-            match decoded {
-                typed::Decoded::SendMessage(req) => self.send_message(ctx, req).await.and_then(|r| to_json(&r)),
-                typed::Decoded::SendMessageBatch(req) => {
-                    self.send_message_batch(ctx, req).await.and_then(|r| to_json(&r))
-                }
+        // The request goes straight into its operation's future: an async block matching
+        // on it would hold it twice (its capture, and the operation's argument).
+        Some(match typed::decode(action, body)? {
+            typed::Decoded::SendMessage(req) => {
+                Either::Left(self.send_message(ctx, req).map(|r| r.and_then(|r| to_json(&r))))
+            }
+            typed::Decoded::SendMessageBatch(req) => {
+                Either::Right(self.send_message_batch(ctx, req).map(|r| r.and_then(|r| to_json(&r))))
             }
         })
     }
