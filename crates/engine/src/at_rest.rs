@@ -79,10 +79,15 @@ impl Sealer {
         self.seal_vec(out)
     }
 
-    /// `plaintext` sealed in its own buffer, grown by the header and tag (reallocated only
-    /// when its spare capacity is short): a message body handed over whole is not copied
-    /// into a second 1 KiB allocation, which glibc serves from its slow path (past tcache).
+    /// `plaintext` sealed in its own buffer, grown by the header and tag: a message body
+    /// handed over whole is not copied into a second 1 KiB allocation, which glibc serves
+    /// from its slow path (past tcache). A buffer without that room (an MD5 digest) is
+    /// sealed into a new one instead: glibc's `realloc` frees the old block past its
+    /// thread cache, where a `malloc` and a `free` stay within it.
     pub fn seal_vec(&self, mut buf: Vec<u8>) -> Vec<u8> {
+        if buf.capacity() - buf.len() < SEALED_OVERHEAD {
+            return self.seal(&buf);
+        }
         // The nonce comes from the thread's CSPRNG (ChaCha12 seeded from the OS and
         // reseeded as it goes) rather than a getrandom syscall per value: SSE is on by
         // default for SQS, so this runs for nearly every message sent.

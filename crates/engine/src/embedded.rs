@@ -1113,7 +1113,11 @@ impl Store for EmbeddedStore {
         key: &QueueKey,
         messages: Vec<NewMessage>,
     ) -> Result<Durable<Vec<SendOutcome>>, StoreError> {
-        let mut write = SendWrite::default();
+        let mut write = SendWrite {
+            ops: Vec::with_capacity(messages.len()),
+            inserted: Vec::with_capacity(messages.len()),
+            ..Default::default()
+        };
         let mut outcomes = Vec::with_capacity(messages.len());
         self.prepare_send(&mut write, key, messages.into_iter().map(|m| (m, None)), &mut outcomes)?;
         // Written even with nothing new (every message a duplicate): the answer then

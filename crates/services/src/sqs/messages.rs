@@ -33,8 +33,14 @@ pub fn valid_xml_char(c: char) -> bool {
 /// UTF-8 decoding. This runs on every message sent.
 pub fn valid_xml_text(text: &str) -> bool {
     let bytes = text.as_bytes();
-    let controls_ok = bytes.iter().fold(true, |ok, &b| ok & (b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r')));
-    controls_ok && (!bytes.contains(&0xEF) || !text.contains(['\u{FFFE}', '\u{FFFF}']))
+    // One pass that looks for any byte below 0x20 or 0xEF with arithmetic alone, which
+    // the compiler vectorises (a test with `||` in it ran a byte at a time: 6% of the
+    // HTTP workers' instructions in sqs-send-batch); only a text with one is looked at
+    // again.
+    let suspect = bytes.iter().fold(false, |seen, &b| seen | (b < 0x20) | (b == 0xEF));
+    !suspect
+        || (bytes.iter().all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r'))
+            && !text.contains(['\u{FFFE}', '\u{FFFF}']))
 }
 
 pub fn validate_body(body: &str) -> Result<(), AwsError> {
@@ -365,7 +371,16 @@ mod tests {
             '€',
         ];
         for c in edges {
-            for text in [c.to_string(), format!("ab{c}cd"), format!("€{c}"), format!("{c}\u{FFFD}")] {
+            // Past the first 64-byte block and across a block's edge too.
+            let (block, long) = ("x".repeat(63), "y".repeat(130));
+            for text in [
+                c.to_string(),
+                format!("ab{c}cd"),
+                format!("€{c}"),
+                format!("{c}\u{FFFD}"),
+                format!("{block}{c}{long}"),
+                format!("{long}{c}"),
+            ] {
                 assert_eq!(valid_xml_text(&text), text.chars().all(valid_xml_char), "{text:?}");
             }
         }
