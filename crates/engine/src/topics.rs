@@ -195,7 +195,7 @@ impl TopicStore for EmbeddedStore {
             return self.commit(value, vec![], None);
         }
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-        let message_id = uuid::Uuid::new_v4().to_string();
+        let message_id = crate::store::new_message_id();
         let expires_ms = now + DEDUP_WINDOW_MS;
         reg.dedup.insert(key.clone(), DedupEntry { expires_ms, message_id: message_id.clone(), seq });
         drop(reg);

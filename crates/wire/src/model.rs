@@ -3,6 +3,11 @@
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// A map looked up on every request (operations by action, shapes by name): foldhash,
+/// seeded per process, rather than SipHash, which took ~500 instructions a lookup. Its
+/// keys come from the service models, not from callers.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Clone)]
 pub struct Member {
     pub name: String,
@@ -45,9 +50,9 @@ pub struct Constraints {
 
 #[derive(Debug)]
 pub struct Model {
-    pub shapes: HashMap<String, Shape>,
-    pub constraints: HashMap<String, Constraints>,
-    pub operations: HashMap<String, Operation>,
+    pub shapes: FastMap<String, Shape>,
+    pub constraints: FastMap<String, Constraints>,
+    pub operations: FastMap<String, Operation>,
     pub api_version: String,
     pub target_prefix: Option<String>,
 }
@@ -64,8 +69,8 @@ impl Model {
     pub fn from_json(text: &str) -> Result<Model, ModelError> {
         let root: Value = serde_json::from_str(text).map_err(|e| ModelError(e.to_string()))?;
         let metadata = root.get("metadata").ok_or_else(|| ModelError("no metadata".into()))?;
-        let mut shapes = HashMap::new();
-        let mut constraints = HashMap::new();
+        let mut shapes = FastMap::default();
+        let mut constraints = FastMap::default();
         let raw_shapes = root.get("shapes").and_then(Value::as_object).ok_or_else(|| ModelError("no shapes".into()))?;
         for (name, raw) in raw_shapes {
             shapes.insert(name.clone(), parse_shape(name, raw)?);
@@ -82,7 +87,7 @@ impl Model {
                 constraints.insert(name.clone(), c);
             }
         }
-        let mut operations = HashMap::new();
+        let mut operations = FastMap::default();
         if let Some(ops) = root.get("operations").and_then(Value::as_object) {
             for (name, raw) in ops {
                 operations.insert(
@@ -107,9 +112,9 @@ impl Model {
     /// A model with no shapes.
     pub fn empty() -> Model {
         Model {
-            shapes: HashMap::new(),
-            constraints: HashMap::new(),
-            operations: HashMap::new(),
+            shapes: FastMap::default(),
+            constraints: FastMap::default(),
+            operations: FastMap::default(),
             api_version: String::new(),
             target_prefix: None,
         }

@@ -630,7 +630,7 @@ impl SnsService {
         };
         let envelope = Envelope {
             kind,
-            message_id: uuid::Uuid::new_v4().to_string(),
+            message_id: sluice_engine::new_message_id(),
             topic_arn: topic.arn.clone(),
             subject: None,
             message,
@@ -936,7 +936,7 @@ impl SnsService {
         req: &PublishRequest,
     ) -> Result<Value, AwsError> {
         let message = require(&req.message, "Message")?;
-        let message_id = uuid::Uuid::new_v4().to_string();
+        let message_id = sluice_engine::new_message_id();
         let sub = SubscriptionRecord {
             arn: String::new(),
             topic_arn: String::new(),
@@ -981,7 +981,7 @@ impl SnsService {
             }
             (id, Some(seq))
         } else {
-            (uuid::Uuid::new_v4().to_string(), None)
+            (sluice_engine::new_message_id(), None)
         };
         let now = self.clock.now_ms();
         let base = Self::base_url(ctx);
