@@ -197,7 +197,10 @@ impl Received {
 
     /// The JSON protocol's response body.
     pub fn json_body(&self) -> Result<Vec<u8>, AwsError> {
-        to_json(&self.reply())
+        let reply = self.reply();
+        let mut body = Vec::with_capacity(reply.json_size_hint());
+        reply.write_json(&mut body).map_err(|e| internal(e.to_string()))?;
+        Ok(body)
     }
 
     /// The output as a `Value`, for the Query protocol's XML.
