@@ -14,23 +14,32 @@ pub fn write_string(out: &mut Vec<u8>, text: &str) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut unwritten = 0;
-    for (index, block) in bytes.chunks(BLOCK).enumerate() {
-        // Arithmetic alone, no early exit, so that the compiler vectorises the test.
+    let blocks = bytes.chunks_exact(BLOCK);
+    let tail_start = bytes.len() - blocks.remainder().len();
+    for (index, block) in blocks.enumerate() {
+        // Arithmetic alone over a fixed length, no early exit, so that the compiler
+        // vectorises the test.
         let escapes = block.iter().fold(false, |seen, &b| seen | (b < 0x20) | (b == b'"') | (b == b'\\'));
-        if !escapes {
-            continue;
-        }
-        let start = index * BLOCK;
-        for (offset, &b) in block.iter().enumerate() {
-            if b < 0x20 || b == b'"' || b == b'\\' {
-                out.extend_from_slice(&bytes[unwritten..start + offset]);
-                push_escape(out, b);
-                unwritten = start + offset + 1;
-            }
+        if escapes {
+            escape_within(out, bytes, &mut unwritten, index * BLOCK..(index + 1) * BLOCK);
         }
     }
+    escape_within(out, bytes, &mut unwritten, tail_start..bytes.len());
     out.extend_from_slice(&bytes[unwritten..]);
     out.push(b'"');
+}
+
+/// Writes the bytes before each byte to escape in `range`, then its escape; `unwritten`
+/// is where the bytes not yet written begin.
+fn escape_within(out: &mut Vec<u8>, bytes: &[u8], unwritten: &mut usize, range: std::ops::Range<usize>) {
+    for at in range {
+        let b = bytes[at];
+        if b < 0x20 || b == b'"' || b == b'\\' {
+            out.extend_from_slice(&bytes[*unwritten..at]);
+            push_escape(out, b);
+            *unwritten = at + 1;
+        }
+    }
 }
 
 fn push_escape(out: &mut Vec<u8>, byte: u8) {
