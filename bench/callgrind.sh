@@ -24,9 +24,9 @@ server=$!
 for _ in $(seq 400); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
 endpoint="$(sed -n 's/^sluice listening on //p' "$work/out" | head -1)"
 "$sluice" bench "$@" --endpoint "$endpoint" --count 2000 --json > /dev/null
-callgrind_control --instr=on "$server" > /dev/null
+callgrind_control --instr=on "$server" > /dev/null 2>&1
 "$sluice" bench "$@" --endpoint "$endpoint" --count "$count" --json > "$work/result.json"
-callgrind_control --instr=off "$server" > /dev/null
+callgrind_control --instr=off "$server" > /dev/null 2>&1
 kill "$server"; wait "$server" 2>/dev/null || true; server=""
 cp "$work/callgrind.out" callgrind.out
 python3 - "$work/result.json" callgrind.out "${TOP:-0}" <<'PY'
