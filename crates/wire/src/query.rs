@@ -3,8 +3,7 @@
 //! same JSON value a JSON-protocol client would have sent, so one typed request per
 //! operation serves both protocols.
 
-use crate::model::FastMap;
-use crate::model::{Member, Model, Shape};
+use crate::model::{FastMap, Member, Model, Shape};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
