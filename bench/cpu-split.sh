@@ -3,14 +3,15 @@
 # one scenario against a fresh durable Sluice: where a scenario's time goes, in µs per unit.
 # CPU time is steadier than throughput on this machine, whose runs move by 10-25%.
 #   bench/cpu-split.sh SCENARIO [sluice bench options...]     e.g. bench/cpu-split.sh sqs-send --connections 16
-# Builds the release binary; extra server flags go in SERVER_ARGS (e.g. SERVER_ARGS=--no-fsync).
+# Builds the release binary (BIN=path measures another build instead); extra server flags
+# go in SERVER_ARGS (e.g. SERVER_ARGS=--no-fsync).
 # BESIDE runs a second scenario beside the measured one, e.g. long polls on the queue it
 # sends to: BESIDE="sqs-idle-pollers --connections 100 --queue herd" bench/cpu-split.sh sqs-send --queue herd
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario="$1"; shift
-cargo build --release --quiet
-sluice="$PWD/target/release/sluice"
+if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
+sluice="${BIN:-$PWD/target/release/sluice}"
 work="$(mktemp -d)"
 server=""
 trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
