@@ -13,21 +13,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count="$1"; shift
-if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
-sluice="${BIN:-$PWD/target/release/sluice}"
-work="$(mktemp -d)"
-server=""
-trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
-SLUICE_LOG=warn valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out" \
-    "$sluice" serve --listen 127.0.0.1:0 --data-dir "$work/data" > "$work/out" 2> "$work/valgrind.log" &
-server=$!
-for _ in $(seq 400); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
-endpoint="$(sed -n 's/^sluice listening on //p' "$work/out" | head -1)"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+start_server valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out"
 "$sluice" bench "$@" --endpoint "$endpoint" --count 2000 --json > /dev/null
 callgrind_control --instr=on "$server" > /dev/null 2>&1
 "$sluice" bench "$@" --endpoint "$endpoint" --count "$count" --json > "$work/result.json"
 callgrind_control --instr=off "$server" > /dev/null 2>&1
-kill "$server"; wait "$server" 2>/dev/null || true; server=""
+stop_server
 cp "$work/callgrind.out" callgrind.out
 python3 - "$work/result.json" callgrind.out "${TOP:-0}" <<'PY'
 import json, re, subprocess, sys

@@ -10,16 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario="$1"; shift
-if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
-sluice="${BIN:-$PWD/target/release/sluice}"
-work="$(mktemp -d)"
-server=""
-trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
-# shellcheck disable=SC2086
-SLUICE_LOG=warn "$sluice" serve --listen 127.0.0.1:0 --data-dir "$work/data" ${SERVER_ARGS:-} > "$work/out" &
-server=$!
-for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
-endpoint="$(sed -n 's/^sluice listening on //p' "$work/out" | head -1)"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+start_server
 beside=""
 if [ -n "${BESIDE:-}" ]; then
     # shellcheck disable=SC2086

@@ -332,6 +332,31 @@ async fn message_actions_and_digests() {
 }
 
 /// A FIFO queue with content-based deduplication; its URL.
+/// Bodies whose JSON needs escapes (quotes, backslashes, the allowed controls) come back
+/// whole through ReceiveMessage's JSON answer, with escapes on either side of the 32-byte
+/// blocks it is written in, and with non-ASCII text and DEL as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_need_json_escapes_come_back_whole() {
+    let t = TestServer::start().await;
+    let c = &t.client;
+    let url = c.create_queue().queue_name("escapes").send().await.unwrap().queue_url.unwrap();
+    let tricky = "a \"quoted\" path C:\\dir\ttab\nline\r\u{7F} é \u{1F600}";
+    let bodies = [tricky.to_owned(), format!("{}\"{}", "x".repeat(31), "y".repeat(40)), tricky.repeat(20)];
+    for body in &bodies {
+        c.send_message().queue_url(&url).message_body(body).send().await.unwrap();
+    }
+    let got = c.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+    let mut received: Vec<String> = got.messages().iter().map(|m| m.body().unwrap().to_owned()).collect();
+    for m in got.messages() {
+        assert_eq!(m.md5_of_body(), Some(md5_hex(m.body().unwrap().as_bytes()).as_str()));
+    }
+    received.sort();
+    let mut sent = bodies.to_vec();
+    sent.sort();
+    assert_eq!(received, sent);
+    t.stop().await;
+}
+
 async fn content_deduplicated_fifo(c: &Client, name: &str) -> String {
     c.create_queue()
         .queue_name(name)

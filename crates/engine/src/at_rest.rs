@@ -94,7 +94,6 @@ impl Sealer {
         let nonce: [u8; NONCE_LEN] = rand::random();
         let len = buf.len();
         let header = 1 + NONCE_LEN;
-        buf.reserve_exact(SEALED_OVERHEAD);
         buf.resize(header + len, 0);
         buf.copy_within(0..len, header);
         buf[0] = VERSION;

@@ -3,9 +3,9 @@
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// A map looked up on every request (operations by action, shapes by name): foldhash,
-/// seeded per process, rather than SipHash, which took ~500 instructions a lookup. Its
-/// keys come from the service models, not from callers.
+/// A map looked up on every request: foldhash, seeded per process, rather than SipHash,
+/// which took ~500 instructions a lookup. The model's maps hold the service models' own
+/// names; where a map's keys come from callers, its use says why this hasher will do.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Debug, Clone)]

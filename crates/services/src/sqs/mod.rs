@@ -376,7 +376,8 @@ impl SqsService {
                 Either::Left(self.send_message(ctx, req).map(|r| r.and_then(|r| to_json(&r))))
             }
             typed::Decoded::SendMessageBatch(req) => {
-                // An entry's reply (id, message id, MD5) is about 130 bytes.
+                // An entry's reply (id, message id, MD5) is about 130 bytes; 160 leaves
+                // room for the optional digests and a sequence number.
                 let sized = |r: SendBatchReply| to_json_sized(&r, 32 + 160 * (r.successful.len() + r.failed.len()));
                 Either::Right(self.send_message_batch(ctx, req).map(move |r| r.and_then(sized)))
             }
