@@ -666,9 +666,9 @@ pub struct MessageLog {
     /// Bytes of the inserts of messages not deleted: what compaction would keep, and what
     /// `--max-data-mib` counts of the log. Replay sets it; the writer keeps it.
     live_bytes: AtomicU64,
-    /// Where the newest index written (or read at start) stands in the log; held while
-    /// an index is written, so that one is written at a time.
-    index: Mutex<Option<Position>>,
+    /// The index files in use, written or read at start; held while an index file is
+    /// written, so that one is written at a time.
+    index: Mutex<Option<index::Chain>>,
     /// Group syncs still to fail on purpose (fault-injection tests).
     failing_syncs: Countdown,
 }
@@ -696,8 +696,8 @@ impl MessageLog {
         }
         numbers.sort_unstable();
         let indexed = index::read(&dir, &numbers);
-        let index_at = indexed.as_ref().map(|(at, _)| *at);
-        let (files, head, replayed) = replay(&dir, &numbers, durable, indexed)?;
+        let chain = indexed.as_ref().map(|(chain, _)| chain.clone());
+        let (files, head, replayed) = replay(&dir, &numbers, durable, indexed.map(|(chain, r)| (chain.at(), r)))?;
         let log = MessageLog {
             dir,
             durable,
@@ -706,7 +706,7 @@ impl MessageLog {
             files: Mutex::new(files),
             retired: Mutex::new(None),
             live_bytes: AtomicU64::new(replayed.messages.iter().map(|(_, m)| u64::from(m.at.length)).sum()),
-            index: Mutex::new(index_at),
+            index: Mutex::new(chain),
             failing_syncs: Countdown::default(),
         };
         Ok((log, replayed))

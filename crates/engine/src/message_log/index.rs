@@ -2,15 +2,24 @@
 //! highest numbers handed out) as of a place in it, so that a start reads the index and
 //! replays only the entries after that place.
 //!
-//! Written at a clean shutdown, from memory, at the log's end; and while the server runs,
-//! each time [`CHECKPOINT_SEGMENTS`] segments' worth more have been appended, by merging the last index with
-//! the entries after its place on a thread of its own (never the writer's), holding in
-//! memory only what those entries say: a start after a crash then replays at most that
-//! much of the log.
+//! An index is a chain of files: a whole index (the base) and the deltas written after
+//! it, each going on from the place the one before it ends at and named by that place.
+//! A delta holds what the log between its two places says: the messages inserted there
+//! that are still live, and the changes to the messages of the files before it. A start
+//! reads the base, then each delta in turn, and replays the log after the last one.
 //!
-//! An index stays usable while the segment holding its place exists: compaction removes
-//! only the oldest segment, after copying its live messages to the head (after the
-//! place), so replaying from the place re-points them; once compaction removes the
+//! A clean shutdown writes a base from memory at the log's end. While the server runs, a
+//! thread of its own (never the writer's) writes a delta each time [`CHECKPOINT_SEGMENTS`]
+//! segments' worth more have been appended, holding in memory only what those entries
+//! say: a start after a crash then replays at most that much of the log. Now and then it
+//! merges the chain and the new entries into a new base instead ([`Chain::due_for_merge`]).
+//! A delta costs what its stretch of log says, not the size of the whole index: when each
+//! checkpoint rewrote the whole index, behind a backlog of 1.5 million messages it wrote
+//! 250 MB every five seconds beside the writer, whose sends slowed by a quarter.
+//!
+//! A chain stays usable while the segment holding its last place exists: compaction
+//! removes only the oldest segment, after copying its live messages to the head (after
+//! the place), so replaying from the place re-points them; once compaction removes the
 //! place's own segment, a start replays the whole log and the next checkpoint rebuilds
 //! the index from it.
 
@@ -22,21 +31,82 @@ use std::io::{Read, Write};
 
 const FILE: &str = "index.snap";
 const MAGIC: &[u8] = b"sluice message index 2";
+const DELTA_MAGIC: &[u8] = b"sluice message index delta 1";
+const DELTA_SUFFIX: &str = ".delta";
 
 /// How many segments' worth of log may follow the index before a checkpoint writes a
-/// new one. A start after a crash reads the index and replays up to this much (plus what
+/// delta. A start after a crash reads the index and replays up to this much (plus what
 /// arrives while a checkpoint runs): with 64 MiB segments, 128 MiB replays in about
-/// 0.15 s warm, beside about 0.6 s to read the index of a million messages, inside the
-/// 1 s start target. A checkpoint costs a replay of this much plus a copy of the index,
-/// on a thread beside the writer.
+/// 0.15 s warm, beside about 0.45 s to read the index of a million messages, inside the
+/// 1 s start target. A checkpoint costs a replay of this much on a thread beside the
+/// writer.
 pub const CHECKPOINT_SEGMENTS: u64 = 2;
 
-/// The least log (in bytes) a checkpoint waits for per byte of the last index. A
-/// checkpoint rewrites the whole index (70 MiB for a million messages, whose log is
-/// 1.3 GB): waiting for proportionally more log keeps that rewriting to a quarter of what
-/// is appended. The start after a crash then replays at most four times the index's size
-/// of log (about 0.3 s for a million messages' 280 MiB, beside 0.45 s to read their index).
-const LOG_PER_INDEX_BYTE: u64 = 4;
+/// The most deltas a chain holds before the next checkpoint merges it into a base. A
+/// delta costs a start little beyond opening it, as the messages it holds would be in
+/// the base anyway.
+const MAX_DELTAS: usize = 32;
+
+/// A chain is merged into a new base once its deltas hold one change (a state change,
+/// delete, move, purge or replaced message) for every this many messages it holds: each
+/// is read at a start beside the message it changes, and a merge holds the deltas'
+/// changes in memory (about 100 bytes each). A backlog that only grows never gets there
+/// (its deltas hold new messages only) and is merged every [`MAX_DELTAS`] deltas.
+const MESSAGES_PER_CHANGE: u64 = 4;
+
+/// The delta going on from `from`.
+fn delta_name(from: Position) -> String {
+    format!("index-{:08}-{:012}{DELTA_SUFFIX}", from.segment, from.offset)
+}
+
+/// What a delta's header says: the places it goes from and to, the highest numbers
+/// handed out by its place, and how many entries of each kind it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DeltaHead {
+    from: Position,
+    at: Position,
+    max_seq: i64,
+    max_queue_id: i64,
+    replaced: u64,
+    changes: u64,
+    messages: u64,
+}
+
+/// The files of the index in use: the base's place and message count, the deltas after
+/// it in order, and the highest numbers handed out by the last place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Chain {
+    base_at: Position,
+    base_messages: u64,
+    deltas: Vec<DeltaHead>,
+    max_seq: i64,
+    max_queue_id: i64,
+}
+
+impl Chain {
+    fn base(at: Position, messages: u64, max_seq: i64, max_queue_id: i64) -> Chain {
+        Chain { base_at: at, base_messages: messages, deltas: Vec::new(), max_seq, max_queue_id }
+    }
+
+    /// Where the last file of the chain stands in the log.
+    pub(super) fn at(&self) -> Position {
+        self.deltas.last().map_or(self.base_at, |d| d.at)
+    }
+
+    fn push(&mut self, delta: DeltaHead) {
+        self.max_seq = delta.max_seq;
+        self.max_queue_id = delta.max_queue_id;
+        self.deltas.push(delta);
+    }
+
+    /// Whether the next checkpoint merges the chain into a new base rather than adding
+    /// a delta to it.
+    fn due_for_merge(&self) -> bool {
+        let changes: u64 = self.deltas.iter().map(|d| d.replaced + d.changes).sum();
+        let messages = self.base_messages + self.deltas.iter().map(|d| d.messages).sum::<u64>();
+        self.deltas.len() >= MAX_DELTAS || changes * MESSAGES_PER_CHANGE > messages
+    }
+}
 
 /// Writes an index to `sink` as it is built: the header (with the number of messages,
 /// known before the first is written), then messages, then deduplication entries and
@@ -70,6 +140,44 @@ impl<W: Write> IndexWriter<W> {
         w.i64(max_queue_id);
         w.u64(messages);
         IndexWriter { sink, staging, crc: crc32fast::Hasher::new(), declared: messages, count: 0 }
+    }
+
+    /// A delta's writer: its header, the sequence numbers of the messages it replaces
+    /// and the changes to earlier messages (entry bodies, in log order) before the
+    /// messages born in its stretch of log.
+    fn delta(
+        sink: W,
+        head: &DeltaHead,
+        replaced: &[i64],
+        changes: &[Cow<'_, [u8]>],
+    ) -> std::io::Result<IndexWriter<W>> {
+        let mut out = IndexWriter {
+            sink,
+            staging: Vec::with_capacity(2 * STAGING_BYTES),
+            crc: crc32fast::Hasher::new(),
+            declared: head.messages,
+            count: 0,
+        };
+        let mut w = Writer { out: &mut out.staging };
+        w.bytes(DELTA_MAGIC);
+        for place in [head.from, head.at] {
+            w.u32(place.segment);
+            w.u64(place.offset);
+        }
+        w.i64(head.max_seq);
+        w.i64(head.max_queue_id);
+        w.u64(head.replaced);
+        w.u64(head.changes);
+        w.u64(head.messages);
+        for seq in replaced {
+            Writer { out: &mut out.staging }.i64(*seq);
+            out.spill()?;
+        }
+        for body in changes {
+            Writer { out: &mut out.staging }.bytes(body);
+            out.spill()?;
+        }
+        Ok(out)
     }
 
     fn message(&mut self, seq: i64, m: &LiveMessage) -> std::io::Result<()> {
@@ -154,18 +262,83 @@ struct IndexReader<R: Read> {
     crc: crc32fast::Hasher,
 }
 
+/// A delta read up to its messages ([`IndexReader::delta`]): its header, the sequence
+/// numbers it replaces, its change entries in log order, and the reader at its messages.
+type DeltaRead<R> = (DeltaHead, Vec<i64>, Vec<Box<[u8]>>, IndexReader<R>);
+
 impl IndexReader<File> {
     fn open(path: &Path) -> Option<IndexReader<File>> {
         let file = File::open(path).ok()?;
         let len = file.metadata().ok()?.len();
         IndexReader::new(file, len)
     }
+
+    fn open_delta(path: &Path) -> Option<DeltaRead<File>> {
+        let file = File::open(path).ok()?;
+        let len = file.metadata().ok()?.len();
+        IndexReader::delta(file, len)
+    }
 }
 
 impl<R: Read> IndexReader<R> {
     /// The index of `len` bytes `source` holds, its header read.
     fn new(source: R, len: u64) -> Option<IndexReader<R>> {
-        let mut index = IndexReader {
+        let mut index = IndexReader::unread(source, len)?;
+        let (at, max_seq, max_queue_id, messages) = index.item(|r| {
+            if r.bytes()? != MAGIC {
+                return None;
+            }
+            Some((Position { segment: r.u32()?, offset: r.u64()? }, r.i64()?, r.i64()?, r.u64()?))
+        })?;
+        Some(IndexReader { at, max_seq, max_queue_id, messages, ..index })
+    }
+
+    /// The delta of `len` bytes `source` holds, read up to its messages: its header, the
+    /// sequence numbers it replaces and its changes to earlier messages, in log order.
+    fn delta(source: R, len: u64) -> Option<DeltaRead<R>> {
+        let mut index = IndexReader::unread(source, len)?;
+        let head = index.item(|r| {
+            if r.bytes()? != DELTA_MAGIC {
+                return None;
+            }
+            Some(DeltaHead {
+                from: Position { segment: r.u32()?, offset: r.u64()? },
+                at: Position { segment: r.u32()?, offset: r.u64()? },
+                max_seq: r.i64()?,
+                max_queue_id: r.i64()?,
+                replaced: r.u64()?,
+                changes: r.u64()?,
+                messages: r.u64()?,
+            })
+        })?;
+        // Counts not yet checked (the checksum is, at the end): no room reserved for them.
+        let mut replaced = Vec::new();
+        for _ in 0..head.replaced {
+            replaced.push(index.item(|r| r.i64())?);
+        }
+        let mut changes = Vec::new();
+        for _ in 0..head.changes {
+            let body = index.item(|r| r.bytes().map(Box::<[u8]>::from))?;
+            matches!(
+                body.first().copied().and_then(Kind::of),
+                Some(Kind::State | Kind::Delete | Kind::Move | Kind::Purge)
+            )
+            .then_some(())?;
+            changes.push(body);
+        }
+        let index = IndexReader {
+            at: head.at,
+            max_seq: head.max_seq,
+            max_queue_id: head.max_queue_id,
+            messages: head.messages,
+            ..index
+        };
+        Some((head, replaced, changes, index))
+    }
+
+    /// `source`'s `len` bytes, nothing read yet.
+    fn unread(source: R, len: u64) -> Option<IndexReader<R>> {
+        Some(IndexReader {
             at: Position { segment: 0, offset: 0 },
             max_seq: 0,
             max_queue_id: 0,
@@ -175,14 +348,7 @@ impl<R: Read> IndexReader<R> {
             window: Vec::with_capacity(WINDOW_BYTES),
             read_to: 0,
             crc: crc32fast::Hasher::new(),
-        };
-        let (at, max_seq, max_queue_id, messages) = index.item(|r| {
-            if r.bytes()? != MAGIC {
-                return None;
-            }
-            Some((Position { segment: r.u32()?, offset: r.u64()? }, r.i64()?, r.i64()?, r.u64()?))
-        })?;
-        Some(IndexReader { at, max_seq, max_queue_id, messages, ..index })
+        })
     }
 
     /// Bytes before the checksum not read yet, in the window or still in the file.
@@ -257,26 +423,73 @@ fn read_message(r: &mut Reader<'_>) -> Option<(i64, LiveMessage)> {
     Some((seq, LiveMessage { at, state, sent_ms, group_id }))
 }
 
-/// The index in `dir`, if its checksum holds and its place is still in the log
-/// (segment `numbers` holds it, at least that long): its place and what it says.
-pub(super) fn read(dir: &Path, numbers: &[u32]) -> Option<(Position, Replayed)> {
-    let index = IndexReader::open(&dir.join(FILE))?;
-    let at = index.at;
-    if !numbers.contains(&at.segment) || std::fs::metadata(segment_path(dir, at.segment)).ok()?.len() < at.offset {
-        return None;
-    }
+/// The index in `dir`, if its base's checksum holds and its place is still in the log
+/// (segment `numbers` holds it, at least that long): its chain and what it says. The
+/// chain goes as far as its deltas read back whole and stay in the log.
+pub(super) fn read(dir: &Path, numbers: &[u32]) -> Option<(Chain, Replayed)> {
+    let in_log = |at: Position| {
+        numbers.contains(&at.segment)
+            && std::fs::metadata(segment_path(dir, at.segment)).is_ok_and(|m| m.len() >= at.offset)
+    };
+    let index = IndexReader::open(&dir.join(FILE)).filter(|index| in_log(index.at))?;
+    let mut chain = Chain::base(index.at, index.messages, index.max_seq, index.max_queue_id);
     let mut replayed =
         Replayed { max_seq: index.max_seq, max_queue_id: index.max_queue_id, from_index: true, ..Default::default() };
-    // With room for the tail's inserts too: growing a map of a million after the index
-    // filled it copied the whole map (a tenth of a start after a crash). The count is
-    // not checked yet (the checksum is, at the end): no more than the file could hold.
+    // With room for the deltas' and the tail's inserts too: growing a map of a million
+    // after the index filled it copied the whole map (a tenth of a start after a crash).
+    // The count is not checked yet (the checksum is, at the end): no more than the file
+    // could hold.
     let could_hold = index.unread_bytes() / MESSAGE_MIN_BYTES;
-    replayed.messages.reserve(index.messages.min(could_hold) as usize + inserts_after(dir, numbers, at));
+    replayed.messages.reserve(index.messages.min(could_hold) as usize + inserts_after(dir, numbers, index.at));
     let index = decode_beside(index, &mut |seq, m| {
         replayed.messages.insert((seq, m));
     })?;
     replayed.dedup = index.dedup()?;
-    Some((at, replayed))
+    while let Some((head, replaced, changes, mut delta)) = IndexReader::open_delta(&dir.join(delta_name(chain.at()))) {
+        if head.from != chain.at() || head.at <= head.from || !in_log(head.at) {
+            break;
+        }
+        // Read whole and checked before any of it applies: a delta torn by a crash
+        // leaves the chain at the one before.
+        let could_hold = delta.unread_bytes() / MESSAGE_MIN_BYTES;
+        let mut born = Vec::with_capacity(head.messages.min(could_hold) as usize);
+        for _ in 0..head.messages {
+            let Some(message) = delta.message() else { break };
+            born.push(message);
+        }
+        if born.len() as u64 != head.messages {
+            break;
+        }
+        let Some(dedup) = delta.dedup() else { break };
+        apply_delta(&mut replayed, &replaced, &changes, born)?;
+        replayed.dedup.extend(dedup);
+        replayed.max_seq = replayed.max_seq.max(head.max_seq);
+        replayed.max_queue_id = replayed.max_queue_id.max(head.max_queue_id);
+        chain.push(head);
+    }
+    Some((chain, replayed))
+}
+
+/// Applies a delta to what the files before it say: its changes to their messages in
+/// log order, then the messages it replaces go and those born in its stretch of log come.
+fn apply_delta(
+    replayed: &mut Replayed,
+    replaced: &[i64],
+    changes: &[Box<[u8]>],
+    born: Vec<(i64, LiveMessage)>,
+) -> Option<()> {
+    // A change's place is never used: only inserts keep theirs.
+    let nowhere = Location { segment: 0, offset: 0, length: 0 };
+    for body in changes {
+        replayed.apply(Kind::of(body[0])?, body, nowhere, false)?;
+    }
+    for seq in replaced {
+        replayed.messages.remove(*seq);
+    }
+    for message in born {
+        replayed.messages.insert(message);
+    }
+    Some(())
 }
 
 /// Hands `index`'s messages to `take` in order, decoded on a second thread in chunks
@@ -321,18 +534,20 @@ fn decode_beside<R: Read + Send>(
     })
 }
 
-/// Writes the index `write` streams, replacing the last one whole, paced so that the
-/// writer's syncs do not wait behind it ([`crate::paced_write`]); with `sync`, on disk
-/// before it returns. A checkpoint does not sync: after a power loss an index whose bytes
-/// did not reach the disk fails its checksum and the start replays the whole log, which
-/// is slower but loses nothing, while syncing 70 MiB (a million messages) each time
-/// competed with the writer's own syncs for the disk. Returns the index's size.
+/// Writes the index file `name` that `write` streams, replacing any before it whole,
+/// paced so that the writer's syncs do not wait behind it ([`crate::paced_write`]); with
+/// `sync`, on disk before it returns. A checkpoint does not sync: after a power loss a
+/// file whose bytes did not reach the disk fails its checksum and the start replays the
+/// log from the file before it (or the whole log), which is slower but loses nothing,
+/// while syncing 70 MiB (a million messages' base) each time competed with the writer's
+/// own syncs for the disk. Returns the file's size.
 fn store(
     dir: &Path,
+    name: &str,
     sync: bool,
     write: impl FnOnce(&mut PacedWriter<'_>) -> Result<(), StoreError>,
 ) -> Result<u64, StoreError> {
-    let temporary = dir.join(format!("{FILE}.tmp"));
+    let temporary = dir.join(format!("{name}.tmp"));
     let mut file = File::create(&temporary).map_err(internal)?;
     let mut paced = PacedWriter::new(&mut file);
     write(&mut paced)?;
@@ -341,11 +556,26 @@ fn store(
         file.sync_all().map_err(internal)?;
     }
     drop(file);
-    std::fs::rename(&temporary, dir.join(FILE)).map_err(internal)?;
+    std::fs::rename(&temporary, dir.join(name)).map_err(internal)?;
     if sync {
         sync_dir(dir).map_err(internal)?;
     }
     Ok(bytes)
+}
+
+/// Removes the deltas (and any half-written ones) of `dir`, once a new base stands
+/// without them. A delta left by a crash before this is harmless: it is named by a place
+/// before the new base's, so no chain reaches it.
+fn remove_deltas(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_str().is_some_and(|n| n.ends_with(DELTA_SUFFIX) || n.ends_with(&format!("{DELTA_SUFFIX}.tmp"))) {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(error = %e, file = ?entry.path(), "could not remove an index delta");
+            }
+        }
+    }
 }
 
 /// What a whole index is written from: the highest numbers handed out, the live
@@ -394,47 +624,64 @@ fn live_dedup(entries: impl IntoIterator<Item = DedupRecord>, now_ms: u64) -> Ve
     latest.into_values().collect()
 }
 
-/// An entry's number in the tail's order, kind and body.
+/// An entry's number in log order, kind and body.
 type NumberedEntry = (u64, Kind, Box<[u8]>);
 
-/// What the log says after an index's place, gathered to be merged with the index.
+/// What a stretch of log, or a delta, does to the messages of the index files before it.
 #[derive(Default)]
-struct Tail {
-    /// Messages inserted after the place: new ones, and compaction's copies, which carry
-    /// their message's state and supersede the index's entry. Changes to them apply here.
-    born: Replayed,
-    /// Every message inserted after the place, even if deleted since: the index's entry
-    /// for it is superseded (a compaction copy carries the state of every change before).
-    inserted: SeqMap<()>,
-    /// Changes (state, move, delete) to other messages, in log order, numbered.
+struct Changes {
+    /// Messages inserted again: compaction's copies, which carry their message's state
+    /// (in a tail still being read, every insert). The earlier file's entry for each is
+    /// superseded, even if the copy was deleted since.
+    replaced: SeqMap<()>,
+    /// Changes (state, move, delete) to earlier messages, in log order, numbered.
     changes: SeqMap<Vec<NumberedEntry>>,
     /// Purges (queue, up to sequence number), numbered in the same order.
     purges: Vec<(u64, i64, i64)>,
-    order: u64,
 }
 
-impl Tail {
-    fn apply(&mut self, kind: Kind, body: &[u8], at: Location) -> Option<()> {
-        self.order += 1;
-        let seq = || Reader::new(&body[1..]).i64();
-        match kind {
-            Kind::Insert => {
-                self.changes.remove(&seq()?);
-                self.inserted.insert(seq()?, ());
-            }
-            Kind::State | Kind::Delete | Kind::Move if !self.born.messages.contains(seq()?) => {
-                self.changes.entry(seq()?).or_default().push((self.order, kind, body.into()));
-            }
-            Kind::Purge => {
-                let mut r = Reader::new(&body[1..]);
-                self.purges.push((self.order, r.i64()?, r.i64()?));
-            }
-            _ => {}
+impl Changes {
+    /// A delta's changes as read back, numbered by their place in it.
+    fn of_delta(replaced: &[i64], entries: Vec<Box<[u8]>>) -> Option<Changes> {
+        let mut changes = Changes::default();
+        for seq in replaced {
+            changes.replaced.insert(*seq, ());
         }
-        self.born.apply(kind, body, at, false)
+        for (order, body) in entries.into_iter().enumerate() {
+            changes.add(order as u64, body)?;
+        }
+        Some(changes)
     }
 
-    /// Message `seq` of the index after this tail's changes; `None` when it is gone.
+    /// Adds change entry `body` (its kind byte first), number `order` in log order.
+    fn add(&mut self, order: u64, body: Box<[u8]>) -> Option<()> {
+        let kind = Kind::of(*body.first()?)?;
+        let mut r = Reader::new(&body[1..]);
+        if kind == Kind::Purge {
+            self.purges.push((order, r.i64()?, r.i64()?));
+        } else {
+            self.changes.entry(r.i64()?).or_default().push((order, kind, body));
+        }
+        Some(())
+    }
+
+    /// The change entries' bodies in log order, as a delta stores them.
+    fn in_order(&self) -> Vec<Cow<'_, [u8]>> {
+        let mut entries: Vec<(u64, Cow<'_, [u8]>)> =
+            self.changes.values().flatten().map(|(order, _, body)| (*order, Cow::Borrowed(&body[..]))).collect();
+        for &(order, queue_id, max_seq) in &self.purges {
+            let mut body = Vec::with_capacity(17);
+            let mut w = Writer { out: &mut body };
+            w.u8(Kind::Purge as u8);
+            w.i64(queue_id);
+            w.i64(max_seq);
+            entries.push((order, Cow::Owned(body)));
+        }
+        entries.sort_unstable_by_key(|(order, _)| *order);
+        entries.into_iter().map(|(_, body)| body).collect()
+    }
+
+    /// Message `seq` of an earlier file after these changes; `None` when it is gone.
     fn changed(&self, seq: i64, mut m: LiveMessage) -> Option<Option<LiveMessage>> {
         let mut changes = self.changes.get(&seq).map(Vec::as_slice).unwrap_or_default().iter().peekable();
         let mut purges = self.purges.iter().peekable();
@@ -459,21 +706,11 @@ impl Tail {
             }
         }
     }
-}
 
-/// What the merged index holds of one of the last index's messages.
-enum Kept<'a> {
-    /// Untouched since (most of a large index): copied as it is.
-    Raw(&'a [u8]),
-    Changed(LiveMessage),
-    Gone,
-}
-
-impl Tail {
-    /// What becomes of message `seq` of queue `queue_id` of the last index, `bytes` as
+    /// What becomes of message `seq` of queue `queue_id` of an earlier file, `bytes` as
     /// stored there; `None` if they do not decode.
     fn kept<'a>(&self, seq: i64, queue_id: i64, bytes: &'a [u8]) -> Option<Kept<'a>> {
-        if self.inserted.contains_key(&seq) {
+        if self.replaced.contains_key(&seq) {
             return Some(Kept::Gone);
         }
         if self.changes.contains_key(&seq) {
@@ -483,49 +720,176 @@ impl Tail {
         let purged = self.purges.iter().any(|&(_, q, max_seq)| q == queue_id && seq <= max_seq);
         Some(if purged { Kept::Gone } else { Kept::Raw(bytes) })
     }
+
+    /// As [`Changes::kept`], for a message an earlier file's changes have decoded.
+    fn kept_decoded<'a>(&self, seq: i64, m: LiveMessage) -> Option<Kept<'a>> {
+        if self.replaced.contains_key(&seq) {
+            return Some(Kept::Gone);
+        }
+        Some(self.changed(seq, m)?.map_or(Kept::Gone, Kept::Changed))
+    }
 }
 
-/// How many of the last index's messages `tail` leaves, if that index reads back whole
-/// and its checksum holds.
-fn count_kept(mut old: IndexReader<impl Read>, tail: &Tail) -> Option<u64> {
+/// What the log says after the index's place, gathered to be written as a delta or
+/// merged with the index.
+#[derive(Default)]
+struct Tail {
+    /// Messages inserted after the place: new ones, and compaction's copies, which carry
+    /// their message's state and supersede the index's entry. Changes to them apply here.
+    born: Replayed,
+    /// What the tail does to the index's messages.
+    changes: Changes,
+    order: u64,
+}
+
+impl Tail {
+    fn apply(&mut self, kind: Kind, body: &[u8], at: Location) -> Option<()> {
+        self.order += 1;
+        let seq = || Reader::new(&body[1..]).i64();
+        match kind {
+            Kind::Insert => {
+                self.changes.changes.remove(&seq()?);
+                self.changes.replaced.insert(seq()?, ());
+            }
+            Kind::State | Kind::Delete | Kind::Move if !self.born.messages.contains(seq()?) => {
+                self.changes.add(self.order, body.into())?;
+            }
+            Kind::Purge => self.changes.add(self.order, body.into())?,
+            _ => {}
+        }
+        self.born.apply(kind, body, at, false)
+    }
+}
+
+/// What a new base holds of a message of one of the chain's files.
+enum Kept<'a> {
+    /// Untouched since (most of a large index): copied as it is.
+    Raw(&'a [u8]),
+    Changed(LiveMessage),
+    Gone,
+}
+
+/// What becomes of message `seq` of queue `queue_id`, `bytes` as a file of the chain
+/// stores it, through `later` (what each file after it, then the tail, does); `None` if
+/// they do not decode.
+fn kept_through<'a>(later: &[&Changes], seq: i64, queue_id: i64, bytes: &'a [u8]) -> Option<Kept<'a>> {
+    let mut kept = Kept::Raw(bytes);
+    for changes in later {
+        kept = match kept {
+            Kept::Raw(bytes) => changes.kept(seq, queue_id, bytes)?,
+            Kept::Changed(m) => changes.kept_decoded(seq, m)?,
+            Kept::Gone => break,
+        };
+    }
+    Some(kept)
+}
+
+/// What each delta of `chain` does to the files before it, if each reads back with the
+/// header the chain knows.
+fn read_layers(dir: &Path, chain: &Chain) -> Option<Vec<Changes>> {
+    chain
+        .deltas
+        .iter()
+        .map(|known| {
+            let (head, replaced, changes, _) = IndexReader::open_delta(&dir.join(delta_name(known.from)))?;
+            (head == *known).then_some(())?;
+            Changes::of_delta(&replaced, changes)
+        })
+        .collect()
+}
+
+/// Hands every message of `chain`'s files to `visit`, in file order, with what becomes of
+/// it through the files after its own (`layers`, [`read_layers`]) and `tail`. Returns the
+/// files' deduplication entries, oldest first, or `None` if a file does not read back
+/// whole with its checksum (checked at each file's end: a first pass, counting, checks
+/// them all before a second writes).
+fn each_kept(
+    dir: &Path,
+    chain: &Chain,
+    layers: &[Changes],
+    tail: &Changes,
+    visit: &mut dyn FnMut(i64, Kept<'_>) -> std::io::Result<()>,
+) -> Result<Option<Vec<DedupRecord>>, StoreError> {
+    let later: Vec<&Changes> = layers.iter().chain([tail]).collect();
+    let base = IndexReader::open(&dir.join(FILE)).filter(|base| base.at == chain.base_at);
+    let deltas = chain.deltas.iter().map(|known| {
+        IndexReader::open_delta(&dir.join(delta_name(known.from)))
+            .filter(|(head, ..)| head == known)
+            .map(|(.., reader)| reader)
+    });
+    let mut dedup = Vec::new();
+    for (i, file) in std::iter::once(base).chain(deltas).enumerate() {
+        let Some(mut file) = file else { return Ok(None) };
+        for _ in 0..file.messages {
+            let Some((seq, queue_id, bytes)) = file.raw_message() else { return Ok(None) };
+            let Some(kept) = kept_through(&later[i..], seq, queue_id, bytes) else { return Ok(None) };
+            visit(seq, kept).map_err(internal)?;
+        }
+        let Some(entries) = file.dedup() else { return Ok(None) };
+        dedup.extend(entries);
+    }
+    Ok(Some(dedup))
+}
+
+/// Writes `chain`'s files and `tail` after them as a new base at `at`; how many messages
+/// it holds, or `None` if one of the files does not read back.
+fn merge(dir: &Path, chain: &Chain, tail: &Tail, at: Position, now_ms: u64) -> Result<Option<u64>, StoreError> {
+    let Some(layers) = read_layers(dir, chain) else { return Ok(None) };
+    // The header names the count of messages: a first pass counts them.
     let mut kept = 0;
-    for _ in 0..old.messages {
-        let (seq, queue_id, bytes) = old.raw_message()?;
-        if !matches!(tail.kept(seq, queue_id, bytes)?, Kept::Gone) {
-            kept += 1;
-        }
+    let counted = each_kept(dir, chain, &layers, &tail.changes, &mut |_, k| {
+        kept += u64::from(!matches!(k, Kept::Gone));
+        Ok(())
+    })?;
+    if counted.is_none() {
+        return Ok(None);
     }
-    old.dedup().map(|_| kept)
+    let born = &tail.born.messages;
+    let max_seq = chain.max_seq.max(tail.born.max_seq);
+    let max_queue_id = chain.max_queue_id.max(tail.born.max_queue_id);
+    let messages = kept + born.len() as u64;
+    store(dir, FILE, false, |sink| {
+        let mut out = IndexWriter::new(sink, at, max_seq, max_queue_id, messages);
+        let dedup = each_kept(dir, chain, &layers, &tail.changes, &mut |seq, kept| match kept {
+            Kept::Raw(bytes) => out.raw(bytes),
+            Kept::Changed(m) => out.message(seq, &m),
+            Kept::Gone => Ok(()),
+        })?
+        .ok_or_else(|| internal("the last index does not read back"))?;
+        for (seq, m) in born.iter() {
+            out.message(*seq, m).map_err(internal)?;
+        }
+        let dedup = live_dedup(dedup.into_iter().chain(tail.born.dedup.iter().cloned()), now_ms);
+        out.finish(dedup.iter()).map(drop).map_err(internal)
+    })?;
+    Ok(Some(messages))
 }
 
-/// Writes the index at `old`, of which `tail` leaves `kept` messages
-/// ([`count_kept`]), followed by `tail`, as an index at `at`, to `sink`.
-fn merge(
-    mut old: IndexReader<impl Read>,
-    kept: u64,
-    tail: Tail,
-    at: Position,
-    now_ms: u64,
-    sink: impl Write,
-) -> Result<(), StoreError> {
-    let unreadable = || internal("the last index does not read back");
+/// Writes `tail`, the log from where `chain` ends to `at`, as a delta; its header.
+fn write_delta(dir: &Path, chain: &Chain, tail: &Tail, at: Position, now_ms: u64) -> Result<DeltaHead, StoreError> {
+    // Only a compaction copy can replace a message of the files before: a new message's
+    // number is above every number handed out before the tail.
+    let replaced: Vec<i64> = tail.changes.replaced.keys().copied().filter(|seq| *seq <= chain.max_seq).collect();
+    let changes = tail.changes.in_order();
     let born = &tail.born.messages;
-    let max_seq = old.max_seq.max(tail.born.max_seq);
-    let max_queue_id = old.max_queue_id.max(tail.born.max_queue_id);
-    let mut out = IndexWriter::new(sink, at, max_seq, max_queue_id, kept + born.len() as u64);
-    for _ in 0..old.messages {
-        let (seq, queue_id, bytes) = old.raw_message().ok_or_else(unreadable)?;
-        match tail.kept(seq, queue_id, bytes).ok_or_else(unreadable)? {
-            Kept::Raw(bytes) => out.raw(bytes).map_err(internal)?,
-            Kept::Changed(m) => out.message(seq, &m).map_err(internal)?,
-            Kept::Gone => {}
+    let head = DeltaHead {
+        from: chain.at(),
+        at,
+        max_seq: chain.max_seq.max(tail.born.max_seq),
+        max_queue_id: chain.max_queue_id.max(tail.born.max_queue_id),
+        replaced: replaced.len() as u64,
+        changes: changes.len() as u64,
+        messages: born.len() as u64,
+    };
+    let dedup = live_dedup(tail.born.dedup.iter().cloned(), now_ms);
+    store(dir, &delta_name(head.from), false, |sink| {
+        let mut out = IndexWriter::delta(sink, &head, &replaced, &changes).map_err(internal)?;
+        for (seq, m) in born.iter() {
+            out.message(*seq, m).map_err(internal)?;
         }
-    }
-    for (seq, m) in born.iter() {
-        out.message(*seq, m).map_err(internal)?;
-    }
-    let dedup = live_dedup(old.dedup().ok_or_else(unreadable)?.into_iter().chain(tail.born.dedup), now_ms);
-    out.finish(dedup.iter()).map(drop).map_err(internal)
+        out.finish(dedup.iter()).map(drop).map_err(internal)
+    })?;
+    Ok(head)
 }
 
 /// The log a checkpoint covers: from `from` to the end of the first sealed segment that
@@ -561,23 +925,31 @@ fn cut_after_enough(
 }
 
 impl MessageLog {
-    /// Writes the index of `source`, which must be what the log says at its end now:
-    /// at a clean shutdown, with nothing appending.
+    /// Writes the index of `source`, which must be what the log says at its end now, as
+    /// a new base: at a clean shutdown, with nothing appending.
     pub fn write_index(&self, source: &dyn IndexSource) -> Result<(), StoreError> {
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let Some((end, _)) = self.view() else { return Ok(()) };
-        store(&self.dir, true, |out| write_whole(out, end, source))?;
-        *index = Some(end);
+        store(&self.dir, FILE, true, |out| write_whole(out, end, source))?;
+        remove_deltas(&self.dir);
+        *index = Some(Chain::base(end, source.message_count(), source.max_seq(), source.max_queue_id()));
         Ok(())
     }
 
-    /// Writes a new index when at least `every` bytes of the log follow the last one's
-    /// place, and [`LOG_PER_INDEX_BYTE`] times its size: the last index merged with the
-    /// entries after its place, or, with no usable index, the whole log replayed; in
-    /// either case only up to the first sealed segment that makes that much
-    /// ([`cut_after_enough`]), so that a checkpoint far behind holds a bounded tail. Reads
-    /// only what is durably written, so it runs beside the writer; returns at once,
-    /// `false`, while another is being written.
+    /// Where the index in use ends in the log.
+    #[cfg(test)]
+    pub(super) fn index_place(&self) -> Option<Position> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(Chain::at)
+    }
+
+    /// Extends the index when at least `every` bytes of the log follow its place: with a
+    /// delta of the entries after the place, or, when the chain is due
+    /// ([`Chain::due_for_merge`]), with a new base merging the chain and those entries;
+    /// with no usable index, a base of the whole log replayed. In every case only up to
+    /// the first sealed segment that makes `every` bytes ([`cut_after_enough`]), so that a
+    /// checkpoint far behind holds a bounded tail. Reads only what is durably written, so
+    /// it runs beside the writer; returns at once, `false`, while another is being
+    /// written.
     pub fn checkpoint(&self, now_ms: u64, every: u64) -> Result<bool, StoreError> {
         let mut index = match self.index.try_lock() {
             Ok(index) => index,
@@ -586,56 +958,55 @@ impl MessageLog {
         };
         let Some((end, segments)) = self.view() else { return Ok(false) };
         let Some(&(first, _, _)) = segments.first() else { return Ok(false) };
-        let last = index.filter(|at| segments.iter().any(|(n, _, _)| *n == at.segment));
-        let from = last.unwrap_or(Position { segment: first, offset: 0 });
+        let chain = index.clone().filter(|chain| segments.iter().any(|(n, _, _)| *n == chain.at().segment));
+        let from = chain.as_ref().map_or(Position { segment: first, offset: 0 }, Chain::at);
         let behind: u64 = segments
             .iter()
             .filter(|(n, _, _)| *n >= from.segment)
             .map(|(n, _, len)| len.saturating_sub(if *n == from.segment { from.offset } else { 0 }))
             .sum();
-        // A checkpoint rewrites the whole index: with a large one, wait for
-        // proportionally more log, so that rewriting stays a fraction of what is appended.
-        let index_bytes = last.and_then(|_| std::fs::metadata(self.dir.join(FILE)).ok()).map_or(0, |m| m.len());
-        let enough = every.max(LOG_PER_INDEX_BYTE * index_bytes);
-        if behind < enough || end == from {
+        if behind < every || end == from {
             return Ok(false);
         }
-        let (end, segments) = cut_after_enough(end, segments, from, enough);
+        let (end, segments) = cut_after_enough(end, segments, from, every);
         let started = std::time::Instant::now();
-        let path = self.dir.join(FILE);
-        let old = || IndexReader::open(&path).filter(|r| Some(r.at) == last);
-        let mut merged = None;
-        if old().is_some() {
+        let mut extended = None;
+        if let Some(mut chain) = chain {
             let mut tail = Tail::default();
             // Room for the messages the tail could hold, as replay at start reserves.
-            let expected = (behind / BYTES_PER_INSERT) as usize;
+            let expected = (behind.min(every.saturating_mul(2)) / BYTES_PER_INSERT) as usize;
             tail.born.messages.reserve(expected);
-            tail.inserted.reserve(expected);
+            tail.changes.replaced.reserve(expected);
             replay_view(&segments, from, &mut |kind, body, at| tail.apply(kind, body, at))?;
-            // Two passes over the last index, neither holding it: the header names the
-            // count of messages, and the first pass also checks the checksum.
-            if let Some(kept) = old().and_then(|old| count_kept(old, &tail)) {
-                let old = old().ok_or_else(|| internal("the last index is gone"))?;
-                merged = Some(store(&self.dir, false, |out| merge(old, kept, tail, end, now_ms, out))?);
+            if !chain.due_for_merge() {
+                chain.push(write_delta(&self.dir, &chain, &tail, end, now_ms)?);
+                extended = Some((chain, "delta"));
+            } else if let Some(messages) = merge(&self.dir, &chain, &tail, end, now_ms)? {
+                let max_seq = chain.max_seq.max(tail.born.max_seq);
+                let max_queue_id = chain.max_queue_id.max(tail.born.max_queue_id);
+                remove_deltas(&self.dir);
+                extended = Some((Chain::base(end, messages, max_seq, max_queue_id), "merge"));
             } else {
-                tracing::warn!("the last message index does not read back; rebuilding it from the whole log");
+                tracing::warn!("the message index does not read back; rebuilding it from the whole log");
             }
         }
-        let bytes = match merged {
-            Some(bytes) => bytes,
+        let (chain, how) = match extended {
+            Some(extended) => extended,
             None => {
                 let mut whole = Replayed::default();
                 replay_view(&segments, Position { segment: first, offset: 0 }, &mut |kind, body, at| {
                     whole.apply(kind, body, at, false)
                 })?;
                 whole.dedup = live_dedup(std::mem::take(&mut whole.dedup), now_ms);
-                store(&self.dir, false, |out| write_whole(out, end, &whole))?
+                store(&self.dir, FILE, false, |out| write_whole(out, end, &whole))?;
+                remove_deltas(&self.dir);
+                (Chain::base(end, whole.message_count(), whole.max_seq, whole.max_queue_id), "rebuild")
             }
         };
-        *index = Some(end);
+        *index = Some(chain);
         tracing::debug!(
             behind,
-            bytes,
+            how,
             segment = end.segment,
             ms = started.elapsed().as_millis() as u64,
             "message index checkpoint"
@@ -685,9 +1056,9 @@ mod tests {
             let group_id = (seq % 4 == 0).then(|| format!("g{}", seq % 7).into_boxed_str());
             written.messages.insert((seq, LiveMessage { at, state, sent_ms: seq as u64 * 3, group_id }));
         }
-        store(dir.path(), false, |out| write_whole(out, at, &written)).unwrap();
+        store(dir.path(), FILE, false, |out| write_whole(out, at, &written)).unwrap();
         let (read_at, back) = read(dir.path(), &[1]).expect("the index reads back");
-        assert_eq!(read_at, at);
+        assert_eq!(read_at.at(), at);
         assert_eq!(found(&back, 0), found(&written, 0));
 
         // A byte changed in the middle, past the first window's worth: only the checksum
@@ -740,6 +1111,7 @@ mod tests {
         const SEGMENT: u64 = 2048;
         const NOW: u64 = 1_000;
         let mut steps_with_more = 0;
+        let (mut deltas, mut merged) = (0, 0);
         for seed in 1..=12u64 {
             let dir = tempfile::tempdir().unwrap();
             let index_path = dir.path().join(SUBDIR).join(FILE);
@@ -811,7 +1183,15 @@ mod tests {
                         }
                     }
                     if dice.roll(6) == 0 {
-                        checkpoints += usize::from(log.checkpoint(NOW, dice.roll(2 * SEGMENT)).unwrap());
+                        let deltas_before = log.index.lock().unwrap().as_ref().map_or(0, |c| c.deltas.len());
+                        if log.checkpoint(NOW, dice.roll(2 * SEGMENT)).unwrap() {
+                            checkpoints += 1;
+                            match log.index.lock().unwrap().as_ref().unwrap().deltas.len() {
+                                0 if deltas_before > 0 => merged += 1,
+                                0 => {}
+                                _ => deltas += 1,
+                            }
+                        }
                     }
                 }
                 // A crash: no index written at shutdown.
@@ -844,6 +1224,7 @@ mod tests {
             assert!(checkpoints > 2, "seed {seed}: only {checkpoints} checkpoints");
         }
         assert!(steps_with_more > 10, "compactions in steps: {steps_with_more}");
+        assert!(deltas > 40 && merged > 20, "{deltas} deltas, {merged} merges");
     }
 
     /// A checkpoint far behind covers sealed segments up to about `every` bytes, ends
@@ -862,11 +1243,10 @@ mod tests {
         }
         let segments = log.segments().len();
         assert!(segments > 8, "{segments} segments");
-        let place = || IndexReader::open(&dir.path().join(SUBDIR).join(FILE)).map(|r| r.at);
         let every = 2 * SEGMENT;
         let mut places = Vec::new();
         while log.checkpoint(0, every).unwrap() {
-            let at = place().unwrap();
+            let at = log.index_place().unwrap();
             places.push(at);
             let head = log.segments().last().unwrap().0;
             if at.segment != head {
@@ -874,7 +1254,7 @@ mod tests {
                 assert_eq!(at.offset, length - MARKER_BYTES, "a cut ends before the seal");
             }
         }
-        // The first cut short of the head; the next waits for four times the index's size.
+        // The first cut short of the head, the next going on from it.
         assert!(places.len() >= 2, "checkpoints in steps: {places:?}");
         assert!(places.windows(2).all(|w| w[0] < w[1]), "each goes on: {places:?}");
         assert!(places[0].segment < places.last().unwrap().segment);
@@ -921,24 +1301,120 @@ mod tests {
         let (seq, read_state, read) = log.read(replayed.message(5).at).unwrap().unwrap();
         assert_eq!((seq, read_state, read.message_id), (5, state_of_5, content_of_5.message_id));
 
-        // A last index damaged after it was read: the next checkpoint finds its checksum
-        // wrong and rebuilds the index from the whole log instead of merging.
+        // A base damaged after it was read. A checkpoint writing a delta does not read
+        // it; a start finds its checksum wrong and replays the whole log, and the next
+        // checkpoint rebuilds the index from it.
         let path = dir.path().join(SUBDIR).join(FILE);
         let mut damaged = std::fs::read(&path).unwrap();
         let last_message = damaged.len() - 4 - 8 - 20;
         damaged[last_message] ^= 1;
         std::fs::write(&path, &damaged).unwrap();
         write(&log, &[Change::Delete { seq: 4 }]);
-        // Enough log after the last index for a checkpoint (four times its size).
         for seq in 13..=60 {
             insert(&log, seq, 1);
         }
         assert!(log.checkpoint(0, 1).unwrap());
+        assert_eq!(log.index.lock().unwrap().as_ref().unwrap().deltas.len(), 1, "a delta after the damaged base");
+        drop(log);
+        let expected: Vec<i64> = (5..=60).collect();
+        let seqs = |r: &Replayed| {
+            let mut seqs: Vec<i64> = r.messages.seqs().collect();
+            seqs.sort_unstable();
+            seqs
+        };
+        let (log, replayed) = MessageLog::open(dir.path(), true, 400).unwrap();
+        assert!(!replayed.from_index, "the base does not read back");
+        assert_eq!(seqs(&replayed), expected);
+        assert!(log.checkpoint(0, 1).unwrap());
+        assert!(delta_files(dir.path()).is_empty(), "a rebuilt base removes the deltas");
         drop(log);
         let (_, replayed) = MessageLog::open(dir.path(), true, 400).unwrap();
         assert!(replayed.from_index);
-        let mut seqs: Vec<i64> = replayed.messages.seqs().collect();
-        seqs.sort_unstable();
-        assert_eq!(seqs, (5..=60).collect::<Vec<_>>());
+        assert_eq!(seqs(&replayed), expected);
+    }
+
+    /// The deltas of the index directory, by name.
+    fn delta_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join(SUBDIR))
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().into_string().ok())
+            .filter(|n| n.ends_with(DELTA_SUFFIX))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Checkpoints add deltas, each named by the place the chain ended at, while the log
+    /// mostly grows; once the deltas hold enough changes to earlier messages, one merges
+    /// them into a new base and removes them. A delta torn by a crash ends the chain at
+    /// the one before it. Every start finds what the whole log says.
+    #[test]
+    fn deltas_follow_the_base_until_a_merge_replaces_them() {
+        const SEGMENT: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = MessageLog::open(dir.path(), true, SEGMENT).unwrap();
+        let chain = |log: &MessageLog| log.index.lock().unwrap().clone().unwrap();
+        let starts_as_the_whole_log = |dir: &Path| {
+            let (_, from_index) = MessageLog::open(dir, true, SEGMENT).unwrap();
+            assert!(from_index.from_index);
+            let saved = std::fs::read(dir.join(SUBDIR).join(FILE)).unwrap();
+            std::fs::remove_file(dir.join(SUBDIR).join(FILE)).unwrap();
+            let (_, whole) = MessageLog::open(dir, true, SEGMENT).unwrap();
+            assert!(!whole.from_index);
+            std::fs::write(dir.join(SUBDIR).join(FILE), saved).unwrap();
+            assert_eq!(found(&from_index, 0), found(&whole, 0));
+            whole.messages.len()
+        };
+        for seq in 1..=20 {
+            insert(&log, seq, 1 + seq % 2);
+        }
+        assert!(log.checkpoint(0, 1).unwrap());
+        assert!(chain(&log).deltas.is_empty(), "the first checkpoint writes a base");
+        // Growth with a few changes to the base's messages: deltas.
+        let mut seq = 20;
+        for round in 1..=3i64 {
+            let from = chain(&log).at();
+            for _ in 0..10 {
+                seq += 1;
+                insert(&log, seq, 1 + seq % 2);
+            }
+            write(&log, &[Change::Delete { seq: round }]);
+            write(&log, &[Change::Purge { queue_id: 2, max_seq: 2 * round }]);
+            assert!(log.checkpoint(0, 1).unwrap());
+            let after = chain(&log);
+            assert_eq!(after.deltas.len(), round as usize, "round {round}");
+            assert_eq!(after.deltas.last().unwrap().from, from);
+            assert!(delta_files(dir.path()).contains(&delta_name(from)));
+            starts_as_the_whole_log(dir.path());
+        }
+        let deltas = delta_files(dir.path());
+        assert_eq!(deltas.len(), 3);
+
+        // The last delta torn: the chain stops at the one before, the log after it replays.
+        let last = dir.path().join(SUBDIR).join(&deltas[2]);
+        let whole_delta = std::fs::read(&last).unwrap();
+        std::fs::write(&last, &whole_delta[..whole_delta.len() / 2]).unwrap();
+        drop(log);
+        let (log, _) = MessageLog::open(dir.path(), true, SEGMENT).unwrap();
+        assert_eq!(chain(&log).deltas.len(), 2, "the torn delta is left out");
+        let live = starts_as_the_whole_log(dir.path());
+
+        // Deletes of earlier messages until the deltas hold one change per four messages.
+        let mut deleted = 0;
+        for victim in 21..=seq {
+            if !chain(&log).due_for_merge() {
+                write(&log, &[Change::Delete { seq: victim }]);
+                deleted += 1;
+                insert(&log, 1000 + victim, 1);
+                assert!(log.checkpoint(0, 1).unwrap());
+            }
+        }
+        assert!(chain(&log).due_for_merge(), "{deleted} deletes later");
+        write(&log, &[Change::Delete { seq }]);
+        assert!(log.checkpoint(0, 1).unwrap());
+        assert!(chain(&log).deltas.is_empty(), "the merge writes a base");
+        assert!(delta_files(dir.path()).is_empty(), "and removes the deltas");
+        drop(log);
+        assert_eq!(starts_as_the_whole_log(dir.path()), live - 1);
     }
 }
