@@ -1104,6 +1104,17 @@ type SegmentView = (u32, Arc<File>, u64);
 /// more in page faults than the replay); a damaged entry is an error (these bytes were
 /// all synced).
 fn replay_view(segments: &[SegmentView], from: Position, apply: &mut ApplyEntry<'_>) -> Result<(), StoreError> {
+    replay_view_until(segments, from, apply, &mut || false).map(drop)
+}
+
+/// As [`replay_view`], stopping early at the end of the first chunk of groups after
+/// which `enough` says so: where it stopped, or `None` if it went to the end.
+fn replay_view_until(
+    segments: &[SegmentView],
+    from: Position,
+    apply: &mut ApplyEntry<'_>,
+    enough: &mut dyn FnMut() -> bool,
+) -> Result<Option<Position>, StoreError> {
     // Unit tests read in small chunks, so that entries and groups straddle them.
     const CHUNK: usize = if cfg!(test) { 200 } else { 4 << 20 };
     let mut buffer = Vec::new();
@@ -1115,7 +1126,7 @@ fn replay_view(segments: &[SegmentView], from: Position, apply: &mut ApplyEntry<
             buffer.resize(left.min(chunk), 0);
             file.read_exact_at(&mut buffer, at).map_err(internal)?;
             let checked = checked_prefix(&buffer);
-            let (end, _) = replay_segment(*n, &buffer[..checked], at, apply)?;
+            let (end, sealed) = replay_segment(*n, &buffer[..checked], at, apply)?;
             if end == 0 && buffer.len() == left {
                 return Err(corrupt(*n, at as usize, "an entry that does not read back"));
             }
@@ -1125,9 +1136,14 @@ fn replay_view(segments: &[SegmentView], from: Position, apply: &mut ApplyEntry<
                 chunk *= 2;
             }
             at += end as u64;
+            // Not past a seal: a start replays from the place, and a segment before the
+            // head must end with its seal.
+            if end > 0 && !sealed && enough() {
+                return Ok(Some(Position { segment: *n, offset: at }));
+            }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]

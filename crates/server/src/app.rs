@@ -296,8 +296,18 @@ fn spawn_checkpointer(store: Arc<EmbeddedStore>, stop: std::sync::mpsc::Receiver
         .spawn(move || {
             crate::os::lower_this_thread_priority();
             loop {
-                if let Err(e) = store.checkpoint_message_index() {
-                    tracing::warn!(error = %e, "message index checkpoint failed; the next second tries again");
+                // A checkpoint covers a bounded stretch of log: the next goes on at once
+                // while one more is due.
+                loop {
+                    match store.checkpoint_message_index() {
+                        Ok(true) if matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) => {}
+                        Ok(true) => return,
+                        Ok(false) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "message index checkpoint failed; the next second tries again");
+                            break;
+                        }
+                    }
                 }
                 if !matches!(stop.recv_timeout(EXPIRY_INTERVAL), Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
                     return;

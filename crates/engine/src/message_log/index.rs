@@ -54,6 +54,15 @@ const MAX_DELTAS: usize = 32;
 /// (its deltas hold new messages only) and is merged every [`MAX_DELTAS`] deltas.
 const MESSAGES_PER_CHANGE: u64 = 4;
 
+/// The most changes to earlier messages a checkpoint gathers (about 100 bytes each in
+/// memory) before it stops and writes what it has, mid-segment if need be: the entries
+/// that receive, delete or move a backlog are small (40–60 bytes of log each), and two
+/// segments' worth of them held millions, 280 MiB of memory behind a backlog of a
+/// million being received. A merge holds its deltas' changes, at most a quarter of the
+/// chain's messages ([`MESSAGES_PER_CHANGE`]), beside this many.
+/// Unit tests stop after a few, so that their checkpoints stop mid-segment too.
+const MAX_TAIL_CHANGES: u64 = if cfg!(test) { 6 } else { 1 << 17 };
+
 /// The delta going on from `from`.
 fn delta_name(from: Position) -> String {
     format!("index-{:08}-{:012}{DELTA_SUFFIX}", from.segment, from.offset)
@@ -638,6 +647,8 @@ struct Changes {
     changes: SeqMap<Vec<NumberedEntry>>,
     /// Purges (queue, up to sequence number), numbered in the same order.
     purges: Vec<(u64, i64, i64)>,
+    /// Entries held in `changes` and `purges`.
+    count: u64,
 }
 
 impl Changes {
@@ -660,8 +671,17 @@ impl Changes {
         if kind == Kind::Purge {
             self.purges.push((order, r.i64()?, r.i64()?));
         } else {
-            self.changes.entry(r.i64()?).or_default().push((order, kind, body));
+            let entries = self.changes.entry(r.i64()?).or_default();
+            // A state change sets every field it carries and never the queue, which is
+            // all a purge between two of them looks at: the later one stands for both (a
+            // message received again and again holds one entry).
+            if let Some(last) = entries.last_mut().filter(|(_, last, _)| kind == Kind::State && *last == Kind::State) {
+                *last = (order, kind, body);
+                return Some(());
+            }
+            entries.push((order, kind, body));
         }
+        self.count += 1;
         Some(())
     }
 
@@ -977,7 +997,14 @@ impl MessageLog {
             let expected = (behind.min(every.saturating_mul(2)) / BYTES_PER_INSERT) as usize;
             tail.born.messages.reserve(expected);
             tail.changes.replaced.reserve(expected);
-            replay_view(&segments, from, &mut |kind, body, at| tail.apply(kind, body, at))?;
+            let full = std::cell::Cell::new(false);
+            let mut apply = |kind, body: &[u8], at| {
+                let applied = tail.apply(kind, body, at);
+                full.set(tail.changes.count >= MAX_TAIL_CHANGES);
+                applied
+            };
+            let stopped = replay_view_until(&segments, from, &mut apply, &mut || full.get())?;
+            let end = stopped.unwrap_or(end);
             if !chain.due_for_merge() {
                 chain.push(write_delta(&self.dir, &chain, &tail, end, now_ms)?);
                 extended = Some((chain, "delta"));
@@ -1111,7 +1138,7 @@ mod tests {
         const SEGMENT: u64 = 2048;
         const NOW: u64 = 1_000;
         let mut steps_with_more = 0;
-        let (mut deltas, mut merged) = (0, 0);
+        let (mut deltas, mut merged, mut stopped_early) = (0, 0, 0);
         for seed in 1..=12u64 {
             let dir = tempfile::tempdir().unwrap();
             let index_path = dir.path().join(SUBDIR).join(FILE);
@@ -1186,6 +1213,12 @@ mod tests {
                         let deltas_before = log.index.lock().unwrap().as_ref().map_or(0, |c| c.deltas.len());
                         if log.checkpoint(NOW, dice.roll(2 * SEGMENT)).unwrap() {
                             checkpoints += 1;
+                            let place = log.index_place().unwrap();
+                            let segments = log.segments();
+                            let (_, length) = segments.iter().copied().find(|(n, _)| *n == place.segment).unwrap();
+                            let head = segments.last().unwrap().0;
+                            let cut = if place.segment == head { length } else { length - MARKER_BYTES };
+                            stopped_early += usize::from(place.offset < cut);
                             match log.index.lock().unwrap().as_ref().unwrap().deltas.len() {
                                 0 if deltas_before > 0 => merged += 1,
                                 0 => {}
@@ -1225,6 +1258,7 @@ mod tests {
         }
         assert!(steps_with_more > 10, "compactions in steps: {steps_with_more}");
         assert!(deltas > 40 && merged > 20, "{deltas} deltas, {merged} merges");
+        assert!(stopped_early > 10, "{stopped_early} checkpoints stopped at their count of changes");
     }
 
     /// A checkpoint far behind covers sealed segments up to about `every` bytes, ends
@@ -1331,6 +1365,45 @@ mod tests {
         let (_, replayed) = MessageLog::open(dir.path(), true, 400).unwrap();
         assert!(replayed.from_index);
         assert_eq!(seqs(&replayed), expected);
+    }
+
+    /// Two state changes to one message collapse into the later, but not across a move:
+    /// a message moved to another queue and received there survives a purge of its first
+    /// queue, in a delta and in the merge after it.
+    #[test]
+    fn a_moved_message_keeps_its_queue_through_later_state_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
+        for seq in 1..=2 {
+            insert(&log, seq, 1);
+        }
+        assert!(log.checkpoint(0, 1).unwrap());
+        let received = |seq, token| Change::State {
+            seq,
+            visible_at_ms: 50,
+            receive_count: token as u32,
+            first_receive_ms: 5,
+            receipt_token: token,
+        };
+        write(&log, &[received(1, 1), received(1, 2), received(2, 1)]);
+        write(
+            &log,
+            &[Change::Move { seq: 1, to_queue: 2, dlq_source: Some(1), visible_at_ms: 9, reset_receives: true }],
+        );
+        write(&log, &[received(1, 3), Change::Purge { queue_id: 1, max_seq: 2 }]);
+        assert!(log.checkpoint(0, 1).unwrap());
+        assert_eq!(log.index.lock().unwrap().as_ref().unwrap().deltas.len(), 1);
+        drop(log);
+        let (log, replayed) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
+        assert!(replayed.from_index);
+        assert_eq!(replayed.messages.seqs().collect::<Vec<_>>(), vec![1]);
+        let m = replayed.message(1);
+        assert_eq!((m.state.queue_id, m.state.receipt_token, m.state.dlq_source), (2, 3, Some(1)));
+        // The same through a merge of the base and the delta.
+        let chain = log.index.lock().unwrap().clone().unwrap();
+        assert_eq!(merge(&log.dir, &chain, &Tail::default(), chain.at(), 0).unwrap(), Some(1));
+        let (_, merged) = read(&log.dir, &log.segments().iter().map(|(n, _)| *n).collect::<Vec<_>>()).unwrap();
+        assert_eq!(merged.message(1).state, m.state);
     }
 
     /// The deltas of the index directory, by name.
