@@ -34,9 +34,14 @@ fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+// Looked up by name rather than by `&str`, which parsed and lowercased the name on each
+// of a request's five lookups.
+const X_AMZ_TARGET: header::HeaderName = header::HeaderName::from_static("x-amz-target");
+const X_AMZN_TRACE_ID: header::HeaderName = header::HeaderName::from_static("x-amzn-trace-id");
 
 /// Account from a 12-digit access key id (as LocalStack users expect), else the default.
 fn account_for(access_key: &str, default: &str) -> String {
@@ -221,8 +226,9 @@ async fn read_request(
             return Read::Answered(response);
         }
     }
-    let target = header_str(&parts.headers, "x-amz-target").map(str::to_owned);
-    let cbor = header_str(&parts.headers, "content-type").is_some_and(|c| c.starts_with("application/x-amz-cbor-1.1"));
+    let target = header_str(&parts.headers, &X_AMZ_TARGET).map(str::to_owned);
+    let cbor =
+        header_str(&parts.headers, &header::CONTENT_TYPE).is_some_and(|c| c.starts_with("application/x-amz-cbor-1.1"));
     let protocol = match target.as_deref() {
         Some(t) if t.starts_with("Kinesis_20131202.") && cbor => Protocol::Cbor,
         Some(t) if t.starts_with("Kinesis_20131202.") || t.starts_with("Firehose_20150804.") => {
@@ -246,7 +252,7 @@ async fn read_request(
     };
 
     let query_params = parts.uri.query().map(|q| sluice_wire::query::parse_form(q.as_bytes())).unwrap_or_default();
-    let scope = header_str(&parts.headers, "authorization")
+    let scope = header_str(&parts.headers, &header::AUTHORIZATION)
         .and_then(sluice_wire::sigv4::scope_from_authorization)
         .or_else(|| {
             query_params
@@ -270,7 +276,7 @@ async fn read_request(
     let ctx = RequestContext {
         account,
         region,
-        host: header_str(&parts.headers, "host")
+        host: header_str(&parts.headers, &header::HOST)
             .map(str::to_owned)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_else(|| "localhost:4566".into()),
@@ -278,7 +284,7 @@ async fn read_request(
         request_id: request_id.to_owned(),
         access_key_id: access_key,
         path: parts.uri.path().to_owned(),
-        trace_header: header_str(&parts.headers, "x-amzn-trace-id").map(str::to_owned),
+        trace_header: header_str(&parts.headers, &X_AMZN_TRACE_ID).map(str::to_owned),
         caller,
     };
     Read::Incoming(

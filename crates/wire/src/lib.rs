@@ -8,6 +8,7 @@ pub mod cbor;
 pub mod civil;
 pub mod error;
 pub mod eventstream;
+pub mod fields;
 pub mod json_text;
 pub mod md5;
 pub mod md5_lanes;

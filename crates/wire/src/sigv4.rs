@@ -23,7 +23,7 @@ pub fn scope_from_authorization(header: &str) -> Option<CredentialScope> {
 }
 
 pub fn scope_from_credential(credential: &str) -> Option<CredentialScope> {
-    let mut parts = credential.split('/');
+    let mut parts = crate::fields::split_ascii(credential, b'/');
     let access_key_id = parts.next()?.to_owned();
     let _date = parts.next()?;
     let region = parts.next()?.to_owned();

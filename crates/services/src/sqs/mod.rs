@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use sluice_engine::{
     Attributes, Clock, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, SendOutcome, Store,
 };
+use sluice_wire::fields::split_ascii;
 use sluice_wire::md5::{md5_hex, md5_hex_many};
 use sluice_wire::{AwsError, Model};
 use std::collections::BTreeMap;
@@ -150,14 +151,15 @@ fn valid_queue_name(name: &str, fifo: bool) -> bool {
 
 fn region_from_host(host: &str) -> Option<String> {
     // sqs.<region>.amazonaws.com, sqs.<region>.localhost.localstack.cloud, <region>.queue.amazonaws.com
-    let host = host.split(':').next()?;
-    let labels: Vec<&str> = host.split('.').collect();
-    let looks_like_region = |s: &str| s.contains('-') && s.chars().any(|c| c.is_ascii_digit());
-    if labels.len() >= 3 && labels[0] == "sqs" && looks_like_region(labels[1]) {
-        return Some(labels[1].to_owned());
+    let host = split_ascii(host, b':').next()?;
+    let mut labels = split_ascii(host, b'.');
+    let (Some(first), Some(second), Some(_)) = (labels.next(), labels.next(), labels.next()) else { return None };
+    let looks_like_region = |s: &str| s.contains('-') && s.bytes().any(|c| c.is_ascii_digit());
+    if first == "sqs" && looks_like_region(second) {
+        return Some(second.to_owned());
     }
-    if labels.len() >= 3 && labels[1] == "queue" && looks_like_region(labels[0]) {
-        return Some(labels[0].to_owned());
+    if second == "queue" && looks_like_region(first) {
+        return Some(first.to_owned());
     }
     None
 }
@@ -407,13 +409,13 @@ impl SqsService {
     fn queue_key(&self, ctx: &RequestContext, url: &Option<String>) -> Result<QueueKey, AwsError> {
         let url = require(url, "QueueUrl")?;
         let (host, path) = match url.split_once("://") {
-            Some((_, rest)) => match rest.split_once('/') {
-                Some((host, path)) => (host, path),
+            Some((_, rest)) => match rest.bytes().position(|b| b == b'/') {
+                Some(slash) => (&rest[..slash], &rest[slash + 1..]),
                 None => (rest, ""),
             },
             None => ("", url),
         };
-        let mut segments = path.split('/').filter(|s| !s.is_empty());
+        let mut segments = split_ascii(path, b'/').filter(|s| !s.is_empty());
         let (account, name) = match (segments.next(), segments.next(), segments.next()) {
             (Some(account), Some(name), None) => (account.to_string(), name.to_string()),
             (Some(name), None, None) if !url.contains("://") => (ctx.account.clone(), name.to_string()),

@@ -1,0 +1,36 @@
+//! Text cut into fields at an ASCII separator (a queue URL's path, a credential scope,
+//! a host's labels), scanning bytes: `str::split` with a `char` pattern paid about 125
+//! instructions a field in its searcher, and addressing one SendMessage cut a dozen.
+
+/// `text` split at each `separator`, as `text.split(separator as char)` gives it.
+pub fn split_ascii(text: &str, separator: u8) -> impl Iterator<Item = &str> {
+    assert!(separator.is_ascii(), "an ASCII separator never falls inside a character");
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let field = rest?;
+        match field.bytes().position(|b| b == separator) {
+            Some(at) => {
+                rest = Some(&field[at + 1..]);
+                Some(&field[..at])
+            }
+            None => {
+                rest = None;
+                Some(field)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_what_str_split_gives() {
+        for text in ["", "/", "//", "a", "/a", "a/", "a//b", "http://h:1/000000000000/q", "é/ü/€x/", "ü"] {
+            let ours: Vec<&str> = split_ascii(text, b'/').collect();
+            let std: Vec<&str> = text.split('/').collect();
+            assert_eq!(ours, std, "{text:?}");
+        }
+    }
+}
