@@ -29,6 +29,29 @@ pub fn write_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
+/// Where the string literal whose bytes (after its opening quote) begin `bytes` ends: the
+/// place of its closing quote, if no backslash or control byte comes before it (a
+/// literal that needs no decoding: its bytes are its text, once checked to be UTF-8).
+/// Scanned a block at a time, as [`write_string`] scans: serde_json reads strings eight
+/// bytes at a time, 4% of a SendMessage's instructions for a 1 KiB body.
+pub fn plain_string_end(bytes: &[u8]) -> Option<usize> {
+    let blocks = bytes.chunks_exact(BLOCK);
+    let tail_start = bytes.len() - blocks.remainder().len();
+    for (index, block) in blocks.enumerate() {
+        let stops = block.iter().fold(false, |seen, &b| seen | (b < 0x20) | (b == b'"') | (b == b'\\'));
+        if stops {
+            return first_stop(bytes, index * BLOCK..bytes.len());
+        }
+    }
+    first_stop(bytes, tail_start..bytes.len())
+}
+
+/// The first quote in `range` of `bytes`, if no backslash or control byte comes first.
+fn first_stop(bytes: &[u8], range: std::ops::Range<usize>) -> Option<usize> {
+    let at = range.start + bytes[range].iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\')?;
+    (bytes[at] == b'"').then_some(at)
+}
+
 /// Writes the bytes before each byte to escape in `range`, then its escape; `unwritten`
 /// is where the bytes not yet written begin.
 fn escape_within(out: &mut Vec<u8>, bytes: &[u8], unwritten: &mut usize, range: std::ops::Range<usize>) {
@@ -60,6 +83,30 @@ fn push_escape(out: &mut Vec<u8>, byte: u8) {
 
 #[cfg(test)]
 mod tests {
+    /// The end of a plain literal wherever its quote falls against the blocks; none
+    /// past a backslash or control byte before it, or without a closing quote.
+    #[test]
+    fn a_plain_string_ends_at_its_quote_and_only_if_nothing_needs_decoding() {
+        for length in [0, 1, 31, 32, 33, 63, 64, 65, 100] {
+            let text = "é".repeat(length / 2) + &"a".repeat(length % 2);
+            let literal = format!("{text}\",rest");
+            assert_eq!(plain_string_end(literal.as_bytes()), Some(text.len()), "{length}");
+            assert_eq!(plain_string_end(text.as_bytes()), None, "no closing quote");
+            for stop in [b'\\', b'\n', 0x00, 0x1F] {
+                for at in [0, text.len() / 2, text.len()] {
+                    let mut bytes = literal.clone().into_bytes();
+                    if !text.is_char_boundary(at) {
+                        continue;
+                    }
+                    bytes.insert(at, stop);
+                    assert_eq!(plain_string_end(&bytes), None, "{length} {stop} at {at}");
+                }
+            }
+            // A backslash after the quote is the next token's business.
+            assert_eq!(plain_string_end(format!("{text}\"\\").as_bytes()), Some(text.len()));
+        }
+    }
+
     use super::*;
 
     fn written(text: &str) -> String {

@@ -15,11 +15,114 @@ pub(super) enum Decoded {
 /// The typed request, when `action` is a hot operation and `body` is complete.
 pub(super) fn decode(action: &str, body: &[u8]) -> Option<Decoded> {
     match action {
-        "SendMessage" => serde_json::from_slice(body).ok().filter(send_is_complete).map(Decoded::SendMessage),
+        "SendMessage" => plain_send(body)
+            .or_else(|| serde_json::from_slice(body).ok())
+            .filter(send_is_complete)
+            .map(Decoded::SendMessage),
         "SendMessageBatch" => {
             serde_json::from_slice(body).ok().filter(batch_is_complete).map(Decoded::SendMessageBatch)
         }
         _ => None,
+    }
+}
+
+/// A SendMessage of string members that need no decoding (and DelaySeconds as a plain
+/// integer), read without serde: serde_json reads a string eight bytes at a time, and
+/// the body is most of the request. `None` for anything else (attributes, other or
+/// repeated members, escapes, `null`, other numbers, malformed JSON), which serde reads
+/// as before; when this reads a body, serde reads it the same (tests compare).
+fn plain_send(body: &[u8]) -> Option<SendMessageRequest> {
+    let mut json = PlainJson { bytes: body, at: 0 };
+    let mut request = SendMessageRequest {
+        queue_url: None,
+        message_body: None,
+        delay_seconds: None,
+        message_attributes: MessageAttributeMap::default(),
+        message_system_attributes: MessageAttributeMap::default(),
+        message_deduplication_id: None,
+        message_group_id: None,
+    };
+    json.eat(b'{')?;
+    if !json.eat_if(b'}') {
+        loop {
+            let member = json.string()?;
+            json.eat(b':')?;
+            let empty = match member {
+                "QueueUrl" => request.queue_url.replace(json.string()?.to_owned()).is_none(),
+                "MessageBody" => {
+                    let body = sluice_engine::NewMessage::body_from(json.string()?);
+                    request.message_body.replace(body).is_none()
+                }
+                "DelaySeconds" => request.delay_seconds.replace(json.integer()?).is_none(),
+                "MessageDeduplicationId" => {
+                    request.message_deduplication_id.replace(json.string()?.to_owned()).is_none()
+                }
+                "MessageGroupId" => request.message_group_id.replace(json.string()?.to_owned()).is_none(),
+                _ => return None,
+            };
+            if !empty {
+                return None;
+            }
+            if json.eat_if(b'}') {
+                break;
+            }
+            json.eat(b',')?;
+        }
+    }
+    json.skip_whitespace();
+    (json.at == body.len()).then_some(request)
+}
+
+/// A reader of the little JSON [`plain_send`] takes.
+struct PlainJson<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> PlainJson<'a> {
+    fn skip_whitespace(&mut self) {
+        while matches!(self.bytes.get(self.at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    fn eat_if(&mut self, byte: u8) -> bool {
+        self.skip_whitespace();
+        let found = self.bytes.get(self.at) == Some(&byte);
+        self.at += usize::from(found);
+        found
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        self.eat_if(byte).then_some(())
+    }
+
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let rest = &self.bytes[self.at..];
+        let end = sluice_wire::json_text::plain_string_end(rest)?;
+        let text = std::str::from_utf8(&rest[..end]).ok()?;
+        self.at += end + 1;
+        Some(text)
+    }
+
+    /// An integer as JSON writes one (no leading zeros, fraction or exponent) that fits;
+    /// not `-0`, which serde_json reads as a float.
+    fn integer(&mut self) -> Option<i64> {
+        self.skip_whitespace();
+        let start = self.at;
+        let negative = self.bytes.get(self.at) == Some(&b'-');
+        self.at += usize::from(negative);
+        let digits = self.bytes[self.at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let first = *self.bytes.get(self.at)?;
+        if digits == 0 || (first == b'0' && (digits > 1 || negative)) {
+            return None;
+        }
+        self.at += digits;
+        if matches!(self.bytes.get(self.at), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        std::str::from_utf8(&self.bytes[start..self.at]).ok()?.parse().ok()
     }
 }
 
@@ -118,6 +221,52 @@ mod tests {
             }
         }
         assert_eq!(taken, 5, "the complete, well-typed bodies above");
+    }
+
+    /// Whatever the plain reader reads, serde reads the same: typical bodies, and every
+    /// body one byte away from them (deleted, replaced or inserted).
+    #[test]
+    fn the_plain_reader_reads_what_serde_reads() {
+        let seeds = [
+            r#"{"QueueUrl":"http://127.0.0.1:9324/000000000000/q","MessageBody":"hello wörld","DelaySeconds":5}"#,
+            "{ \"MessageGroupId\" : \"g\" ,\n\t\"MessageDeduplicationId\":\"d\",\r\"QueueUrl\":\"q\", \"MessageBody\":\"\", \"DelaySeconds\":-10 } ",
+            r#"{"QueueUrl":"q","MessageBody":"b","DelaySeconds":0}"#,
+        ];
+        let bytes = [
+            b'"', b'\\', b'{', b'}', b',', b':', b' ', b'0', b'1', b'-', b'.', b'e', 0x01, 0x7F, 0xC3, 0xA9, b'n', b'Q',
+        ];
+        let (mut read, mut compared) = (0, 0);
+        for seed in seeds {
+            assert!(plain_send(seed.as_bytes()).is_some(), "{seed}");
+            let seed = seed.as_bytes();
+            let mut bodies = vec![seed.to_vec()];
+            for at in 0..=seed.len() {
+                for &b in &bytes {
+                    let mut inserted = seed.to_vec();
+                    inserted.insert(at, b);
+                    bodies.push(inserted);
+                    if at < seed.len() {
+                        let mut replaced = seed.to_vec();
+                        replaced[at] = b;
+                        bodies.push(replaced);
+                    }
+                }
+                if at < seed.len() {
+                    let mut deleted = seed.to_vec();
+                    deleted.remove(at);
+                    bodies.push(deleted);
+                }
+            }
+            for body in bodies {
+                compared += 1;
+                let Some(ours) = plain_send(&body) else { continue };
+                read += 1;
+                let theirs: SendMessageRequest = serde_json::from_slice(&body)
+                    .unwrap_or_else(|e| panic!("serde refuses {:?}: {e}", String::from_utf8_lossy(&body)));
+                assert_eq!(format!("{ours:?}"), format!("{theirs:?}"), "{:?}", String::from_utf8_lossy(&body));
+            }
+        }
+        assert!(read > 1000, "{read} of {compared} bodies read");
     }
 
     /// Decoded bodies, escaped or not, read as sent and have room to be sealed in place.
