@@ -32,24 +32,14 @@ pub fn write_string(out: &mut Vec<u8>, text: &str) {
 /// Where the string literal whose bytes (after its opening quote) begin `bytes` ends: the
 /// place of its closing quote, if no backslash or control byte comes before it (a
 /// literal that needs no decoding: its bytes are its text, once checked to be UTF-8).
-/// Scanned a block at a time, as [`write_string`] scans: serde_json reads strings eight
-/// bytes at a time, 4% of a SendMessage's instructions for a 1 KiB body.
+/// The quote found by `memchr` (vector code picked for the CPU at run time), the controls
+/// by a minimum the compiler vectorises: serde_json reads strings eight bytes at a time,
+/// 4% of a SendMessage's instructions for a 1 KiB body, and a block test like
+/// [`write_string`]'s about 1.4 instructions a byte.
 pub fn plain_string_end(bytes: &[u8]) -> Option<usize> {
-    let blocks = bytes.chunks_exact(BLOCK);
-    let tail_start = bytes.len() - blocks.remainder().len();
-    for (index, block) in blocks.enumerate() {
-        let stops = block.iter().fold(false, |seen, &b| seen | (b < 0x20) | (b == b'"') | (b == b'\\'));
-        if stops {
-            return first_stop(bytes, index * BLOCK..bytes.len());
-        }
-    }
-    first_stop(bytes, tail_start..bytes.len())
-}
-
-/// The first quote in `range` of `bytes`, if no backslash or control byte comes first.
-fn first_stop(bytes: &[u8], range: std::ops::Range<usize>) -> Option<usize> {
-    let at = range.start + bytes[range].iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\')?;
-    (bytes[at] == b'"').then_some(at)
+    let end = memchr::memchr2(b'"', b'\\', bytes)?;
+    let lowest = bytes[..end].iter().fold(u8::MAX, |lowest, &b| lowest.min(b));
+    (bytes[end] == b'"' && lowest >= 0x20).then_some(end)
 }
 
 /// Writes the bytes before each byte to escape in `range`, then its escape; `unwritten`
