@@ -375,13 +375,22 @@ impl SqsService {
         // on it would hold it twice (its capture, and the operation's argument).
         Some(match typed::decode(action, body)? {
             typed::Decoded::SendMessage(req) => {
-                Either::Left(self.send_message(ctx, req).map(|r| r.and_then(|r| to_json(&r))))
+                let written = |reply: SendReply| {
+                    let mut body = Vec::with_capacity(128);
+                    reply.write_json(&mut body);
+                    body
+                };
+                Either::Left(self.send_message(ctx, req).map(move |r| r.map(written)))
             }
             typed::Decoded::SendMessageBatch(req) => {
                 // An entry's reply (id, message id, MD5) is about 130 bytes; 160 leaves
                 // room for the optional digests and a sequence number.
-                let sized = |r: SendBatchReply| to_json_sized(&r, 32 + 160 * (r.successful.len() + r.failed.len()));
-                Either::Right(self.send_message_batch(ctx, req).map(move |r| r.and_then(sized)))
+                let written = |reply: SendBatchReply| {
+                    let mut body = Vec::with_capacity(32 + 160 * (reply.successful.len() + reply.failed.len()));
+                    reply.write_json(&mut body).map_err(|e| internal(e.to_string()))?;
+                    Ok(body)
+                };
+                Either::Right(self.send_message_batch(ctx, req).map(move |r| r.and_then(written)))
             }
         })
     }
