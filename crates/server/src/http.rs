@@ -305,8 +305,11 @@ async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
 
     Answer::Now(match protocol {
         Protocol::Cbor => {
-            let action =
-                target.as_deref().and_then(|t| t.split_once('.')).map(|(_, a)| a.to_owned()).unwrap_or_default();
+            let action = target
+                .as_deref()
+                .and_then(|t| sluice_wire::fields::split_once_ascii(t, b'.'))
+                .map(|(_, a)| a.to_owned())
+                .unwrap_or_default();
             let input = if body.is_empty() {
                 Value::Object(Default::default())
             } else {
@@ -345,7 +348,7 @@ async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
         }
         Protocol::Json { content_type, .. } => {
             let target = target.unwrap_or_default();
-            if let Some(("AmazonSQS", action)) = target.split_once('.') {
+            if let Some(("AmazonSQS", action)) = sluice_wire::fields::split_once_ascii(&target, b'.') {
                 // Boxed in its own statement: an `if let` scrutinee's temporary would keep
                 // the unboxed future's room (0.9 KB) in this future.
                 let sending = state.sqs.handle_typed_json(&ctx, action, &body).map(Box::pin);
@@ -378,7 +381,7 @@ async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
                 return receive_answer(receiving, protocol, ctx.request_id.clone(), permit, render);
             }
             let to_json = |v: Value| serde_json::to_vec(&v).unwrap_or_default();
-            let result = match target.split_once('.') {
+            let result = match sluice_wire::fields::split_once_ascii(&target, b'.') {
                 Some(("AmazonSQS", action)) => Box::pin(state.sqs.handle_json(&ctx, action, input)).await,
                 Some((sluice_services::kinesis::TARGET_PREFIX, action)) => {
                     Box::pin(state.kinesis.handle_json(&ctx, action, input)).await

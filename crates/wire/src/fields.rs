@@ -21,6 +21,13 @@ pub fn split_ascii(text: &str, separator: u8) -> impl Iterator<Item = &str> {
     })
 }
 
+/// `text` cut at its first `separator`, as `text.split_once(separator as char)` gives it.
+pub fn split_once_ascii(text: &str, separator: u8) -> Option<(&str, &str)> {
+    let mut fields = split_ascii(text, separator);
+    let first = fields.next()?;
+    (first.len() < text.len()).then(|| (first, &text[first.len() + 1..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,6 +38,7 @@ mod tests {
             let ours: Vec<&str> = split_ascii(text, b'/').collect();
             let std: Vec<&str> = text.split('/').collect();
             assert_eq!(ours, std, "{text:?}");
+            assert_eq!(split_once_ascii(text, b'/'), text.split_once('/'), "{text:?}");
         }
     }
 }

@@ -99,9 +99,7 @@ impl<'a> PlainJson<'a> {
 
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
-        let rest = &self.bytes[self.at..];
-        let end = sluice_wire::json_text::plain_string_end(rest)?;
-        let text = std::str::from_utf8(&rest[..end]).ok()?;
+        let (end, text) = sluice_wire::json_text::plain_string(&self.bytes[self.at..])?;
         self.at += end + 1;
         Some(text)
     }
