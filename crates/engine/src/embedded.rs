@@ -823,11 +823,12 @@ impl EmbeddedStore {
         self.commit((), vec![SqlOp::CompactMessages(request)], Some(repoint))
     }
 
-    /// Writes a new message index when the log has grown by
-    /// [`CHECKPOINT_SEGMENTS`](crate::message_log::CHECKPOINT_SEGMENTS) segments since the
-    /// last, so that a start after a crash replays only what follows it; the caller runs
-    /// it off the async workers (it can take a second for a million messages). Returns
-    /// whether it wrote one.
+    /// Extends the message index (with a delta, now and then a new base) when the log has
+    /// grown by [`CHECKPOINT_SEGMENTS`](crate::message_log::CHECKPOINT_SEGMENTS) segments
+    /// since it, so that a start after a crash replays only what follows it; the caller
+    /// runs it off the async workers (a merge can take a second for a million messages).
+    /// Returns whether it wrote one; one covers a bounded stretch of log, so the caller
+    /// calls again while it does.
     pub fn checkpoint_message_index(&self) -> Result<bool, StoreError> {
         let every = crate::message_log::CHECKPOINT_SEGMENTS * self.options.record_segment_bytes;
         self.db.message_log.checkpoint(self.clock.now_ms(), every)
