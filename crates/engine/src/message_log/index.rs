@@ -454,23 +454,22 @@ pub(super) fn read(dir: &Path, numbers: &[u32]) -> Option<(Chain, Replayed)> {
         replayed.messages.insert((seq, m));
     })?;
     replayed.dedup = index.dedup()?;
-    while let Some((head, replaced, changes, mut delta)) = IndexReader::open_delta(&dir.join(delta_name(chain.at()))) {
+    while let Some((head, _, _, mut delta)) = IndexReader::open_delta(&dir.join(delta_name(chain.at()))) {
         if head.from != chain.at() || head.at <= head.from || !in_log(head.at) {
             break;
         }
-        // Read whole and checked before any of it applies: a delta torn by a crash
-        // leaves the chain at the one before.
-        let could_hold = delta.unread_bytes() / MESSAGE_MIN_BYTES;
-        let mut born = Vec::with_capacity(head.messages.min(could_hold) as usize);
-        for _ in 0..head.messages {
-            let Some(message) = delta.message() else { break };
-            born.push(message);
+        // Read through and checked before any of it applies (a delta torn by a crash
+        // leaves the chain at the one before), then read again to apply, its messages
+        // decoded beside their inserts as the base's are: decoding them first into a
+        // vector made a start after a crash 50 ms slower than with one whole index.
+        let skipped = (0..head.messages).all(|_| delta.raw_message().is_some());
+        let Some(dedup) = delta.dedup().filter(|_| skipped) else { break };
+        let (again, replaced, changes, delta) = IndexReader::open_delta(&dir.join(delta_name(chain.at())))?;
+        if again != head {
+            return None;
         }
-        if born.len() as u64 != head.messages {
-            break;
-        }
-        let Some(dedup) = delta.dedup() else { break };
-        apply_delta(&mut replayed, &replaced, &changes, born)?;
+        apply_changes(&mut replayed, &replaced, &changes)?;
+        decode_beside(delta, &mut |seq, m| replayed.messages.insert((seq, m)))?;
         replayed.dedup.extend(dedup);
         replayed.max_seq = replayed.max_seq.max(head.max_seq);
         replayed.max_queue_id = replayed.max_queue_id.max(head.max_queue_id);
@@ -479,14 +478,9 @@ pub(super) fn read(dir: &Path, numbers: &[u32]) -> Option<(Chain, Replayed)> {
     Some((chain, replayed))
 }
 
-/// Applies a delta to what the files before it say: its changes to their messages in
-/// log order, then the messages it replaces go and those born in its stretch of log come.
-fn apply_delta(
-    replayed: &mut Replayed,
-    replaced: &[i64],
-    changes: &[Box<[u8]>],
-    born: Vec<(i64, LiveMessage)>,
-) -> Option<()> {
+/// Applies a delta's changes to what the files before it say, in log order, then takes
+/// away the messages it replaces; the messages born in its stretch of log come after.
+fn apply_changes(replayed: &mut Replayed, replaced: &[i64], changes: &[Box<[u8]>]) -> Option<()> {
     // A change's place is never used: only inserts keep theirs.
     let nowhere = Location { segment: 0, offset: 0, length: 0 };
     for body in changes {
@@ -494,9 +488,6 @@ fn apply_delta(
     }
     for seq in replaced {
         replayed.messages.remove(*seq);
-    }
-    for message in born {
-        replayed.messages.insert(message);
     }
     Some(())
 }
