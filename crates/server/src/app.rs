@@ -296,20 +296,14 @@ fn spawn_checkpointer(store: Arc<EmbeddedStore>, stop: std::sync::mpsc::Receiver
         .spawn(move || {
             crate::os::lower_this_thread_priority();
             loop {
-                // A checkpoint covers a bounded stretch of log: the next goes on at once
-                // while one more is due.
-                loop {
-                    match store.checkpoint_message_index() {
-                        Ok(true) if matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) => {}
-                        Ok(true) => return,
-                        Ok(false) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "message index checkpoint failed; the next second tries again");
-                            break;
-                        }
-                    }
-                }
-                if !matches!(stop.recv_timeout(EXPIRY_INTERVAL), Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+                // A checkpoint covers a bounded stretch of log: while one more is due, the
+                // next goes on at once.
+                let more = store.checkpoint_message_index().unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "message index checkpoint failed; the next second tries again");
+                    false
+                });
+                let pause = if more { Duration::ZERO } else { EXPIRY_INTERVAL };
+                if !matches!(stop.recv_timeout(pause), Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
                     return;
                 }
             }

@@ -83,7 +83,7 @@ struct DeltaHead {
 
 /// The files of the index in use: the base's place and message count, the deltas after
 /// it in order, and the highest numbers handed out by the last place.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(super) struct Chain {
     base_at: Position,
     base_messages: u64,
@@ -277,16 +277,26 @@ type DeltaRead<R> = (DeltaHead, Vec<i64>, Vec<Box<[u8]>>, IndexReader<R>);
 
 impl IndexReader<File> {
     fn open(path: &Path) -> Option<IndexReader<File>> {
-        let file = File::open(path).ok()?;
-        let len = file.metadata().ok()?.len();
+        let (file, len) = open_with_len(path)?;
         IndexReader::new(file, len)
     }
 
-    fn open_delta(path: &Path) -> Option<DeltaRead<File>> {
-        let file = File::open(path).ok()?;
-        let len = file.metadata().ok()?.len();
+    /// The delta of `dir` that goes on from `from`.
+    fn open_delta(dir: &Path, from: Position) -> Option<DeltaRead<File>> {
+        let (file, len) = open_with_len(&dir.join(delta_name(from)))?;
         IndexReader::delta(file, len)
     }
+
+    /// The delta of `dir` a chain knows, if it still has the header the chain knows.
+    fn open_known_delta(dir: &Path, known: &DeltaHead) -> Option<DeltaRead<File>> {
+        IndexReader::open_delta(dir, known.from).filter(|(head, ..)| head == known)
+    }
+}
+
+fn open_with_len(path: &Path) -> Option<(File, u64)> {
+    let file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    Some((file, len))
 }
 
 impl<R: Read> IndexReader<R> {
@@ -454,7 +464,7 @@ pub(super) fn read(dir: &Path, numbers: &[u32]) -> Option<(Chain, Replayed)> {
         replayed.messages.insert((seq, m));
     })?;
     replayed.dedup = index.dedup()?;
-    while let Some((head, _, _, mut delta)) = IndexReader::open_delta(&dir.join(delta_name(chain.at()))) {
+    while let Some((head, _, _, mut delta)) = IndexReader::open_delta(dir, chain.at()) {
         if head.from != chain.at() || head.at <= head.from || !in_log(head.at) {
             break;
         }
@@ -464,10 +474,7 @@ pub(super) fn read(dir: &Path, numbers: &[u32]) -> Option<(Chain, Replayed)> {
         // vector made a start after a crash 50 ms slower than with one whole index.
         let skipped = (0..head.messages).all(|_| delta.raw_message().is_some());
         let Some(dedup) = delta.dedup().filter(|_| skipped) else { break };
-        let (again, replaced, changes, delta) = IndexReader::open_delta(&dir.join(delta_name(chain.at())))?;
-        if again != head {
-            return None;
-        }
+        let (_, replaced, changes, delta) = IndexReader::open_known_delta(dir, &head)?;
         apply_changes(&mut replayed, &replaced, &changes)?;
         decode_beside(delta, &mut |seq, m| replayed.messages.insert((seq, m)))?;
         replayed.dedup.extend(dedup);
@@ -802,8 +809,7 @@ fn read_layers(dir: &Path, chain: &Chain) -> Option<Vec<Changes>> {
         .deltas
         .iter()
         .map(|known| {
-            let (head, replaced, changes, _) = IndexReader::open_delta(&dir.join(delta_name(known.from)))?;
-            (head == *known).then_some(())?;
+            let (_, replaced, changes, _) = IndexReader::open_known_delta(dir, known)?;
             Changes::of_delta(&replaced, changes)
         })
         .collect()
@@ -823,11 +829,7 @@ fn each_kept(
 ) -> Result<Option<Vec<DedupRecord>>, StoreError> {
     let later: Vec<&Changes> = layers.iter().chain([tail]).collect();
     let base = IndexReader::open(&dir.join(FILE)).filter(|base| base.at == chain.base_at);
-    let deltas = chain.deltas.iter().map(|known| {
-        IndexReader::open_delta(&dir.join(delta_name(known.from)))
-            .filter(|(head, ..)| head == known)
-            .map(|(.., reader)| reader)
-    });
+    let deltas = chain.deltas.iter().map(|known| IndexReader::open_known_delta(dir, known).map(|(.., reader)| reader));
     let mut dedup = Vec::new();
     for (i, file) in std::iter::once(base).chain(deltas).enumerate() {
         let Some(mut file) = file else { return Ok(None) };

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use sluice_engine::{
     Attributes, Clock, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, SendOutcome, Store,
 };
-use sluice_wire::fields::split_ascii;
+use sluice_wire::fields::{split_ascii, split_once_ascii};
 use sluice_wire::md5::{md5_hex, md5_hex_many};
 use sluice_wire::{AwsError, Model};
 use std::collections::BTreeMap;
@@ -126,16 +126,7 @@ fn to_value(reply: impl serde::Serialize) -> Result<Value, AwsError> {
 
 /// A reply struct as a JSON response body.
 fn to_json(reply: &impl serde::Serialize) -> Result<Vec<u8>, AwsError> {
-    to_json_sized(reply, 128)
-}
-
-/// [`to_json`] into a buffer of `capacity` bytes to begin with: a reply that outgrows
-/// serde_json's 128 bytes doubles its buffer with a `realloc` each time (four times for
-/// a batch of ten), and glibc's `realloc` runs past its thread cache.
-fn to_json_sized(reply: &impl serde::Serialize, capacity: usize) -> Result<Vec<u8>, AwsError> {
-    let mut body = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut body, reply).map_err(|e| internal(e.to_string()))?;
-    Ok(body)
+    serde_json::to_vec(reply).map_err(|e| internal(e.to_string()))
 }
 
 fn failed_entry(id: &str, e: &AwsError) -> Value {
@@ -418,10 +409,7 @@ impl SqsService {
     fn queue_key(&self, ctx: &RequestContext, url: &Option<String>) -> Result<QueueKey, AwsError> {
         let url = require(url, "QueueUrl")?;
         let (host, path) = match url.split_once("://") {
-            Some((_, rest)) => match rest.bytes().position(|b| b == b'/') {
-                Some(slash) => (&rest[..slash], &rest[slash + 1..]),
-                None => (rest, ""),
-            },
+            Some((_, rest)) => split_once_ascii(rest, b'/').unwrap_or((rest, "")),
             None => ("", url),
         };
         let mut segments = split_ascii(path, b'/').filter(|s| !s.is_empty());
@@ -1198,4 +1186,29 @@ fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::region_from_host;
+
+    /// A queue URL's host names its region in AWS's two forms (and LocalStack's), with
+    /// or without a port; any other host leaves the signing region to decide.
+    #[test]
+    fn a_queue_urls_host_names_its_region_in_awss_forms_only() {
+        for (host, region) in [
+            ("sqs.eu-west-1.amazonaws.com", Some("eu-west-1")),
+            ("sqs.ap-southeast-2.amazonaws.com:443", Some("ap-southeast-2")),
+            ("us-east-2.queue.amazonaws.com", Some("us-east-2")),
+            ("sqs.eu-central-1.localhost.localstack.cloud:4566", Some("eu-central-1")),
+            ("localhost:4566", None),
+            ("127.0.0.1:9324", None),
+            ("sqs.eu-west-1", None),
+            ("sqs.amazonaws.com.example", None),
+            ("queue.us-east-1.amazonaws.com", None),
+            ("", None),
+        ] {
+            assert_eq!(region_from_host(host).as_deref(), region, "{host}");
+        }
+    }
 }

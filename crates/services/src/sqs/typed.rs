@@ -33,40 +33,28 @@ pub(super) fn decode(action: &str, body: &[u8]) -> Option<Decoded> {
 /// as before; when this reads a body, serde reads it the same (tests compare).
 fn plain_send(body: &[u8]) -> Option<SendMessageRequest> {
     let mut json = PlainJson { bytes: body, at: 0 };
-    let mut request = SendMessageRequest {
-        queue_url: None,
-        message_body: None,
-        delay_seconds: None,
-        message_attributes: MessageAttributeMap::default(),
-        message_system_attributes: MessageAttributeMap::default(),
-        message_deduplication_id: None,
-        message_group_id: None,
-    };
+    let mut request = SendMessageRequest::default();
     json.eat(b'{')?;
-    if !json.eat_if(b'}') {
-        loop {
-            let member = json.string()?;
-            json.eat(b':')?;
-            let empty = match member {
-                "QueueUrl" => request.queue_url.replace(json.string()?.to_owned()).is_none(),
-                "MessageBody" => {
-                    let body = sluice_engine::NewMessage::body_from(json.string()?);
-                    request.message_body.replace(body).is_none()
-                }
-                "DelaySeconds" => request.delay_seconds.replace(json.integer()?).is_none(),
-                "MessageDeduplicationId" => {
-                    request.message_deduplication_id.replace(json.string()?.to_owned()).is_none()
-                }
-                "MessageGroupId" => request.message_group_id.replace(json.string()?.to_owned()).is_none(),
-                _ => return None,
-            };
-            if !empty {
-                return None;
-            }
-            if json.eat_if(b'}') {
-                break;
-            }
+    let mut first = true;
+    while !json.eat_if(b'}') {
+        if !std::mem::take(&mut first) {
             json.eat(b',')?;
+        }
+        let member = json.string()?;
+        json.eat(b':')?;
+        let empty = match member {
+            "QueueUrl" => request.queue_url.replace(json.string()?.to_owned()).is_none(),
+            "MessageBody" => {
+                let body = sluice_engine::NewMessage::body_from(json.string()?);
+                request.message_body.replace(body).is_none()
+            }
+            "DelaySeconds" => request.delay_seconds.replace(json.integer()?).is_none(),
+            "MessageDeduplicationId" => request.message_deduplication_id.replace(json.string()?.to_owned()).is_none(),
+            "MessageGroupId" => request.message_group_id.replace(json.string()?.to_owned()).is_none(),
+            _ => return None,
+        };
+        if !empty {
+            return None;
         }
     }
     json.skip_whitespace();

@@ -93,7 +93,7 @@ pub struct SetQueueAttributesRequest {
     pub attributes: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SendMessageRequest {
     pub queue_url: Option<String>,
