@@ -11,6 +11,19 @@
 /// and the HTTP workers from 15.3 to 14.5 µs a message (`bench/ab.sh`, 64 connections).
 const TCACHE_COUNT: u32 = 128;
 
+/// `GLIBC_TUNABLES` with the cache's size added, or `None` when `set` (the variable's
+/// value, if any) names it already: the operator's setting wins, and the exec is not
+/// repeated.
+#[cfg(any(test, all(target_os = "linux", target_env = "gnu")))]
+fn tunables_with_larger_cache(set: Option<&str>) -> Option<String> {
+    const TUNABLE: &str = "glibc.malloc.tcache_count";
+    match set {
+        Some(set) if set.contains(TUNABLE) => None,
+        Some(set) if !set.is_empty() => Some(format!("{set}:{TUNABLE}={TCACHE_COUNT}")),
+        _ => Some(format!("{TUNABLE}={TCACHE_COUNT}")),
+    }
+}
+
 /// Runs this program again with `glibc.malloc.tcache_count` added to `GLIBC_TUNABLES`,
 /// unless that tunable is already set there (by the operator, or by this call before the
 /// exec). glibc reads tunables only when a process starts and offers no call to change
@@ -21,13 +34,12 @@ pub fn exec_with_larger_malloc_cache() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
-        const TUNABLE: &str = "glibc.malloc.tcache_count";
-        let tunables = match std::env::var("GLIBC_TUNABLES") {
-            Ok(set) if set.contains(TUNABLE) => return,
-            Ok(set) if !set.is_empty() => format!("{set}:{TUNABLE}={TCACHE_COUNT}"),
-            Ok(_) | Err(std::env::VarError::NotPresent) => format!("{TUNABLE}={TCACHE_COUNT}"),
+        let set = match std::env::var("GLIBC_TUNABLES") {
+            Ok(set) => Some(set),
+            Err(std::env::VarError::NotPresent) => None,
             Err(std::env::VarError::NotUnicode(_)) => return,
         };
+        let Some(tunables) = tunables_with_larger_cache(set.as_deref()) else { return };
         let Ok(exe) = std::env::current_exe() else { return };
         let mut args = std::env::args_os();
         let mut command = std::process::Command::new(exe);
@@ -78,5 +90,23 @@ pub fn lower_this_thread_priority() {
         unsafe {
             setpriority(PRIO_PROCESS, 0, 19);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tunables_with_larger_cache;
+
+    #[test]
+    fn the_cache_tunable_is_added_after_the_operators_and_never_over_theirs() {
+        let ours = "glibc.malloc.tcache_count=128";
+        assert_eq!(tunables_with_larger_cache(None).as_deref(), Some(ours));
+        assert_eq!(tunables_with_larger_cache(Some("")).as_deref(), Some(ours));
+        assert_eq!(
+            tunables_with_larger_cache(Some("glibc.malloc.arena_max=2")).as_deref(),
+            Some("glibc.malloc.arena_max=2:glibc.malloc.tcache_count=128")
+        );
+        assert_eq!(tunables_with_larger_cache(Some("glibc.malloc.tcache_count=20")), None);
+        assert_eq!(tunables_with_larger_cache(Some(ours)), None);
     }
 }
