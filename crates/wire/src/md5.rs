@@ -1,7 +1,5 @@
 //! MD5 digests that SDKs verify on SendMessage and ReceiveMessage.
 
-use md5::{Digest, Md5};
-
 /// One message attribute as it goes into the digest.
 pub struct DigestAttribute<'a> {
     pub name: &'a str,
@@ -15,7 +13,7 @@ pub enum AttributeBytes<'a> {
 }
 
 pub fn md5_hex(data: &[u8]) -> String {
-    hex_digest(Md5::digest(data).into())
+    hex_digest(crate::md5_lanes::md5_one(data))
 }
 
 /// [`md5_hex`] of each of `inputs`, hashed side by side ([`crate::md5_lanes`]).
