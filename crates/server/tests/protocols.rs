@@ -467,3 +467,81 @@ fn record_data_that_is_not_base64_is_refused() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(stream_texts(&a, &s.endpoint, "s"), ["ABC"]);
 }
+
+/// A request body read in several frames (chunked, its chunks written apart) is served
+/// whole; one past 8 MiB is RequestEntityTooLarge, whether its length is declared or it
+/// arrives in chunks.
+#[test]
+fn bodies_in_chunks_are_read_whole_and_oversized_ones_refused() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    assert_eq!(json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"chunks"}"#).0, 200);
+    let addr = s.endpoint.trim_start_matches("http://").to_owned();
+    let queue_url = format!("{}/000000000000/chunks", s.endpoint);
+    let head = |framing: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.0\r\n\
+             X-Amz-Target: AmazonSQS.SendMessage\r\nAuthorization: {AUTH}\r\n{framing}\r\n"
+        )
+    };
+    let response_of = |c: &mut std::net::TcpStream| {
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The answer is small and its connection then idles or closes.
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        while let Ok(n) = c.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.extend_from_slice(&buf[..n]);
+            if text.windows(4).any(|w| w == b"\r\n\r\n") && text.ends_with(b"}") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    };
+
+    let body_text = "x".repeat(3000);
+    let body = format!(r#"{{"QueueUrl":"{queue_url}","MessageBody":"{body_text}"}}"#);
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    c.set_nodelay(true).unwrap();
+    c.write_all(head("Transfer-Encoding: chunked\r\n").as_bytes()).unwrap();
+    for piece in body.as_bytes().chunks(700) {
+        c.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).unwrap();
+        c.write_all(piece).unwrap();
+        c.write_all(b"\r\n").unwrap();
+        c.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    c.write_all(b"0\r\n\r\n").unwrap();
+    let answer = response_of(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(&sluice_wire::md5::md5_hex(body_text.as_bytes())), "{answer}");
+    let (status, received, _) =
+        json_call(&a, &s.endpoint, "ReceiveMessage", &format!(r#"{{"QueueUrl":"{queue_url}"}}"#));
+    assert_eq!(status, 200, "{received}");
+    assert_eq!(json(&received)["Messages"][0]["Body"], body_text.as_str());
+
+    // Declared too long: refused before the body is read.
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    c.write_all(head(&format!("Content-Length: {}\r\n", 8 * 1024 * 1024 + 1)).as_bytes()).unwrap();
+    let answer = response_of(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("RequestEntityTooLarge"), "{answer}");
+
+    // Chunks past the limit: refused once they pass it.
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    c.write_all(head("Transfer-Encoding: chunked\r\n").as_bytes()).unwrap();
+    let chunk = vec![b'y'; 1024 * 1024];
+    for _ in 0..9 {
+        c.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
+        if c.write_all(&chunk).is_err() || c.write_all(b"\r\n").is_err() {
+            break;
+        }
+    }
+    let answer = response_of(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("RequestEntityTooLarge"), "{answer}");
+}
