@@ -349,10 +349,11 @@ impl SqsService {
         to_json(&self.handle(ctx, action, input, false).await?)
     }
 
-    /// SendMessage and SendMessageBatch over JSON, decoded straight from the body (see
-    /// `typed`), when the body is complete and no caller needs authorizing (`authorize`
-    /// reads the general path's `Value`); `None` sends the request the general way. The
-    /// body is decoded before the future is made, so that other actions cost no future.
+    /// SendMessage, SendMessageBatch and DeleteMessageBatch over JSON, decoded straight
+    /// from the body (see `typed`), when the body is complete and no caller needs
+    /// authorizing (`authorize` reads the general path's `Value`); `None` sends the
+    /// request the general way. The body is decoded before the future is made, so that
+    /// other actions cost no future.
     pub fn handle_typed_json<'a>(
         &'a self,
         ctx: &'a RequestContext,
@@ -381,7 +382,10 @@ impl SqsService {
                     reply.write_json(&mut body).map_err(|e| internal(e.to_string()))?;
                     Ok(body)
                 };
-                Either::Right(self.send_message_batch(ctx, req).map(move |r| r.and_then(written)))
+                Either::Right(Either::Left(self.send_message_batch(ctx, req).map(move |r| r.and_then(written))))
+            }
+            typed::Decoded::DeleteMessageBatch(req) => {
+                Either::Right(Either::Right(self.delete_message_batch(ctx, req).map(|r| to_json(&r?))))
             }
         })
     }
