@@ -252,8 +252,10 @@ async fn read_request(
     };
 
     let query_params = parts.uri.query().map(|q| sluice_wire::query::parse_form(q.as_bytes())).unwrap_or_default();
-    let scope = header_str(&parts.headers, &header::AUTHORIZATION)
-        .and_then(sluice_wire::sigv4::scope_from_authorization)
+    let scope = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| sluice_wire::sigv4::scope_from_authorization(v.as_bytes()))
         .or_else(|| {
             query_params
                 .iter()

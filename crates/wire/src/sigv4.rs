@@ -16,10 +16,20 @@ pub struct CredentialScope {
     pub service: String,
 }
 
-pub fn scope_from_authorization(header: &str) -> Option<CredentialScope> {
-    let rest = header.trim().strip_prefix("AWS4-HMAC-SHA256")?;
-    let credential = rest.split(',').map(str::trim).find_map(|part| part.strip_prefix("Credential="))?;
-    scope_from_credential(credential)
+/// The credential scope an `Authorization` header's value names, read from its bytes:
+/// only the credential is checked as text. Checking the whole value (`to_str`, some 200
+/// bytes) and splitting it all at commas took 300 more instructions a SendMessage
+/// (`bench/callgrind.sh`: 56,279 → 55,976).
+pub fn scope_from_authorization(header: &[u8]) -> Option<CredentialScope> {
+    const KEY: &[u8] = b"Credential=";
+    let rest = header.trim_ascii().strip_prefix(b"AWS4-HMAC-SHA256")?;
+    // First, as SDKs write it; else wherever it is among the comma-separated members.
+    let credential = match rest.trim_ascii_start().strip_prefix(KEY) {
+        Some(first) => first,
+        None => rest.split(|b| *b == b',').map(<[u8]>::trim_ascii).find_map(|part| part.strip_prefix(KEY))?,
+    };
+    let end = memchr::memchr(b',', credential).unwrap_or(credential.len());
+    scope_from_credential(std::str::from_utf8(credential[..end].trim_ascii_end()).ok()?)
 }
 
 pub fn scope_from_credential(credential: &str) -> Option<CredentialScope> {
@@ -473,7 +483,7 @@ mod tests {
     #[test]
     fn reads_scope_from_header() {
         let h = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/eu-west-1/sqs/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc";
-        let s = scope_from_authorization(h).unwrap();
+        let s = scope_from_authorization(h.as_bytes()).unwrap();
         assert_eq!(s.access_key_id, "AKIDEXAMPLE");
         assert_eq!(s.region, "eu-west-1");
         assert_eq!(s.service, "sqs");
@@ -481,7 +491,16 @@ mod tests {
 
     #[test]
     fn rejects_other_schemes() {
-        assert_eq!(scope_from_authorization("Basic abc"), None);
+        assert_eq!(scope_from_authorization(b"Basic abc"), None);
+        // The credential itself must be text; the rest of the value is not read as text.
+        assert_eq!(scope_from_authorization(b"AWS4-HMAC-SHA256 Credential=AK\xffID/d/r/s/aws4_request"), None);
+        let binary_signature = b"AWS4-HMAC-SHA256 Credential=AKID/d/eu-west-2/sqs/aws4_request, Signature=\xff";
+        assert_eq!(scope_from_authorization(binary_signature).map(|s| s.region), Some("eu-west-2".to_owned()));
+        // Anywhere among the members, but only as a member's name.
+        let last = b"AWS4-HMAC-SHA256 SignedHeaders=host, Signature=abc,Credential=AKID/d/us-west-1/sqs/aws4_request ";
+        assert_eq!(scope_from_authorization(last).map(|s| s.region), Some("us-west-1".to_owned()));
+        let inside = b"AWS4-HMAC-SHA256 SignedHeaders=xCredential=AKID/d/us-west-1/sqs/aws4_request";
+        assert_eq!(scope_from_authorization(inside), None);
         assert_eq!(scope_from_credential("AKID"), None);
     }
 
