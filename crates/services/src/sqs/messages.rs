@@ -32,15 +32,36 @@ pub fn valid_xml_char(c: char) -> bool {
 /// U+FFFF, `EF BF BE`/`EF BF BF`), so most bodies need one vectorisable pass and no
 /// UTF-8 decoding. This runs on every message sent.
 pub fn valid_xml_text(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    // One pass that looks for any byte below 0x20 or 0xEF with arithmetic alone, which
-    // the compiler vectorises (a test with `||` in it ran a byte at a time: 6% of the
-    // HTTP workers' instructions in sqs-send-batch); only a text with one is looked at
-    // again.
-    let suspect = bytes.iter().fold(false, |seen, &b| seen | (b < 0x20) | (b == 0xEF));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU was just found to support AVX2, the only feature the function
+        // is compiled for; it is otherwise `suspect_bytes`, safe code.
+        return valid_xml_text_after(text, unsafe { suspect_bytes_avx2(text.as_bytes()) });
+    }
+    valid_xml_text_after(text, suspect_bytes(text.as_bytes()))
+}
+
+/// The rest of [`valid_xml_text`] once the first pass has said whether `text` has a
+/// suspect byte: only a text with one is looked at again.
+fn valid_xml_text_after(text: &str, suspect: bool) -> bool {
     !suspect
-        || (bytes.iter().all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r'))
+        || (text.bytes().all(|b| b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r'))
             && !text.contains(['\u{FFFE}', '\u{FFFF}']))
+}
+
+/// Whether any byte is below 0x20 or is 0xEF, with arithmetic alone, which the compiler
+/// vectorises (a test with `||` in it ran a byte at a time: 6% of the HTTP workers'
+/// instructions in sqs-send-batch).
+#[inline(always)]
+fn suspect_bytes(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |seen, &b| seen | (b < 0x20) | (b == 0xEF))
+}
+
+/// [`suspect_bytes`] compiled for AVX2: 32 bytes a register instead of the baseline's 16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn suspect_bytes_avx2(bytes: &[u8]) -> bool {
+    suspect_bytes(bytes)
 }
 
 pub fn validate_body(body: &str) -> Result<(), AwsError> {
@@ -411,7 +432,10 @@ mod tests {
                 format!("{block}{c}{long}"),
                 format!("{long}{c}"),
             ] {
-                assert_eq!(valid_xml_text(&text), text.chars().all(valid_xml_char), "{text:?}");
+                let valid = text.chars().all(valid_xml_char);
+                assert_eq!(valid_xml_text(&text), valid, "{text:?}");
+                // The baseline build too, whichever `valid_xml_text` picks on this CPU.
+                assert_eq!(valid_xml_text_after(&text, suspect_bytes(text.as_bytes())), valid, "{text:?}");
             }
         }
         assert!(valid_xml_text(&"x".repeat(1024)));
