@@ -728,6 +728,9 @@ impl EmbeddedStore {
             tags: state.tags.clone(),
             created_ms: state.created_ms,
             modified_ms: state.modified_ms,
+            fifo: state.config.fifo,
+            content_based_dedup: state.config.content_based_dedup,
+            max_message_size: state.config.max_message_size,
         }
     }
 

@@ -53,6 +53,8 @@ pub struct QueueConfig {
     /// Bodies are sealed at rest: SSE-SQS (`SqsManagedSseEnabled`, on by default for new
     /// queues as on AWS) or SSE-KMS (`KmsMasterKeyId`), both with the local key.
     pub sealed: bool,
+    /// MaximumMessageSize: the longest body plus attributes a send may carry.
+    pub max_message_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,7 @@ impl QueueConfig {
             redrive,
             sealed: attrs.get("SqsManagedSseEnabled").is_some_and(|v| v == "true")
                 || attrs.get("KmsMasterKeyId").is_some_and(|v| !v.is_empty()),
+            max_message_size: num(attrs, "MaximumMessageSize", DEFAULT_MAX_MESSAGE_SIZE),
         }
     }
 }

@@ -51,6 +51,11 @@ pub struct QueueInfo {
     pub tags: Arc<Tags>,
     pub created_ms: u64,
     pub modified_ms: u64,
+    /// What every send reads of `attributes`, parsed when they were set rather than
+    /// looked up by name (and MaximumMessageSize parsed) on each message.
+    pub fifo: bool,
+    pub content_based_dedup: bool,
+    pub max_message_size: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

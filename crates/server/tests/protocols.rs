@@ -545,3 +545,32 @@ fn bodies_in_chunks_are_read_whole_and_oversized_ones_refused() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("RequestEntityTooLarge"), "{answer}");
 }
+
+/// MaximumMessageSize bounds a send's body and attributes, as set at creation and as
+/// changed later.
+#[test]
+fn sends_past_the_queues_maximum_message_size_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let create = r#"{"QueueName":"small","Attributes":{"MaximumMessageSize":"1024"}}"#;
+    assert_eq!(json_call(&a, &s.endpoint, "CreateQueue", create).0, 200);
+    let url = format!("{}/000000000000/small", s.endpoint);
+    let send = |len: usize| {
+        json_call(
+            &a,
+            &s.endpoint,
+            "SendMessage",
+            &format!(r#"{{"QueueUrl":"{url}","MessageBody":"{}"}}"#, "m".repeat(len)),
+        )
+    };
+    assert_eq!(send(1024).0, 200);
+    let (status, body, _) = send(1025);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(json(&body)["__type"], "InvalidParameterValueException", "{body}");
+    assert!(body.contains("Message must be shorter than 1024 bytes"), "{body}");
+    let set = format!(r#"{{"QueueUrl":"{url}","Attributes":{{"MaximumMessageSize":"2048"}}}}"#);
+    assert_eq!(json_call(&a, &s.endpoint, "SetQueueAttributes", &set).0, 200);
+    assert_eq!(send(1025).0, 200, "the new limit applies at once");
+    assert_eq!(send(2049).0, 400);
+}

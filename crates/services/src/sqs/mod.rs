@@ -583,7 +583,7 @@ impl SqsService {
     ) -> Result<Value, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         let info = self.info(&key)?;
-        let fifo = info.attributes.get("FifoQueue").is_some_and(|v| v == "true");
+        let fifo = info.fifo;
         let attrs = req.attributes.unwrap_or_default();
         let validated = attributes::validate(&attrs, fifo, false, &key, self)?;
         let map = |e| from_store(e, &key.name, "");
@@ -614,7 +614,7 @@ impl SqsService {
         dedup: &Option<String>,
         md5_body: Option<String>,
     ) -> Result<PreparedMessage, AwsError> {
-        let fifo = info.attributes.get("FifoQueue").is_some_and(|v| v == "true");
+        let fifo = info.fifo;
         let Some(body) = body else { return Err(missing_parameter("MessageBody")) };
         validate_body(&body)?;
         if let Some(d) = delay {
@@ -645,8 +645,8 @@ impl SqsService {
             );
         }
         let size = body.len() + attrs_size;
-        let max: usize = info.attributes.get("MaximumMessageSize").and_then(|v| v.parse().ok()).unwrap_or(1_048_576);
-        if size > max {
+        let max = info.max_message_size;
+        if size as u64 > max {
             return Err(invalid_parameter_value(format!(
                 "One or more parameters are invalid. Reason: Message must be shorter than {max} bytes."
             )));
@@ -669,7 +669,7 @@ impl SqsService {
                 ))
             }
             None if fifo => {
-                if info.attributes.get("ContentBasedDeduplication").is_some_and(|v| v == "true") {
+                if info.content_based_dedup {
                     // Content-based deduplication: SHA-256 of the body only.
                     Some(hex::encode(Sha256::digest(body.as_bytes())))
                 } else {
@@ -820,7 +820,7 @@ impl SqsService {
         if !(0..=MAX_WAIT_SECONDS).contains(&wait) {
             return Err(invalid_value_reason("WaitTimeSeconds", wait, "Must be >= 0 and <= 20, if provided."));
         }
-        let fifo = info.attributes.get("FifoQueue").is_some_and(|v| v == "true");
+        let fifo = info.fifo;
         if !fifo && wait == 0 {
             let counts = self.store.queue_counts(&key).map_err(|e| from_store(e, &key.name, ""))?;
             if counts.in_flight >= MAX_IN_FLIGHT_STANDARD {
