@@ -17,6 +17,7 @@ pub mod query;
 pub mod record_base64;
 pub mod sigv4;
 pub mod validate;
+pub mod wide;
 pub mod x509;
 pub mod xml;
 

@@ -32,13 +32,7 @@ pub fn valid_xml_char(c: char) -> bool {
 /// U+FFFF, `EF BF BE`/`EF BF BF`), so most bodies need one vectorisable pass and no
 /// UTF-8 decoding. This runs on every message sent.
 pub fn valid_xml_text(text: &str) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU was just found to support AVX2, the only feature the function
-        // is compiled for; it is otherwise `suspect_bytes`, safe code.
-        return valid_xml_text_after(text, unsafe { suspect_bytes_avx2(text.as_bytes()) });
-    }
-    valid_xml_text_after(text, suspect_bytes(text.as_bytes()))
+    valid_xml_text_after(text, sluice_wire::wide::with_avx2(|| suspect_bytes(text.as_bytes())))
 }
 
 /// The rest of [`valid_xml_text`] once the first pass has said whether `text` has a
@@ -55,13 +49,6 @@ fn valid_xml_text_after(text: &str, suspect: bool) -> bool {
 #[inline(always)]
 fn suspect_bytes(bytes: &[u8]) -> bool {
     bytes.iter().fold(false, |seen, &b| seen | (b < 0x20) | (b == 0xEF))
-}
-
-/// [`suspect_bytes`] compiled for AVX2: 32 bytes a register instead of the baseline's 16.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn suspect_bytes_avx2(bytes: &[u8]) -> bool {
-    suspect_bytes(bytes)
 }
 
 pub fn validate_body(body: &str) -> Result<(), AwsError> {
