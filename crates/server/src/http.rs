@@ -2,7 +2,7 @@
 //! `Action` for Query), derive the caller's account and region, render responses
 //! and errors per protocol.
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use futures_util::future::{ready, Either, FutureExt};
 use serde_json::Value;
@@ -208,7 +208,7 @@ async fn read_request(
         if let (crate::auth::AuthMode::SigV4(credentials), true) =
             (&state.auth, parts.uri.path() == "/_sluice/sns/outbox")
         {
-            let body = to_bytes(body, MAX_BODY_BYTES).await.unwrap_or_default();
+            let body = read_body(body, MAX_BODY_BYTES).await.unwrap_or_default();
             if let Err(e) = crate::auth::authenticate(credentials, &parts, &body, now_secs()) {
                 return Read::Answered(plain(
                     StatusCode::from_u16(e.status).unwrap_or(StatusCode::FORBIDDEN),
@@ -536,20 +536,18 @@ async fn read_body(mut body: Body, limit: usize) -> Option<bytes::Bytes> {
     if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
         return None;
     }
+    // The first frame as it came; later frames join a copy of it.
     let mut first: Option<bytes::Bytes> = None;
     let mut joined: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.ok()?.into_data() else { continue };
-        let total = first.as_ref().map_or(0, bytes::Bytes::len) + joined.len() + data.len();
-        if total > limit {
+        if first.as_ref().map_or(0, bytes::Bytes::len) + joined.len() + data.len() > limit {
             return None;
         }
-        match &first {
+        match first.take() {
             None if joined.is_empty() => first = Some(data),
-            _ => {
-                if let Some(earlier) = first.take() {
-                    joined.extend_from_slice(&earlier);
-                }
+            earlier => {
+                joined.extend_from_slice(earlier.as_deref().unwrap_or_default());
                 joined.extend_from_slice(&data);
             }
         }

@@ -4,7 +4,6 @@
 //! KPL-aggregated records are split into their user records, as Firehose does.
 
 use super::FirehoseService;
-use md5::{Digest, Md5};
 use serde_json::json;
 use sluice_engine::streams::StreamKey;
 
@@ -112,7 +111,7 @@ pub fn deaggregate(data: &[u8]) -> Vec<Vec<u8>> {
             return None;
         }
         let (message, checksum) = body.split_at(body.len() - 16);
-        if Md5::digest(message).as_slice() != checksum {
+        if sluice_wire::md5_lanes::md5_one(message).as_slice() != checksum {
             return None;
         }
         // AggregatedRecord.records = 3; Record.data = 3.
@@ -145,7 +144,7 @@ mod tests {
         }
         let mut blob = KPL_MAGIC.to_vec();
         blob.extend_from_slice(&message);
-        blob.extend_from_slice(&Md5::digest(&message));
+        blob.extend_from_slice(&sluice_wire::md5_lanes::md5_one(&message));
         assert_eq!(deaggregate(&blob), vec![b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(deaggregate(b"plain"), vec![b"plain".to_vec()]);
         let mut corrupt = blob.clone();

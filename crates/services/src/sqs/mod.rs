@@ -472,7 +472,7 @@ impl SqsService {
                     return Err(queue_already_exists(k));
                 }
             }
-            if !fifo && info.attributes.get("FifoQueue").is_some_and(|v| v == "true") {
+            if !fifo && info.fifo {
                 return Err(queue_already_exists("FifoQueue"));
             }
             Ok(())
