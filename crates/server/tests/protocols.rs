@@ -477,9 +477,8 @@ fn bodies_in_chunks_are_read_whole_and_oversized_ones_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::spawn(dir.path(), &[]);
     let a = agent();
-    assert_eq!(json_call(&a, &s.endpoint, "CreateQueue", r#"{"QueueName":"chunks"}"#).0, 200);
     let addr = s.endpoint.trim_start_matches("http://").to_owned();
-    let queue_url = format!("{}/000000000000/chunks", s.endpoint);
+    let queue_url = create(&a, &s.endpoint, "chunks");
     let head = |framing: &str| {
         format!(
             "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.0\r\n\
