@@ -20,6 +20,8 @@ const VERSION: u8 = 1;
 /// reported at once rather than as unreadable messages later.
 pub const KEY_CHECK_PLAINTEXT: &[u8] = b"sluice at-rest key check";
 
+/// Cloned for the writer, which seals a group's new messages.
+#[derive(Clone)]
 pub struct Sealer {
     key: LessSafeKey,
 }

@@ -2,8 +2,9 @@
 //! commit (which appends a group's records to the record log before its transaction),
 //! and read connections.
 
-use crate::at_rest::StoredText;
+use crate::at_rest::{Sealer, StoredText};
 use crate::faults::Countdown;
+use crate::group_digest;
 use crate::message_log::{
     encode, Change, CompactionDraft, DedupRecord, Location, MessageContent, MessageLog, MessageState, Replayed,
 };
@@ -182,6 +183,11 @@ pub struct MessageRow {
     /// The body is that of the last message before it in the same write that holds its
     /// own (`content.body` is left empty): a publish's deliveries store one body.
     pub shares_body: bool,
+    /// The queue keeps its messages sealed: `content`'s body and MD5 come plain and the
+    /// writer seals them after hashing the group's bodies ([`crate::group_digest`]).
+    pub seal: bool,
+    /// The body's MD5 in hex as the writer computed it, for the sender's answer.
+    pub computed_md5: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -488,6 +494,7 @@ impl Database {
         durable: bool,
         max_bytes: Option<u64>,
         segment_bytes: u64,
+        sealer: Sealer,
     ) -> Result<(Database, Connection, Replayed), StoreError> {
         let size = std::fs::metadata(path).map(|m| m.len()).ok();
         let marker = clean_shutdown_marker(path);
@@ -525,6 +532,7 @@ impl Database {
             max_bytes,
             database: path.to_owned(),
             group_bytes: Default::default(),
+            sealer,
         };
         let checkpoint_conn = Connection::open(path).map_err(internal)?;
         configure(&checkpoint_conn, durable).map_err(internal)?;
@@ -708,6 +716,8 @@ struct WriterLogs {
     /// size (often past glibc's 64 KiB consolidation threshold) made every group pay a
     /// `malloc_consolidate` and page faults when it was freed and grown again.
     group_bytes: std::cell::RefCell<Vec<u8>>,
+    /// Seals the new messages of queues with server-side encryption ([`group_digest`]).
+    sealer: Sealer,
 }
 
 /// A group buffer grown past this is let go after its group, so that one huge group
@@ -769,6 +779,7 @@ fn writer_loop(
         if batch.is_empty() {
             continue;
         }
+        group_digest::digest_and_seal(&mut batch, &logs.sealer);
         let inject = injected_failures.fire();
         commit_batch(&mut conn, &logs, batch, inject, &commits, &mut reserved_seq);
     }
@@ -1536,6 +1547,10 @@ mod tests {
     use super::*;
     use crate::record_log::SEGMENT_BYTES;
 
+    fn test_sealer() -> Sealer {
+        Sealer::new(&[7; 32])
+    }
+
     fn version(conn: &Connection) -> String {
         conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).unwrap()
     }
@@ -1567,7 +1582,7 @@ mod tests {
             )
             .unwrap();
         }
-        let (db, conn, _) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
+        let (db, conn, _) = Database::open(&path, true, None, SEGMENT_BYTES, test_sealer()).unwrap();
         let layout = |table: &str| -> String {
             conn.query_row("SELECT sql FROM sqlite_master WHERE name=?1", params![table], |r| r.get(0)).unwrap()
         };
@@ -1625,7 +1640,7 @@ mod tests {
             )
             .unwrap();
         }
-        let (db, conn, _) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
+        let (db, conn, _) = Database::open(&path, true, None, SEGMENT_BYTES, test_sealer()).unwrap();
         assert_eq!(version(&conn), MIGRATIONS.len().to_string());
         let queues: i64 = conn.query_row("SELECT count(*) FROM queues", [], |r| r.get(0)).unwrap();
         assert_eq!(queues, 1, "existing data is kept");
@@ -1652,7 +1667,7 @@ mod tests {
             )
             .unwrap();
         }
-        let (db, conn, replayed) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
+        let (db, conn, replayed) = Database::open(&path, true, None, SEGMENT_BYTES, test_sealer()).unwrap();
         let rows: i64 = conn
             .query_row("SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM message_bodies) + (SELECT count(*) FROM dedup)", [], |r| r.get(0))
             .unwrap();
@@ -1678,7 +1693,7 @@ mod tests {
         assert_eq!(replayed.dedup.len(), 1);
         assert_eq!(replayed.dedup[0].dedup_id, "d7");
         drop((db, conn));
-        let (_, _, again) = Database::open(&path, true, None, SEGMENT_BYTES).unwrap();
+        let (_, _, again) = Database::open(&path, true, None, SEGMENT_BYTES, test_sealer()).unwrap();
         assert_eq!(again.messages.len(), 2, "moved once");
         assert_eq!(again.dedup.len(), 1);
     }
@@ -1694,7 +1709,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         migrate(&conn).unwrap();
         drop(conn);
-        let (db, mut conn, _) = Database::open(&path, true, Some(1024 * 1024), SEGMENT_BYTES).unwrap();
+        let (db, mut conn, _) = Database::open(&path, true, Some(1024 * 1024), SEGMENT_BYTES, test_sealer()).unwrap();
         db.shutdown();
         let (commits, _checkpoints) = mpsc::sync_channel(1);
         let item = |ops: Vec<SqlOp>| {
@@ -1715,6 +1730,7 @@ mod tests {
             max_bytes: Some(1024 * 1024),
             database: path.clone(),
             group_bytes: Default::default(),
+            sealer: test_sealer(),
         };
         let (small, small_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk(1, 100)))]);
         commit_batch(&mut conn, &logs, vec![small], false, &commits, &mut 0);
@@ -1750,7 +1766,7 @@ mod tests {
             conn.execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);").unwrap();
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '999')", []).unwrap();
         }
-        let err = Database::open(&path, true, None, SEGMENT_BYTES).err().expect("refused");
+        let err = Database::open(&path, true, None, SEGMENT_BYTES, test_sealer()).err().expect("refused");
         assert!(err.to_string().contains("newer than this binary"), "{err}");
     }
 }

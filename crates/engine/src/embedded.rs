@@ -186,6 +186,26 @@ fn body_runs<'a>(messages: impl Iterator<Item = &'a NewMessage>) -> Vec<usize> {
         .collect()
 }
 
+/// Gives each outcome of a message the writer hashed its body's digest, from the
+/// committed ops: each insert's row follows its outcome's order, and a FIFO duplicate's
+/// outcome (which has no row, and may repeat an earlier one's id) is passed over.
+fn take_computed_digests<'a>(outcomes: impl Iterator<Item = &'a mut SendOutcome>, ops: Vec<SqlOp>) {
+    let mut computed = ops.into_iter().filter_map(|op| match op {
+        SqlOp::InsertMessage(row) => {
+            let row = *row;
+            Some((row.content.message_id, row.computed_md5?))
+        }
+        _ => None,
+    });
+    let mut next = computed.next();
+    for outcome in outcomes.filter(|o| !o.duplicate) {
+        if next.as_ref().is_some_and(|(id, _)| *id == outcome.message_id) {
+            outcome.body_md5 = next.take().map(|(_, md5)| md5);
+            next = computed.next();
+        }
+    }
+}
+
 /// A message's run of equal bodies ([`body_runs`]), and the run's text when the message
 /// was given its body as the previous one's: a message that cannot share the run's stored
 /// body (its queue is sealed otherwise) stores a copy of it.
@@ -317,8 +337,13 @@ impl EmbeddedStore {
             None => Sealer::load_or_create(&dir.join(crate::at_rest::KEY_FILE))?,
         };
         let opening = std::time::Instant::now();
-        let (db, conn, replayed) =
-            Database::open(&dir.join("sluice.db"), durable, options.max_data_bytes, options.record_segment_bytes)?;
+        let (db, conn, replayed) = Database::open(
+            &dir.join("sluice.db"),
+            durable,
+            options.max_data_bytes,
+            options.record_segment_bytes,
+            sealer.clone(),
+        )?;
         let (opened, messages) = (opening.elapsed(), replayed.messages.len());
         let store = EmbeddedStore {
             db,
@@ -604,10 +629,14 @@ impl EmbeddedStore {
                     let scope = st.dedup_scope(m.group_id.as_deref());
                     if let Some(e) = st.dedup.get(&(scope.clone(), dedup_id.clone())) {
                         if e.expires_ms > now {
+                            // Nothing is written for it, so the writer computes no digest.
+                            let body_md5 = (m.body_md5.is_none() && !m.body_as_previous)
+                                .then(|| sluice_md5::md5_hex(m.body.as_bytes()));
                             outcomes.push(SendOutcome {
                                 message_id: e.message_id.clone(),
                                 sequence_number: Some(sequence_number(e.seq)),
                                 duplicate: true,
+                                body_md5,
                             });
                             continue;
                         }
@@ -654,6 +683,8 @@ impl EmbeddedStore {
                 message_id: message_id.clone(),
                 sequence_number: fifo.then(|| sequence_number(seq)),
                 duplicate: false,
+                // The writer's, taken in once the write commits (`take_computed_digests`).
+                body_md5: None,
             });
             // Sealed alike, so that a queue with server-side encryption never keeps its
             // body in another queue's plain text (nor the reverse).
@@ -669,16 +700,19 @@ impl EmbeddedStore {
                 } else {
                     m.body
                 };
-                StoredText::new(body, sse.then_some(&self.sealer))
+                StoredText::Plain(body)
             };
             write.ops.push(SqlOp::InsertMessage(Box::new(MessageRow {
                 seq,
                 state: MessageState { queue_id: st.id, visible_at_ms: now + delay_ms, ..Default::default() },
                 shares_body,
+                // Sealed by the writer, after it hashes the body.
+                seal: sse,
+                computed_md5: None,
                 content: MessageContent {
                     message_id,
                     body,
-                    body_md5: m.body_md5.map(|md5| StoredText::new(md5, sse.then_some(&self.sealer))),
+                    body_md5: m.body_md5.map(StoredText::Plain),
                     attributes: m.attributes,
                     system_attributes: m.system_attributes,
                     sender_id: m.sender_id,
@@ -691,10 +725,18 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// Submits `write` to the writer, answering `value` once it is durable.
-    fn commit_sends<T>(&self, write: SendWrite, value: T) -> Result<Durable<T>, StoreError> {
+    /// Submits `write` to the writer, answering `value` once it is durable, with the
+    /// body digests the writer computed taken in by `settle`.
+    fn commit_sends<T>(
+        &self,
+        write: SendWrite,
+        value: T,
+        settle: fn(&mut T, Vec<SqlOp>),
+    ) -> Result<Durable<T>, StoreError> {
         let (ops, on_commit, on_failure) = write.into_parts();
-        self.submit(value, ops, Some(on_commit), on_failure)
+        let mut durable = self.submit(value, ops, Some(on_commit), on_failure)?;
+        durable.settle = Some(settle);
+        Ok(durable)
     }
 
     /// As [`Self::commit`], with `on_failure` undoing in-memory changes if the write fails.
@@ -718,7 +760,7 @@ impl EmbeddedStore {
     ) -> Result<Durable<T>, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.db.submit(WriteItem { ops, on_commit, on_failure, done: Some(tx) })?;
-        Ok(Durable { value, commit: Some(rx) })
+        Ok(Durable { value, commit: Some(rx), settle: None })
     }
 
     fn info(state: &QueueState) -> QueueInfo {
@@ -1131,7 +1173,7 @@ impl Store for EmbeddedStore {
         self.prepare_send(&mut write, key, messages.into_iter().map(|m| (m, None)), &mut outcomes)?;
         // Written even with nothing new (every message a duplicate): the answer then
         // waits for the writes queued before it, the original's among them.
-        self.commit_sends(write, outcomes)
+        self.commit_sends(write, outcomes, |outcomes, ops| take_computed_digests(outcomes.iter_mut(), ops))
     }
 
     fn send_to_queues(&self, sends: Vec<(&QueueKey, NewMessage)>) -> Result<Durable<PerQueueSends>, StoreError> {
@@ -1159,7 +1201,9 @@ impl Store for EmbeddedStore {
         if write.ops.is_empty() {
             return Ok(Durable::ready(results));
         }
-        self.commit_sends(write, results)
+        self.commit_sends(write, results, |results, ops| {
+            take_computed_digests(results.iter_mut().filter_map(|r| r.as_mut().ok()), ops)
+        })
     }
 
     fn receive_messages(

@@ -8,6 +8,7 @@ pub mod db;
 pub mod embedded;
 mod faults;
 pub mod firehose;
+mod group_digest;
 mod le_bytes;
 pub mod limits;
 pub mod message_log;

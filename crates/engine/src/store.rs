@@ -68,8 +68,10 @@ pub struct QueueCounts {
 #[derive(Debug, Clone, Default)]
 pub struct NewMessage {
     pub body: String,
-    /// MD5 of `body` in hex when the sender already computed it (SendMessage answers with
-    /// it): stored, so ReceiveMessage need not hash the body again. `None` = computed then.
+    /// MD5 of `body` in hex when the sender already computed it. `None` has the writer
+    /// hash the body with its group's, side by side ([`sluice_md5::md5_many`]), and answer
+    /// the digest in [`SendOutcome::body_md5`]. Stored either way, so that ReceiveMessage
+    /// need not hash the body again (except a body given as the previous one's).
     pub body_md5: Option<String>,
     /// Message attributes as the service serialised them; opaque to the engine.
     pub attributes: Option<String>,
@@ -115,6 +117,10 @@ pub struct SendOutcome {
     pub sequence_number: Option<String>,
     /// The send was a FIFO duplicate within the deduplication interval.
     pub duplicate: bool,
+    /// The body's MD5 in hex, for a message sent without one ([`NewMessage::body_md5`]):
+    /// the writer's, or computed at once for a FIFO duplicate. `None` for a body given as
+    /// the previous one's ([`NewMessage::body_as_previous`]).
+    pub body_md5: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -198,17 +204,22 @@ pub enum StoreError {
 pub struct Durable<T> {
     pub(crate) value: T,
     pub(crate) commit: Option<oneshot::Receiver<crate::db::Acknowledged>>,
+    /// Takes into `value` what the writer worked out in the committed ops (the digests
+    /// of bodies sent without one).
+    pub(crate) settle: Option<fn(&mut T, Vec<crate::db::SqlOp>)>,
 }
 
 impl<T> Durable<T> {
     pub fn ready(value: T) -> Self {
-        Durable { value, commit: None }
+        Durable { value, commit: None, settle: None }
     }
-    pub async fn wait(self) -> Result<T, StoreError> {
+    pub async fn wait(mut self) -> Result<T, StoreError> {
         if let Some(rx) = self.commit {
             let (committed, ops) = rx.await.map_err(|_| StoreError::Internal("writer stopped".into()))?;
-            drop(ops);
             committed?;
+            if let Some(settle) = self.settle {
+                settle(&mut self.value, ops);
+            }
         }
         Ok(self.value)
     }

@@ -11,7 +11,6 @@ pub mod eventstream;
 pub mod fields;
 pub mod json_text;
 pub mod md5;
-pub mod md5_lanes;
 pub mod model;
 pub mod query;
 pub mod record_base64;

@@ -12,22 +12,7 @@ pub enum AttributeBytes<'a> {
     Binary(&'a [u8]),
 }
 
-pub fn md5_hex(data: &[u8]) -> String {
-    hex_digest(crate::md5_lanes::md5_one(data))
-}
-
-/// [`md5_hex`] of each of `inputs`, hashed side by side ([`crate::md5_lanes`]).
-pub fn md5_hex_many(inputs: &[&[u8]]) -> Vec<String> {
-    crate::md5_lanes::md5_many(inputs).into_iter().map(hex_digest).collect()
-}
-
-fn hex_digest(digest: [u8; 16]) -> String {
-    // Into a fixed buffer, then one String: `hex::encode` pushes char by char (0.6% of the
-    // HTTP workers in sqs-send-batch, which hashes every body).
-    let mut digits = [0u8; 32];
-    hex::encode_to_slice(digest, &mut digits).expect("16 bytes are 32 hex digits");
-    String::from_utf8(digits.to_vec()).expect("hex digits are ASCII")
-}
+pub use sluice_md5::{md5_hex, md5_hex_many};
 
 fn push_len_prefixed(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());

@@ -111,7 +111,7 @@ pub fn deaggregate(data: &[u8]) -> Vec<Vec<u8>> {
             return None;
         }
         let (message, checksum) = body.split_at(body.len() - 16);
-        if sluice_wire::md5_lanes::md5_one(message).as_slice() != checksum {
+        if sluice_md5::md5_one(message).as_slice() != checksum {
             return None;
         }
         // AggregatedRecord.records = 3; Record.data = 3.
@@ -144,7 +144,7 @@ mod tests {
         }
         let mut blob = KPL_MAGIC.to_vec();
         blob.extend_from_slice(&message);
-        blob.extend_from_slice(&sluice_wire::md5_lanes::md5_one(&message));
+        blob.extend_from_slice(&sluice_md5::md5_one(&message));
         assert_eq!(deaggregate(&blob), vec![b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(deaggregate(b"plain"), vec![b"plain".to_vec()]);
         let mut corrupt = blob.clone();

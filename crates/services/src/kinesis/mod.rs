@@ -277,7 +277,7 @@ fn read_page_token(t: &str) -> Result<String, AwsError> {
 
 /// MD5 of the partition key as a 128-bit big-endian integer: the record's hash key.
 pub fn hash_key(partition_key: &str) -> u128 {
-    u128::from_be_bytes(sluice_wire::md5_lanes::md5_one(partition_key.as_bytes()))
+    u128::from_be_bytes(sluice_md5::md5_one(partition_key.as_bytes()))
 }
 
 impl KinesisService {
@@ -1396,7 +1396,7 @@ fn new_shard(index: u32, lo: u128, hi: u128, parent: Option<u32>, adjacent: Opti
 
 /// A stable, unique-looking StreamId.
 fn uuid_like(now: u64, name: &str) -> String {
-    let digest = sluice_wire::md5_lanes::md5_one(format!("{now}:{name}").as_bytes());
+    let digest = sluice_md5::md5_one(format!("{now}:{name}").as_bytes());
     let h = hex::encode(digest);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }

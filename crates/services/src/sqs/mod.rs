@@ -20,7 +20,6 @@ use sluice_engine::{
     Attributes, Clock, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, SendOutcome, Store,
 };
 use sluice_wire::fields::{split_ascii, split_once_ascii};
-use sluice_wire::md5::{md5_hex, md5_hex_many};
 use sluice_wire::{AwsError, Model};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -258,9 +257,9 @@ impl LongPoll {
     }
 }
 
-/// What a successful send answers besides the message id: the digests of what was sent.
+/// What a successful send answers besides the message id: the digests of what was sent
+/// (the body's comes from the store, whose writer hashes a group's bodies side by side).
 struct SendDigests {
-    md5_body: String,
     md5_attributes: Option<String>,
     md5_system_attributes: Option<String>,
 }
@@ -612,7 +611,6 @@ impl SqsService {
         system_attrs: &MessageAttributeMap,
         group: &Option<String>,
         dedup: &Option<String>,
-        md5_body: Option<String>,
     ) -> Result<PreparedMessage, AwsError> {
         let fifo = info.fifo;
         let Some(body) = body else { return Err(missing_parameter("MessageBody")) };
@@ -680,11 +678,10 @@ impl SqsService {
             }
             None => None,
         };
-        let md5_body = md5_body.unwrap_or_else(|| md5_hex(body.as_bytes()));
         Ok(PreparedMessage {
             message: NewMessage {
                 body,
-                body_md5: Some(md5_body.clone()),
+                body_md5: None,
                 attributes: store_attributes(attrs),
                 system_attributes: store_attributes(&system_attrs),
                 sender_id: ctx.access_key_id.clone().into(),
@@ -693,20 +690,22 @@ impl SqsService {
                 delay_s: delay.map(|d| d as u64),
                 body_as_previous: false,
             },
-            digests: SendDigests { md5_body, md5_attributes: md5_of_attributes(attrs), md5_system_attributes },
+            digests: SendDigests { md5_attributes: md5_of_attributes(attrs), md5_system_attributes },
             size,
         })
     }
 
-    fn send_result(id: Option<String>, digests: SendDigests, outcome: SendOutcome) -> SendReply {
-        SendReply {
+    fn send_result(id: Option<String>, digests: SendDigests, outcome: SendOutcome) -> Result<SendReply, AwsError> {
+        Ok(SendReply {
             id,
             md5_of_message_attributes: digests.md5_attributes,
-            md5_of_message_body: digests.md5_body,
+            md5_of_message_body: outcome
+                .body_md5
+                .ok_or_else(|| internal("the store answered a send without its digest"))?,
             md5_of_message_system_attributes: digests.md5_system_attributes,
             message_id: outcome.message_id,
             sequence_number: outcome.sequence_number,
-        }
+        })
     }
 
     async fn send_message(&self, ctx: &RequestContext, req: SendMessageRequest) -> Result<SendReply, AwsError> {
@@ -721,13 +720,12 @@ impl SqsService {
             &req.message_system_attributes,
             &req.message_group_id,
             &req.message_deduplication_id,
-            None,
         )?;
         let map = |e| from_store(e, &key.name, "");
         let outcomes =
             self.store.send_messages(&key, vec![prepared.message]).map_err(map)?.wait().await.map_err(map)?;
         let o = outcomes.into_iter().next().ok_or_else(|| internal("send returned no outcome"))?;
-        Ok(Self::send_result(None, prepared.digests, o))
+        Self::send_result(None, prepared.digests, o)
     }
 
     async fn send_message_batch(
@@ -742,11 +740,7 @@ impl SqsService {
         let mut messages = Vec::with_capacity(req.entries.len());
         let mut replies = Vec::with_capacity(req.entries.len());
         let mut total = 0;
-        // Every body's MD5 at once, side by side: ten cost about what two do one by one.
-        let bodies: Vec<&[u8]> =
-            req.entries.iter().map(|e| e.message_body.as_deref().unwrap_or_default().as_bytes()).collect();
-        let md5s = md5_hex_many(&bodies);
-        for (e, md5_body) in req.entries.into_iter().zip(md5s) {
+        for e in req.entries {
             let id = e.id.unwrap_or_default();
             let body_len = e.message_body.as_ref().map(String::len).unwrap_or(0);
             match self.prepare(
@@ -758,7 +752,6 @@ impl SqsService {
                 &e.message_system_attributes,
                 &e.message_group_id,
                 &e.message_deduplication_id,
-                Some(md5_body),
             ) {
                 Ok(p) => {
                     total += p.size;
@@ -779,7 +772,7 @@ impl SqsService {
             let map = |e| from_store(e, &key.name, "");
             let outcomes = self.store.send_messages(&key, messages).map_err(map)?.wait().await.map_err(map)?;
             for ((id, digests), o) in replies.into_iter().zip(outcomes) {
-                successful.push(Self::send_result(Some(id), digests, o));
+                successful.push(Self::send_result(Some(id), digests, o)?);
             }
         }
         Ok(SendBatchReply { failed, successful })

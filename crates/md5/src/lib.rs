@@ -1,4 +1,8 @@
-//! MD5 of several inputs at once, one per 32-bit lane of a vector register: MD5's steps
+//! MD5, the digest SQS answers a message's body and attributes with (MD5OfMessageBody),
+//! in a crate of its own so that both the wire layer (which answers it) and the engine's
+//! writer (which hashes a group's bodies side by side) use one implementation.
+//!
+//! Several inputs at once go one per 32-bit lane of a vector register: MD5's steps
 //! depend each on the one before, so one digest uses a sliver of a core, while eight
 //! independent digests (the bodies of a SendMessageBatch) run side by side in the time
 //! of about two. With AVX-512 sixteen lanes hold a whole batch of ten in one pass, and
@@ -47,6 +51,28 @@ pub fn md5_one(input: &[u8]) -> [u8; 16] {
         state = scalar::compress(state, padded.block(block));
     }
     digests(state.map(|word| [word]))[0]
+}
+
+/// The MD5 of `data` in lower-case hex, as SQS shows it.
+pub fn md5_hex(data: &[u8]) -> String {
+    hex_digest(md5_one(data))
+}
+
+/// [`md5_hex`] of each of `inputs`, hashed side by side.
+pub fn md5_hex_many(inputs: &[&[u8]]) -> Vec<String> {
+    md5_many(inputs).into_iter().map(hex_digest).collect()
+}
+
+/// A digest in lower-case hex, written into a fixed buffer and copied once into its
+/// `String` (pushing char by char was 0.6% of the HTTP workers in sqs-send-batch).
+pub fn hex_digest(digest: [u8; 16]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 32];
+    for (pair, byte) in text.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 15)];
+    }
+    String::from_utf8(text.to_vec()).expect("hex digits are ASCII")
 }
 
 /// Inputs hashed side by side: the 32-bit lanes of a 256-bit register.
@@ -474,7 +500,7 @@ mod tests {
     #[test]
     fn known_digests() {
         let inputs: [&[u8]; 3] = [b"", b"abc", b"The quick brown fox jumps over the lazy dog"];
-        let hex: Vec<String> = md5_many(&inputs).iter().map(hex::encode).collect();
+        let hex: Vec<String> = md5_hex_many(&inputs);
         assert_eq!(
             hex,
             [
@@ -483,5 +509,6 @@ mod tests {
                 "9e107d9d372bb6826bd81d3542a419d6"
             ]
         );
+        assert_eq!(md5_hex(b"hello"), "5d41402abc4b2a76b9719d911017c592");
     }
 }
