@@ -108,21 +108,23 @@ impl Sealer {
         buf
     }
 
-    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+    /// `sealed` opened in its own buffer: the plaintext moves to the buffer's start as
+    /// it is decrypted, so that a value read from disk into a buffer of its own (a
+    /// received message's body) is not copied into a second one.
+    pub fn open(&self, mut sealed: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let refused = || StoreError::EncryptionKey("stored data does not decrypt with this key".into());
         if sealed.len() < SEALED_OVERHEAD || sealed[0] != VERSION {
             return Err(refused());
         }
         let nonce = Nonce::try_assume_unique_for_key(&sealed[1..1 + NONCE_LEN]).map_err(|_| refused())?;
-        let mut body = sealed[1 + NONCE_LEN..].to_vec();
-        let plain = self.key.open_in_place(nonce, Aad::empty(), &mut body).map_err(|_| refused())?;
+        let plain = self.key.open_within(nonce, Aad::empty(), &mut sealed, 1 + NONCE_LEN..).map_err(|_| refused())?;
         let n = plain.len();
-        body.truncate(n);
-        Ok(body)
+        sealed.truncate(n);
+        Ok(sealed)
     }
 
     /// Text sealed as bytes (SQS bodies).
-    pub fn open_text(&self, sealed: &[u8]) -> Result<String, StoreError> {
+    pub fn open_text(&self, sealed: Vec<u8>) -> Result<String, StoreError> {
         String::from_utf8(self.open(sealed)?)
             .map_err(|_| StoreError::EncryptionKey("decrypted text is not UTF-8".into()))
     }
@@ -167,7 +169,7 @@ impl StoredText {
     pub fn open(self, sealer: &Sealer) -> Result<String, StoreError> {
         match self {
             StoredText::Plain(text) => Ok(text),
-            StoredText::Sealed(bytes) => sealer.open_text(&bytes),
+            StoredText::Sealed(bytes) => sealer.open_text(bytes),
         }
     }
 }
@@ -211,21 +213,21 @@ mod tests {
         let b = sealer.seal(b"secret message");
         assert_ne!(a, b, "fresh nonce per seal");
         assert!(!a.windows(6).any(|w| w == b"secret"), "ciphertext hides the plaintext");
-        assert_eq!(sealer.open(&a).unwrap(), b"secret message");
-        assert_eq!(sealer.open(&sealer.seal(b"")).unwrap(), b"");
+        assert_eq!(sealer.open(a.clone()).unwrap(), b"secret message");
+        assert_eq!(sealer.open(sealer.seal(b"")).unwrap(), b"");
         let mut tampered = a.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
-        assert!(sealer.open(&tampered).is_err());
-        assert!(Sealer::new(&[8u8; 32]).open(&a).is_err(), "another key does not open it");
-        assert!(sealer.open(b"short").is_err());
+        assert!(sealer.open(tampered).is_err());
+        assert!(Sealer::new(&[8u8; 32]).open(a.clone()).is_err(), "another key does not open it");
+        assert!(sealer.open(b"short".to_vec()).is_err());
         // Sealed in the caller's buffer, with and without room to spare for header and tag.
         let body: Vec<u8> = (0..1024u32).map(|i| (i % 251) as u8).collect();
         let mut roomy = Vec::with_capacity(4096);
         roomy.extend_from_slice(&body);
         for buf in [body.clone(), roomy, Vec::new()] {
             let plain = buf.clone();
-            assert_eq!(sealer.open(&sealer.seal_vec(buf)).unwrap(), plain);
+            assert_eq!(sealer.open(sealer.seal_vec(buf)).unwrap(), plain);
         }
     }
 
@@ -236,7 +238,11 @@ mod tests {
         let sealed = Sealer::load_or_create(&path).unwrap().seal(b"x");
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(parse_key(&text).unwrap().len(), 32);
-        assert_eq!(Sealer::load_or_create(&path).unwrap().open(&sealed).unwrap(), b"x", "the same key is reused");
+        assert_eq!(
+            Sealer::load_or_create(&path).unwrap().open(sealed.clone()).unwrap(),
+            b"x",
+            "the same key is reused"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -385,7 +385,7 @@ impl EmbeddedStore {
         match stored {
             Some(hex) => {
                 let sealed = crate::at_rest::from_hex(&hex)?;
-                match self.sealer.open(&sealed) {
+                match self.sealer.open(sealed) {
                     Ok(plain) if plain == crate::at_rest::KEY_CHECK_PLAINTEXT => Ok(()),
                     _ => Err(StoreError::EncryptionKey(
                         "this is not the key the data directory's encrypted data was written with".into(),

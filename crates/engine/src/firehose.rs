@@ -277,7 +277,7 @@ impl DeliveryStore for EmbeddedStore {
                     let skip = (first - chunk.first_index) as usize;
                     for (i, (_, data)) in chunk.records.into_iter().enumerate().skip(skip) {
                         let data = if chunk.sealed {
-                            self.sealer.open(&data).map_err(crate::at_rest::read_failure)?
+                            self.sealer.open(data).map_err(crate::at_rest::read_failure)?
                         } else {
                             data
                         };

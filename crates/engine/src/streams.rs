@@ -584,7 +584,7 @@ impl StreamStore for EmbeddedStore {
                     for (i, (partition_key, data)) in chunk.records.into_iter().enumerate().skip(skip as usize) {
                         let seq_ix = chunk.first_index + i as u64;
                         let data = if chunk.sealed {
-                            self.sealer.open(&data).map_err(crate::at_rest::read_failure)?
+                            self.sealer.open(data).map_err(crate::at_rest::read_failure)?
                         } else {
                             data
                         };
