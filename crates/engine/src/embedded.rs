@@ -791,8 +791,9 @@ impl EmbeddedStore {
     fn read_messages(&self, places: &[(i64, Location)]) -> Result<HashMap<i64, ReceivedMessage>, StoreError> {
         let log = &self.db.message_log;
         let mut out = HashMap::with_capacity(places.len());
-        for &(seq, at) in places {
-            let read = match log.read(at)? {
+        let locations: Vec<Location> = places.iter().map(|&(_, at)| at).collect();
+        for (&(seq, at), read) in places.iter().zip(log.read_many(&locations)?) {
+            let read = match read {
                 Some(found) => Some(found),
                 None => match self.relocated(seq) {
                     Some(moved) => log.read(moved)?,
