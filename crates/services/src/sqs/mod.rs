@@ -106,16 +106,33 @@ fn check_batch<'a>(
 }
 
 /// `{"Successful": [{"Id"}], "Failed": [...]}` of a batch whose entries return nothing.
-fn batch_outcome(results: Vec<(String, Result<(), AwsError>)>) -> Value {
-    let mut successful = Vec::new();
+fn batch_outcome(results: Vec<(String, Result<(), AwsError>)>) -> BatchOutcome {
+    let mut successful = Vec::with_capacity(results.len());
     let mut failed = Vec::new();
     for (id, result) in results {
         match result {
-            Ok(()) => successful.push(json!({"Id": id})),
+            Ok(()) => successful.push(EntryId { id }),
             Err(err) => failed.push(failed_entry(&id, &err)),
         }
     }
-    json!({"Successful": successful, "Failed": failed})
+    BatchOutcome { failed, successful }
+}
+
+/// The reply of a batch whose entries answer only their ids: serialized straight from
+/// the struct (a `Value` per entry was a quarter of DeleteMessageBatch's own work), in
+/// the key order a `Value` has. Failed entries stay `Value`s: they are the rare case.
+#[derive(serde::Serialize)]
+struct BatchOutcome {
+    #[serde(rename = "Failed")]
+    failed: Vec<Value>,
+    #[serde(rename = "Successful")]
+    successful: Vec<EntryId>,
+}
+
+#[derive(serde::Serialize)]
+struct EntryId {
+    #[serde(rename = "Id")]
+    id: String,
 }
 
 /// A reply struct as the general path's `Value` (which the Query protocol renders).
@@ -326,9 +343,9 @@ impl SqsService {
             "SendMessageBatch" => to_value(self.send_message_batch(ctx, parse(input)?).await?),
             "ReceiveMessage" => to_value(self.receive_message(ctx, parse(input)?).await?.reply()),
             "DeleteMessage" => self.delete_message(ctx, parse(input)?).await,
-            "DeleteMessageBatch" => self.delete_message_batch(ctx, parse(input)?).await,
+            "DeleteMessageBatch" => to_value(self.delete_message_batch(ctx, parse(input)?).await?),
             "ChangeMessageVisibility" => self.change_message_visibility(ctx, parse(input)?).await,
-            "ChangeMessageVisibilityBatch" => self.change_message_visibility_batch(ctx, parse(input)?).await,
+            "ChangeMessageVisibilityBatch" => to_value(self.change_message_visibility_batch(ctx, parse(input)?).await?),
             "ListDeadLetterSourceQueues" => self.list_dead_letter_source_queues(ctx, parse(input)?),
             "TagQueue" => self.tag_queue(ctx, parse(input)?).await,
             "UntagQueue" => self.untag_queue(ctx, parse(input)?).await,
@@ -866,7 +883,7 @@ impl SqsService {
         &self,
         ctx: &RequestContext,
         req: DeleteMessageBatchRequest,
-    ) -> Result<Value, AwsError> {
+    ) -> Result<BatchOutcome, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         self.info(&key)?;
         check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "DeleteMessageBatchRequestEntry")?;
@@ -915,7 +932,7 @@ impl SqsService {
         &self,
         ctx: &RequestContext,
         req: ChangeMessageVisibilityBatchRequest,
-    ) -> Result<Value, AwsError> {
+    ) -> Result<BatchOutcome, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         self.info(&key)?;
         check_batch(
