@@ -77,8 +77,25 @@ impl Sealer {
 
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(SEALED_OVERHEAD + plaintext.len());
+        self.seal_into(plaintext, &mut out);
+        out
+    }
+
+    /// `plaintext` sealed onto the end of `out`: the message log's writer seals a body
+    /// straight into its group's buffer, with no buffer of its own to copy from.
+    pub fn seal_into(&self, plaintext: &[u8], out: &mut Vec<u8>) {
+        // The nonce comes from the thread's CSPRNG, as in `seal_vec`.
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        out.reserve(SEALED_OVERHEAD + plaintext.len());
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        let start = out.len();
         out.extend_from_slice(plaintext);
-        self.seal_vec(out)
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut out[start..])
+            .expect("AES-GCM seals any length Sluice stores");
+        out.extend_from_slice(tag.as_ref());
     }
 
     /// `plaintext` sealed in its own buffer, grown by the header and tag: a message body
@@ -229,6 +246,12 @@ mod tests {
             let plain = buf.clone();
             assert_eq!(sealer.open(sealer.seal_vec(buf)).unwrap(), plain);
         }
+        // Sealed onto the end of a buffer holding something before it.
+        let mut group = b"before".to_vec();
+        sealer.seal_into(&body, &mut group);
+        assert_eq!(&group[..6], b"before");
+        assert_eq!(group.len(), 6 + body.len() + SEALED_OVERHEAD);
+        assert_eq!(sealer.open(group[6..].to_vec()).unwrap(), body);
     }
 
     #[test]

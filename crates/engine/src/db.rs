@@ -6,7 +6,8 @@ use crate::at_rest::{Sealer, StoredText};
 use crate::faults::Countdown;
 use crate::group_digest;
 use crate::message_log::{
-    encode, Change, CompactionDraft, DedupRecord, Location, MessageContent, MessageLog, MessageState, Replayed,
+    encode, encode_sealing, Change, CompactionDraft, DedupRecord, Location, MessageContent, MessageLog, MessageState,
+    Replayed,
 };
 use crate::queue_state::SeqMap;
 use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, Relocation};
@@ -183,11 +184,12 @@ pub struct MessageRow {
     /// The body is that of the last message before it in the same write that holds its
     /// own (`content.body` is left empty): a publish's deliveries store one body.
     pub shares_body: bool,
-    /// The queue keeps its messages sealed: `content`'s body and MD5 come plain and the
-    /// writer seals them after hashing the group's bodies ([`crate::group_digest`]).
+    /// The queue keeps its messages sealed: `content`'s body and MD5 come plain, and the
+    /// writer seals them into the log as it encodes them.
     pub seal: bool,
-    /// The body's MD5 in hex as the writer computed it, for the sender's answer.
-    pub computed_md5: Option<String>,
+    /// `content.body_md5` is the writer's ([`crate::group_digest`]), for the sender's
+    /// answer.
+    pub md5_computed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -716,7 +718,7 @@ struct WriterLogs {
     /// size (often past glibc's 64 KiB consolidation threshold) made every group pay a
     /// `malloc_consolidate` and page faults when it was freed and grown again.
     group_bytes: std::cell::RefCell<Vec<u8>>,
-    /// Seals the new messages of queues with server-side encryption ([`group_digest`]).
+    /// Seals the new messages of queues with server-side encryption as they are encoded.
     sealer: Sealer,
 }
 
@@ -779,7 +781,7 @@ fn writer_loop(
         if batch.is_empty() {
             continue;
         }
-        group_digest::digest_and_seal(&mut batch, &logs.sealer);
+        group_digest::digest_bodies(&mut batch);
         let inject = injected_failures.fire();
         commit_batch(&mut conn, &logs, batch, inject, &commits, &mut reserved_seq);
     }
@@ -1081,13 +1083,16 @@ fn append_messages_through(logs: &WriterLogs, batch: &[WriteItem], bytes: &mut V
         let mut holder = None;
         for op in &item.ops {
             let Some((mut change, frees)) = op.message_change() else { continue };
+            let mut seal = None;
             if let (SqlOp::InsertMessage(row), Change::Insert { body_in, .. }) = (op, &mut change) {
                 if row.shares_body {
                     let missing = || internal("a message shares the body of none before it");
                     *body_in = Some(holder.ok_or_else(missing)?);
                 }
+                // Sealed into the group's buffer as it is written.
+                seal = row.seal.then_some(&logs.sealer);
             }
-            let (start, length) = encode(&change, bytes);
+            let (start, length) = encode_sealing(&change, seal, bytes);
             if let Change::Insert { seq, body_in, .. } = change {
                 if body_in.is_none() {
                     holder = Some((start, length));

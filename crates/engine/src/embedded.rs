@@ -193,7 +193,11 @@ fn take_computed_digests<'a>(outcomes: impl Iterator<Item = &'a mut SendOutcome>
     let mut computed = ops.into_iter().filter_map(|op| match op {
         SqlOp::InsertMessage(row) => {
             let row = *row;
-            Some((row.content.message_id, row.computed_md5?))
+            let md5 = match (row.md5_computed, row.content.body_md5) {
+                (true, Some(StoredText::Plain(md5))) => md5,
+                _ => return None,
+            };
+            Some((row.content.message_id, md5))
         }
         _ => None,
     });
@@ -696,7 +700,7 @@ impl EmbeddedStore {
                 write.body_holder = holder;
                 let body = if m.body_as_previous {
                     let missing = || StoreError::Internal("a message repeats the body of none before it".into());
-                    NewMessage::body_from(body_run.and_then(|r| r.text).ok_or_else(missing)?)
+                    body_run.and_then(|r| r.text).ok_or_else(missing)?.to_owned()
                 } else {
                     m.body
                 };
@@ -708,7 +712,7 @@ impl EmbeddedStore {
                 shares_body,
                 // Sealed by the writer, after it hashes the body.
                 seal: sse,
-                computed_md5: None,
+                md5_computed: false,
                 content: MessageContent {
                     message_id,
                     body,

@@ -1,50 +1,37 @@
 //! The writer's pass over a group's new messages before it encodes them: it hashes the
-//! bodies sent without an MD5 side by side, then seals what their queues keep sealed.
+//! bodies sent without an MD5 side by side.
 //!
 //! SendMessage answers with its body's MD5, and a lone MD5 is one long chain of
 //! dependent steps: 1.45 µs for a 1 KiB body, a twentieth of a message's CPU. The
 //! writer holds dozens of messages per group commit, which sixteen AVX-512 lanes hash
-//! for about a quarter of that each. Sealing moves here with it, since the digest is
-//! of the plain body.
+//! for about a quarter of that each. Bodies and digests stay plain until the writer
+//! encodes them, sealing them into the group's buffer as it goes
+//! ([`crate::message_log::encode_sealing`]).
 
-use crate::at_rest::{Sealer, StoredText};
+use crate::at_rest::StoredText;
 use crate::db::{MessageRow, SqlOp, WriteItem};
 
-/// Hashes and seals the new messages of `batch` in place: each insert without a body
-/// digest gets one (stored, and kept in `computed_md5` for its sender), and a row marked
-/// `seal` leaves with its body and digest sealed.
-pub(crate) fn digest_and_seal(batch: &mut [WriteItem], sealer: &Sealer) {
+/// Gives each insert of `batch` sent without a body digest its digest, in hex: stored
+/// with the message, and answered to its sender (`md5_computed`).
+pub(crate) fn digest_bodies(batch: &mut [WriteItem]) {
     let mut rows: Vec<&mut MessageRow> = batch
         .iter_mut()
         .flat_map(|item| item.ops.iter_mut())
         .filter_map(|op| match op {
-            SqlOp::InsertMessage(row) => Some(&mut **row),
+            SqlOp::InsertMessage(row) if unhashed_body(row).is_some() => Some(&mut **row),
             _ => None,
         })
         .collect();
+    if rows.is_empty() {
+        return;
+    }
     let digests = {
         let bodies: Vec<&[u8]> = rows.iter().filter_map(|row| unhashed_body(row)).collect();
         sluice_md5::md5_many(&bodies)
     };
-    let mut digests = digests.into_iter();
-    for row in &mut rows {
-        if unhashed_body(row).is_some() {
-            let md5 = sluice_md5::hex_digest(digests.next().expect("one digest per unhashed body"));
-            row.content.body_md5 = Some(if row.seal {
-                StoredText::Sealed(sealer.seal(md5.as_bytes()))
-            } else {
-                StoredText::Plain(md5.clone())
-            });
-            row.computed_md5 = Some(md5);
-        }
-        if std::mem::take(&mut row.seal) {
-            if !row.shares_body {
-                seal(&mut row.content.body, sealer);
-            }
-            if let Some(md5) = &mut row.content.body_md5 {
-                seal(md5, sealer);
-            }
-        }
+    for (row, digest) in rows.iter_mut().zip(digests) {
+        row.content.body_md5 = Some(StoredText::Plain(sluice_md5::hex_digest(digest)));
+        row.md5_computed = true;
     }
 }
 
@@ -53,12 +40,5 @@ fn unhashed_body(row: &MessageRow) -> Option<&[u8]> {
     match &row.content.body {
         StoredText::Plain(body) if !row.shares_body && row.content.body_md5.is_none() => Some(body.as_bytes()),
         _ => None,
-    }
-}
-
-/// `text` sealed in place, if it is not already.
-fn seal(text: &mut StoredText, sealer: &Sealer) {
-    if let StoredText::Plain(plain) = text {
-        *text = StoredText::Sealed(sealer.seal_vec(std::mem::take(plain).into_bytes()));
     }
 }

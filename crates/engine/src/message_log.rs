@@ -22,7 +22,7 @@
 //! what the removed segment said, so replay of the remaining segments gives the same
 //! messages.
 
-use crate::at_rest::StoredText;
+use crate::at_rest::{Sealer, StoredText, SEALED_OVERHEAD};
 use crate::faults::Countdown;
 use crate::le_bytes::Reader;
 use crate::message_table::MessageTable;
@@ -221,6 +221,17 @@ impl Writer<'_> {
         self.u32(back as u32);
         self.u32(length as u32);
     }
+    /// As [`Writer::stored`], sealing a plain text with `sealer` as it is written.
+    fn stored_sealing(&mut self, t: Option<&StoredText>, sealer: Option<&Sealer>) {
+        match (t, sealer) {
+            (Some(StoredText::Plain(s)), Some(sealer)) => {
+                self.u8(1);
+                self.u32((s.len() + SEALED_OVERHEAD) as u32);
+                sealer.seal_into(s.as_bytes(), self.out);
+            }
+            (t, _) => self.stored(t),
+        }
+    }
     /// 0 plain, 1 sealed, 2 absent.
     fn stored(&mut self, t: Option<&StoredText>) {
         match t {
@@ -239,6 +250,12 @@ impl Writer<'_> {
 
 /// Appends `change` to `out` as one entry; returns its offset in `out` and its length.
 pub fn encode(change: &Change<'_>, out: &mut Vec<u8>) -> (usize, usize) {
+    encode_sealing(change, None, out)
+}
+
+/// As [`encode`], an insert's plain body and digest sealed with `sealer` as they are
+/// written (a queue with server-side encryption).
+pub fn encode_sealing(change: &Change<'_>, sealer: Option<&Sealer>, out: &mut Vec<u8>) -> (usize, usize) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
     let mut w = Writer { out };
@@ -251,10 +268,10 @@ pub fn encode(change: &Change<'_>, out: &mut Vec<u8>) -> (usize, usize) {
             w.opt_str(content.group_id.as_deref());
             w.bytes(content.message_id.as_bytes());
             match body_in {
-                None => w.stored(Some(&content.body)),
+                None => w.stored_sealing(Some(&content.body), sealer),
                 Some((holder, length)) => w.body_earlier(start - holder, length),
             }
-            w.stored(content.body_md5.as_ref());
+            w.stored_sealing(content.body_md5.as_ref(), sealer);
             w.opt_str(content.attributes.as_deref());
             w.opt_str(content.system_attributes.as_deref());
             w.bytes(content.sender_id.as_bytes());
@@ -1355,6 +1372,43 @@ mod tests {
         let (_, _, shared) = log.read_many(&[at(shares)]).unwrap().remove(0).unwrap();
         assert_eq!(text(&shared.body), "body 109", "the holder's body");
         assert!(log.read_many(&[]).unwrap().is_empty());
+    }
+
+    /// An insert encoded with a sealer keeps its body and digest only sealed in the log,
+    /// and they open to what was given; an insert sharing its body stays as small.
+    #[test]
+    fn inserts_encoded_with_a_sealer_are_sealed_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = MessageLog::open(dir.path(), true, 1 << 20).unwrap();
+        let sealer = Sealer::new(&[9; 32]);
+        let s = state(1);
+        let mut plain = content(1, None);
+        plain.body = StoredText::Plain("secret body 7f3a".into());
+        plain.body_md5 = Some(StoredText::Plain("secret digest 7f3a".into()));
+        let mut buf = Vec::new();
+        let held = encode_sealing(
+            &Change::Insert { seq: 1, state: &s, content: &plain, body_in: None },
+            Some(&sealer),
+            &mut buf,
+        );
+        let sharer = MessageContent { body: StoredText::Plain(String::new()), body_md5: None, ..content(2, None) };
+        let shares = encode_sealing(
+            &Change::Insert { seq: 2, state: &s, content: &sharer, body_in: Some(held) },
+            Some(&sealer),
+            &mut buf,
+        );
+        for secret in ["secret body", "secret digest"] {
+            assert!(!buf.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} is sealed");
+        }
+        let (segment, offset) = log.append(&mut buf).unwrap();
+        let at = |(o, l): (usize, usize)| Location { segment, offset: (offset + o as u64) as u32, length: l as u32 };
+        let (_, _, read) = log.read(at(held)).unwrap().unwrap();
+        assert!(matches!(read.body, StoredText::Sealed(_)));
+        assert_eq!(read.body.open(&sealer).unwrap(), "secret body 7f3a");
+        assert_eq!(read.body_md5.unwrap().open(&sealer).unwrap(), "secret digest 7f3a");
+        let (_, _, shared) = log.read(at(shares)).unwrap().unwrap();
+        assert_eq!(shared.body.open(&sealer).unwrap(), "secret body 7f3a");
+        assert!(shared.body_md5.is_none());
     }
 
     #[test]

@@ -89,20 +89,6 @@ pub struct NewMessage {
     pub body_as_previous: bool,
 }
 
-impl NewMessage {
-    /// Spare bytes a `body` should have after it: the engine seals the bodies of queues
-    /// with server-side encryption (on by default) in place, and a body without this room
-    /// is first reallocated and copied.
-    pub const BODY_ROOM: usize = crate::at_rest::SEALED_OVERHEAD;
-
-    /// `text` copied as a `body`, with [`Self::BODY_ROOM`] after it.
-    pub fn body_from(text: &str) -> String {
-        let mut body = String::with_capacity(text.len() + Self::BODY_ROOM);
-        body.push_str(text);
-        body
-    }
-}
-
 /// A new message's id: a random UUID, lower case and hyphenated as SQS and SNS show it,
 /// formatted on the stack and copied once (`to_string` grows a `String` through the
 /// formatter: ~300 instructions a message, 2% of a publish to ten queues).

@@ -1016,7 +1016,7 @@ impl SnsService {
             let same_text = |last: &str| std::ptr::eq(last, source) || last == source;
             let body_as_previous = raw && sub.protocol == "sqs" && last_raw_sqs_text.is_some_and(same_text);
             // A raw delivery's text is the stored body.
-            let text = if body_as_previous { String::new() } else { NewMessage::body_from(source) };
+            let text = if body_as_previous { String::new() } else { source.to_owned() };
             // Email and SMS carry the message text; everything else gets the signed
             // envelope unless the subscription asked for raw delivery.
             let body = if raw || matches!(sub.protocol.as_str(), "email" | "sms") {

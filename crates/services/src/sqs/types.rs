@@ -1,36 +1,8 @@
 //! Typed requests, one per operation, deserialised from the JSON value that either
 //! protocol produced. Member names and shapes follow botocore's `sqs/2012-11-05`.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::collections::BTreeMap;
-
-/// A message body copied out of the request with the room the store wants after it
-/// ([`sluice_engine::NewMessage::body_from`]): growing every exact-size 1 KiB body to seal
-/// it was a reallocation and a copy, ~5% of the HTTP workers' time in sqs-send-batch. A
-/// body already decoded into a `String` (the general path, via a `Value`) is taken as it
-/// is.
-fn body_with_room_to_seal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct Body(String);
-    struct BodyVisitor;
-    impl serde::de::Visitor<'_> for BodyVisitor {
-        type Value = Body;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Body, E> {
-            Ok(Body(sluice_engine::NewMessage::body_from(text)))
-        }
-        fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Body, E> {
-            Ok(Body(text))
-        }
-    }
-    impl<'de> Deserialize<'de> for Body {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Body, D::Error> {
-            d.deserialize_string(BodyVisitor)
-        }
-    }
-    Ok(Option::<Body>::deserialize(d)?.map(|body| body.0))
-}
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
@@ -97,7 +69,6 @@ pub struct SetQueueAttributesRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct SendMessageRequest {
     pub queue_url: Option<String>,
-    #[serde(default, deserialize_with = "body_with_room_to_seal")]
     pub message_body: Option<String>,
     pub delay_seconds: Option<i64>,
     #[serde(default)]
@@ -112,7 +83,6 @@ pub struct SendMessageRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct SendMessageBatchEntry {
     pub id: Option<String>,
-    #[serde(default, deserialize_with = "body_with_room_to_seal")]
     pub message_body: Option<String>,
     pub delay_seconds: Option<i64>,
     #[serde(default)]
