@@ -750,8 +750,10 @@ fn writer_loop(
     // A compaction with steps left; its write is answered after the last. Another
     // compaction's write meanwhile commits as a plain write, with nothing done.
     let mut compacting: Option<(WriteItem, Arc<CompactionRequest>)> = None;
+    // Sized by the last group: a group grown push by push reallocated a few times.
+    let mut group_size = 1;
     loop {
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(group_size);
         if compacting.is_none() {
             match rx.recv() {
                 Ok(first) => batch.push(first),
@@ -781,6 +783,7 @@ fn writer_loop(
         if batch.is_empty() {
             continue;
         }
+        group_size = batch.len();
         group_digest::digest_bodies(&mut batch);
         let inject = injected_failures.fire();
         commit_batch(&mut conn, &logs, batch, inject, &commits, &mut reserved_seq);
@@ -1076,7 +1079,7 @@ fn append_messages(logs: &WriterLogs, batch: &[WriteItem]) -> Result<(), BatchFa
 }
 
 fn append_messages_through(logs: &WriterLogs, batch: &[WriteItem], bytes: &mut Vec<u8>) -> Result<(), BatchFailure> {
-    let mut inserts: Vec<(i64, usize, usize)> = Vec::new();
+    let mut inserts: Vec<(i64, usize, usize)> = Vec::with_capacity(batch.len());
     let (mut added, mut freed) = (0u64, 0u64);
     for item in batch {
         // This write's last insert holding its own body, for the ones sharing it.

@@ -1170,7 +1170,10 @@ impl Store for EmbeddedStore {
         messages: Vec<NewMessage>,
     ) -> Result<Durable<Vec<SendOutcome>>, StoreError> {
         let mut write = SendWrite {
-            ops: Vec::with_capacity(messages.len()),
+            // An insert a message, a deduplication entry each in a FIFO queue, and the
+            // raise of `last_seq`: growing the vector for that last op was a `realloc`
+            // per SendMessage.
+            ops: Vec::with_capacity(2 * messages.len() + 1),
             inserted: Vec::with_capacity(messages.len()),
             ..Default::default()
         };
