@@ -750,7 +750,8 @@ fn writer_loop(
     // A compaction with steps left; its write is answered after the last. Another
     // compaction's write meanwhile commits as a plain write, with nothing done.
     let mut compacting: Option<(WriteItem, Arc<CompactionRequest>)> = None;
-    // Sized by the last group: a group grown push by push reallocated a few times.
+    // Sized by the last group (up to a size that stays in glibc's heap rather than a
+    // fresh `mmap`): a group grown push by push reallocated a few times.
     let mut group_size = 1;
     loop {
         let mut batch = Vec::with_capacity(group_size);
@@ -783,7 +784,7 @@ fn writer_loop(
         if batch.is_empty() {
             continue;
         }
-        group_size = batch.len();
+        group_size = batch.len().min(256);
         group_digest::digest_bodies(&mut batch);
         let inject = injected_failures.fire();
         commit_batch(&mut conn, &logs, batch, inject, &commits, &mut reserved_seq);
