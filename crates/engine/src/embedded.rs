@@ -1240,7 +1240,7 @@ impl Store for EmbeddedStore {
         drop(st);
         handle.wake_on_earlier_timer(timer_before, timer_after);
 
-        let mut ops = Vec::new();
+        let mut ops = Vec::with_capacity(outcome.taken.len());
         for t in &outcome.taken {
             ops.push(SqlOp::UpdateVisibility {
                 seq: t.seq,
