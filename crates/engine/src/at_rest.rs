@@ -84,45 +84,47 @@ impl Sealer {
     /// `plaintext` sealed onto the end of `out`: the message log's writer seals a body
     /// straight into its group's buffer, with no buffer of its own to copy from.
     pub fn seal_into(&self, plaintext: &[u8], out: &mut Vec<u8>) {
-        // The nonce comes from the thread's CSPRNG, as in `seal_vec`.
-        let nonce: [u8; NONCE_LEN] = rand::random();
         out.reserve(SEALED_OVERHEAD + plaintext.len());
-        out.push(VERSION);
-        out.extend_from_slice(&nonce);
         let start = out.len();
+        out.resize(start + HEADER_LEN, 0);
         out.extend_from_slice(plaintext);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut out[start..])
-            .expect("AES-GCM seals any length Sluice stores");
-        out.extend_from_slice(tag.as_ref());
+        self.seal_after(out, start);
     }
 
-    /// `plaintext` sealed in its own buffer, grown by the header and tag: a message body
-    /// handed over whole is not copied into a second 1 KiB allocation, which glibc serves
-    /// from its slow path (past tcache). A buffer without that room (an MD5 digest) is
-    /// sealed into a new one instead: glibc's `realloc` frees the old block past its
-    /// thread cache, where a `malloc` and a `free` stay within it.
+    /// `plaintext` sealed in its own buffer, grown by the header and tag: a Kinesis
+    /// record or a Firehose buffer handed over whole is not copied into a second
+    /// allocation. A buffer without that room is sealed into a new one instead: glibc's
+    /// `realloc` frees the old block past its thread cache, where a `malloc` and a `free`
+    /// stay within it.
     pub fn seal_vec(&self, mut buf: Vec<u8>) -> Vec<u8> {
         if buf.capacity() - buf.len() < SEALED_OVERHEAD {
             return self.seal(&buf);
         }
+        let len = buf.len();
+        buf.resize(HEADER_LEN + len, 0);
+        buf.copy_within(0..len, HEADER_LEN);
+        self.seal_after(&mut buf, 0);
+        buf
+    }
+
+    /// Seals in place the plaintext that fills `buf` after a header's room at `start`:
+    /// writes the header (version and a fresh nonce) there, encrypts, appends the tag.
+    fn seal_after(&self, buf: &mut Vec<u8>, start: usize) {
         // The nonce comes from the thread's CSPRNG (ChaCha12 seeded from the OS and
         // reseeded as it goes) rather than a getrandom syscall per value: SSE is on by
         // default for SQS, so this runs for nearly every message sent.
         let nonce: [u8; NONCE_LEN] = rand::random();
-        let len = buf.len();
-        let header = 1 + NONCE_LEN;
-        buf.resize(header + len, 0);
-        buf.copy_within(0..len, header);
-        buf[0] = VERSION;
-        buf[1..header].copy_from_slice(&nonce);
+        buf[start] = VERSION;
+        buf[start + 1..start + HEADER_LEN].copy_from_slice(&nonce);
         let tag = self
             .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf[header..])
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut buf[start + HEADER_LEN..],
+            )
             .expect("AES-GCM seals any length Sluice stores");
         buf.extend_from_slice(tag.as_ref());
-        buf
     }
 
     /// `sealed` opened in its own buffer: the plaintext moves to the buffer's start as
@@ -133,8 +135,8 @@ impl Sealer {
         if sealed.len() < SEALED_OVERHEAD || sealed[0] != VERSION {
             return Err(refused());
         }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed[1..1 + NONCE_LEN]).map_err(|_| refused())?;
-        let plain = self.key.open_within(nonce, Aad::empty(), &mut sealed, 1 + NONCE_LEN..).map_err(|_| refused())?;
+        let nonce = Nonce::try_assume_unique_for_key(&sealed[1..HEADER_LEN]).map_err(|_| refused())?;
+        let plain = self.key.open_within(nonce, Aad::empty(), &mut sealed, HEADER_LEN..).map_err(|_| refused())?;
         let n = plain.len();
         sealed.truncate(n);
         Ok(sealed)
@@ -206,7 +208,10 @@ pub fn read_failure(e: StoreError) -> rusqlite::Error {
 }
 
 /// Bytes sealing adds to a value: version, nonce and tag.
-pub const SEALED_OVERHEAD: usize = 1 + NONCE_LEN + 16;
+pub const SEALED_OVERHEAD: usize = HEADER_LEN + 16;
+
+/// A sealed value's header: its version byte and nonce.
+const HEADER_LEN: usize = 1 + NONCE_LEN;
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;

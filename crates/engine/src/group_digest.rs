@@ -27,10 +27,10 @@ pub(crate) fn digest_bodies(batch: &mut [WriteItem]) {
     }
     let digests = {
         let bodies: Vec<&[u8]> = rows.iter().filter_map(|row| unhashed_body(row)).collect();
-        sluice_md5::md5_many(&bodies)
+        sluice_md5::md5_hex_many(&bodies)
     };
     for (row, digest) in rows.iter_mut().zip(digests) {
-        row.content.body_md5 = Some(StoredText::Plain(sluice_md5::hex_digest(digest)));
+        row.content.body_md5 = Some(StoredText::Plain(digest));
         row.md5_computed = true;
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Several inputs at once go one per 32-bit lane of a vector register: MD5's steps
 //! depend each on the one before, so one digest uses a sliver of a core, while eight
-//! independent digests (the bodies of a SendMessageBatch) run side by side in the time
+//! independent digests (the bodies of one group commit) run side by side in the time
 //! of about two. With AVX-512 sixteen lanes hold a whole batch of ten in one pass, and
 //! each step's rotation and mixing function are one instruction each. Without AVX2, or
 //! for a single input, each digest is computed alone.
@@ -65,7 +65,7 @@ pub fn md5_hex_many(inputs: &[&[u8]]) -> Vec<String> {
 
 /// A digest in lower-case hex, written into a fixed buffer and copied once into its
 /// `String` (pushing char by char was 0.6% of the HTTP workers in sqs-send-batch).
-pub fn hex_digest(digest: [u8; 16]) -> String {
+fn hex_digest(digest: [u8; 16]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = [0u8; 32];
     for (pair, byte) in text.chunks_exact_mut(2).zip(digest) {

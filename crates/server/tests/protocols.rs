@@ -7,7 +7,13 @@ use common::*;
 use serde_json::json as j;
 
 fn create(agent: &ureq::Agent, endpoint: &str, name: &str) -> String {
-    let (status, body, _) = json_call(agent, endpoint, "CreateQueue", &j!({"QueueName": name}).to_string());
+    create_with(agent, endpoint, name, j!({}))
+}
+
+/// [`create`] with queue attributes.
+fn create_with(agent: &ureq::Agent, endpoint: &str, name: &str, attributes: serde_json::Value) -> String {
+    let request = j!({"QueueName": name, "Attributes": attributes}).to_string();
+    let (status, body, _) = json_call(agent, endpoint, "CreateQueue", &request);
     assert_eq!(status, 200, "{body}");
     json(&body)["QueueUrl"].as_str().unwrap().to_owned()
 }
@@ -552,9 +558,7 @@ fn sends_past_the_queues_maximum_message_size_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::spawn(dir.path(), &[]);
     let a = agent();
-    let create = r#"{"QueueName":"small","Attributes":{"MaximumMessageSize":"1024"}}"#;
-    assert_eq!(json_call(&a, &s.endpoint, "CreateQueue", create).0, 200);
-    let url = format!("{}/000000000000/small", s.endpoint);
+    let url = create_with(&a, &s.endpoint, "small", j!({"MaximumMessageSize": "1024"}));
     let send = |len: usize| {
         json_call(
             &a,

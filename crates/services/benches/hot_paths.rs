@@ -3,9 +3,10 @@
 //! `cargo bench -p sluice-services --bench hot_paths` (prints figures; nothing is asserted).
 
 use serde_json::{json, Value};
+use sluice_md5::md5_hex_many;
 use sluice_services::sqs::types::SendMessageRequest;
 use sluice_services::sqs::SqsService;
-use sluice_wire::md5::{md5_hex, md5_hex_many, md5_of_message_attributes, AttributeBytes, DigestAttribute};
+use sluice_wire::md5::{md5_hex, md5_of_message_attributes, AttributeBytes, DigestAttribute};
 use sluice_wire::Model;
 use std::sync::LazyLock;
 

@@ -12,7 +12,7 @@ pub enum AttributeBytes<'a> {
     Binary(&'a [u8]),
 }
 
-pub use sluice_md5::{md5_hex, md5_hex_many};
+pub use sluice_md5::md5_hex;
 
 fn push_len_prefixed(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
