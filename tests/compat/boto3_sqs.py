@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Common SQS flows through boto3 (JSON protocol; boto3 verifies the MD5s of bodies
-and attributes itself) and a raw SigV4-signed Query request.
+"""Common SQS flows through boto3 (JSON protocol) and a raw SigV4-signed Query request.
+boto3 does not check the MD5s SQS answers with, so this script does, from AWS's
+description of them.
 
 Usage: SLUICE_ENDPOINT=http://127.0.0.1:4566 python3 tests/compat/boto3_sqs.py
 """
@@ -25,31 +26,52 @@ sqs = boto3.client("sqs", endpoint_url=ENDPOINT, region_name=REGION, **CREDS)
 NS = {"q": "http://queue.amazonaws.com/doc/2012-11-05/"}
 
 
+def body_md5(body):
+    return hashlib.md5(body.encode()).hexdigest()
+
+
+def attributes_md5(attributes):
+    """MD5OfMessageAttributes as AWS documents it: by name, each attribute's name, data
+    type and value, each with a 4-byte big-endian length, and a transport byte between
+    type and value (1 for String and Number, 2 for Binary)."""
+    out = bytearray()
+    for name in sorted(attributes):
+        attr = attributes[name]
+        for part in (name.encode(), attr["DataType"].encode()):
+            out += len(part).to_bytes(4, "big") + part
+        if attr["DataType"].startswith("Binary"):
+            value, transport = attr["BinaryValue"], 2
+        else:
+            value, transport = attr["StringValue"].encode(), 1
+        out += bytes([transport]) + len(value).to_bytes(4, "big") + value
+    return hashlib.md5(bytes(out)).hexdigest()
+
+
 def standard_queue_flow():
     url = sqs.create_queue(QueueName="boto-std", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
     assert url.endswith("/000000000000/boto-std"), url
-    # boto3 checks MD5OfMessageBody and MD5OfMessageAttributes on this response.
-    sqs.send_message(
-        QueueUrl=url,
-        MessageBody="héllo wörld",
-        MessageAttributes={
-            "str": {"DataType": "String", "StringValue": "v"},
-            "num": {"DataType": "Number.float", "StringValue": "3.14"},
-            "bin": {"DataType": "Binary", "BinaryValue": b"\x00\x01\xff"},
-        },
-        MessageSystemAttributes={"AWSTraceHeader": {"DataType": "String", "StringValue": "Root=1-5759e988-bd862e3fe1be46a994272793"}},
-    )
-    batch = sqs.send_message_batch(
-        QueueUrl=url,
-        Entries=[{"Id": f"e{i}", "MessageBody": f"batch-{i}", "MessageAttributes": {"i": {"DataType": "Number", "StringValue": str(i)}}} for i in range(5)],
-    )
+    attributes = {
+        "str": {"DataType": "String", "StringValue": "v"},
+        "num": {"DataType": "Number.float", "StringValue": "3.14"},
+        "bin": {"DataType": "Binary", "BinaryValue": b"\x00\x01\xff"},
+    }
+    system = {"AWSTraceHeader": {"DataType": "String", "StringValue": "Root=1-5759e988-bd862e3fe1be46a994272793"}}
+    sent = sqs.send_message(QueueUrl=url, MessageBody="héllo wörld", MessageAttributes=attributes, MessageSystemAttributes=system)
+    assert sent["MD5OfMessageBody"] == body_md5("héllo wörld"), sent
+    assert sent["MD5OfMessageAttributes"] == attributes_md5(attributes), sent
+    assert sent["MD5OfMessageSystemAttributes"] == attributes_md5(system), sent
+    entries = [{"Id": f"e{i}", "MessageBody": f"batch-{i}", "MessageAttributes": {"i": {"DataType": "Number", "StringValue": str(i)}}} for i in range(5)]
+    batch = sqs.send_message_batch(QueueUrl=url, Entries=entries)
     assert len(batch["Successful"]) == 5 and not batch.get("Failed"), batch
+    for entry, answered in zip(entries, sorted(batch["Successful"], key=lambda e: e["Id"])):
+        assert answered["MD5OfMessageBody"] == body_md5(entry["MessageBody"]), answered
+        assert answered["MD5OfMessageAttributes"] == attributes_md5(entry["MessageAttributes"]), answered
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"])
     msgs = got["Messages"]
     assert len(msgs) == 6, len(msgs)
     # MD5OfBody is stored at send and returned at receive: it must still be the body's.
     for m in msgs:
-        assert m["MD5OfBody"] == hashlib.md5(m["Body"].encode()).hexdigest(), m
+        assert m["MD5OfBody"] == body_md5(m["Body"]), m
     first = next(m for m in msgs if m["Body"] == "héllo wörld")
     assert first["MessageAttributes"]["bin"]["BinaryValue"] == b"\x00\x01\xff"
     assert first["Attributes"]["AWSTraceHeader"].startswith("Root=1-")
@@ -75,10 +97,16 @@ def standard_queue_flow():
 def fifo_flow():
     url = sqs.create_queue(QueueName="boto.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
     ids = [sqs.send_message(QueueUrl=url, MessageBody=f"m{i}", MessageGroupId="g")["MessageId"] for i in range(3)]
-    dup = sqs.send_message(QueueUrl=url, MessageBody="m0", MessageGroupId="g")["MessageId"]
-    assert dup == ids[0], "content-based deduplication returns the original id"
+    dup = sqs.send_message(QueueUrl=url, MessageBody="m0", MessageGroupId="g")
+    assert dup["MessageId"] == ids[0], "content-based deduplication returns the original id"
+    # A duplicate writes nothing, yet answers its own body's digest.
+    assert dup["MD5OfMessageBody"] == body_md5("m0"), dup
+    again = sqs.send_message(QueueUrl=url, MessageBody="m9", MessageGroupId="g", MessageDeduplicationId="d")
+    twice = sqs.send_message(QueueUrl=url, MessageBody="other text", MessageGroupId="g", MessageDeduplicationId="d")
+    assert twice["MessageId"] == again["MessageId"], twice
+    assert twice["MD5OfMessageBody"] == body_md5("other text"), twice
     bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
-    assert bodies == ["m0", "m1", "m2"], bodies
+    assert bodies == ["m0", "m1", "m2", "m9"], bodies
     expect_error("MissingParameter", sqs.send_message, QueueUrl=url, MessageBody="x")
 
 
@@ -106,7 +134,7 @@ def query_protocol_flow(url):
     with urllib.request.urlopen(http_req) as resp:
         root = ET.fromstring(resp.read())
     md5 = root.find("q:SendMessageResult/q:MD5OfMessageBody", NS).text
-    assert md5 == hashlib.md5(b"via query").hexdigest(), md5
+    assert md5 == body_md5("via query"), md5
     assert root.find("q:SendMessageResult/q:MD5OfMessageAttributes", NS) is not None
     got = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=1)["Messages"][0]
     assert got["Body"] == "via query" and got["MessageAttributes"]["k"]["StringValue"] == "v"
