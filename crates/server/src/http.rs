@@ -2,6 +2,7 @@
 //! `Action` for Query), derive the caller's account and region, render responses
 //! and errors per protocol.
 
+use crate::hangup::ClientSocket;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use futures_util::future::{ready, Either, FutureExt};
@@ -127,14 +128,19 @@ pub type ListenerState = (Arc<AppState>, &'static str);
 /// and a long poll that must wait goes on as its own small future (see
 /// `SqsService::start_receive`). An open connection holds 128 bytes of ours and a waiting
 /// poll about 1 KB, not the 2.9 KB the whole handling takes.
-pub fn handle(listener: ListenerState, request: Request<Body>) -> impl Future<Output = Response<Body>> + Send {
+pub fn handle(
+    listener: ListenerState,
+    client: ClientSocket,
+    request: Request<Body>,
+) -> impl Future<Output = Response<Body>> + Send {
     let (parts, body) = request.into_parts();
     // Combinators rather than async blocks: a block that awaits a future it holds keeps
     // it twice (as its capture and as the awaited value).
-    let handling = Box::pin(read_request(listener, parts, body, uuid::Uuid::new_v4()).then(|read| match read {
-        Read::Incoming(state, incoming) => Either::Left(dispatch(state, incoming)),
-        Read::Answered(response) => Either::Right(ready(Answer::Now(response))),
-    }));
+    let handling =
+        Box::pin(read_request(listener, client, parts, body, uuid::Uuid::new_v4()).then(|read| match read {
+            Read::Incoming(state, incoming) => Either::Left(dispatch(state, incoming)),
+            Read::Answered(response) => Either::Right(ready(Answer::Now(response))),
+        }));
     handling.then(|answer| match answer {
         Answer::Now(response) => Either::Left(ready(response)),
         Answer::AfterWait(waiting) => Either::Right(waiting),
@@ -171,6 +177,8 @@ struct Incoming {
     /// The in-flight slot, held until the answer (or a long poll's wait) is done.
     permit: tokio::sync::OwnedSemaphorePermit,
     route: Route,
+    /// What a long poll that waits watches for its client's close.
+    client: ClientSocket,
 }
 
 /// How a request is routed: its protocol and target, and for Query its URL's parameters
@@ -186,6 +194,7 @@ struct Route {
 /// throttling, a body too large, a failed signature) or gives the request's context.
 async fn read_request(
     (state, scheme): ListenerState,
+    client: ClientSocket,
     parts: axum::http::request::Parts,
     body: Body,
     request_uuid: uuid::Uuid,
@@ -291,7 +300,7 @@ async fn read_request(
     };
     Read::Incoming(
         state,
-        Incoming { ctx, body, permit, route: Route { protocol, target, query_params, scope_service } },
+        Incoming { ctx, body, permit, route: Route { protocol, target, query_params, scope_service }, client },
     )
 }
 
@@ -301,7 +310,7 @@ async fn read_request(
 /// it is itself boxed per request (see `handle`), best within glibc's thread cache
 /// (1,032 bytes; it is under 1 KiB). Inline, Kinesis's futures alone are 3.9 KB.
 async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
-    let Incoming { ctx, body, permit, route } = incoming;
+    let Incoming { ctx, body, permit, route, client } = incoming;
     let Route { protocol, target, query_params, scope_service } = route;
     let request_id = ctx.request_id.as_str();
 
@@ -380,7 +389,7 @@ async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
             if target == "AmazonSQS.ReceiveMessage" {
                 let receiving = Box::pin(state.sqs.start_receive(&ctx, input, false)).await;
                 let render = move |r: &Received, id: &str| Ok(json_response(r.json_body()?, content_type, id));
-                return receive_answer(receiving, protocol, ctx.request_id.clone(), permit, render);
+                return receive_answer(receiving, protocol, ctx.request_id.clone(), permit, client, render);
             }
             let to_json = |v: Value| serde_json::to_vec(&v).unwrap_or_default();
             let result = match sluice_wire::fields::split_once_ascii(&target, b'.') {
@@ -439,7 +448,7 @@ async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
                 let state = state.clone();
                 let render =
                     move |r: &Received, id: &str| Ok(sqs_query_response(&state, "ReceiveMessage", &r.output()?, id));
-                return receive_answer(receiving, protocol, ctx.request_id.clone(), permit, render);
+                return receive_answer(receiving, protocol, ctx.request_id.clone(), permit, client, render);
             }
             match Box::pin(state.sqs.handle(&ctx, &action, input, true)).await {
                 Ok(output) => sqs_query_response(&state, &action, &output, request_id),
@@ -463,6 +472,7 @@ fn receive_answer<R>(
     protocol: Protocol,
     request_id: String,
     permit: tokio::sync::OwnedSemaphorePermit,
+    client: ClientSocket,
     render: R,
 ) -> Answer
 where
@@ -472,10 +482,12 @@ where
         received.and_then(|r| render(&r, &request_id)).unwrap_or_else(|e| error_response(&protocol, &e, &request_id))
     };
     match receiving {
-        Ok(Receiving::Waiting(poll)) => Answer::AfterWait(Box::pin(poll.received().map(move |received| {
-            drop(permit);
-            respond(received)
-        }))),
+        Ok(Receiving::Waiting(poll)) => {
+            Answer::AfterWait(Box::pin(poll.received_while(move || client.is_open()).map(move |received| {
+                drop(permit);
+                respond(received)
+            })))
+        }
         Ok(Receiving::Received(received)) => respond(Ok(received)).into(),
         Err(e) => respond(Err(e)).into(),
     }

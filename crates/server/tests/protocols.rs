@@ -577,3 +577,74 @@ fn sends_past_the_queues_maximum_message_size_are_refused() {
     assert_eq!(send(1025).0, 200, "the new limit applies at once");
     assert_eq!(send(2049).0, 400);
 }
+
+/// A request over HTTP/1.1 written whole to a new connection: its head (JSON protocol,
+/// SQS) and body.
+fn raw_sqs_request(addr: &str, action: &str, body: &str) -> String {
+    format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         X-Amz-Target: AmazonSQS.{action}\r\nAuthorization: {AUTH}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A long poll whose client has gone takes no message: one sent after the client closed
+/// its connection is there for the next receive, not in flight to nobody.
+#[test]
+fn a_long_poll_whose_client_has_gone_takes_no_message() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let addr = s.endpoint.trim_start_matches("http://").to_owned();
+    let url = create(&a, &s.endpoint, "abandoned");
+    let mut poller = std::net::TcpStream::connect(&addr).unwrap();
+    let poll = format!(r#"{{"QueueUrl":"{url}","WaitTimeSeconds":20}}"#);
+    poller.write_all(raw_sqs_request(&addr, "ReceiveMessage", &poll).as_bytes()).unwrap();
+    // The poll is waiting on the empty queue; then its client goes, and the server has a
+    // moment to see it go.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(poller);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let send = format!(r#"{{"QueueUrl":"{url}","MessageBody":"for whoever asks next"}}"#);
+    assert_eq!(json_call(&a, &s.endpoint, "SendMessage", &send).0, 200);
+    let receive = format!(r#"{{"QueueUrl":"{url}","WaitTimeSeconds":1}}"#);
+    let (status, body, _) = json_call(&a, &s.endpoint, "ReceiveMessage", &receive);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["Messages"][0]["Body"], "for whoever asks next", "{body}");
+}
+
+/// A client that closes its sending side once its request is written (a half-close) is
+/// still answered: a send, and a long poll at the end of its wait.
+#[test]
+fn a_half_closed_client_is_answered() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let addr = s.endpoint.trim_start_matches("http://").to_owned();
+    let url = create(&a, &s.endpoint, "half-closed");
+    let answer_to = |request: String| {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        c.write_all(request.as_bytes()).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let send = format!(r#"{{"QueueUrl":"{url}","MessageBody":"sent half-closed"}}"#);
+    let answer = answer_to(raw_sqs_request(&addr, "SendMessage", &send));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("MD5OfMessageBody"), "{answer}");
+    let receive = format!(r#"{{"QueueUrl":"{url}","VisibilityTimeout":0}}"#);
+    let (status, body, _) = json_call(&a, &s.endpoint, "ReceiveMessage", &receive);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["Messages"][0]["Body"], "sent half-closed", "the send was stored: {body}");
+
+    let empty = create(&a, &s.endpoint, "half-closed-empty");
+    let poll = format!(r#"{{"QueueUrl":"{empty}","WaitTimeSeconds":1}}"#);
+    let answer = answer_to(raw_sqs_request(&addr, "ReceiveMessage", &poll));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains("\"Messages\""), "{answer}");
+}

@@ -243,7 +243,14 @@ impl LongPoll {
     /// changes and the next timer of the queue, never by polling. The first try repeats
     /// the one that found nothing, now with the wake-up registered first, so that a send
     /// in between is not missed.
-    pub async fn received(mut self) -> Result<Received, AwsError> {
+    pub async fn received(self) -> Result<Received, AwsError> {
+        self.received_while(|| true).await
+    }
+
+    /// As [`LongPoll::received`], asking `client_is_there` before each try: once it says
+    /// no (the client closed its connection), the wait ends with nothing received, since
+    /// whatever this took would be in flight to nobody until its visibility timeout.
+    pub async fn received_while(mut self, client_is_there: impl Fn() -> bool) -> Result<Received, AwsError> {
         let key = &self.key;
         let map = |e| from_store(e, &key.name, "");
         loop {
@@ -251,9 +258,14 @@ impl LongPoll {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let messages = self.store.receive_messages(key, &self.params).map_err(map)?.wait().await.map_err(map)?;
+            let there = client_is_there();
+            let messages = if there {
+                self.store.receive_messages(key, &self.params).map_err(map)?.wait().await.map_err(map)?
+            } else {
+                Vec::new()
+            };
             let now = tokio::time::Instant::now();
-            if !messages.is_empty() || now >= self.deadline || *self.shutdown.borrow() {
+            if !there || !messages.is_empty() || now >= self.deadline || *self.shutdown.borrow() {
                 return Ok(Received {
                     messages,
                     system_names: self.system_names,
