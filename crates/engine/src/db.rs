@@ -12,6 +12,7 @@ use crate::message_log::{
 use crate::queue_state::SeqMap;
 use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, Relocation};
 use crate::store::StoreError;
+use crate::write_queue::WriteQueue;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -425,7 +426,7 @@ pub fn internal(e: impl std::fmt::Display) -> StoreError {
 
 pub struct Database {
     path: PathBuf,
-    writer: Mutex<Option<mpsc::Sender<WriteItem>>>,
+    writer: Arc<WriteQueue<WriteItem>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     /// Kinesis records and Firehose buffers; `record_chunks` and `firehose_chunks` say
@@ -525,7 +526,8 @@ impl Database {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(internal)?;
         configure(&load_conn, durable).map_err(internal)?;
-        let (tx, rx) = mpsc::channel::<WriteItem>();
+        let queue = Arc::new(WriteQueue::default());
+        let writes = queue.clone();
         let injected_failures = Arc::new(Countdown::default());
         let failures = injected_failures.clone();
         let logs = WriterLogs {
@@ -546,7 +548,9 @@ impl Database {
         let thread = std::thread::Builder::new()
             .name("sluice-writer".into())
             .spawn(move || {
-                writer_loop(conn, logs, rx, failures, commits_tx);
+                // Closed however the writer ends, so that no write waits on it in vain.
+                let _closing = CloseOnDrop(&writes);
+                writer_loop(conn, logs, &writes, failures, commits_tx);
                 // The writer dropped its side of the channel: the checkpointer ends too.
                 let _ = checkpointer.join();
             })
@@ -554,7 +558,7 @@ impl Database {
         Ok((
             Database {
                 path: path.to_owned(),
-                writer: Mutex::new(Some(tx)),
+                writer: queue,
                 writer_thread: Mutex::new(Some(thread)),
                 readers: Mutex::new(Vec::new()),
                 record_log,
@@ -567,11 +571,7 @@ impl Database {
     }
 
     pub fn submit(&self, item: WriteItem) -> Result<(), StoreError> {
-        let guard = self.writer.lock().map_err(internal)?;
-        match guard.as_ref() {
-            Some(tx) => tx.send(item).map_err(|_| StoreError::Internal("writer stopped".into())),
-            None => Err(StoreError::Internal("store is shut down".into())),
-        }
+        self.writer.push(item).map_err(|_| StoreError::Internal("store is shut down".into()))
     }
 
     /// Submits `ops` and blocks until they are committed: for `open`, which may run on an
@@ -622,9 +622,7 @@ impl Database {
     /// Stops the writer after it has committed everything already submitted, and marks
     /// the shutdown clean.
     pub fn shutdown(&self) {
-        if let Ok(mut w) = self.writer.lock() {
-            w.take();
-        }
+        self.writer.close();
         if let Some(handle) = self.writer_thread.lock().ok().and_then(|mut t| t.take()) {
             if handle.join().is_ok() {
                 if let Err(e) = std::fs::write(clean_shutdown_marker(&self.path), b"") {
@@ -739,10 +737,24 @@ impl WriterLogs {
     }
 }
 
+/// Closes the write queue when the writer thread ends, by return or by panic, and drops
+/// what is still waiting: each caller's answer channel then says the writer stopped.
+struct CloseOnDrop<'a>(&'a WriteQueue<WriteItem>);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+        let mut left = Vec::new();
+        while self.0.take_all(&mut left) {
+            left.clear();
+        }
+    }
+}
+
 fn writer_loop(
     mut conn: Connection,
     logs: WriterLogs,
-    rx: mpsc::Receiver<WriteItem>,
+    queue: &WriteQueue<WriteItem>,
     injected_failures: Arc<Countdown>,
     commits: mpsc::SyncSender<()>,
 ) {
@@ -750,22 +762,24 @@ fn writer_loop(
     // A compaction with steps left; its write is answered after the last. Another
     // compaction's write meanwhile commits as a plain write, with nothing done.
     let mut compacting: Option<(WriteItem, Arc<CompactionRequest>)> = None;
-    // Sized by the last group (up to a size that stays in glibc's heap rather than a
-    // fresh `mmap`): a group grown push by push reallocated a few times.
-    let mut group_size = 1;
+    // Everything taken from the queue, and the group committed from it (at most
+    // MAX_GROUP writes): vectors kept from group to group.
+    let mut taken: Vec<WriteItem> = Vec::new();
+    let mut batch: Vec<WriteItem> = Vec::new();
     loop {
-        let mut batch = Vec::with_capacity(group_size);
-        if compacting.is_none() {
-            match rx.recv() {
-                Ok(first) => batch.push(first),
-                Err(_) => break,
+        if taken.is_empty() {
+            if compacting.is_none() {
+                if !queue.take_all(&mut taken) {
+                    break;
+                }
+            } else {
+                queue.take_waiting(&mut taken);
             }
         }
-        while batch.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
+        if taken.len() <= MAX_GROUP {
+            std::mem::swap(&mut batch, &mut taken);
+        } else {
+            batch.extend(taken.drain(..MAX_GROUP));
         }
         if compacting.is_none() {
             if let Some((i, request)) = batch.iter().enumerate().find_map(|(i, item)| Some((i, item.compaction()?))) {
@@ -778,16 +792,15 @@ fn writer_loop(
             if compaction_step(&logs.messages, &request) {
                 compacting = Some((item, request));
             } else {
-                finish(vec![item], Ok(false), &commits);
+                finish(std::iter::once(item), Ok(false), &commits);
             }
         }
         if batch.is_empty() {
             continue;
         }
-        group_size = batch.len().min(256);
         group_digest::digest_bodies(&mut batch);
         let inject = injected_failures.fire();
-        commit_batch(&mut conn, &logs, batch, inject, &commits, &mut reserved_seq);
+        commit_batch(&mut conn, &logs, &mut batch, inject, &commits, &mut reserved_seq);
     }
 }
 
@@ -840,29 +853,33 @@ fn compaction_step(log: &MessageLog, request: &CompactionRequest) -> bool {
 fn commit_batch(
     conn: &mut Connection,
     logs: &WriterLogs,
-    batch: Vec<WriteItem>,
+    batch: &mut Vec<WriteItem>,
     inject: bool,
     commits: &mpsc::SyncSender<()>,
     reserved_seq: &mut i64,
 ) {
-    match apply_batch(conn, logs, &batch, inject, reserved_seq) {
+    match apply_batch(conn, logs, batch, inject, reserved_seq) {
         Err(BatchFailure::Log(e)) => {
             // The log could not take the records (a full disk, an I/O error): only the
             // writes that carry records fail, the others commit without them, so a Kinesis
             // put or a compaction step on a full disk never fails an SQS send that shares
             // its group commit.
             let (with_records, rest): (Vec<_>, Vec<_>) =
-                batch.into_iter().partition(|i| i.ops.iter().any(SqlOp::writes_log));
-            finish(with_records, Err(e), commits);
+                batch.drain(..).partition(|i| i.ops.iter().any(SqlOp::writes_log));
+            finish(with_records.into_iter(), Err(e), commits);
             let result = apply_batch(conn, logs, &rest, false, reserved_seq).map_err(BatchFailure::into_store_error);
-            finish(rest, result, commits);
+            finish(rest.into_iter(), result, commits);
         }
-        result => finish(batch, result.map_err(BatchFailure::into_store_error), commits),
+        result => finish(batch.drain(..), result.map_err(BatchFailure::into_store_error), commits),
     }
 }
 
 /// Runs each write's hook and answers its caller. `Ok(true)` when SQLite committed.
-fn finish(batch: Vec<WriteItem>, result: Result<bool, StoreError>, commits: &mpsc::SyncSender<()>) {
+fn finish(
+    batch: impl ExactSizeIterator<Item = WriteItem>,
+    result: Result<bool, StoreError>,
+    commits: &mpsc::SyncSender<()>,
+) {
     match &result {
         Ok(true) => {
             // Full means a checkpoint is already due.
@@ -1742,13 +1759,13 @@ mod tests {
             sealer: test_sealer(),
         };
         let (small, small_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk(1, 100)))]);
-        commit_batch(&mut conn, &logs, vec![small], false, &commits, &mut 0);
+        commit_batch(&mut conn, &logs, &mut vec![small], false, &commits, &mut 0);
         assert!(small_done.blocking_recv().unwrap().0.is_ok());
         let committed = db.record_log.bytes();
 
         let (records, records_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk(2, 2 * 1024 * 1024)))]);
         let (queue, queue_done) = item(vec![SqlOp::SetMeta { key: "probe", value: "committed".into() }]);
-        commit_batch(&mut conn, &logs, vec![records, queue], false, &commits, &mut 0);
+        commit_batch(&mut conn, &logs, &mut vec![records, queue], false, &commits, &mut 0);
         assert!(records_done.blocking_recv().unwrap().0.is_err(), "2 MiB of records pass the 1 MiB limit");
         assert!(queue_done.blocking_recv().unwrap().0.is_ok(), "the other write commits");
         let probe: String = conn.query_row("SELECT value FROM meta WHERE key='probe'", [], |r| r.get(0)).unwrap();
@@ -1762,7 +1779,7 @@ mod tests {
 
         db.message_log.account(1024 * 1024, 0);
         let (more, more_done) = item(vec![SqlOp::AppendChunk(Box::new(chunk(2, 100)))]);
-        commit_batch(&mut conn, &logs, vec![more], false, &commits, &mut 0);
+        commit_batch(&mut conn, &logs, &mut vec![more], false, &commits, &mut 0);
         assert!(more_done.blocking_recv().unwrap().0.is_err(), "1 MiB of live messages leaves no room");
     }
 

@@ -20,6 +20,7 @@ pub mod seqnum;
 pub mod store;
 pub mod streams;
 pub mod topics;
+mod write_queue;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
