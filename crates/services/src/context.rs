@@ -7,7 +7,6 @@ pub struct RequestContext {
     pub host: String,
     /// `http` or `https`.
     pub scheme: &'static str,
-    pub request_id: String,
     /// Access key id of the caller, reported as the SenderId system attribute.
     pub access_key_id: String,
     /// Request path, for Query requests POSTed to a queue URL.
@@ -28,7 +27,6 @@ impl RequestContext {
             region: region.to_owned(),
             host: "localhost".into(),
             scheme: "http",
-            request_id: "local".into(),
             access_key_id: "sluice".into(),
             path: "/".into(),
             trace_header: None,
