@@ -192,29 +192,29 @@ async fn serve_connections(
     state: http::ListenerState,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let drain = crate::drain::Drain::default();
     loop {
         tokio::select! {
             (tcp, _) = crate::connections::accept(&listener.listener, &listener.slots) => {
-                let (state, watcher) = (state.clone(), graceful.watcher());
+                let (state, drain) = (state.clone(), drain.clone());
                 // Two spawns, not one future with both arms: a task is as large as its
                 // future, and a plain connection would carry the TLS arm's 4.4 KB.
                 match tls.clone() {
                     Some(acceptor) => tokio::spawn(async move {
                         let Ok(stream) = acceptor.accept(tcp).await else { return };
-                        serve_stream(stream, state, watcher).await;
+                        serve_stream(stream, state, drain).await;
                     }),
-                    None => tokio::spawn(serve_stream(tcp, state, watcher)),
+                    None => tokio::spawn(serve_stream(tcp, state, drain)),
                 };
             }
             _ = shutdown.changed() => break,
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), drain.shutdown()).await;
 }
 
 /// Serves one connection's requests until it closes or shutdown drains it.
-async fn serve_stream<S>(stream: S, state: http::ListenerState, watcher: hyper_util::server::graceful::Watcher)
+async fn serve_stream<S>(stream: S, state: http::ListenerState, drain: crate::drain::Drain)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + std::os::fd::AsRawFd + Unpin + Send + 'static,
 {
@@ -237,7 +237,7 @@ where
     // now, and a long poll watches for its client's close itself (`crate::hangup`).
     builder.http1().half_close(true);
     let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-    let _ = watcher.watch(connection).await;
+    let _ = drain.watch(connection).await;
 }
 
 /// SIGTERM and SIGINT, listened for from creation on: a signal that arrives before

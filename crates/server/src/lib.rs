@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod connections;
+pub mod drain;
 pub mod hangup;
 pub mod http;
 pub mod http_client;

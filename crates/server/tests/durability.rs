@@ -493,3 +493,24 @@ fn kinesis_records_respect_the_data_size_limit() {
     assert_eq!(stream_texts(&a, &s.endpoint, "s"), expected, "intact after a restart");
     assert_eq!(put(&s.endpoint, accepted).0, 200, "writes resume without the limit");
 }
+
+/// SIGTERM closes an idle keep-alive connection at once (hyper's graceful shutdown of
+/// it), rather than waiting out the 30 seconds open connections are given to finish.
+#[test]
+fn sigterm_closes_idle_keep_alive_connections() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let addr = s.endpoint.trim_start_matches("http://").to_owned();
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = [0u8; 512];
+    let n = idle.read(&mut answer).unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer[..n]));
+    let started = std::time::Instant::now();
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(15), "the idle connection held the stop: {:?}", started.elapsed());
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(idle.read(&mut answer).unwrap_or(usize::MAX), 0, "the server closed the connection");
+}
