@@ -28,7 +28,7 @@ pub struct AppState {
     pub default_region: String,
     pub auth: crate::auth::AuthMode,
     /// Requests being served (long polls included); beyond the cap requests are throttled.
-    pub in_flight: Arc<tokio::sync::Semaphore>,
+    pub in_flight: Arc<crate::connections::InFlight>,
 }
 
 fn now_secs() -> i64 {
@@ -228,7 +228,7 @@ struct Incoming {
     id: RequestId,
     body: bytes::Bytes,
     /// The in-flight slot, held until the answer (or a long poll's wait) is done.
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: crate::connections::InFlightSlot,
     route: Route,
     /// What a long poll that waits watches for its client's close.
     client: ClientSocket,
@@ -300,7 +300,7 @@ async fn read_request(
     };
     // Backpressure instead of unbounded memory: past the cap, answer at once with the
     // throttling error every SDK retries with backoff, before reading the body.
-    let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
+    let Some(permit) = state.in_flight.enter() else {
         let e = AwsError::new(400, "ThrottlingException", "Throttling", "Rate exceeded");
         return Read::Answered(error_response(&protocol, &e, request_id));
     };
@@ -519,7 +519,7 @@ fn receive_answer<R>(
     receiving: Result<Receiving, AwsError>,
     protocol: Protocol,
     id: RequestId,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: crate::connections::InFlightSlot,
     client: ClientSocket,
     render: R,
 ) -> Answer
