@@ -23,7 +23,7 @@ fn https_with_alpn_and_a_verifiable_development_certificate() {
     let cert = cert.to_str().unwrap();
     let request = |version: &str| {
         curl(&[
-            "-s",
+            "-sS",
             version,
             "--cacert",
             cert,
@@ -44,7 +44,7 @@ fn https_with_alpn_and_a_verifiable_development_certificate() {
     assert_eq!(request("--http1.1"), "1.1 200");
     // Queue URLs name the scheme the client used.
     let body = curl(&[
-        "-s",
+        "-sS",
         "--cacert",
         cert,
         "-H",
