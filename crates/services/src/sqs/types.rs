@@ -79,7 +79,7 @@ pub struct SendMessageRequest {
     pub message_group_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SendMessageBatchEntry {
     pub id: Option<String>,
@@ -93,7 +93,7 @@ pub struct SendMessageBatchEntry {
     pub message_group_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SendMessageBatchRequest {
     pub queue_url: Option<String>,
