@@ -234,7 +234,7 @@ where
     // client close: each such read reserved a fresh 8 KiB buffer, as the request's bytes
     // still shared the last one (`bench/callgrind.sh 20000 sqs-send`: 47,116 → 45,501
     // instructions a message). A client that half-closes after its request is answered
-    // now, and a long poll watches for its client's close itself (`crate::hangup`).
+    // now, and a waiting long poll checks for its client's close itself (`crate::hangup`).
     builder.http1().half_close(true);
     let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
     let _ = drain.watch(connection).await;
