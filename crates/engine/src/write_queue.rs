@@ -90,18 +90,24 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// Runs `f` with `queue` on a thread of its own.
+    fn beside<T: Send + 'static>(
+        queue: &Arc<WriteQueue<u32>>,
+        f: impl FnOnce(Arc<WriteQueue<u32>>) -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let queue = queue.clone();
+        std::thread::spawn(move || f(queue))
+    }
+
     #[test]
     fn the_taker_gets_every_item_in_order_then_the_close() {
         let queue = Arc::new(WriteQueue::default());
-        let pusher = {
-            let queue = queue.clone();
-            std::thread::spawn(move || {
-                for i in 0..10_000u32 {
-                    queue.push(i).unwrap();
-                }
-                queue.close();
-            })
-        };
+        let pusher = beside(&queue, |queue| {
+            for i in 0..10_000u32 {
+                queue.push(i).unwrap();
+            }
+            queue.close();
+        });
         let mut taken = Vec::new();
         let mut batch = Vec::new();
         while queue.take_all(&mut batch) {
@@ -116,27 +122,25 @@ mod tests {
     #[test]
     fn a_sleeping_taker_is_woken_by_a_push() {
         let queue = Arc::new(WriteQueue::default());
-        let taker = {
-            let queue = queue.clone();
-            std::thread::spawn(move || {
-                let mut batch = Vec::new();
-                let mut rounds = Vec::new();
-                while queue.take_all(&mut batch) {
-                    rounds.push(std::mem::take(&mut batch));
-                }
-                rounds
-            })
-        };
-        for i in 0..3 {
-            // Wait until the taker sleeps, so that each push has to wake it.
+        let taker = beside(&queue, |queue| {
+            let mut batch = Vec::new();
+            let mut rounds = Vec::new();
+            while queue.take_all(&mut batch) {
+                rounds.push(std::mem::take(&mut batch));
+            }
+            rounds
+        });
+        // Each push and the close come once the taker sleeps, so that each has to wake it.
+        let when_asleep = || {
             while !queue.lock().taker_asleep {
                 std::thread::yield_now();
             }
+        };
+        for i in 0..3 {
+            when_asleep();
             queue.push(i).unwrap();
         }
-        while !queue.lock().taker_asleep {
-            std::thread::yield_now();
-        }
+        when_asleep();
         queue.close();
         assert_eq!(taker.join().unwrap(), vec![vec![0], vec![1], vec![2]]);
     }

@@ -480,17 +480,8 @@ fn record_data_that_is_not_base64_is_refused() {
 #[test]
 fn bodies_in_chunks_are_read_whole_and_oversized_ones_refused() {
     use std::io::{Read, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::spawn(dir.path(), &[]);
-    let a = agent();
-    let addr = s.endpoint.trim_start_matches("http://").to_owned();
-    let queue_url = create(&a, &s.endpoint, "chunks");
-    let head = |framing: &str| {
-        format!(
-            "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.0\r\n\
-             X-Amz-Target: AmazonSQS.SendMessage\r\nAuthorization: {AUTH}\r\n{framing}\r\n"
-        )
-    };
+    let (_dir, s, a, addr, queue_url) = raw_setup("chunks");
+    let head = |framing: &str| raw_sqs_head(&addr, "SendMessage", framing);
     let response_of = |c: &mut std::net::TcpStream| {
         let mut text = Vec::new();
         let mut buf = [0u8; 4096];
@@ -578,14 +569,29 @@ fn sends_past_the_queues_maximum_message_size_are_refused() {
     assert_eq!(send(2049).0, 400);
 }
 
-/// A request over HTTP/1.1 written whole to a new connection: its head (JSON protocol,
-/// SQS) and body.
-fn raw_sqs_request(addr: &str, action: &str, body: &str) -> String {
+/// A server in a new data directory, an agent, the server's address for raw connections
+/// and the URL of a new queue `name`.
+fn raw_setup(name: &str) -> (tempfile::TempDir, Server, ureq::Agent, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let a = agent();
+    let addr = s.endpoint.trim_start_matches("http://").to_owned();
+    let url = create(&a, &s.endpoint, name);
+    (dir, s, a, addr, url)
+}
+
+/// The head of an SQS request over HTTP/1.1 in the JSON protocol, its body framed by
+/// `framing` (a header line, or none).
+fn raw_sqs_head(addr: &str, action: &str, framing: &str) -> String {
     format!(
         "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.0\r\n\
-         X-Amz-Target: AmazonSQS.{action}\r\nAuthorization: {AUTH}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+         X-Amz-Target: AmazonSQS.{action}\r\nAuthorization: {AUTH}\r\n{framing}\r\n"
     )
+}
+
+/// An SQS request over HTTP/1.1, head and body, as written whole to a connection.
+fn raw_sqs_request(addr: &str, action: &str, body: &str) -> String {
+    raw_sqs_head(addr, action, &format!("Content-Length: {}\r\n", body.len())) + body
 }
 
 /// A long poll whose client has gone takes no message: one sent after the client closed
@@ -593,11 +599,7 @@ fn raw_sqs_request(addr: &str, action: &str, body: &str) -> String {
 #[test]
 fn a_long_poll_whose_client_has_gone_takes_no_message() {
     use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::spawn(dir.path(), &[]);
-    let a = agent();
-    let addr = s.endpoint.trim_start_matches("http://").to_owned();
-    let url = create(&a, &s.endpoint, "abandoned");
+    let (_dir, s, a, addr, url) = raw_setup("abandoned");
     let mut poller = std::net::TcpStream::connect(&addr).unwrap();
     let poll = format!(r#"{{"QueueUrl":"{url}","WaitTimeSeconds":20}}"#);
     poller.write_all(raw_sqs_request(&addr, "ReceiveMessage", &poll).as_bytes()).unwrap();
@@ -619,11 +621,7 @@ fn a_long_poll_whose_client_has_gone_takes_no_message() {
 #[test]
 fn a_half_closed_client_is_answered() {
     use std::io::{Read, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::spawn(dir.path(), &[]);
-    let a = agent();
-    let addr = s.endpoint.trim_start_matches("http://").to_owned();
-    let url = create(&a, &s.endpoint, "half-closed");
+    let (_dir, s, a, addr, url) = raw_setup("half-closed");
     let answer_to = |request: String| {
         let mut c = std::net::TcpStream::connect(&addr).unwrap();
         c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();

@@ -41,18 +41,41 @@ pub(super) fn decode(action: &str, body: &[u8]) -> Option<Decoded> {
 /// as before; when this reads a body, serde reads it the same (tests compare).
 fn plain_send(body: &[u8]) -> Option<SendMessageRequest> {
     let mut json = PlainJson { bytes: body, at: 0 };
-    let mut request = SendMessageRequest::default();
+    let m = plain_message(&mut json, "QueueUrl")?;
+    json.at_end().then(|| SendMessageRequest {
+        queue_url: m.key,
+        message_body: m.body,
+        delay_seconds: m.delay_seconds,
+        message_deduplication_id: m.deduplication_id,
+        message_group_id: m.group_id,
+        ..Default::default()
+    })
+}
+
+/// The members a SendMessage and a SendMessageBatch entry share, and `key`, the one they
+/// differ by (`QueueUrl`, `Id`).
+#[derive(Default)]
+struct PlainMessage {
+    key: Option<String>,
+    body: Option<String>,
+    delay_seconds: Option<i64>,
+    deduplication_id: Option<String>,
+    group_id: Option<String>,
+}
+
+fn plain_message(json: &mut PlainJson<'_>, key: &str) -> Option<PlainMessage> {
+    let mut m = PlainMessage::default();
     json.object(|json, member| {
         Some(match member {
-            "QueueUrl" => json.set_string(&mut request.queue_url)?,
-            "MessageBody" => json.set_string(&mut request.message_body)?,
-            "DelaySeconds" => request.delay_seconds.replace(json.integer()?).is_none(),
-            "MessageDeduplicationId" => json.set_string(&mut request.message_deduplication_id)?,
-            "MessageGroupId" => json.set_string(&mut request.message_group_id)?,
+            _ if member == key => json.set_string(&mut m.key)?,
+            "MessageBody" => json.set_string(&mut m.body)?,
+            "DelaySeconds" => m.delay_seconds.replace(json.integer()?).is_none(),
+            "MessageDeduplicationId" => json.set_string(&mut m.deduplication_id)?,
+            "MessageGroupId" => json.set_string(&mut m.group_id)?,
             _ => return None,
         })
     })?;
-    json.at_end().then_some(request)
+    Some(m)
 }
 
 /// A SendMessageBatch whose entries are as [`plain_send`] takes a SendMessage (with `Id`
@@ -77,18 +100,15 @@ fn plain_batch(body: &[u8]) -> Option<SendMessageBatchRequest> {
 }
 
 fn plain_batch_entry(json: &mut PlainJson<'_>) -> Option<SendMessageBatchEntry> {
-    let mut entry = SendMessageBatchEntry::default();
-    json.object(|json, member| {
-        Some(match member {
-            "Id" => json.set_string(&mut entry.id)?,
-            "MessageBody" => json.set_string(&mut entry.message_body)?,
-            "DelaySeconds" => entry.delay_seconds.replace(json.integer()?).is_none(),
-            "MessageDeduplicationId" => json.set_string(&mut entry.message_deduplication_id)?,
-            "MessageGroupId" => json.set_string(&mut entry.message_group_id)?,
-            _ => return None,
-        })
-    })?;
-    Some(entry)
+    let m = plain_message(json, "Id")?;
+    Some(SendMessageBatchEntry {
+        id: m.key,
+        message_body: m.body,
+        delay_seconds: m.delay_seconds,
+        message_deduplication_id: m.deduplication_id,
+        message_group_id: m.group_id,
+        ..Default::default()
+    })
 }
 
 /// A reader of the little JSON [`plain_send`] takes.
