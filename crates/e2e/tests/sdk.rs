@@ -208,8 +208,8 @@ async fn message_actions_and_digests() {
         .await
         .unwrap();
     assert_eq!(batch.successful().len(), 2);
-    // A batch's bodies are hashed side by side (eight AVX2 lanes): each entry still gets
-    // its own body's digest.
+    // The writer hashes a group's bodies side by side (in vector lanes): each entry still
+    // gets its own body's digest.
     for (id, body) in [("a", "one"), ("b", "two")] {
         let entry = batch.successful().iter().find(|e| e.id() == id).unwrap();
         assert_eq!(entry.md5_of_message_body(), md5_hex(body.as_bytes()), "entry {id}");

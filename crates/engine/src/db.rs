@@ -549,7 +549,7 @@ impl Database {
             .name("sluice-writer".into())
             .spawn(move || {
                 // Closed however the writer ends, so that no write waits on it in vain.
-                let _closing = CloseOnDrop(&writes);
+                let _abandoning = AbandonOnDrop(&writes);
                 writer_loop(conn, logs, &writes, failures, commits_tx);
                 // The writer dropped its side of the channel: the checkpointer ends too.
                 let _ = checkpointer.join();
@@ -737,17 +737,13 @@ impl WriterLogs {
     }
 }
 
-/// Closes the write queue when the writer thread ends, by return or by panic, and drops
-/// what is still waiting: each caller's answer channel then says the writer stopped.
-struct CloseOnDrop<'a>(&'a WriteQueue<WriteItem>);
+/// Abandons the write queue when the writer thread ends, by return or by panic: what
+/// is still waiting is dropped, and each caller's answer channel says the writer stopped.
+struct AbandonOnDrop<'a>(&'a WriteQueue<WriteItem>);
 
-impl Drop for CloseOnDrop<'_> {
+impl Drop for AbandonOnDrop<'_> {
     fn drop(&mut self) {
-        self.0.close();
-        let mut left = Vec::new();
-        while self.0.take_all(&mut left) {
-            left.clear();
-        }
+        self.0.abandon();
     }
 }
 

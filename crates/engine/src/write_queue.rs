@@ -83,6 +83,16 @@ impl<T> WriteQueue<T> {
         drop(state);
         self.arrived.notify_one();
     }
+
+    /// Refuses further pushes and drops what is waiting: the taker is gone.
+    pub fn abandon(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        let waiting = std::mem::take(&mut state.waiting);
+        drop(state);
+        // Dropped outside the lock: an item's drop may run code of its own.
+        drop(waiting);
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +127,17 @@ mod tests {
         pusher.join().unwrap();
         assert_eq!(taken, (0..10_000).collect::<Vec<_>>());
         assert_eq!(queue.push(1), Err(1), "closed to new items");
+    }
+
+    #[test]
+    fn an_abandoned_queue_drops_what_waits_and_takes_nothing_more() {
+        let queue = WriteQueue::default();
+        let item = Arc::new(());
+        queue.push(item.clone()).unwrap();
+        queue.abandon();
+        assert_eq!(Arc::strong_count(&item), 1, "the waiting item was dropped");
+        assert!(queue.push(item.clone()).is_err());
+        assert!(!queue.take_all(&mut Vec::new()));
     }
 
     #[test]

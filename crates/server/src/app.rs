@@ -117,7 +117,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         default_account: settings.account.clone(),
         default_region: settings.region.clone(),
         auth: settings.auth.clone(),
-        in_flight: crate::connections::InFlight::new(settings.max_concurrent_requests),
+        in_flight: crate::in_flight::InFlight::new(settings.max_concurrent_requests),
     });
     let connection_slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
     let tls = match &settings.tls {

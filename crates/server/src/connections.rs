@@ -1,7 +1,5 @@
 //! A cap on open connections (`--max-connections`): past it the listener stops accepting,
-//! so further clients wait in the kernel's backlog instead of costing memory here. And the
-//! cap on requests in flight (`--max-concurrent-requests`), past which requests are
-//! refused at once.
+//! so further clients wait in the kernel's backlog instead of costing memory here.
 
 use std::io;
 use std::pin::Pin;
@@ -83,34 +81,4 @@ pub async fn accept(listener: &TcpListener, slots: &Arc<Semaphore>) -> (Counted<
 pub struct CappedListener {
     pub listener: TcpListener,
     pub slots: Arc<Semaphore>,
-}
-
-/// Requests being served (long polls included), against their cap. A request never waits
-/// for room (it is refused), so a count is enough: a tokio semaphore's release took its
-/// waiters' lock, shared by every connection, on each request.
-pub struct InFlight {
-    count: std::sync::atomic::AtomicUsize,
-    max: usize,
-}
-
-/// One request's place among those in flight, given back when dropped.
-pub struct InFlightSlot(Arc<InFlight>);
-
-impl InFlight {
-    pub fn new(max: usize) -> Arc<InFlight> {
-        Arc::new(InFlight { count: std::sync::atomic::AtomicUsize::new(0), max })
-    }
-
-    /// A place for one more request, or `None` at the cap.
-    pub fn enter(self: &Arc<Self>) -> Option<InFlightSlot> {
-        use std::sync::atomic::Ordering;
-        self.count.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < self.max).then_some(n + 1)).ok()?;
-        Some(InFlightSlot(self.clone()))
-    }
-}
-
-impl Drop for InFlightSlot {
-    fn drop(&mut self) {
-        self.0.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
 }

@@ -28,7 +28,7 @@ pub struct AppState {
     pub default_region: String,
     pub auth: crate::auth::AuthMode,
     /// Requests being served (long polls included); beyond the cap requests are throttled.
-    pub in_flight: Arc<crate::connections::InFlight>,
+    pub in_flight: Arc<crate::in_flight::InFlight>,
 }
 
 fn now_secs() -> i64 {
@@ -43,40 +43,42 @@ const X_AMZN_TRACE_ID: header::HeaderName = header::HeaderName::from_static("x-a
 /// than by five lookups, each hashing its name and probing the map (with the request id
 /// kept by value, not in a `String`: 44,817 → 44,360 instructions a SendMessage,
 /// `bench/callgrind.sh`).
-#[derive(Default)]
 struct RoutingHeaders<'a> {
-    target: Option<&'a HeaderValue>,
-    content_type: Option<&'a HeaderValue>,
-    host: Option<&'a HeaderValue>,
-    trace: Option<&'a HeaderValue>,
-    authorization: Option<&'a HeaderValue>,
+    target: Option<&'a str>,
+    content_type: Option<&'a str>,
+    host: Option<&'a str>,
+    trace: Option<&'a str>,
+    authorization: Option<&'a [u8]>,
 }
 
 impl<'a> RoutingHeaders<'a> {
     fn of(headers: &'a HeaderMap) -> Self {
-        let mut found = RoutingHeaders::default();
+        let [mut target, mut content_type, mut host, mut trace, mut authorization] = [None::<&HeaderValue>; 5];
         for (name, value) in headers {
             let slot = if *name == header::HOST {
-                &mut found.host
+                &mut host
             } else if *name == header::CONTENT_TYPE {
-                &mut found.content_type
+                &mut content_type
             } else if *name == header::AUTHORIZATION {
-                &mut found.authorization
+                &mut authorization
             } else if *name == X_AMZ_TARGET {
-                &mut found.target
+                &mut target
             } else if *name == X_AMZN_TRACE_ID {
-                &mut found.trace
+                &mut trace
             } else {
                 continue;
             };
             slot.get_or_insert(value);
         }
-        found
-    }
-
-    /// A header's value as text; `None` when absent or not visible ASCII.
-    fn text(value: Option<&'a HeaderValue>) -> Option<&'a str> {
-        value.and_then(|v| v.to_str().ok())
+        // As text, `None` when not visible ASCII, as `HeaderValue::to_str` says.
+        let text = |value: Option<&'a HeaderValue>| value.and_then(|v| v.to_str().ok());
+        RoutingHeaders {
+            target: text(target),
+            content_type: text(content_type),
+            host: text(host),
+            trace: text(trace),
+            authorization: authorization.map(HeaderValue::as_bytes),
+        }
     }
 }
 
@@ -228,7 +230,7 @@ struct Incoming {
     id: RequestId,
     body: bytes::Bytes,
     /// The in-flight slot, held until the answer (or a long poll's wait) is done.
-    permit: crate::connections::InFlightSlot,
+    permit: crate::in_flight::InFlightSlot,
     route: Route,
     /// What a long poll that waits watches for its client's close.
     client: ClientSocket,
@@ -288,8 +290,8 @@ async fn read_request(
         }
     }
     let headers = RoutingHeaders::of(&parts.headers);
-    let target = RoutingHeaders::text(headers.target).map(str::to_owned);
-    let cbor = RoutingHeaders::text(headers.content_type).is_some_and(|c| c.starts_with("application/x-amz-cbor-1.1"));
+    let target = headers.target.map(str::to_owned);
+    let cbor = headers.content_type.is_some_and(|c| c.starts_with("application/x-amz-cbor-1.1"));
     let protocol = match target.as_deref() {
         Some(t) if t.starts_with("Kinesis_20131202.") && cbor => Protocol::Cbor,
         Some(t) if t.starts_with("Kinesis_20131202.") || t.starts_with("Firehose_20150804.") => {
@@ -313,13 +315,12 @@ async fn read_request(
     };
 
     let query_params = parts.uri.query().map(|q| sluice_wire::query::parse_form(q.as_bytes())).unwrap_or_default();
-    let scope =
-        headers.authorization.and_then(|v| sluice_wire::sigv4::scope_from_authorization(v.as_bytes())).or_else(|| {
-            query_params
-                .iter()
-                .find(|(k, _)| k == "X-Amz-Credential")
-                .and_then(|(_, v)| sluice_wire::sigv4::scope_from_credential(v))
-        });
+    let scope = headers.authorization.and_then(sluice_wire::sigv4::scope_from_authorization).or_else(|| {
+        query_params
+            .iter()
+            .find(|(k, _)| k == "X-Amz-Credential")
+            .and_then(|(_, v)| sluice_wire::sigv4::scope_from_credential(v))
+    });
     let (access_key, region, scope_service) = match scope {
         Some(scope) => (scope.access_key_id, scope.region, Some(scope.service)),
         None => ("AKIAIOSFODNN7EXAMPLE".into(), state.default_region.clone(), None),
@@ -336,14 +337,15 @@ async fn read_request(
     let ctx = RequestContext {
         account,
         region,
-        host: RoutingHeaders::text(headers.host)
+        host: headers
+            .host
             .map(str::to_owned)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_else(|| "localhost:4566".into()),
         scheme,
         access_key_id: access_key,
         path: parts.uri.path().to_owned(),
-        trace_header: RoutingHeaders::text(headers.trace).map(str::to_owned),
+        trace_header: headers.trace.map(str::to_owned),
         caller,
     };
     Read::Incoming(
@@ -519,7 +521,7 @@ fn receive_answer<R>(
     receiving: Result<Receiving, AwsError>,
     protocol: Protocol,
     id: RequestId,
-    permit: crate::connections::InFlightSlot,
+    permit: crate::in_flight::InFlightSlot,
     client: ClientSocket,
     render: R,
 ) -> Answer

@@ -9,5 +9,6 @@ pub mod drain;
 pub mod hangup;
 pub mod http;
 pub mod http_client;
+pub mod in_flight;
 pub mod os;
 pub mod tls;
