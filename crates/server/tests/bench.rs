@@ -49,6 +49,34 @@ fn bench_reports_what_the_server_stored() {
     let (_, body, _) = json_call(&a, &s.endpoint, "GetQueueAttributes", &req.to_string());
     assert_eq!(json(&body)["Attributes"]["ApproximateNumberOfMessages"], "10");
 
+    // --late-ms: every request slower than the threshold is printed with its start and
+    // latency; at 0 ms that is every request, at a minute none.
+    let late_lines = |threshold: &str| {
+        let before = std::time::SystemTime::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["bench", "sqs-send", "--count", "12", "--connections", "2", "--json", "--late-ms", threshold])
+            .args(["--endpoint", &s.endpoint])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let micros = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+        let (from, to) = (micros(before), micros(std::time::SystemTime::now()));
+        let lines: Vec<(u64, u64)> = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter_map(|l| l.strip_prefix("late "))
+            .map(|l| {
+                let (start, latency) = l.split_once(' ').unwrap();
+                (start.parse().unwrap(), latency.parse().unwrap())
+            })
+            .collect();
+        for &(start, latency) in &lines {
+            assert!(from <= start && start + latency <= to, "{start} + {latency} outside {from}..{to}");
+        }
+        lines.len()
+    };
+    assert_eq!(late_lines("0"), 12);
+    assert_eq!(late_lines("60000"), 0);
+
     // --envelope: the subscriptions deliver SNS's signed envelope instead of raw messages,
     // signed as the topic's --signature-version says.
     let report = bench(

@@ -45,6 +45,11 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Print each request that took longer than this many milliseconds to stderr, as
+    /// `late <start> <latency>` (its scheduled start in Unix microseconds, its latency in
+    /// microseconds), to line stalls up with a profile of the server.
+    #[arg(long)]
+    pub late_ms: Option<u64>,
     /// HTTP/2 (prior knowledge on http://, ALPN on https://).
     #[arg(long)]
     pub h2: bool,
@@ -148,6 +153,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
     // server cannot hide its queueing.
     let interval = args.rate.map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(0.001)));
     let connections = args.connections;
+    let late_us = args.late_ms.map(|ms| ms.saturating_mul(1000));
     let mut handles = Vec::with_capacity(threads);
     for thread in 0..threads {
         let indexes: Vec<usize> = (thread..args.connections).step_by(threads).collect();
@@ -164,7 +170,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
                     // the requests arrive evenly spread rather than all connections at once.
                     let offset = interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / connections as f64));
                     tasks.push(tokio::spawn(drive(
-                        kind, target, plan, options, worker, start, deadline, budget, interval, offset,
+                        kind, target, plan, options, worker, start, deadline, budget, interval, offset, late_us,
                     )));
                 }
                 let mut stats = Stats::default();
@@ -195,6 +201,7 @@ async fn drive(
     budget: Arc<AtomicI64>,
     interval: Option<Duration>,
     first_offset: Duration,
+    late_us: Option<u64>,
 ) -> Stats {
     let mut stats = Stats::default();
     let mut connection = None;
@@ -239,6 +246,12 @@ async fn drive(
             Ok(reply) if reply.status < 300 => {
                 let latency = intended.elapsed().as_micros() as u64;
                 let second = intended.duration_since(start).as_secs() as usize;
+                if late_us.is_some_and(|late| latency > late) {
+                    let now_us = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_micros() as u64);
+                    eprintln!("late {} {latency}", now_us.saturating_sub(latency));
+                }
                 match scenario::on_success(kind, &plan, &mut worker, c, &reply.body).await {
                     Ok((units, end_to_end)) => {
                         stats.record(latency, second, units);
