@@ -71,26 +71,16 @@ struct Places {
 
 impl Places {
     fn get(&self, seq: i64) -> Option<u32> {
-        match self.current.get(&seq) {
-            Some(&place) => Some(place),
-            None if self.retiring.is_empty() => None,
-            None => self.retiring.get(&seq).copied(),
-        }
+        self.current.get(&seq).or_else(|| self.retiring.get(&seq)).copied()
     }
 
     fn set(&mut self, seq: i64, place: u32) {
-        if !self.retiring.is_empty() {
-            self.retiring.remove(&seq);
-        }
+        self.retiring.remove(&seq);
         self.current.insert(seq, place);
     }
 
     fn remove(&mut self, seq: i64) -> Option<u32> {
-        match self.current.remove(&seq) {
-            Some(place) => Some(place),
-            None if self.retiring.is_empty() => None,
-            None => self.retiring.remove(&seq),
-        }
+        self.current.remove(&seq).or_else(|| self.retiring.remove(&seq))
     }
 
     /// Before a new entry: a full table retires, and some of the retiring table's

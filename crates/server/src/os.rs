@@ -75,6 +75,15 @@ pub fn fix_mmap_threshold() {
     }
 }
 
+/// `ioprio_set`'s terms (linux/ioprio.h): `who` names a thread, and the class sits above
+/// the level's 13 bits.
+#[cfg(target_os = "linux")]
+const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+#[cfg(target_os = "linux")]
+const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+#[cfg(target_os = "linux")]
+const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
+
 /// Makes the calling thread background work that takes only the CPU and the disk that
 /// requests leave: the idle scheduling class (`SCHED_IDLE`) and the idle I/O class. At
 /// nice 19 the message index checkpoint still took a whole core for 10-20 ms at a time
@@ -96,9 +105,6 @@ pub fn lower_this_thread_priority() {
                 libc::setpriority(libc::PRIO_PROCESS, 0, 19);
             }
         }
-        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-        const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-        const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
         // SAFETY: ioprio_set takes three plain integers and changes only the I/O class of
         // the calling thread (who 0); no memory is shared with the call. A kernel without
         // it answers ENOSYS, which leaves the thread as it was.
@@ -116,6 +122,8 @@ pub fn lower_this_thread_priority() {
 #[cfg(test)]
 mod tests {
     use super::tunables_with_larger_cache;
+    #[cfg(target_os = "linux")]
+    use super::{IOPRIO_CLASS_IDLE, IOPRIO_CLASS_SHIFT, IOPRIO_WHO_PROCESS};
 
     /// The thread that asks is put in both idle classes; the thread beside it is not.
     #[cfg(target_os = "linux")]
@@ -124,14 +132,14 @@ mod tests {
         // SAFETY: both calls take plain integers (0: the calling thread) and only read
         // its scheduling class and I/O priority.
         let classes = || unsafe {
-            let io = libc::syscall(libc::SYS_ioprio_get, 1 as libc::c_long, 0 as libc::c_long);
-            (libc::sched_getscheduler(0), io >> 13)
+            let io = libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0 as libc::c_long);
+            (libc::sched_getscheduler(0), io >> IOPRIO_CLASS_SHIFT)
         };
         let background = std::thread::spawn(move || {
             super::lower_this_thread_priority();
             classes()
         });
-        assert_eq!(background.join().unwrap(), (libc::SCHED_IDLE, 3));
+        assert_eq!(background.join().unwrap(), (libc::SCHED_IDLE, IOPRIO_CLASS_IDLE));
         assert_ne!(classes().0, libc::SCHED_IDLE);
     }
 

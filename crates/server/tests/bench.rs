@@ -5,7 +5,8 @@ mod common;
 use common::{agent, json, json_call, Server};
 use std::process::Command;
 
-fn bench(endpoint: &str, args: &[&str]) -> serde_json::Value {
+/// `sluice bench ARGS --endpoint ENDPOINT --json`, run to its end successfully.
+fn bench_output(endpoint: &str, args: &[&str]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("bench")
         .args(args)
@@ -13,7 +14,11 @@ fn bench(endpoint: &str, args: &[&str]) -> serde_json::Value {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    out
+}
+
+fn bench(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    serde_json::from_slice(&bench_output(endpoint, args).stdout).unwrap()
 }
 
 #[test]
@@ -53,12 +58,8 @@ fn bench_reports_what_the_server_stored() {
     // latency; at 0 ms that is every request, at a minute none.
     let late_lines = |threshold: &str| {
         let before = std::time::SystemTime::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["bench", "sqs-send", "--count", "12", "--connections", "2", "--json", "--late-ms", threshold])
-            .args(["--endpoint", &s.endpoint])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out =
+            bench_output(&s.endpoint, &["sqs-send", "--count", "12", "--connections", "2", "--late-ms", threshold]);
         let micros = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
         let (from, to) = (micros(before), micros(std::time::SystemTime::now()));
         let lines: Vec<(u64, u64)> = String::from_utf8_lossy(&out.stderr)
