@@ -13,7 +13,7 @@ use client::{Connection, Target};
 use report::{Run, Stats};
 use scenario::{Kind, Options, Plan, Worker};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
@@ -144,33 +144,51 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = args.threads.unwrap_or(cores).clamp(1, args.connections);
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(args.duration);
+    // The clock starts once every thread has its runtime and every connection is open: a
+    // request's latency is the server's answer, not the generator starting up or 64 TCP
+    // handshakes at once (which made the first 30 ms of every paced run late). A
+    // connection that has to be opened again during the run still counts.
+    let (connected, go) = (Arc::new(Barrier::new(threads + 1)), Arc::new(Barrier::new(threads + 1)));
+    let started = Arc::new(OnceLock::new());
     // Requests left to start when --count is given; otherwise unlimited.
     let budget = Arc::new(AtomicI64::new(args.count.map_or(i64::MAX, |c| c as i64)));
     // Each connection's share of --rate: its requests are scheduled this far apart, and a
     // request the server made late counts from its scheduled time (see `drive`), so a slow
     // server cannot hide its queueing.
     let interval = args.rate.map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(0.001)));
-    let connections = args.connections;
+    let (connections, duration) = (args.connections, Duration::from_secs(args.duration));
     let late_us = args.late_ms.map(|ms| ms.saturating_mul(1000));
     let mut handles = Vec::with_capacity(threads);
     for thread in 0..threads {
         let indexes: Vec<usize> = (thread..args.connections).step_by(threads).collect();
         let (target, plan, options, budget, kind) =
             (target.clone(), plan.clone(), options.clone(), budget.clone(), args.scenario);
+        let (connected, go, started) = (connected.clone(), go.clone(), started.clone());
         handles.push(std::thread::spawn(move || -> anyhow::Result<Stats> {
-            single_threaded()?.block_on(async move {
+            let runtime = single_threaded();
+            let mut opened = Vec::with_capacity(indexes.len());
+            if let Ok(runtime) = &runtime {
+                for _ in &indexes {
+                    opened.push(runtime.block_on(Connection::open(&target)).ok());
+                }
+            }
+            // Every thread reaches both barriers, even one without a runtime, so that the
+            // others are never left waiting for it.
+            connected.wait();
+            go.wait();
+            let start: Instant = *started.get().expect("the clock is set before the second barrier");
+            runtime?.block_on(async move {
                 let mut tasks = Vec::with_capacity(indexes.len());
-                for index in indexes {
+                for (index, connection) in indexes.into_iter().zip(opened) {
                     let worker = Worker::new(index, kind == Kind::SqsCycle && index % 2 == 1);
                     let (target, plan, options, budget) =
                         (target.clone(), plan.clone(), options.clone(), budget.clone());
                     // With --rate, connection i starts i/connections of an interval in, so
                     // the requests arrive evenly spread rather than all connections at once.
                     let offset = interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / connections as f64));
+                    let schedule = Schedule { start, deadline: start + duration, interval, first_offset: offset };
                     tasks.push(tokio::spawn(drive(
-                        kind, target, plan, options, worker, start, deadline, budget, interval, offset, late_us,
+                        kind, target, plan, options, worker, connection, schedule, budget, late_us,
                     )));
                 }
                 let mut stats = Stats::default();
@@ -181,12 +199,25 @@ fn measure(args: &BenchArgs) -> anyhow::Result<(Figures, Stats)> {
             })
         }));
     }
+    connected.wait();
+    let start = *started.get_or_init(Instant::now);
+    go.wait();
     let mut stats = Stats::default();
     for h in handles {
         stats.merge(h.join().map_err(|_| anyhow::anyhow!("a load thread panicked"))??);
     }
     let elapsed = start.elapsed().as_secs_f64();
     Ok(((elapsed, plan.notes.clone()), stats))
+}
+
+/// When one connection's requests go: from `start` (after `first_offset`) every `interval`
+/// (or back to back without one), until `deadline`.
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    deadline: Instant,
+    interval: Option<Duration>,
+    first_offset: Duration,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -196,15 +227,13 @@ async fn drive(
     plan: Arc<Plan>,
     options: Options,
     mut worker: Worker,
-    start: Instant,
-    deadline: Instant,
+    mut connection: Option<Connection>,
+    schedule: Schedule,
     budget: Arc<AtomicI64>,
-    interval: Option<Duration>,
-    first_offset: Duration,
     late_us: Option<u64>,
 ) -> Stats {
+    let Schedule { start, deadline, interval, first_offset } = schedule;
     let mut stats = Stats::default();
-    let mut connection = None;
     let mut next_at = start + first_offset;
     while Instant::now() < deadline && budget.fetch_sub(1, Ordering::Relaxed) > 0 {
         let intended = match interval {
