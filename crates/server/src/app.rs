@@ -123,8 +123,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let tls = match &settings.tls {
         Some((addr, source)) => {
             let config = crate::tls::server_config(source)?;
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            let listener = crate::connections::listen(*addr).with_context(|| format!("cannot listen on {addr}"))?;
             let tls_addr = listener.local_addr()?;
             tracing::info!(addr = %tls_addr, "serving TLS");
             Some((
@@ -139,9 +138,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         }
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let listener =
+        crate::connections::listen(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = ?settings.data_dir, fsync = settings.fsync, "serving");
 

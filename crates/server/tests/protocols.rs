@@ -443,6 +443,27 @@ fn connections_beyond_the_cap_wait_until_one_closes() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "served once a slot frees");
 }
 
+/// The kernel's backlog holds hundreds of clients past the cap, not tokio's default of
+/// 128: with a server that accepts no more, each of 500 further clients still completes
+/// its handshake (a SYN the backlog has no room for is dropped, and its connect would
+/// hang until the timeout).
+#[test]
+fn hundreds_of_clients_past_the_cap_wait_in_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &["--max-connections", "1"]);
+    let addr: std::net::SocketAddr = s.endpoint.trim_start_matches("http://").parse().unwrap();
+    let mut clients = Vec::new();
+    for n in 0..500 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)) {
+            Ok(c) => clients.push(c),
+            Err(e) => panic!("client {n} could not connect: {e}"),
+        }
+    }
+    drop(clients);
+    let (status, _, _) = json_call(&agent(), &s.endpoint, "ListQueues", "{}");
+    assert_eq!(status, 200, "served again once the clients have gone");
+}
+
 /// Record data that is not base64 is a SerializationException and stores nothing, for
 /// Kinesis and Firehose alike.
 #[test]
