@@ -83,6 +83,11 @@ impl Pacer {
     }
 }
 
+/// Starts writing `len` bytes of `file` from `offset` to the disk, without waiting.
+pub(crate) fn start_write_back(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    write_back(file, offset, len as usize, WriteBack::Start)
+}
+
 enum WriteBack {
     /// Start writing the range's dirty pages to the disk; do not wait.
     Start,
