@@ -78,10 +78,11 @@ pub async fn accept(listener: &TcpListener, slots: &Arc<Semaphore>) -> (Counted<
 }
 
 /// The listen backlog asked for; Linux caps it at `net.core.somaxconn` (4096 by default
-/// since 5.4). tokio's and std's `bind` ask for 128: 64 clients connecting at once, or
-/// 10,000 long pollers, then overflowed it, and each SYN dropped was retried a second
-/// later (1,500 connections one after another took 6-8 s here, some 1 s each, against
-/// 0.05 s with 1,024). The backlog is also where clients wait past `--max-connections`.
+/// since 5.4). tokio's and std's `bind` ask for 128, which clients connecting faster than
+/// the accept loop takes them (10,000 long pollers opening at once) overflowed, and each
+/// SYN dropped was retried a second later: 1,500 connections one after another took
+/// 6-8 s here, some 1 s each, against 0.05 s to a listener with a backlog of 1,024. The
+/// backlog is also where clients wait past `--max-connections`.
 const LISTEN_BACKLOG: u32 = 4096;
 
 /// A TCP listener on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as `bind` sets).
