@@ -82,8 +82,9 @@ peak=$(best_of_last 2)
 stop_sluice
 ceiling "nginx ceiling again"
 ceiling_after=$(best_of_last 2)
+permille=$(( peak * 4000 / (ceiling_before + ceiling_after) ))
 echo "sqs-send peak $peak against nginx ceilings $ceiling_before and $ceiling_after:" \
-    "$(( peak * 4000 / (ceiling_before + ceiling_after) / 10 )).$(( peak * 4000 / (ceiling_before + ceiling_after) % 10 ))% of half their mean"
+    "$(( permille / 10 )).$(( permille % 10 ))% of half their mean"
 
 # Latency at half the peak just measured, paced (no coordinated omission) over 64
 # connections on a fresh server, for three times as long as the other rows: its p99 is

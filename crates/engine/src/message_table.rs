@@ -14,10 +14,10 @@
 //! on the writer thread and under the queue's lock, so every send waited for the move:
 //! the slowest insert into a table of 1.1 million was 18 ms (at 917,504, a 2^20-bucket
 //! table growing), and sqs-send at 40,000 a second stalled for 5-8 ms as its queue
-//! passed 229,376. [`Places`] moves 256 entries per insert instead: the slowest insert is
-//! 1.3 ms (the new table's allocation and first moves). Moving entry by entry costs
-//! more in all (about 55 ms spread over the inserts, against 19 ms at once), which is
-//! the price of no single insert holding the queue long.
+//! passed 229,376. [`Places`] moves [`MOVED_PER_INSERT`] entries per insert instead: the
+//! slowest insert was 1.3 ms at 256 per insert (the new table's allocation and first
+//! moves). Moving entry by entry costs more in all (about 55 ms spread over the inserts,
+//! against 19 ms at once), which is the price of no single insert holding the queue long.
 
 use crate::queue_state::{MsgMeta, SeqMap};
 

@@ -452,13 +452,12 @@ fn hundreds_of_clients_past_the_cap_wait_in_the_backlog() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::spawn(dir.path(), &["--max-connections", "1"]);
     let addr: std::net::SocketAddr = s.endpoint.trim_start_matches("http://").parse().unwrap();
-    let mut clients = Vec::new();
-    for n in 0..500 {
-        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)) {
-            Ok(c) => clients.push(c),
-            Err(e) => panic!("client {n} could not connect: {e}"),
-        }
-    }
+    let clients: Vec<_> = (0..500)
+        .map(|n| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("client {n} could not connect: {e}"))
+        })
+        .collect();
     drop(clients);
     let (status, _, _) = json_call(&agent(), &s.endpoint, "ListQueues", "{}");
     assert_eq!(status, 200, "served again once the clients have gone");
