@@ -2,6 +2,7 @@
 //! (in-memory indexes over SQLite, one writer thread with group commit).
 
 pub mod at_rest;
+pub mod background;
 pub mod clock;
 pub mod conformance;
 pub mod db;

@@ -88,6 +88,12 @@ pub(crate) fn start_write_back(file: &File, offset: u64, len: u64) -> std::io::R
     write_back(file, offset, len as usize, WriteBack::Start)
 }
 
+/// Writes `len` bytes of `file` from `offset` to the disk and waits until they are
+/// written (not flushed from the disk's cache).
+pub(crate) fn finish_write_back(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    write_back(file, offset, len as usize, WriteBack::Finish)
+}
+
 enum WriteBack {
     /// Start writing the range's dirty pages to the disk; do not wait.
     Start,

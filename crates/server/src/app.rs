@@ -296,7 +296,7 @@ async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bo
 }
 
 /// Message index checkpoints, on a thread of their own in the idle scheduling and I/O
-/// classes (`os::lower_this_thread_priority`): one takes a few hundred milliseconds of
+/// classes (`sluice_engine::background::lower_this_thread_priority`): one takes a few hundred milliseconds of
 /// CPU for a million messages, and under load it should take only the CPU that requests
 /// leave. Checks at once (a start after a crash may have much log after the index), then
 /// once a second until `stop` is dropped.
@@ -304,7 +304,7 @@ fn spawn_checkpointer(store: Arc<EmbeddedStore>, stop: std::sync::mpsc::Receiver
     std::thread::Builder::new()
         .name("sluice-index".into())
         .spawn(move || {
-            crate::os::lower_this_thread_priority();
+            sluice_engine::background::lower_this_thread_priority();
             loop {
                 // A checkpoint covers a bounded stretch of log: while one more is due, the
                 // next goes on at once.
