@@ -35,8 +35,10 @@ const PIECE_BYTES: u64 = 256 * 1024;
 /// about 0.2 s, so the preparer keeps up with ~300 MB/s of log.
 const PAUSE_BETWEEN_PIECES: Duration = Duration::from_micros(500);
 
-/// After a failed preparation (a full disk, most likely) the next try waits this long.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// A file is prepared only while the file system has this many segments' worth free
+/// besides it: its zeros must never be what fills the disk under the log, SQLite or the
+/// index (the writer then makes its segments as before, a MiB at a time).
+const FREE_SEGMENTS_TO_PREPARE: u64 = 2;
 
 pub(super) struct Preparer {
     shared: Arc<Shared>,
@@ -165,12 +167,10 @@ fn run(shared: &Shared) {
             }
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(error = %e, "preparing the next message log segment failed; the writer makes its own until a retry succeeds");
+                // Tried again when the writer next asks, a segment later.
+                tracing::warn!(error = %e, "preparing the next message log segment failed; the writer makes its own");
                 // Its zeros would hold disk space the log may need.
                 let _ = std::fs::remove_file(&shared.path);
-                let mut state = shared.state();
-                state.wanted = true;
-                drop(shared.changed.wait_timeout_while(state, RETRY_AFTER, |_| !shared.stopping()));
             }
         }
     }
@@ -179,6 +179,14 @@ fn run(shared: &Shared) {
 /// Writes the prepared file whole with zeros and syncs it; `None` when stopped midway.
 fn prepare(shared: &Shared) -> std::io::Result<Option<File>> {
     static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let dir = shared.path.parent().expect("the prepared file's path has a directory");
+    let needed = shared.segment_bytes.saturating_mul(FREE_SEGMENTS_TO_PREPARE + 1);
+    if free_bytes(dir)? < needed {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("less than {needed} bytes free for the next segment and room besides"),
+        ));
+    }
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&shared.path)?;
     let mut offset = 0;
     while offset < shared.segment_bytes {
@@ -199,4 +207,54 @@ fn prepare(shared: &Shared) -> std::io::Result<Option<File>> {
     }
     file.sync_data()?;
     Ok(Some(file))
+}
+
+/// Bytes free for unprivileged use on the file system holding `dir`.
+#[cfg(unix)]
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string that outlives the call, and `stats` points
+    // to writable memory the size of a `statvfs`, which the call fills on success (0) and
+    // which is read only then.
+    let stats = unsafe {
+        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        stats.assume_init()
+    };
+    // Both are u64 here, narrower on some platforms (macOS's block counts are u32).
+    #[allow(clippy::useless_conversion)]
+    let (blocks, block_bytes) = (u64::from(stats.f_bavail), u64::from(stats.f_frsize));
+    Ok(blocks.saturating_mul(block_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment the file system has no room for (with room besides) is not begun: no
+    /// zeros are written to fill the disk, and the writer makes its segment itself.
+    #[test]
+    fn a_segment_is_not_prepared_without_room_for_it_and_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_bytes(dir.path()).unwrap();
+        let shared = |segment_bytes, stop| Shared {
+            path: dir.path().join(PREPARED_NAME),
+            segment_bytes,
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(stop),
+        };
+        // Stopped from the start, so that a missing check writes nothing rather than half
+        // the disk before this test fails.
+        let err = prepare(&shared(free / FREE_SEGMENTS_TO_PREPARE, true)).expect_err("no room");
+        assert_eq!(err.kind(), std::io::ErrorKind::StorageFull);
+        assert!(!dir.path().join(PREPARED_NAME).exists(), "nothing written");
+        let file = prepare(&shared(64 * 1024, false)).unwrap().expect("not stopped");
+        assert_eq!(file.metadata().unwrap().len(), 64 * 1024);
+        let zeros = std::fs::read(dir.path().join(PREPARED_NAME)).unwrap();
+        assert!(zeros.iter().all(|b| *b == 0));
+    }
 }
