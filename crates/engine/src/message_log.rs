@@ -954,8 +954,9 @@ impl MessageLog {
         if let Some(fetched) = head.fetched.filter(|f| offset + length > *f) {
             // Pages of the prepared file left idle long enough may have been dropped from
             // the page cache; a write into part of one would read it first, on this thread.
-            let _ = fetch_ahead(&file, fetched, ZERO_AHEAD);
-            head.fetched = Some(fetched + ZERO_AHEAD);
+            let (from, to) = (fetched.max(offset), offset + length + ZERO_AHEAD);
+            let _ = fetch_ahead(&file, from, to - from);
+            head.fetched = Some(to);
         }
         if offset + length > head.zeroed && length < ZERO_AHEAD_BELOW {
             let to = (offset + length + ZERO_AHEAD).min(self.segment_bytes.max(offset + length));

@@ -129,7 +129,11 @@ impl Preparer {
 
 impl Drop for Preparer {
     fn drop(&mut self) {
+        // Set under the lock, so that the thread cannot check it and then sleep through
+        // the notification.
+        let state = self.shared.state();
         self.shared.stop.store(true, Ordering::Relaxed);
+        drop(state);
         self.shared.changed.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -165,7 +169,11 @@ fn run(shared: &Shared) {
                 shared.state().ready = Some(file);
                 shared.changed.notify_all();
             }
-            Ok(None) => return,
+            Ok(None) => {
+                // Stopped midway: a start would remove it anyway.
+                let _ = std::fs::remove_file(&shared.path);
+                return;
+            }
             Err(e) => {
                 // Tried again when the writer next asks, a segment later.
                 tracing::warn!(error = %e, "preparing the next message log segment failed; the writer makes its own");
