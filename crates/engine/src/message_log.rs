@@ -1578,12 +1578,6 @@ mod tests {
         assert_eq!(live_seqs(&replayed), vec![1, 2]);
     }
 
-    /// The next segment is asked of the preparer once the head is this part of the way
-    /// in (a quarter): early enough that it is ready at ~300 MB/s of log, late enough that a
-    /// server whose log stays small never writes one (tests, idle servers), and that its
-    /// pages are likely still cached when written.
-    const PREPARE_AT_PART: u64 = 4;
-
     /// Without fsync, the head's write-back is started every megabyte of entries, so that
     /// sealing it has little left to sync; with fsync every group is synced anyway.
     /// Either way every message replays, across the seal.

@@ -17,7 +17,6 @@
 use crate::paced_write::finish_write_back;
 use crate::record_log::sync_dir;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -186,7 +185,6 @@ fn run(shared: &Shared) {
 
 /// Writes the prepared file whole with zeros and syncs it; `None` when stopped midway.
 fn prepare(shared: &Shared) -> std::io::Result<Option<File>> {
-    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
     let dir = shared.path.parent().expect("the prepared file's path has a directory");
     let needed = shared.segment_bytes.saturating_mul(FREE_SEGMENTS_TO_PREPARE + 1);
     if free_bytes(dir)? < needed {
@@ -202,12 +200,7 @@ fn prepare(shared: &Shared) -> std::io::Result<Option<File>> {
             return Ok(None);
         }
         let piece = PIECE_BYTES.min(shared.segment_bytes - offset);
-        let mut written = 0;
-        while written < piece {
-            let n = (piece - written).min(ZEROS.len() as u64);
-            file.write_all_at(&ZEROS[..n as usize], offset + written)?;
-            written += n;
-        }
+        super::write_zeros(&file, offset, piece)?;
         // Where the file system refuses it, the final sync writes everything at once.
         let _ = finish_write_back(&file, offset, piece);
         offset += piece;
