@@ -14,7 +14,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => {
-            sluice::os::fix_mmap_threshold();
+            sluice::os::fix_malloc_thresholds();
             let result = serve(*args);
             if let Err(e) = &result {
                 // Distinct exit codes, so supervisors do not restart into the same failure.
