@@ -59,9 +59,10 @@ pub fn exec_with_larger_malloc_cache() {
 /// records, ~15 MB once in base64 and JSON) comes from the worker's arena. Mapped afresh
 /// for each call, its pages were faulted in and zeroed each time: a fifth of the HTTP
 /// workers' time in `kinesis-get` (`perf`: `exc_page_fault`, `clear_page_erms` under the
-/// base64 encoder). The trim threshold is 16 MiB: set at glibc's 128 KiB default, an
-/// arena whose free top passed it gave those pages back on the next free, and the next
-/// reply faulted them in again. kinesis-get 567k -> 664-755k records/s, workers 2.0 ->
+/// base64 encoder). The trim threshold is 16 MiB: at glibc's 128 KiB default, an arena
+/// whose free top passed it gave those pages back on the next free, and the next reply
+/// faulted them in again. (A top past the threshold goes back whole, so 16 MiB keeps a
+/// reply's ~15 MB and no more.) kinesis-get 567k -> 664-755k records/s, workers 2.0 ->
 /// 1.4-1.5 µs a record (2026-11-24; bench/README "A new machine").
 ///
 /// What it costs: an arena keeps up to 16 MiB free at its top, and the message index
@@ -106,5 +107,31 @@ mod tests {
         );
         assert_eq!(tunables_with_larger_cache(Some("glibc.malloc.tcache_count=20")), None);
         assert_eq!(tunables_with_larger_cache(Some(ours)), None);
+    }
+
+    /// A block of 12 MiB, the size of a large GetRecords reply, comes from an arena (not a
+    /// mapping of its own, as under the 4 MiB threshold before) and, freed, stays with the
+    /// process for the next one (under glibc's 128 KiB trim threshold it went back to the
+    /// kernel at once). Counted by `mallinfo2`: mapped blocks, and free bytes in arenas.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn a_reply_sized_block_comes_from_an_arena_and_stays_once_freed() {
+        const BLOCK: usize = 12 << 20;
+        super::fix_malloc_thresholds();
+        // SAFETY: mallinfo2 takes nothing and returns counters by value.
+        let counts = || unsafe { libc::mallinfo2() };
+        let before = counts();
+        let block = std::hint::black_box(vec![1u8; BLOCK]);
+        let held = counts();
+        assert_eq!(held.hblks, before.hblks, "the block was mapped apart");
+        drop(block);
+        let after = counts();
+        // Other tests' threads allocate meanwhile; a mebibyte of slack for them.
+        assert!(
+            after.fordblks + (1 << 20) >= held.fordblks + BLOCK,
+            "the freed block went back to the kernel: {} free bytes after, {} before",
+            after.fordblks,
+            held.fordblks
+        );
     }
 }
