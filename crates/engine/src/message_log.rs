@@ -1630,7 +1630,11 @@ mod tests {
         };
         while log.head().end < SEGMENT / PREPARE_AT_PART {
             insert_big(&log);
-            assert!(!prepared.exists(), "not asked for before the head is a quarter in");
+            // Only while the head is still short of a quarter: the insert that takes it
+            // past asks at once, and the preparer may have made the file before this looks.
+            if log.head().end < SEGMENT / PREPARE_AT_PART {
+                assert!(!prepared.exists(), "not asked for before the head is a quarter in");
+            }
         }
         insert_big(&log);
         log.preparer.as_ref().unwrap().wait_ready();
