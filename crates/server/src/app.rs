@@ -298,8 +298,8 @@ async fn run_workers(store: Arc<EmbeddedStore>, mut shutdown: watch::Receiver<bo
 /// Message index checkpoints, on a thread of their own in the idle scheduling and I/O
 /// classes (`sluice_engine::background::lower_this_thread_priority`): one takes a few
 /// hundred milliseconds of CPU for a million messages, and under load it should take only
-/// the CPU that requests leave. Checks at once (a start after a crash may have much log after the index), then
-/// once a second until `stop` is dropped.
+/// the CPU that requests leave. Checks at once (a start after a crash may have much log
+/// after the index), then once a second until `stop` is dropped.
 fn spawn_checkpointer(store: Arc<EmbeddedStore>, stop: std::sync::mpsc::Receiver<()>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("sluice-index".into())

@@ -1,6 +1,5 @@
-//! What the server asks of the C library and the kernel: how many freed blocks each
-//! thread keeps, where the allocator takes large blocks from, and a background thread's
-//! CPU priority.
+//! What the server asks of the C library: how many freed blocks each thread keeps, where
+//! the allocator takes large blocks from, and when it gives free memory back.
 
 /// glibc's per-thread cache (tcache) keeps 7 freed blocks of each size by default. A
 /// group commit answers its requests together, so an HTTP worker frees the blocks of a
@@ -74,21 +73,16 @@ pub fn exec_with_larger_malloc_cache() {
 pub fn fix_malloc_thresholds() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        const M_TRIM_THRESHOLD: std::os::raw::c_int = -1;
-        const M_MMAP_THRESHOLD: std::os::raw::c_int = -3;
-        const TRIM_THRESHOLD: std::os::raw::c_int = 16 << 20;
-        const MMAP_THRESHOLD: std::os::raw::c_int = 32 << 20;
-        unsafe extern "C" {
-            fn mallopt(param: std::os::raw::c_int, value: std::os::raw::c_int) -> std::os::raw::c_int;
-        }
+        const TRIM_THRESHOLD: libc::c_int = 16 << 20;
+        const MMAP_THRESHOLD: libc::c_int = 32 << 20;
         // SAFETY: mallopt takes two plain integers, and neither threshold changes a block
         // already handed out, only where future blocks come from and when free memory goes
         // back to the kernel. glibc marks mallopt unsafe beside other threads' allocations:
         // it is called once, before any other thread starts (in the server's `main`, and
         // in its test, which runs without a harness).
         unsafe {
-            mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-            mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
         }
     }
 }
