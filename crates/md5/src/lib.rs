@@ -302,11 +302,16 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     pub(super) fn md5_lanes(inputs: &[&[u8]]) -> [[u8; 16]; LANES] {
         assert!(inputs.len() <= LANES);
-        let padded: Vec<Padded<'_>> = inputs.iter().map(|input| Padded::new(input)).collect();
+        // On the stack: as a vector (152 bytes a lane, 1.2-2.4 KB) they were past glibc's
+        // small-bin sizes, so each group's allocation consolidated its fast bins first
+        // (2% of the writer's time in sqs-send).
+        let lanes: [Padded<'_>; LANES] =
+            std::array::from_fn(|lane| Padded::new(inputs.get(lane).copied().unwrap_or_default()));
+        let padded = &lanes[..inputs.len()];
         let blocks = padded.iter().map(|p| p.blocks).max().unwrap_or(0);
         let mut state = INITIAL.map(|v| _mm256_set1_epi32(v as i32));
         for block in 0..blocks {
-            let (columns, active) = columns::<LANES>(&padded, block);
+            let (columns, active) = columns::<LANES>(padded, block);
             let words: [__m256i; 16] = std::array::from_fn(|w| from_lanes(columns[w]));
             let after = compress(state, &words);
             let active = from_lanes(active.map(|a| if a { u32::MAX } else { 0 }));
@@ -386,11 +391,16 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) fn md5_lanes(inputs: &[&[u8]]) -> [[u8; 16]; WIDE_LANES] {
         assert!(inputs.len() <= WIDE_LANES);
-        let padded: Vec<Padded<'_>> = inputs.iter().map(|input| Padded::new(input)).collect();
+        // On the stack: as a vector (152 bytes a lane, 1.2-2.4 KB) they were past glibc's
+        // small-bin sizes, so each group's allocation consolidated its fast bins first
+        // (2% of the writer's time in sqs-send).
+        let lanes: [Padded<'_>; WIDE_LANES] =
+            std::array::from_fn(|lane| Padded::new(inputs.get(lane).copied().unwrap_or_default()));
+        let padded = &lanes[..inputs.len()];
         let blocks = padded.iter().map(|p| p.blocks).max().unwrap_or(0);
         let mut state = INITIAL.map(|v| _mm512_set1_epi32(v as i32));
         for block in 0..blocks {
-            let (columns, active) = columns::<WIDE_LANES>(&padded, block);
+            let (columns, active) = columns::<WIDE_LANES>(padded, block);
             let words: [__m512i; 16] = std::array::from_fn(|w| from_lanes(&columns[w]));
             let after = compress(state, &words);
             let active: __mmask16 = active.iter().enumerate().fold(0, |mask, (lane, &a)| mask | (u16::from(a) << lane));
