@@ -202,6 +202,14 @@ impl<'a> Padded<'a> {
     }
 }
 
+/// `inputs` padded, one to a lane, the lanes past them holding an empty input. On the
+/// stack: as a vector (152 bytes a lane, 1.2-2.4 KB) they were past glibc's small-bin
+/// sizes, so each group's allocation consolidated its fast bins first (2% of the writer's
+/// time in sqs-send).
+fn padded_lanes<'a, const N: usize>(inputs: &[&'a [u8]]) -> [Padded<'a>; N] {
+    std::array::from_fn(|lane| Padded::new(inputs.get(lane).copied().unwrap_or_default()))
+}
+
 /// Block `block` of each input as MD5's sixteen little-endian words, word by word with one
 /// lane per input, and which lanes have such a block: the others compute on zeros and
 /// keep their state.
@@ -294,7 +302,7 @@ mod scalar {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{columns, digests, word_index, Padded, INITIAL, K, LANES, SHIFTS};
+    use super::{columns, digests, padded_lanes, word_index, INITIAL, K, LANES, SHIFTS};
     use std::arch::x86_64::*;
 
     /// The digests of `inputs` (at most [`LANES`]) in their lanes; lanes past
@@ -302,11 +310,7 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     pub(super) fn md5_lanes(inputs: &[&[u8]]) -> [[u8; 16]; LANES] {
         assert!(inputs.len() <= LANES);
-        // On the stack: as a vector (152 bytes a lane, 1.2-2.4 KB) they were past glibc's
-        // small-bin sizes, so each group's allocation consolidated its fast bins first
-        // (2% of the writer's time in sqs-send).
-        let lanes: [Padded<'_>; LANES] =
-            std::array::from_fn(|lane| Padded::new(inputs.get(lane).copied().unwrap_or_default()));
+        let lanes = padded_lanes::<LANES>(inputs);
         let padded = &lanes[..inputs.len()];
         let blocks = padded.iter().map(|p| p.blocks).max().unwrap_or(0);
         let mut state = INITIAL.map(|v| _mm256_set1_epi32(v as i32));
@@ -383,7 +387,7 @@ mod avx2 {
 /// chain of dependent instructions is four long instead of about seven.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{columns, digests, word_index, Padded, INITIAL, K, SHIFTS, WIDE_LANES};
+    use super::{columns, digests, padded_lanes, word_index, INITIAL, K, SHIFTS, WIDE_LANES};
     use std::arch::x86_64::*;
 
     /// The digests of `inputs` (at most [`WIDE_LANES`]) in their lanes; lanes past
@@ -391,11 +395,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) fn md5_lanes(inputs: &[&[u8]]) -> [[u8; 16]; WIDE_LANES] {
         assert!(inputs.len() <= WIDE_LANES);
-        // On the stack: as a vector (152 bytes a lane, 1.2-2.4 KB) they were past glibc's
-        // small-bin sizes, so each group's allocation consolidated its fast bins first
-        // (2% of the writer's time in sqs-send).
-        let lanes: [Padded<'_>; WIDE_LANES] =
-            std::array::from_fn(|lane| Padded::new(inputs.get(lane).copied().unwrap_or_default()));
+        let lanes = padded_lanes::<WIDE_LANES>(inputs);
         let padded = &lanes[..inputs.len()];
         let blocks = padded.iter().map(|p| p.blocks).max().unwrap_or(0);
         let mut state = INITIAL.map(|v| _mm512_set1_epi32(v as i32));
