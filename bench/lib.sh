@@ -11,9 +11,24 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$work"' EXIT
 
+# Seconds the machine is given after a previous run's data directory is removed, before
+# the next server starts: sqs-send paced at half the peak right after removing the last
+# run's ~700 MB read p99 4.2, 8.4, 13.8 and 32.7 ms, and 4.1, 5.0, 5.3 and 5.6 ms with
+# `sync` and 5 s between (alternating pairs; bench/README "The run after a removal").
+# The removal's aftermath is this VM's (its discards on a `discard`-mounted disk, its
+# freed page cache handed back to the host), not the next server's.
+settle_seconds=5
+
 # start_server [PREFIX...]: a fresh durable Sluice on $work/data with $SERVER_ARGS, run
 # under PREFIX when given (valgrind, say); sets $server and $endpoint once it listens.
+# A server already running is stopped and its data directory removed first.
 start_server() {
+    stop_server
+    if [ -e "$work/data" ]; then
+        rm -rf "$work/data"
+        sync
+        sleep "$settle_seconds"
+    fi
     # shellcheck disable=SC2086
     SLUICE_LOG=warn "$@" "$sluice" serve --listen 127.0.0.1:0 --data-dir "$work/data" ${SERVER_ARGS:-} \
         > "$work/out" 2> "$work/server.log" &

@@ -7,16 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-10}"
-cargo build --release --quiet
-sluice="$PWD/target/release/sluice"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 results="$PWD/bench/results.jsonl"
 : > "$results"
-work="$(mktemp -d)"
-server=""
-stop_sluice() {
-    if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; server=""; fi
-}
-trap 'pkill -F "$work/nginx/nginx.pid" 2>/dev/null || true; stop_sluice; rm -rf "$work"' EXIT
+trap 'pkill -F "$work/nginx/nginx.pid" 2>/dev/null || true; stop_server; rm -rf "$work"' EXIT
 
 row() { # scenario label json
     python3 - "$1" "$2" "$3" <<'EOF'
@@ -38,26 +33,6 @@ measure() { # scenario label endpoint args...
     out="$("$sluice" bench "$scenario" --endpoint "$endpoint" --json "$@")"
     echo "$out" >> "$results"
     row "$scenario" "$label" "$out"
-}
-
-# Seconds the machine is given after the last run's data directory is removed, before
-# the next server starts: sqs-send paced at half the peak right after removing the last
-# run's ~700 MB read p99 4.2, 8.4, 13.8 and 32.7 ms, and 4.1, 5.0, 5.3 and 5.6 ms with
-# `sync` and 5 s between (alternating pairs; bench/README "The run after a removal").
-# The removal's aftermath is this VM's (its discards on a `discard`-mounted disk, its
-# freed page cache handed back to the host), not the next server's.
-settle_seconds=5
-start_sluice() {
-    stop_sluice
-    if [ -e "$work/data" ]; then
-        rm -rf "$work/data"
-        sync
-        sleep "$settle_seconds"
-    fi
-    SLUICE_LOG=warn "$sluice" serve --listen 127.0.0.1:0 --data-dir "$work/data" "$@" > "$work/sluice.out" &
-    server=$!
-    for _ in $(seq 100); do grep -q listening "$work/sluice.out" 2>/dev/null && break; sleep 0.05; done
-    endpoint="$(sed -n 's/^sluice listening on //p' "$work/sluice.out" | head -1)"
 }
 
 echo "| scenario | setting | requests/s | throughput | latency p50 / p99 / max (ms) | errors |"
@@ -85,12 +60,12 @@ ceiling_before=$(best_of_last 2)
 # below runs later, on one server that keeps every message sent). Each setting gets a
 # fresh server; group commit gathers more with more connections, so the peak is the
 # higher of 64 and 256.
-start_sluice
+start_server
 measure sqs-send "64 connections, fresh server, between two ceilings" "$endpoint" --connections 64 --duration "$seconds"
-start_sluice
+start_server
 measure sqs-send "256 connections, fresh server, between two ceilings" "$endpoint" --connections 256 --duration "$seconds"
 peak=$(best_of_last 2)
-stop_sluice
+stop_server
 ceiling "nginx ceiling again"
 ceiling_after=$(best_of_last 2)
 permille=$(( peak * 4000 / (ceiling_before + ceiling_after) ))
@@ -102,45 +77,45 @@ echo "sqs-send peak $peak against nginx ceilings $ceiling_before and $ceiling_af
 # set by a few stalls of 20-100 ms (the machine's kdamond taking a core, see
 # bench/README), and a 10-second run holds two or three of them, so one run's p99
 # ranged 2.8-12.7 ms with the same binary.
-start_sluice
+start_server
 measure sqs-send "at half the peak rate ($((peak / 2))/s), 64 connections, $((seconds * 3)) s" "$endpoint" --connections 64 --duration $((seconds * 3)) --rate $((peak / 2))
-start_sluice
+start_server
 for c in 1 4 16 64 256; do
     measure sqs-send "$c connections" "$endpoint" --connections "$c" --duration "$seconds"
 done
-start_sluice
+start_server
 measure sqs-send-batch "16 connections, batches of 10" "$endpoint" --connections 16 --duration "$seconds"
-start_sluice
+start_server
 measure sqs-send-batch "64 connections, batches of 10" "$endpoint" --connections 64 --duration "$seconds"
-start_sluice
+start_server
 measure sqs-cycle "8 senders, 8 receivers" "$endpoint" --connections 16 --duration "$seconds"
-start_sluice
+start_server
 measure sqs-cycle "32 senders, 32 receivers" "$endpoint" --connections 64 --duration "$seconds"
 # Producers sending SendMessageBatch of 10: unpaced (the backlog grows, the consumers set
 # the rate), then paced at 6,400 requests/s over all connections (about 32,000 messages/s
 # when the consumers keep up: the send→receive latency then stays in milliseconds).
-start_sluice
+start_server
 measure sqs-cycle "32 batch senders, 32 receivers" "$endpoint" --connections 64 --duration "$seconds" --batch
-start_sluice
+start_server
 measure sqs-cycle "32 batch senders, 32 receivers, 6,400 requests/s" "$endpoint" --connections 64 --duration "$seconds" --batch --rate 6400
-start_sluice
+start_server
 measure sqs-fifo "16 connections, 16 groups" "$endpoint" --connections 16 --duration "$seconds"
-start_sluice
+start_server
 measure sns-fanout "16 connections, 10 queues" "$endpoint" --connections 16 --duration "$seconds" --queues 10
-start_sluice
+start_server
 measure sns-fanout "64 connections, 10 queues" "$endpoint" --connections 64 --duration "$seconds" --queues 10
-start_sluice
+start_server
 measure kinesis-put "8 connections, 2 shards, PutRecords of 500" "$endpoint" --connections 8 --duration "$seconds"
-start_sluice
+start_server
 measure kinesis-get "2 connections, 2 shards, 200,000 records" "$endpoint" --connections 2 --duration "$seconds" --prefill 200000
-start_sluice
+start_server
 measure firehose-put "8 connections, PutRecordBatch of 500" "$endpoint" --connections 8 --duration "$seconds"
 
 # Memory and start-up.
-start_sluice
+start_server
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
 echo "idle RSS, empty data directory: $((rss / 1024)) MiB"
-stop_sluice
+stop_server
 startup() { # label data-dir
     python3 - "$sluice" "$2" "$1" <<'EOF'
 import subprocess, sys, time, urllib.request
@@ -161,18 +136,18 @@ startup "empty data directory" "$work/startup"
 
 # A backlog of 1,000,000 messages: receive latency against a small queue's, memory, and
 # start-up (three starts; the database is in the page cache after the first).
-start_sluice
+start_server
 measure sqs-receive "backlog of 1,000 messages" "$endpoint" --connections 16 --duration "$seconds" --prefill 1000
-start_sluice
+start_server
 measure sqs-receive "backlog of 1,000,000 messages" "$endpoint" --connections 16 --duration "$seconds" --prefill 1000000
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
 echo "RSS holding 1,000,000 messages: $((rss / 1024)) MiB (high-water mark $((peak / 1024)) MiB)"
-stop_sluice
+stop_server
 for _ in 1 2 3; do startup "1,000,000 stored messages" "$work/data"; done
 
 # 10,000 idle long polls: memory, and CPU while they wait.
-start_sluice --max-concurrent-requests 20000
+SERVER_ARGS="--max-concurrent-requests 20000" start_server
 # Each connection starts its 20-second poll within the first 5 seconds (with a
 # 1-second run, a connection not yet set up when the run ended never polled: 5,600-7,300
 # of the 10,000 were open when sampled), so all are waiting from 8 to 13 seconds.
