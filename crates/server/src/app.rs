@@ -180,7 +180,8 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Accepts connections (through TLS when `tls` is given, HTTP/2 or HTTP/1.1 by ALPN) and
 /// serves each with HTTP/1.1 or HTTP/2 until shutdown, then lets open connections finish
-/// for up to 30 s. Requests go straight to [`http::handle`] through hyper: axum's router,
+/// for up to 30 s. Requests go straight to [`http::handle`], from Sluice's own HTTP/1.1
+/// loop or from hyper for what the loop hands over (`crate::http1`): axum's router,
 /// which only ever fell back to it, boxed each request's future (about 5 KiB, past
 /// glibc's thread cache) and inserted its routing extensions. (`handle` boxes its own,
 /// under 1 KiB.)
@@ -217,25 +218,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + std::os::fd::AsRawFd + Unpin + Send + 'static,
 {
     let fd = stream.as_raw_fd();
-    // `map`, not an async block holding `handle`'s future: hyper keeps one allocation of
-    // this future's size per connection, and a block would hold it twice.
-    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        use futures_util::FutureExt;
-        let client = match request.version() {
-            hyper::Version::HTTP_2 => crate::hangup::ClientSocket::unwatched(),
-            _ => crate::hangup::ClientSocket::http1(fd),
-        };
-        http::handle(state.clone(), client, request.map(axum::body::Body::new)).map(Ok::<_, std::convert::Infallible>)
-    });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    // hyper otherwise reads a connection while its request is answered, to notice the
-    // client close: each such read reserved a fresh 8 KiB buffer, as the request's bytes
-    // still shared the last one (`bench/callgrind.sh 20000 sqs-send`: 47,116 → 45,501
-    // instructions a message). A client that half-closes after its request is answered
-    // now, and a waiting long poll checks for its client's close itself (`crate::hangup`).
-    builder.http1().half_close(true);
-    let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-    let _ = drain.watch(connection).await;
+    drain.watch(crate::http1::Connection::new(stream, fd, state)).await;
 }
 
 /// SIGTERM and SIGINT, listened for from creation on: a signal that arrives before

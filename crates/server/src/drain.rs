@@ -8,7 +8,6 @@
 //! the task's waker with the connection's own `AtomicWaker` and reads one flag.
 
 use futures_util::task::AtomicWaker;
-use hyper_util::server::graceful::GracefulConnection;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -57,7 +56,12 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<C: GracefulConnection> Future for Watched<C> {
+/// A connection that can be asked to finish: answer what it has begun, then close.
+pub trait Finish: Future {
+    fn finish(self: Pin<&mut Self>);
+}
+
+impl<C: Finish> Future for Watched<C> {
     type Output = C::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
@@ -68,7 +72,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
             this.waker.register(cx.waker());
             if this.shared.draining.load(Ordering::Acquire) {
                 *this.asked = true;
-                this.connection.as_mut().graceful_shutdown();
+                this.connection.as_mut().finish();
             }
         }
         this.connection.poll(cx)
@@ -77,7 +81,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
 
 impl Drain {
     /// `connection`, asked to finish gracefully once [`Drain::shutdown`] begins.
-    pub fn watch<C: GracefulConnection>(&self, connection: C) -> Watched<C> {
+    pub fn watch<C: Finish>(&self, connection: C) -> Watched<C> {
         let shared = self.shared.clone();
         let waker = Arc::new(AtomicWaker::new());
         shared.open.fetch_add(1, Ordering::AcqRel);

@@ -1,12 +1,14 @@
 //! Whether a waiting long poll's client is still there.
 //!
-//! HTTP/1 connections are served with hyper's `half_close` on (see `app::serve_stream`),
-//! so hyper does not read a connection while its request is being answered. It used to,
-//! to notice a client that went away: a read that reserved a fresh 8 KiB buffer for
-//! every request, since the request's own bytes still shared the last one. Only a long
-//! poll waits long enough for a closed connection to matter: whatever it took for a
-//! client that has gone would be in flight to nobody until its visibility timeout. So a
-//! waiting poll looks at its socket itself each time it is about to take messages.
+//! HTTP/1 connections are not read while their request is being answered: Sluice's own
+//! loop (`crate::http1`) reads the next request only after answering this one, and
+//! hyper, which serves what the loop hands over, runs with `half_close` on. hyper used
+//! to read a connection during its request, to notice a client that went away: a read
+//! that reserved a fresh 8 KiB buffer for every request, since the request's own bytes
+//! still shared the last one. Only a long poll waits long enough for a closed connection
+//! to matter: whatever it took for a client that has gone would be in flight to nobody
+//! until its visibility timeout. So a waiting poll looks at its socket itself each time
+//! it is about to take messages.
 
 use std::os::fd::RawFd;
 
@@ -34,10 +36,11 @@ impl ClientSocket {
         let Some(fd) = self.0 else { return true };
         let mut byte = 0u8;
         // SAFETY: `fd` is the socket of the HTTP/1 connection this request came on
-        // (`app::serve_stream`), and this runs while that request is handled. hyper polls
-        // an HTTP/1 request's handling inside the connection's own future, which owns the
-        // socket (it is not spawned apart, as HTTP/2 streams are, which is why those are
-        // never looked at), so the descriptor is open and still this socket. `recv` with
+        // (`app::serve_stream`), and this runs while that request is handled. Both
+        // `http1`'s loop and hyper poll an HTTP/1 request's handling inside the
+        // connection's own future, which owns the socket (it is not spawned apart, as
+        // HTTP/2 streams are, which is why those are never looked at), so the descriptor
+        // is open and still this socket. `recv` with
         // MSG_PEEK writes at most the one byte it is given room for, and takes nothing
         // from the socket; MSG_DONTWAIT keeps it from blocking.
         let n = unsafe { libc::recv(fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };

@@ -8,6 +8,7 @@ pub mod connections;
 pub mod drain;
 pub mod hangup;
 pub mod http;
+pub mod http1;
 pub mod http_client;
 pub mod in_flight;
 pub mod os;

@@ -666,3 +666,118 @@ fn a_half_closed_client_is_answered() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(!answer.contains("\"Messages\""), "{answer}");
 }
+
+/// Everything read from `c` until the server closes it or stays silent for a second.
+fn read_until_quiet(c: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    c.set_read_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = c.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// HTTP/1.1 keep-alive on Sluice's own loop (`http1`): requests written back to back in
+/// one write are answered in order; a head and body that arrive a few bytes at a time
+/// are read whole; each answer carries its length and a Date; `Connection: close` ends
+/// the connection after its answer.
+#[test]
+fn keep_alive_requests_pipelined_split_and_closed() {
+    use std::io::Write;
+    let (_dir, s, a, addr, url) = raw_setup("pipelined");
+    let send = |body: &str| {
+        raw_sqs_request(&addr, "SendMessage", &format!(r#"{{"QueueUrl":"{url}","MessageBody":"{body}"}}"#))
+    };
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    c.write_all((send("first") + &send("second") + &send("third")).as_bytes()).unwrap();
+    let answers = read_until_quiet(&mut c);
+    assert_eq!(answers.matches("HTTP/1.1 200 OK\r\n").count(), 3, "{answers}");
+    let digests: Vec<_> =
+        ["first", "second", "third"].iter().map(|b| sluice_wire::md5::md5_hex(b.as_bytes())).collect();
+    let at = |d: &String| answers.find(d.as_str()).unwrap_or_else(|| panic!("{d} in {answers}"));
+    assert!(at(&digests[0]) < at(&digests[1]) && at(&digests[1]) < at(&digests[2]), "in order: {answers}");
+    assert!(answers.to_ascii_lowercase().contains("\r\ndate: "), "{answers}");
+    assert!(answers.to_ascii_lowercase().contains("\r\ncontent-length: "), "{answers}");
+
+    // The same connection, a request in pieces of three bytes.
+    for piece in send("in pieces").as_bytes().chunks(3) {
+        c.write_all(piece).unwrap();
+        c.flush().unwrap();
+    }
+    let answer = read_until_quiet(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(&sluice_wire::md5::md5_hex(b"in pieces")), "{answer}");
+
+    // `Connection: close`: answered, then closed (the read ends before its timeout).
+    let query = r#"{"QueueName":"pipelined"}"#;
+    let closing =
+        raw_sqs_head(&addr, "GetQueueUrl", &format!("Connection: close\r\nContent-Length: {}\r\n", query.len()))
+            + query;
+    c.write_all(closing.as_bytes()).unwrap();
+    let started = std::time::Instant::now();
+    let answer = read_until_quiet(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("QueueUrl"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(900), "closed by the server, not by the timeout");
+
+    let (status, body, _) = json_call(
+        &a,
+        &s.endpoint,
+        "GetQueueAttributes",
+        &format!(r#"{{"QueueUrl":"{url}","AttributeNames":["ApproximateNumberOfMessages"]}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["Attributes"]["ApproximateNumberOfMessages"], "4", "{body}");
+}
+
+/// Requests the loop does not take on go to hyper with the connection, from the bytes
+/// already read: HTTP/1.0, `Expect: 100-continue`, and a chunked body after a request
+/// the loop answered on the same connection.
+#[test]
+fn requests_outside_the_loop_are_served_by_hyper() {
+    use std::io::Write;
+    let (_dir, s, a, addr, url) = raw_setup("handed-over");
+    let body = format!(r#"{{"QueueUrl":"{url}","MessageBody":"one"}}"#);
+
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    let old = raw_sqs_request(&addr, "SendMessage", &body).replacen("HTTP/1.1", "HTTP/1.0", 1);
+    c.write_all(old.as_bytes()).unwrap();
+    let answer = read_until_quiet(&mut c);
+    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(&sluice_wire::md5::md5_hex(b"one")), "{answer}");
+
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    let head =
+        raw_sqs_head(&addr, "SendMessage", &format!("Expect: 100-continue\r\nContent-Length: {}\r\n", body.len()));
+    c.write_all(head.as_bytes()).unwrap();
+    let interim = read_until_quiet(&mut c);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    c.write_all(body.as_bytes()).unwrap();
+    let answer = read_until_quiet(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    c.write_all(raw_sqs_request(&addr, "SendMessage", &body).as_bytes()).unwrap();
+    assert!(read_until_quiet(&mut c).starts_with("HTTP/1.1 200"));
+    let chunked = raw_sqs_head(&addr, "SendMessage", "Transfer-Encoding: chunked\r\n");
+    c.write_all(format!("{chunked}{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).as_bytes()).unwrap();
+    let answer = read_until_quiet(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // hyper keeps the connection: one more request on it.
+    c.write_all(raw_sqs_request(&addr, "SendMessage", &body).as_bytes()).unwrap();
+    assert!(read_until_quiet(&mut c).starts_with("HTTP/1.1 200"));
+
+    let (status, attrs, _) = json_call(
+        &a,
+        &s.endpoint,
+        "GetQueueAttributes",
+        &format!(r#"{{"QueueUrl":"{url}","AttributeNames":["ApproximateNumberOfMessages"]}}"#),
+    );
+    assert_eq!(status, 200, "{attrs}");
+    assert_eq!(json(&attrs)["Attributes"]["ApproximateNumberOfMessages"], "5", "{attrs}");
+}
