@@ -406,6 +406,8 @@ fn hyper_connection<S>(stream: Prefixed<S>, fd: RawFd, listener: ListenerState) 
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // `map`, not an async block holding `handle`'s future: hyper keeps one allocation of
+    // this future's size per connection, and a block would hold it twice.
     let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         use futures_util::FutureExt;
         let client = match request.version() {
