@@ -1,5 +1,5 @@
 //! Kinesis through the official AWS SDK for Rust against the real server (in-process),
-//! including SubscribeToShard over HTTP/2 with prior knowledge.
+//! including SubscribeToShard over HTTP/2 with prior knowledge and over HTTP/1.1.
 
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
@@ -17,19 +17,21 @@ use aws_smithy_types::body::SdkBody;
 use sluice::config::Settings;
 use std::time::Duration;
 
-/// An HTTP/2-only (prior knowledge) connector: Sluice must speak h2c on its plain port.
+/// A connector speaking one HTTP version: HTTP/2 with prior knowledge (Sluice must
+/// speak h2c on its plain port) or HTTP/1.1 (served by Sluice's own loop).
 #[derive(Clone, Debug)]
-struct H2Connector {
+struct OneVersionConnector {
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, SdkBody>,
+    version: http::Version,
 }
 
-impl HttpConnector for H2Connector {
+impl HttpConnector for OneVersionConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let client = self.client.clone();
+        let (client, version) = (self.client.clone(), self.version);
         HttpConnectorFuture::new(async move {
             let request = request.try_into_http1x().map_err(|e| ConnectorError::other(e.into(), None))?;
             let response = client.request(request).await.map_err(|e| ConnectorError::io(e.into()))?;
-            assert_eq!(response.version(), http::Version::HTTP_2, "the exchange used HTTP/2");
+            assert_eq!(response.version(), version, "the exchange used {version:?}");
             let response = response.map(SdkBody::from_body_1_x);
             HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
         })
@@ -37,18 +39,19 @@ impl HttpConnector for H2Connector {
 }
 
 #[derive(Clone, Debug)]
-struct H2Client(H2Connector);
+struct OneVersionClient(OneVersionConnector);
 
-impl HttpClient for H2Client {
+impl HttpClient for OneVersionClient {
     fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
         SharedHttpConnector::new(self.0.clone())
     }
 }
 
-fn h2_client() -> SharedHttpClient {
-    let client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).http2_only(true).build_http();
-    SharedHttpClient::new(H2Client(H2Connector { client }))
+fn client_for(version: http::Version) -> SharedHttpClient {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(version == http::Version::HTTP_2)
+        .build_http();
+    SharedHttpClient::new(OneVersionClient(OneVersionConnector { client, version }))
 }
 
 fn kinesis(endpoint: &str, http: SharedHttpClient) -> aws_sdk_kinesis::Client {
@@ -126,9 +129,19 @@ async fn stream_operations_through_the_rust_sdk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_to_shard_over_http2() {
+    subscribe_to_shard_over(http::Version::HTTP_2).await;
+}
+
+/// Over HTTP/1.1 the event stream goes out chunked, from Sluice's own HTTP/1.1 loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_to_shard_over_http1() {
+    subscribe_to_shard_over(http::Version::HTTP_11).await;
+}
+
+async fn subscribe_to_shard_over(version: http::Version) {
     let dir = tempfile::tempdir().unwrap();
     let server = sluice::app::start(settings(dir.path())).await.unwrap();
-    let k = kinesis(&format!("http://{}", server.addr), h2_client());
+    let k = kinesis(&format!("http://{}", server.addr), client_for(version));
     k.create_stream().stream_name("fanout").shard_count(1).send().await.unwrap();
     let arn = k.describe_stream_summary().stream_name("fanout").send().await.unwrap();
     let arn = arn.stream_description_summary().unwrap().stream_arn().to_owned();
