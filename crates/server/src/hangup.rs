@@ -40,9 +40,9 @@ impl ClientSocket {
         // `http1`'s loop and hyper poll an HTTP/1 request's handling inside the
         // connection's own future, which owns the socket (it is not spawned apart, as
         // HTTP/2 streams are, which is why those are never looked at), so the descriptor
-        // is open and still this socket. `recv` with
-        // MSG_PEEK writes at most the one byte it is given room for, and takes nothing
-        // from the socket; MSG_DONTWAIT keeps it from blocking.
+        // is open and still this socket. `recv` with MSG_PEEK writes at most the one byte
+        // it is given room for, and takes nothing from the socket; MSG_DONTWAIT keeps it
+        // from blocking.
         let n = unsafe { libc::recv(fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
         match n {
             0 => false,

@@ -50,7 +50,7 @@ pub struct Connection<S> {
 
 enum Stage<S> {
     Loop(Serving<S>),
-    Hyper(Pin<Box<dyn Finishing>>),
+    Hyper(Pin<Box<dyn Finish<Output = ()> + Send>>),
     Done,
 }
 
@@ -132,9 +132,6 @@ where
                 Head::Unsupported => return Outcome::HandOver(stream, read),
                 Head::Partial if read.len() >= MAX_HEAD_BYTES => return Outcome::HandOver(stream, read),
                 Head::Partial => {}
-            }
-            if read.is_empty() && finishing.load(Ordering::Acquire) {
-                return Outcome::Closed;
             }
             read.reserve(READ_CHUNK);
             let idle = read.is_empty();
@@ -223,9 +220,6 @@ type HeaderPlace = (usize, usize, usize, usize);
 
 /// Parses the head at the start of `bytes`, noting where its headers are in `places`.
 fn parse_head(bytes: &[u8], places: &mut Vec<HeaderPlace>) -> Head {
-    if bytes.is_empty() {
-        return Head::Partial;
-    }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let length = match parsed.parse(bytes) {
@@ -313,15 +307,6 @@ async fn write_response<S: AsyncWrite + Unpin>(
         http_date(out);
         out.extend_from_slice(b"\r\n");
     }
-    // A 1xx, 204 or 304 answer has no body and no length (RFC 9110 §8.6); Sluice sends
-    // none of them, but a handler's answer should not be framed wrongly if it did.
-    let bodiless = status.is_informational()
-        || status == hyper::StatusCode::NO_CONTENT
-        || status == hyper::StatusCode::NOT_MODIFIED;
-    if bodiless {
-        out.extend_from_slice(b"\r\n");
-        return stream.write_all(out).await;
-    }
     match body.size_hint().exact() {
         Some(length) => {
             use std::io::Write as _;
@@ -376,11 +361,6 @@ fn http_date(out: &mut Vec<u8>) {
     });
 }
 
-/// hyper's connection, asked to finish through [`Finishing::finish`].
-trait Finishing: Future<Output = ()> + Send {
-    fn finish(self: Pin<&mut Self>);
-}
-
 pin_project_lite::pin_project! {
     struct HyperConnection<C> {
         #[pin]
@@ -395,14 +375,19 @@ impl<C: hyper_util::server::graceful::GracefulConnection> Future for HyperConnec
     }
 }
 
-impl<C: hyper_util::server::graceful::GracefulConnection + Send> Finishing for HyperConnection<C> {
+/// hyper's connection, asked to finish by its graceful shutdown.
+impl<C: hyper_util::server::graceful::GracefulConnection> Finish for HyperConnection<C> {
     fn finish(self: Pin<&mut Self>) {
         self.project().connection.graceful_shutdown();
     }
 }
 
 /// The rest of the connection served by hyper: HTTP/1.1 or HTTP/2 (by its preface).
-fn hyper_connection<S>(stream: Prefixed<S>, fd: RawFd, listener: ListenerState) -> Pin<Box<dyn Finishing>>
+fn hyper_connection<S>(
+    stream: Prefixed<S>,
+    fd: RawFd,
+    listener: ListenerState,
+) -> Pin<Box<dyn Finish<Output = ()> + Send>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -494,8 +494,9 @@ fn kinesis_records_respect_the_data_size_limit() {
     assert_eq!(put(&s.endpoint, accepted).0, 200, "writes resume without the limit");
 }
 
-/// SIGTERM closes an idle keep-alive connection at once (hyper's graceful shutdown of
-/// it), rather than waiting out the 30 seconds open connections are given to finish.
+/// SIGTERM closes an idle keep-alive connection at once (the drain finds the HTTP/1.1
+/// loop between requests), rather than waiting out the 30 seconds open connections are
+/// given to finish.
 #[test]
 fn sigterm_closes_idle_keep_alive_connections() {
     use std::io::{Read, Write};
