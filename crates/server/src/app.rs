@@ -30,6 +30,8 @@ pub struct RunningServer {
     checkpointer: std::thread::JoinHandle<()>,
     /// Dropped to stop the checkpointer.
     checkpointer_stop: std::sync::mpsc::Sender<()>,
+    /// The threads serving connections, closed once both listeners have drained.
+    loops: Arc<crate::loops::Loops>,
     store: Arc<EmbeddedStore>,
     _bucket_temp: Option<tempfile::TempDir>,
 }
@@ -41,6 +43,10 @@ impl RunningServer {
         self.serve.await?;
         if let Some(t) = self.tls_task {
             let _ = t.await;
+        }
+        // The listeners' tasks, which held the other references, have ended.
+        if let Ok(loops) = Arc::try_unwrap(self.loops) {
+            let _ = tokio::task::spawn_blocking(move || loops.close()).await;
         }
         let _ = self.workers.await;
         let _ = self.delivery.await;
@@ -120,6 +126,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         in_flight: crate::in_flight::InFlight::new(settings.max_concurrent_requests),
     });
     let connection_slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let loops = Arc::new(crate::loops::Loops::per_core().context("cannot start the threads serving connections")?);
     let tls = match &settings.tls {
         Some((addr, source)) => {
             let config = crate::tls::server_config(source)?;
@@ -133,6 +140,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
                     Some(tokio_rustls::TlsAcceptor::from(config)),
                     (state.clone(), "https"),
                     shutdown_rx.clone(),
+                    loops.clone(),
                 )),
             ))
         }
@@ -151,6 +159,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         None,
         (state.clone(), "http"),
         shutdown_rx,
+        loops.clone(),
     ));
     let (tls_addr, tls_task) = match tls {
         Some((a, t)) => (Some(a), Some(t)),
@@ -167,6 +176,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         firehose_worker,
         checkpointer,
         checkpointer_stop,
+        loops,
         store,
         _bucket_temp: bucket_temp,
     })
@@ -179,32 +189,51 @@ const DEFAULT_MOVE_RATE: u64 = 500;
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Accepts connections (through TLS when `tls` is given, HTTP/2 or HTTP/1.1 by ALPN) and
-/// serves each with HTTP/1.1 or HTTP/2 until shutdown, then lets open connections finish
-/// for up to 30 s. Requests go straight to [`http::handle`], from Sluice's own HTTP/1.1
-/// loop or from hyper for what the loop hands over (`crate::http1`): axum's router,
-/// which only ever fell back to it, boxed each request's future (about 5 KiB, past
-/// glibc's thread cache) and inserted its routing extensions. (`handle` boxes its own,
-/// under 1 KiB.)
+/// hands each to one of `loops`, which serves it with HTTP/1.1 or HTTP/2 until shutdown,
+/// then lets open connections finish for up to 30 s. Requests go straight to
+/// [`http::handle`], from Sluice's own HTTP/1.1 loop or from hyper for what the loop hands
+/// over (`crate::http1`): axum's router, which only ever fell back to it, boxed each
+/// request's future (about 5 KiB, past glibc's thread cache) and inserted its routing
+/// extensions. (`handle` boxes its own, under 1 KiB.)
 async fn serve_connections(
     listener: crate::connections::CappedListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: http::ListenerState,
     mut shutdown: watch::Receiver<bool>,
+    loops: Arc<crate::loops::Loops>,
 ) {
     let drain = crate::drain::Drain::default();
     loop {
         tokio::select! {
             (tcp, _) = crate::connections::accept(&listener.listener, &listener.slots) => {
-                let (state, drain) = (state.clone(), drain.clone());
-                // Two spawns, not one future with both arms: a task is as large as its
-                // future, and a plain connection would carry the TLS arm's 4.4 KB.
-                match tls.clone() {
-                    Some(acceptor) => tokio::spawn(async move {
-                        let Ok(stream) = acceptor.accept(tcp).await else { return };
-                        serve_stream(stream, state, drain).await;
-                    }),
-                    None => tokio::spawn(serve_stream(tcp, state, drain)),
+                let (tcp, slot) = tcp.into_parts();
+                // Out of this runtime's reactor, into the loop's.
+                let socket = match tcp.into_std() {
+                    Ok(socket) => socket,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not hand a connection over");
+                        continue;
+                    }
                 };
+                let (state, drain, tls) = (state.clone(), drain.clone(), tls.clone());
+                loops.hand(move || {
+                    let tcp = match tokio::net::TcpStream::from_std(socket) {
+                        Ok(tcp) => crate::connections::Counted::new(tcp, slot),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not take a connection over");
+                            return Box::pin(async {});
+                        }
+                    };
+                    // Two futures, not one with both arms: a task is as large as its
+                    // future, and a plain connection would carry the TLS arm's 4.4 KB.
+                    match tls {
+                        Some(acceptor) => Box::pin(async move {
+                            let Ok(stream) = acceptor.accept(tcp).await else { return };
+                            serve_stream(stream, state, drain).await;
+                        }),
+                        None => Box::pin(serve_stream(tcp, state, drain)),
+                    }
+                });
             }
             _ = shutdown.changed() => break,
         }

@@ -19,6 +19,12 @@ impl<S> Counted<S> {
     pub fn new(stream: S, slot: OwnedSemaphorePermit) -> Counted<S> {
         Counted { stream, _slot: slot }
     }
+
+    /// The stream and its slot, to be counted again as another stream (the same socket
+    /// moved to another runtime).
+    pub fn into_parts(self) -> (S, OwnedSemaphorePermit) {
+        (self.stream, self._slot)
+    }
 }
 
 impl<S: std::os::fd::AsRawFd> std::os::fd::AsRawFd for Counted<S> {

@@ -11,5 +11,6 @@ pub mod http;
 pub mod http1;
 pub mod http_client;
 pub mod in_flight;
+pub mod loops;
 pub mod os;
 pub mod tls;
