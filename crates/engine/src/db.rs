@@ -2,6 +2,7 @@
 //! commit (which appends a group's records to the record log before its transaction),
 //! and read connections.
 
+use crate::ack_route::{Ack, AckRoute, Routed};
 use crate::at_rest::{Sealer, StoredText};
 use crate::faults::Countdown;
 use crate::group_digest;
@@ -408,6 +409,8 @@ pub struct WriteItem {
     /// ahead of the commit (such as FIFO deduplication entries).
     pub on_failure: Option<CommitHook>,
     pub done: Option<oneshot::Sender<Acknowledged>>,
+    /// Where `done` is answered: the submitting thread's route, set by `submit`.
+    pub(crate) route: Option<Arc<dyn AckRoute>>,
 }
 
 impl WriteItem {
@@ -570,7 +573,10 @@ impl Database {
         ))
     }
 
-    pub fn submit(&self, item: WriteItem) -> Result<(), StoreError> {
+    pub fn submit(&self, mut item: WriteItem) -> Result<(), StoreError> {
+        if item.done.is_some() {
+            item.route = crate::ack_route::this_threads_route();
+        }
         self.writer.push(item).map_err(|_| StoreError::Internal("store is shut down".into()))
     }
 
@@ -589,6 +595,7 @@ impl Database {
                 let _ = failed.send(false);
             })),
             done: None,
+            route: None,
         })?;
         match answer.recv() {
             Ok(true) => Ok(()),
@@ -885,15 +892,21 @@ fn finish(
         Err(e) => tracing::error!(error = %e, "group commit failed; {} writes rejected", batch.len()),
     }
     let result = result.map(|_| ());
+    let mut routed = Routed::default();
     for item in batch {
         let hook = if result.is_ok() { item.on_commit } else { item.on_failure };
         if let Some(hook) = hook {
             hook();
         }
         if let Some(done) = item.done {
-            let _ = done.send((result.clone(), item.ops));
+            let ack = Ack { done, answer: (result.clone(), item.ops) };
+            match item.route {
+                Some(route) => routed.hold(route, ack),
+                None => ack.send(),
+            }
         }
     }
+    routed.deliver();
     LOGGED.with(|l| l.borrow_mut().clear());
 }
 
@@ -1736,7 +1749,7 @@ mod tests {
         let (commits, _checkpoints) = mpsc::sync_channel(1);
         let item = |ops: Vec<SqlOp>| {
             let (tx, rx) = oneshot::channel();
-            (WriteItem { ops, on_commit: None, on_failure: None, done: Some(tx) }, rx)
+            (WriteItem { ops, on_commit: None, on_failure: None, done: Some(tx), route: None }, rx)
         };
         let chunk = |first_index: u64, bytes: usize| RecordChunk {
             kind: ChunkKind::KinesisShard,

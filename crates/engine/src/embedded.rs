@@ -763,7 +763,7 @@ impl EmbeddedStore {
         on_failure: Option<CommitHook>,
     ) -> Result<Durable<T>, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.db.submit(WriteItem { ops, on_commit, on_failure, done: Some(tx) })?;
+        self.db.submit(WriteItem { ops, on_commit, on_failure, done: Some(tx), route: None })?;
         Ok(Durable { value, commit: Some(rx), settle: None })
     }
 

@@ -1,6 +1,7 @@
 //! Sluice's storage engine: the domain-level `Store` trait and its embedded backend
 //! (in-memory indexes over SQLite, one writer thread with group commit).
 
+pub mod ack_route;
 pub mod at_rest;
 pub mod background;
 pub mod clock;

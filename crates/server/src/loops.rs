@@ -11,10 +11,11 @@
 //! bench/README, "One runtime per core"). What a connection gives up is being moved to an
 //! idle core: connections are spread by count, not by load.
 
+use sluice_engine::ack_route::{Ack, AckRoute};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// Work handed to a loop: called on the loop's thread, inside its runtime (where a
@@ -42,6 +43,45 @@ impl Drop for Open {
     }
 }
 
+/// The writer's answers to the writes of one loop's requests, sent on the loop's thread
+/// (`sluice_engine::ack_route`): a task woken there costs no system call, where each
+/// woken from the writer's thread cost a `write` to the runtime's eventfd.
+#[derive(Default)]
+struct LoopAcks {
+    waiting: Mutex<Vec<Ack>>,
+    arrived: tokio::sync::Notify,
+}
+
+impl AckRoute for LoopAcks {
+    fn deliver(&self, mut acks: Vec<Ack>) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let first = waiting.is_empty();
+        if first {
+            std::mem::swap(&mut *waiting, &mut acks);
+        } else {
+            waiting.append(&mut acks);
+        }
+        drop(waiting);
+        // Later ones find the task already told.
+        if first {
+            self.arrived.notify_one();
+        }
+    }
+}
+
+impl LoopAcks {
+    /// Sends each answer delivered, on this loop's thread, until the loop stops.
+    async fn send_as_they_come(self: Arc<Self>) {
+        loop {
+            self.arrived.notified().await;
+            let taken = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+            for ack in taken {
+                ack.send();
+            }
+        }
+    }
+}
+
 impl Loops {
     /// Starts `n` (at least one) loops.
     pub fn start(n: usize) -> std::io::Result<Loops> {
@@ -51,9 +91,12 @@ impl Loops {
             let (hand, mut handed) = mpsc::unbounded_channel::<Connection>();
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let thread = std::thread::Builder::new().name(format!("sluice-http-{i}")).spawn(move || {
+                let acks = Arc::new(LoopAcks::default());
+                sluice_engine::ack_route::route_this_threads_acks(acks.clone());
                 // Ends once every sender is gone; connections still open are dropped
                 // with the runtime (the drain has had its time by then).
                 runtime.block_on(async move {
+                    tokio::spawn(acks.send_as_they_come());
                     while let Some(connection) = handed.recv().await {
                         tokio::spawn(connection());
                     }
