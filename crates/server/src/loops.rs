@@ -4,12 +4,13 @@
 //! work.
 //!
 //! On tokio's multi-threaded scheduler a worker that gets a task (a request woken by the
-//! writer thread's commit, a socket turning readable) wakes an idle sibling to steal it;
-//! on this project's 2-core VM a wake-up across cores is an interrupt through the host,
-//! and half of them found nothing to steal. With each connection on one thread,
-//! `sqs-send` went from 64–71k to 72–84k messages a second (64 and 256 connections,
-//! bench/README, "One runtime per core"). What a connection gives up is being moved to an
-//! idle core: connections are spread by count, not by load.
+//! writer thread's commit, a socket turning readable) may wake an idle sibling to steal
+//! it, and on this project's 2-core VM a wake-up across cores goes through the host. With
+//! each connection on one thread, `sqs-send` went from 62.7–70.9k to 68.9–81.1k messages a
+//! second (64 and 256 connections side by side; bench/README, "One runtime per core").
+//! What a connection gives up is being moved to an idle core: connections are spread by
+//! count, not by load. Each loop also takes the writer's answers to its requests in bulk
+//! (`LoopAcks`).
 
 use sluice_engine::ack_route::{Ack, AckRoute};
 use std::future::Future;
