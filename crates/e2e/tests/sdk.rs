@@ -709,3 +709,56 @@ async fn sigv4_authentication_with_the_sdk() {
     assert_eq!(code(&e), "SignatureDoesNotMatch");
     server.stop().await.unwrap();
 }
+
+/// A short poll of a standard queue with 120,000 messages in flight is refused with
+/// OverLimit as the SDK models it; a long poll is not (`crates/services/tests/sqs_in_flight.rs`
+/// checks the edges of the quota on the store directly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_poll_at_the_in_flight_quota_is_over_limit() {
+    const QUOTA: usize = 120_000;
+    const TASKS: usize = 64;
+    let t = TestServer::start().await;
+    let url = t.client.create_queue().queue_name("busy").send().await.unwrap().queue_url.unwrap();
+    // Each task sends its share in batches of ten, then receives as many, hidden for 12 h.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let (c, url) = (t.client.clone(), url.clone());
+        tasks.spawn(async move {
+            let rounds = QUOTA / 10 / TASKS + 1;
+            for _ in 0..rounds {
+                let mut batch = c.send_message_batch().queue_url(&url);
+                for i in 0..10 {
+                    let entry = SendMessageBatchRequestEntry::builder().id(format!("m{i}")).message_body("x");
+                    batch = batch.entries(entry.build().unwrap());
+                }
+                assert_eq!(batch.send().await.unwrap().successful.len(), 10);
+            }
+            rounds * 10
+        });
+    }
+    let sent: usize = tasks.join_all().await.into_iter().sum();
+    assert!(sent > QUOTA);
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let (c, url) = (t.client.clone(), url.clone());
+        let rounds = QUOTA / 10 / TASKS + usize::from(task < QUOTA / 10 % TASKS);
+        tasks.spawn(async move {
+            for _ in 0..rounds {
+                let got = c.receive_message().queue_url(&url).max_number_of_messages(10).visibility_timeout(43_200);
+                assert_eq!(got.send().await.unwrap().messages().len(), 10);
+            }
+        });
+    }
+    tasks.join_all().await;
+
+    let err = t.client.receive_message().queue_url(&url).send().await.unwrap_err().into_service_error();
+    assert!(err.is_over_limit(), "{err:?}");
+    assert_eq!(code(&err), "OverLimit");
+    assert_eq!(
+        aws_sdk_sqs::error::ProvideErrorMetadata::message(&err),
+        Some("The maximum number of in flight messages (120000) has been reached for queue busy.")
+    );
+    let long = t.client.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1);
+    assert_eq!(long.send().await.unwrap().messages().len(), 10, "the visible ones, past the quota");
+    t.stop().await;
+}

@@ -12,18 +12,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// A connection that frees its slot when dropped.
 pub struct Counted<S> {
     stream: S,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 }
 
 impl<S> Counted<S> {
     pub fn new(stream: S, slot: OwnedSemaphorePermit) -> Counted<S> {
-        Counted { stream, _slot: slot }
+        Counted { stream, slot }
     }
 
     /// The stream and its slot, to be counted again as another stream (the same socket
     /// moved to another runtime).
     pub fn into_parts(self) -> (S, OwnedSemaphorePermit) {
-        (self.stream, self._slot)
+        (self.stream, self.slot)
     }
 }
 

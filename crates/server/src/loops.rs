@@ -24,7 +24,8 @@ use tokio::sync::mpsc;
 pub type Connection = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 struct Loop {
-    hand: mpsc::UnboundedSender<Connection>,
+    /// Each connection with the count it is in, which falls when its future ends.
+    hand: mpsc::UnboundedSender<(Connection, Open)>,
     /// Connections handed to this loop and not yet finished.
     open: Arc<AtomicUsize>,
 }
@@ -89,7 +90,7 @@ impl Loops {
         let mut loops = Vec::new();
         let mut threads = Vec::new();
         for i in 0..n.max(1) {
-            let (hand, mut handed) = mpsc::unbounded_channel::<Connection>();
+            let (hand, mut handed) = mpsc::unbounded_channel::<(Connection, Open)>();
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let thread = std::thread::Builder::new().name(format!("sluice-http-{i}")).spawn(move || {
                 let acks = Arc::new(LoopAcks::default());
@@ -98,8 +99,12 @@ impl Loops {
                 // with the runtime (the drain has had its time by then).
                 runtime.block_on(async move {
                     tokio::spawn(acks.send_as_they_come());
-                    while let Some(connection) = handed.recv().await {
-                        tokio::spawn(connection());
+                    while let Some((connection, open)) = handed.recv().await {
+                        let serving = connection();
+                        tokio::spawn(async move {
+                            let _open = open;
+                            serving.await;
+                        });
                     }
                 });
             })?;
@@ -118,20 +123,14 @@ impl Loops {
     pub fn hand(&self, connection: impl FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static) {
         let Some(chosen) = self.loops.iter().min_by_key(|l| l.open.load(Ordering::Relaxed)) else { return };
         chosen.open.fetch_add(1, Ordering::Relaxed);
-        let open = Open(chosen.open.clone());
-        let counted: Connection = Box::new(move || {
-            let serving = connection();
-            Box::pin(async move {
-                let _open = open;
-                serving.await;
-            })
-        });
-        // A loop's thread only ends after `close`, which takes `self`.
-        let _ = chosen.hand.send(counted);
+        // A loop's thread only ends after `close`, which takes `self`; were the send to
+        // fail, dropping the pair would give the count back.
+        let _ = chosen.hand.send((Box::new(connection), Open(chosen.open.clone())));
     }
 
     /// Connections handed to each loop and still open.
-    pub fn open_connections(&self) -> Vec<usize> {
+    #[cfg(test)]
+    fn open_connections(&self) -> Vec<usize> {
         self.loops.iter().map(|l| l.open.load(Ordering::Relaxed)).collect()
     }
 

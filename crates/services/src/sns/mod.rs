@@ -1097,8 +1097,8 @@ impl SnsService {
             }
         }
         // Only a publish that buffered records tells the delivery worker: it runs on
-        // another runtime, and a wake-up there for every publish cost sns-fanout 12% at
-        // 16 connections.
+        // another runtime, and a wake-up there for every publish cost that runtime's
+        // worker 5-6 µs a publish in sns-fanout.
         let buffered = !firehose_pending.is_empty();
         for d in firehose_pending {
             d.wait().await.map_err(internal)?;
