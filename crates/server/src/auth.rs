@@ -3,7 +3,7 @@
 //! request's SigV4 signature against the configured credentials and acts as the
 //! credential's account. `/health` and `/_sluice/*` stay open.
 
-use axum::http::request::Parts;
+use crate::head::RequestHead;
 use sluice_services::iam::{Caller, Policy, Principal};
 use sluice_wire::sigv4::{self, SigError};
 use sluice_wire::AwsError;
@@ -99,16 +99,16 @@ fn unknown_key() -> AwsError {
 /// Verifies the request's signature; the credential it was signed with.
 pub fn authenticate<'a>(
     credentials: &'a BTreeMap<String, Credential>,
-    parts: &Parts,
+    parts: &RequestHead,
     body: &[u8],
     now_secs: i64,
 ) -> Result<&'a Credential, AwsError> {
     let mut headers: Vec<(String, String)> = parts
         .headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .each()
+        .map(|(k, v)| (String::from_utf8_lossy(k).to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned()))
         .collect();
-    if !parts.headers.contains_key("host") {
+    if parts.headers.get("host").is_none() {
         // HTTP/2 carries the host as :authority, which clients sign as `host`.
         if let Some(authority) = parts.uri.authority() {
             headers.push(("host".into(), authority.to_string()));

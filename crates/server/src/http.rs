@@ -3,8 +3,9 @@
 //! and errors per protocol.
 
 use crate::hangup::ClientSocket;
+use crate::head::{visible_text, Headers, RequestBody, RequestHead};
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use axum::http::{header, HeaderValue, Method, Response, StatusCode};
 use futures_util::future::{ready, Either, FutureExt};
 use serde_json::Value;
 use sluice_services::sns::SnsService;
@@ -35,14 +36,10 @@ fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-const X_AMZ_TARGET: header::HeaderName = header::HeaderName::from_static("x-amz-target");
-const X_AMZN_TRACE_ID: header::HeaderName = header::HeaderName::from_static("x-amzn-trace-id");
-
 /// The headers routing and the request's context read, each the first of its name, as
 /// `HeaderMap::get` gives it. Found in one pass over the request's dozen headers rather
-/// than by five lookups, each hashing its name and probing the map (with the request id
-/// kept by value, not in a `String`: 44,817 → 44,360 instructions a SendMessage,
-/// `bench/callgrind.sh`).
+/// than by five lookups (with the request id kept by value, not in a `String`: 44,817 →
+/// 44,360 instructions a SendMessage, `bench/callgrind.sh`).
 struct RoutingHeaders<'a> {
     target: Option<&'a str>,
     content_type: Option<&'a str>,
@@ -52,39 +49,38 @@ struct RoutingHeaders<'a> {
 }
 
 impl<'a> RoutingHeaders<'a> {
-    fn of(headers: &'a HeaderMap) -> Self {
-        let [mut target, mut content_type, mut host, mut trace, mut authorization] = [None::<&HeaderValue>; 5];
-        for (name, value) in headers {
-            let slot = if *name == header::HOST {
+    fn of(headers: &'a Headers) -> Self {
+        let [mut target, mut content_type, mut host, mut trace, mut authorization] = [None::<&[u8]>; 5];
+        for (name, value) in headers.each() {
+            let slot = if name.eq_ignore_ascii_case(b"host") {
                 &mut host
-            } else if *name == header::CONTENT_TYPE {
+            } else if name.eq_ignore_ascii_case(b"content-type") {
                 &mut content_type
-            } else if *name == header::AUTHORIZATION {
+            } else if name.eq_ignore_ascii_case(b"authorization") {
                 &mut authorization
-            } else if *name == X_AMZ_TARGET {
+            } else if name.eq_ignore_ascii_case(b"x-amz-target") {
                 &mut target
-            } else if *name == X_AMZN_TRACE_ID {
+            } else if name.eq_ignore_ascii_case(b"x-amzn-trace-id") {
                 &mut trace
             } else {
                 continue;
             };
             slot.get_or_insert(value);
         }
-        // As text, `None` when not visible ASCII, as `HeaderValue::to_str` says.
-        let text = |value: Option<&'a HeaderValue>| value.and_then(|v| v.to_str().ok());
+        let text = |value: Option<&'a [u8]>| value.and_then(visible_text);
         RoutingHeaders {
             target: text(target),
             content_type: text(content_type),
             host: text(host),
             trace: text(trace),
-            authorization: authorization.map(HeaderValue::as_bytes),
+            authorization,
         }
     }
 }
 
 /// A request's id: a uuid in its hyphenated text, kept by value.
 #[derive(Clone, Copy)]
-struct RequestId([u8; uuid::fmt::Hyphenated::LENGTH]);
+pub struct RequestId([u8; uuid::fmt::Hyphenated::LENGTH]);
 
 impl RequestId {
     fn new() -> RequestId {
@@ -93,7 +89,7 @@ impl RequestId {
         RequestId(text)
     }
 
-    fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         // Hex digits and hyphens, as `encode_lower` wrote them.
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
@@ -186,30 +182,77 @@ pub type ListenerState = (Arc<AppState>, &'static str);
 pub fn handle(
     listener: ListenerState,
     client: ClientSocket,
-    request: Request<Body>,
-) -> impl Future<Output = Response<Body>> + Send {
-    let (parts, body) = request.into_parts();
+    head: RequestHead,
+    body: RequestBody,
+) -> impl Future<Output = Reply> + Send {
     // Combinators rather than async blocks: a block that awaits a future it holds keeps
     // it twice (as its capture and as the awaited value).
-    let handling = Box::pin(read_request(listener, client, parts, body, RequestId::new()).then(|read| match read {
+    let handling = Box::pin(read_request(listener, client, head, body, RequestId::new()).then(|read| match read {
         Read::Incoming(state, incoming) => Either::Left(dispatch(state, incoming)),
-        Read::Answered(response) => Either::Right(ready(Answer::Now(response))),
+        Read::Answered(response) => Either::Right(ready(Answer::from(response))),
     }));
     handling.then(|answer| match answer {
-        Answer::Now(response) => Either::Left(ready(response)),
+        Answer::Now(reply) => Either::Left(ready(reply)),
         Answer::AfterWait(waiting) => Either::Right(waiting),
     })
 }
 
 /// A request's answer, or the wait that will give it.
 enum Answer {
-    Now(Response<Body>),
-    AfterWait(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+    Now(Reply),
+    AfterWait(Pin<Box<dyn Future<Output = Reply> + Send>>),
 }
 
 impl From<Response<Body>> for Answer {
     fn from(response: Response<Body>) -> Self {
-        Answer::Now(response)
+        Answer::Now(Reply::Built(response))
+    }
+}
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Self {
+        Answer::Now(reply)
+    }
+}
+
+/// A request's answer.
+pub enum Reply {
+    /// 200 with a JSON body, the content type and the request id header: the answer of
+    /// most JSON requests, which the HTTP/1.1 loop writes as it is, with no `Response`
+    /// and `HeaderMap` made for it (five allocations and 1,200 instructions a
+    /// SendMessage, `bench/callgrind.sh`).
+    Json {
+        body: Vec<u8>,
+        content_type: &'static str,
+        id: RequestId,
+    },
+    Built(Response<Body>),
+}
+
+impl From<Response<Body>> for Reply {
+    fn from(response: Response<Body>) -> Self {
+        Reply::Built(response)
+    }
+}
+
+impl Reply {
+    /// As hyper writes it. Built on the response itself rather than through
+    /// `Response::builder`, whose checked steps move the whole head from closure to
+    /// closure (1,222 instructions a SendMessage against 1,448).
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            Reply::Json { body, content_type, id } => {
+                let mut response = Response::new(Body::from(body));
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                // A request id is ours, a uuid: always a valid header value.
+                if let Ok(id) = HeaderValue::from_str(id.as_str()) {
+                    headers.insert(REQUEST_ID, id);
+                }
+                response
+            }
+            Reply::Built(response) => response,
+        }
     }
 }
 
@@ -250,8 +293,8 @@ struct Route {
 async fn read_request(
     (state, scheme): ListenerState,
     client: ClientSocket,
-    parts: axum::http::request::Parts,
-    body: Body,
+    parts: RequestHead,
+    body: RequestBody,
     id: RequestId,
 ) -> Read {
     let request_id = id.as_str();
@@ -364,7 +407,7 @@ async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
     let Route { protocol, target, query_params, scope_service } = route;
     let request_id = id.as_str();
 
-    Answer::Now(match protocol {
+    Answer::from(match protocol {
         Protocol::Cbor => {
             let action = target
                 .as_deref()
@@ -416,8 +459,8 @@ async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
                 if let Some(sending) = sending {
                     let result = sending.await;
                     return match result {
-                        Ok(body) => json_response(body, content_type, request_id),
-                        Err(e) => error_response(&protocol, &e, request_id),
+                        Ok(body) => Reply::Json { body, content_type, id },
+                        Err(e) => error_response(&protocol, &e, request_id).into(),
                     }
                     .into();
                 }
@@ -438,7 +481,7 @@ async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
             }
             if target == "AmazonSQS.ReceiveMessage" {
                 let receiving = Box::pin(state.sqs.start_receive(&ctx, input, false)).await;
-                let render = move |r: &Received, id: &str| Ok(json_response(r.json_body()?, content_type, id));
+                let render = move |r: &Received, id| Ok(Reply::Json { body: r.json_body()?, content_type, id });
                 return receive_answer(receiving, protocol, id, permit, client, render);
             }
             let to_json = |v: Value| serde_json::to_vec(&v).unwrap_or_default();
@@ -453,7 +496,7 @@ async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
                 _ => Err(errors::unknown_operation(&target, false)),
             };
             match result {
-                Ok(body) => json_response(body, content_type, request_id),
+                Ok(body) => return Reply::Json { body, content_type, id }.into(),
                 Err(e) => error_response(&protocol, &e, request_id),
             }
         }
@@ -496,8 +539,9 @@ async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
             if action == "ReceiveMessage" {
                 let receiving = Box::pin(state.sqs.start_receive(&ctx, input, true)).await;
                 let state = state.clone();
-                let render =
-                    move |r: &Received, id: &str| Ok(sqs_query_response(&state, "ReceiveMessage", &r.output()?, id));
+                let render = move |r: &Received, id: RequestId| {
+                    Ok(sqs_query_response(&state, "ReceiveMessage", &r.output()?, id.as_str()).into())
+                };
                 return receive_answer(receiving, protocol, id, permit, client, render);
             }
             match Box::pin(state.sqs.handle(&ctx, &action, input, true)).await {
@@ -526,11 +570,11 @@ fn receive_answer<R>(
     render: R,
 ) -> Answer
 where
-    R: Fn(&Received, &str) -> Result<Response<Body>, AwsError> + Send + 'static,
+    R: Fn(&Received, RequestId) -> Result<Reply, AwsError> + Send + 'static,
 {
     let respond = move |received: Result<Received, AwsError>| {
         let request_id = id.as_str();
-        received.and_then(|r| render(&r, request_id)).unwrap_or_else(|e| error_response(&protocol, &e, request_id))
+        received.and_then(|r| render(&r, id)).unwrap_or_else(|e| error_response(&protocol, &e, request_id).into())
     };
     match receiving {
         Ok(Receiving::Waiting(poll)) => {
@@ -594,8 +638,12 @@ const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-amzn-r
 /// in one frame (a request's usual case) is that frame's bytes, with no copy; axum's
 /// `to_bytes` gathered every body through a queue of frames and copied it out, 1,224
 /// instructions a SendMessage (`bench/callgrind.sh`).
-async fn read_body(mut body: Body, limit: usize) -> Option<bytes::Bytes> {
+async fn read_body(body: RequestBody, limit: usize) -> Option<bytes::Bytes> {
     use http_body_util::BodyExt;
+    let mut body = match body {
+        RequestBody::Whole(bytes) => return (bytes.len() <= limit).then_some(bytes),
+        RequestBody::Streaming(body) => body,
+    };
     if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
         return None;
     }
@@ -616,20 +664,6 @@ async fn read_body(mut body: Body, limit: usize) -> Option<bytes::Bytes> {
         }
     }
     Some(first.unwrap_or_else(|| joined.into()))
-}
-
-/// Built on the response itself rather than through `Response::builder`, whose checked
-/// steps move the whole head from closure to closure: 1,222 instructions a SendMessage
-/// against 1,448, the header map's allocation and inserts included (`bench/callgrind.sh`).
-fn json_response(body: Vec<u8>, content_type: &'static str, request_id: &str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    // A request id is ours, a uuid: always a valid header value.
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert(REQUEST_ID, id);
-    }
-    response
 }
 
 fn error_response(protocol: &Protocol, e: &AwsError, request_id: &str) -> Response<Body> {

@@ -14,7 +14,8 @@
 
 use crate::drain::Finish;
 use crate::hangup::ClientSocket;
-use crate::http::{self, ListenerState, MAX_BODY_BYTES};
+use crate::head::{HeaderPlace, Headers, RequestBody, RequestHead};
+use crate::http::{self, ListenerState, Reply, MAX_BODY_BYTES};
 use axum::body::Body;
 use bytes::{Buf, BytesMut};
 use http_body_util::BodyExt as _;
@@ -156,12 +157,10 @@ where
                 Ok(_) => {}
             }
         }
-        // The head's values and path are slices of its bytes, as hyper makes them, not
-        // copies: one allocation fewer per header.
         let head_bytes = read.split_to(head.length).freeze();
-        let body = read.split_to(head.content_length).freeze();
-        let Some(request) = head.request(&places, head_bytes, Body::from(body)) else { return Outcome::Closed };
-        let response = http::handle(listener.clone(), ClientSocket::http1(fd), request).await;
+        let body = RequestBody::Whole(read.split_to(head.content_length).freeze());
+        let Some(request) = head.request_head(&places, head_bytes) else { return Outcome::Closed };
+        let response = http::handle(listener.clone(), ClientSocket::http1(fd), request, body).await;
         out.clear();
         if write_response(response, &mut out, &mut stream).await.is_err() || head.close {
             return Outcome::Closed;
@@ -190,21 +189,12 @@ struct ParsedHead {
 }
 
 impl ParsedHead {
-    /// The request, from the head's own bytes. `None` only for a head httparse took
-    /// and `http` refuses, which their rules for names, values and paths rule out.
-    fn request(&self, headers: &[HeaderPlace], head: bytes::Bytes, body: Body) -> Option<hyper::Request<Body>> {
-        let mut request = hyper::Request::new(body);
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = hyper::Uri::from_maybe_shared(head.slice(self.path.0..self.path.1)).ok()?;
-        *request.version_mut() = hyper::Version::HTTP_11;
-        let map = request.headers_mut();
-        map.reserve(headers.len());
-        for &(name, name_end, value, value_end) in headers {
-            let name = hyper::header::HeaderName::from_bytes(&head[name..name_end]).ok()?;
-            let value = hyper::header::HeaderValue::from_maybe_shared(head.slice(value..value_end)).ok()?;
-            map.append(name, value);
-        }
-        Some(request)
+    /// The request's head, on the head's own bytes (the path and the headers are slices
+    /// of them, not copies). `None` only for a path httparse took and `http` refuses,
+    /// which their rules rule out.
+    fn request_head(&self, headers: &[HeaderPlace], head: bytes::Bytes) -> Option<RequestHead> {
+        let uri = hyper::Uri::from_maybe_shared(head.slice(self.path.0..self.path.1)).ok()?;
+        Some(RequestHead { method: self.method.clone(), uri, headers: Headers::Raw { head, places: headers.into() } })
     }
 }
 
@@ -214,9 +204,6 @@ enum Head {
     /// Not one for the loop: hyper takes the connection.
     Unsupported,
 }
-
-/// A header's name and value as offsets into its head: start and end of each.
-type HeaderPlace = (usize, usize, usize, usize);
 
 /// Parses the head at the start of `bytes`, noting where its headers are in `places`.
 fn parse_head(bytes: &[u8], places: &mut Vec<HeaderPlace>) -> Head {
@@ -279,13 +266,26 @@ fn parse_head(bytes: &[u8], places: &mut Vec<HeaderPlace>) -> Head {
     Head::Complete(head)
 }
 
-/// Writes `response` to `stream` through `out`: the head, then a body of known length
-/// in the same write, or a streamed body chunk by chunk.
-async fn write_response<S: AsyncWrite + Unpin>(
-    response: hyper::Response<Body>,
-    out: &mut Vec<u8>,
-    stream: &mut S,
-) -> std::io::Result<()> {
+/// Writes `reply` to `stream` through `out`: the head, then a body of known length in
+/// the same write, or a streamed body chunk by chunk.
+async fn write_response<S: AsyncWrite + Unpin>(reply: Reply, out: &mut Vec<u8>, stream: &mut S) -> std::io::Result<()> {
+    let response = match reply {
+        // The head `Reply::into_response` gives, as the arm below writes it.
+        Reply::Json { body, content_type, id } => {
+            use std::io::Write as _;
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: ");
+            out.extend_from_slice(content_type.as_bytes());
+            out.extend_from_slice(b"\r\nx-amzn-requestid: ");
+            out.extend_from_slice(id.as_str().as_bytes());
+            out.extend_from_slice(b"\r\ndate: ");
+            http_date(out);
+            // Writing into a Vec does not fail.
+            let _ = write!(out, "\r\ncontent-length: {}\r\n\r\n", body.len());
+            out.extend_from_slice(&body);
+            return stream.write_all(out).await;
+        }
+        Reply::Built(response) => response,
+    };
     let (parts, mut body) = response.into_parts();
     let status = parts.status;
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -399,7 +399,11 @@ where
             hyper::Version::HTTP_2 => ClientSocket::unwatched(),
             _ => ClientSocket::http1(fd),
         };
-        http::handle(listener.clone(), client, request.map(Body::new)).map(Ok::<_, std::convert::Infallible>)
+        let (parts, body) = request.into_parts();
+        let head = RequestHead { method: parts.method, uri: parts.uri, headers: Headers::Map(parts.headers) };
+        let body = RequestBody::Streaming(Body::new(body));
+        http::handle(listener.clone(), client, head, body)
+            .map(|reply| Ok::<_, std::convert::Infallible>(reply.into_response()))
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     // hyper otherwise reads a connection while its request is answered, to notice the

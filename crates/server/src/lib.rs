@@ -7,6 +7,7 @@ pub mod config;
 pub mod connections;
 pub mod drain;
 pub mod hangup;
+pub mod head;
 pub mod http;
 pub mod http1;
 pub mod http_client;

@@ -753,6 +753,16 @@ fn requests_outside_the_loop_are_served_by_hyper() {
     let answer = read_until_quiet(&mut c);
     assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(&sluice_wire::md5::md5_hex(b"one")), "{answer}");
+    // hyper's JSON answer has the head the loop writes for one (`Reply::Json`).
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    c.write_all(raw_sqs_request(&addr, "SendMessage", &body).as_bytes()).unwrap();
+    let from_loop = read_until_quiet(&mut c);
+    assert!(from_loop.starts_with("HTTP/1.1 200 OK\r\n"), "{from_loop}");
+    let (hyper_head, loop_head) = (json_head(&answer), json_head(&from_loop));
+    assert_eq!(hyper_head.keys().collect::<Vec<_>>(), ["content-length", "content-type", "date", "x-amzn-requestid"]);
+    assert_eq!(loop_head.keys().collect::<Vec<_>>(), hyper_head.keys().collect::<Vec<_>>());
+    assert_eq!(loop_head["content-type"], hyper_head["content-type"]);
+    assert_ne!(loop_head["x-amzn-requestid"], hyper_head["x-amzn-requestid"]);
 
     let mut c = std::net::TcpStream::connect(&addr).unwrap();
     let head =
@@ -775,5 +785,24 @@ fn requests_outside_the_loop_are_served_by_hyper() {
     c.write_all(raw_sqs_request(&addr, "SendMessage", &body).as_bytes()).unwrap();
     assert!(read_until_quiet(&mut c).starts_with("HTTP/1.1 200"));
 
-    assert_eq!(messages_in(&a, &s.endpoint, &url), "5");
+    assert_eq!(messages_in(&a, &s.endpoint, &url), "6");
+}
+
+/// A JSON answer's header fields by lower-case name, each checked: its length is its
+/// body's, its request id a uuid, its date an HTTP date.
+fn json_head(answer: &str) -> std::collections::BTreeMap<String, String> {
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let fields: std::collections::BTreeMap<String, String> = head
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let (name, value) = line.split_once(':').expect("a header line");
+            (name.to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .filter(|(name, _)| name != "connection")
+        .collect();
+    assert_eq!(fields["content-length"], body.len().to_string(), "{answer}");
+    assert!(uuid::Uuid::parse_str(&fields["x-amzn-requestid"]).is_ok(), "{answer}");
+    assert!(fields["date"].ends_with(" GMT"), "{answer}");
+    fields
 }
