@@ -348,16 +348,16 @@ async fn sweep<T>(what: &str, write: Result<sluice_engine::Durable<T>, sluice_en
 /// listed attributes and tags.
 async fn declare_queues(sqs: &SqsService, settings: &Settings) -> anyhow::Result<()> {
     for q in &settings.queues {
-        let mut ctx = RequestContext::local(
+        let ctx = RequestContext::local_at(
             q.account.as_deref().unwrap_or(&settings.account),
             q.region.as_deref().unwrap_or(&settings.region),
+            &settings.listen.to_string(),
         );
-        ctx.host = settings.listen.to_string();
         let create = json!({"QueueName": q.name, "Attributes": q.attributes, "tags": q.tags});
         match sqs.handle(&ctx, "CreateQueue", create, false).await {
             Ok(_) => {}
             Err(e) if e.json_type == "QueueNameExists" => {
-                let url = format!("http://{}/{}/{}", ctx.host, ctx.account, q.name);
+                let url = format!("http://{}/{}/{}", ctx.host(), ctx.account(), q.name);
                 let mut attrs = q.attributes.clone();
                 attrs.remove("FifoQueue");
                 if !attrs.is_empty() {

@@ -10,7 +10,7 @@ use futures_util::future::{ready, Either, FutureExt};
 use serde_json::Value;
 use sluice_services::sns::SnsService;
 use sluice_services::sqs::{errors, Received, Receiving, SqsService, XMLNS};
-use sluice_services::RequestContext;
+use sluice_services::{ContextParts, RequestContext};
 use sluice_wire::xml::XmlResponse;
 use sluice_wire::AwsError;
 use std::future::Future;
@@ -96,11 +96,11 @@ impl RequestId {
 }
 
 /// Account from a 12-digit access key id (as LocalStack users expect), else the default.
-fn account_for(access_key: &str, default: &str) -> String {
+fn account_for<'a>(access_key: &'a str, default: &'a str) -> &'a str {
     if access_key.len() == 12 && access_key.chars().all(|c| c.is_ascii_digit()) {
-        access_key.to_owned()
+        access_key
     } else {
-        default.to_owned()
+        default
     }
 }
 
@@ -285,7 +285,9 @@ struct Route {
     protocol: Protocol,
     target: Option<String>,
     query_params: Vec<(String, String)>,
-    scope_service: Option<String>,
+    /// The signature's service when it is one a Query action could be for (routing needs
+    /// no other).
+    scope_service: Option<&'static str>,
 }
 
 /// Reads the request's head and body: answers at once (health, Sluice's own endpoints,
@@ -365,32 +367,35 @@ async fn read_request(
             .and_then(|(_, v)| sluice_wire::sigv4::scope_from_credential(v))
     });
     let (access_key, region, scope_service) = match scope {
-        Some(scope) => (scope.access_key_id, scope.region, Some(scope.service)),
-        None => ("AKIAIOSFODNN7EXAMPLE".into(), state.default_region.clone(), None),
+        Some(scope) => {
+            let service = ["sns", "sqs"].into_iter().find(|s| *s == scope.service);
+            (scope.access_key_id, scope.region, service)
+        }
+        None => ("AKIAIOSFODNN7EXAMPLE", state.default_region.as_str(), None),
     };
     let (account, caller) = match &state.auth {
-        crate::auth::AuthMode::Off => (account_for(&access_key, &state.default_account), None),
+        crate::auth::AuthMode::Off => (account_for(access_key, &state.default_account), None),
         crate::auth::AuthMode::SigV4(credentials) => {
             match crate::auth::authenticate(credentials, &parts, &body, now_secs()) {
-                Ok(credential) => (credential.account_id.clone(), Some(Arc::new(credential.caller()))),
+                Ok(credential) => (credential.account_id.as_str(), Some(Arc::new(credential.caller()))),
                 Err(e) => return Read::Answered(error_response(&protocol, &e, request_id)),
             }
         }
     };
-    let ctx = RequestContext {
+    let authority = match headers.host {
+        Some(_) => None,
+        None => parts.uri.authority().map(|a| a.to_string()),
+    };
+    let ctx = RequestContext::new(ContextParts {
         account,
         region,
-        host: headers
-            .host
-            .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-            .unwrap_or_else(|| "localhost:4566".into()),
+        host: headers.host.or(authority.as_deref()).unwrap_or("localhost:4566"),
         scheme,
         access_key_id: access_key,
-        path: parts.uri.path().to_owned(),
+        path: parts.uri.path(),
         trace_header: headers.trace.map(str::to_owned),
         caller,
-    };
+    });
     Read::Incoming(
         state,
         Incoming { ctx, id, body, permit, route: Route { protocol, target, query_params, scope_service }, client },
@@ -513,7 +518,7 @@ async fn dispatch(state: Arc<AppState>, incoming: Incoming) -> Answer {
                 );
                 return error_response(&protocol, &e, request_id).into();
             };
-            if query_is_sns(&state, scope_service.as_deref(), &action, &params) {
+            if query_is_sns(&state, scope_service, &action, &params) {
                 let protocol = Protocol::Query(sluice_services::sns::XMLNS);
                 let result = match state.sns.decode_query(&action, &params) {
                     Ok(input) => Box::pin(state.sns.handle(&ctx, &action, input)).await,

@@ -8,4 +8,4 @@ pub mod kinesis;
 pub mod sns;
 pub mod sqs;
 
-pub use context::RequestContext;
+pub use context::{ContextParts, RequestContext};

@@ -205,21 +205,21 @@ impl FirehoseService {
         input: &Value,
     ) -> Result<(), AwsError> {
         let resource = match str_of(input, "DeliveryStreamName") {
-            Some(name) => format!("arn:aws:firehose:{}:{}:deliverystream/{name}", ctx.region, ctx.account),
+            Some(name) => format!("arn:aws:firehose:{}:{}:deliverystream/{name}", ctx.region(), ctx.account()),
             None => "*".to_owned(),
         };
         // The common-errors AccessDeniedException, HTTP 400.
-        ctx.authorize(caller, &format!("firehose:{action}"), &resource, &ctx.account, None)
+        ctx.authorize(caller, &format!("firehose:{action}"), &resource, ctx.account(), None)
             .map_err(|d| err("AccessDeniedException", d.message))
     }
 
     fn not_found(ctx: &RequestContext, name: &str) -> AwsError {
-        err("ResourceNotFoundException", format!("Firehose {name} under account {} not found.", ctx.account))
+        err("ResourceNotFoundException", format!("Firehose {name} under account {} not found.", ctx.account()))
     }
 
     fn stream(&self, ctx: &RequestContext, input: &Value) -> Result<DeliveryStream, AwsError> {
         let name = str_of(input, "DeliveryStreamName").unwrap_or_default();
-        self.store.delivery_stream(&ctx.account, &ctx.region, name).ok_or_else(|| Self::not_found(ctx, name))
+        self.store.delivery_stream(ctx.account(), ctx.region(), name).ok_or_else(|| Self::not_found(ctx, name))
     }
 
     async fn update(
@@ -374,12 +374,13 @@ impl FirehoseService {
             Some(_) => return Err(invalid_argument("Encryption is only supported for DirectPut delivery streams.")),
             None => json!({"Status": "DISABLED"}),
         };
-        let arn = format!("arn:aws:firehose:{}:{}:deliverystream/{name}", ctx.region, ctx.account);
+        let arn = format!("arn:aws:firehose:{}:{}:deliverystream/{name}", ctx.region(), ctx.account());
         let config = json!({
             "arn": arn, "type": kind, "version": 1, "created_ms": now, "updated_ms": now,
             "tags": tags, "encryption": encryption, "destination": destination, "source": source,
         });
-        let created = self.store.create_delivery_stream(&ctx.account, &ctx.region, &name, config).map_err(internal)?;
+        let created =
+            self.store.create_delivery_stream(ctx.account(), ctx.region(), &name, config).map_err(internal)?;
         match created {
             Some(d) => {
                 d.wait().await.map_err(internal)?;
@@ -389,7 +390,7 @@ impl FirehoseService {
             }
             None => Err(err(
                 "ResourceInUseException",
-                format!("Firehose {name} under accountId {} already exists", ctx.account),
+                format!("Firehose {name} under accountId {} already exists", ctx.account()),
             )),
         }
     }
@@ -469,7 +470,7 @@ impl FirehoseService {
             .store
             .delivery_streams()
             .into_iter()
-            .filter(|s| s.account == ctx.account && s.region == ctx.region)
+            .filter(|s| s.account == ctx.account() && s.region == ctx.region())
             .filter(|s| kind.is_none_or(|k| s.config["type"] == k))
             .map(|s| s.name)
             .filter(|n| after.is_none_or(|a| n.as_str() > a))

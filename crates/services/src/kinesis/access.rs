@@ -47,7 +47,8 @@ impl KinesisService {
             return from_arn(arn);
         }
         if let Some(name) = &req.stream_name {
-            let key = StreamKey { account: ctx.account.clone(), region: ctx.region.clone(), name: name.clone() };
+            let key =
+                StreamKey { account: ctx.account().to_owned(), region: ctx.region().to_owned(), name: name.clone() };
             return Some((key.arn(), key));
         }
         let secret = self.store.iterator_secret().ok()?;
@@ -68,7 +69,7 @@ impl KinesisService {
         let target = self.target(ctx, req);
         let (resource, owner) = match &target {
             Some((arn, key)) => (arn.clone(), key.account.clone()),
-            None => ("*".to_owned(), ctx.account.clone()),
+            None => ("*".to_owned(), ctx.account().to_owned()),
         };
         let policy = match &target {
             Some((arn, key)) if !OWNER_ONLY.contains(&operation) => self.store.stream(key).and_then(|meta| {

@@ -465,7 +465,7 @@ impl KinesisService {
         }
         let name =
             req.stream_name.clone().ok_or_else(|| validation("Either StreamName or StreamARN should be provided."))?;
-        Ok(StreamKey { account: ctx.account.clone(), region: ctx.region.clone(), name })
+        Ok(StreamKey { account: ctx.account().to_owned(), region: ctx.region().to_owned(), name })
     }
 
     fn not_found(key: &StreamKey) -> AwsError {
@@ -523,7 +523,7 @@ impl KinesisService {
         };
         let open: usize = self
             .store
-            .streams(&ctx.account, &ctx.region)
+            .streams(ctx.account(), ctx.region())
             .iter()
             .map(|s| s.shards.iter().filter(|x| x.is_open()).count())
             .sum();
@@ -639,7 +639,7 @@ impl KinesisService {
     }
 
     fn list_streams(&self, ctx: &RequestContext, req: Request) -> Result<Value, AwsError> {
-        let mut streams = self.store.streams(&ctx.account, &ctx.region);
+        let mut streams = self.store.streams(ctx.account(), ctx.region());
         streams.sort_by(|a, b| a.name.cmp(&b.name));
         let after = match (&req.next_token, &req.exclusive_start_stream_name) {
             (Some(t), _) => Some(read_page_token(t)?),
@@ -1176,8 +1176,8 @@ impl KinesisService {
             _ => return Err(invalid_argument("Either ConsumerARN or StreamARN and ConsumerName must be provided.")),
         };
         let key = StreamKey::from_arn(&stream_arn).unwrap_or_else(|| StreamKey {
-            account: ctx.account.clone(),
-            region: ctx.region.clone(),
+            account: ctx.account().to_owned(),
+            region: ctx.region().to_owned(),
             name: String::new(),
         });
         let meta = self.meta(&key)?;
@@ -1370,7 +1370,7 @@ impl KinesisService {
     }
 
     fn describe_limits(&self, ctx: &RequestContext) -> Result<Value, AwsError> {
-        let streams = self.store.streams(&ctx.account, &ctx.region);
+        let streams = self.store.streams(ctx.account(), ctx.region());
         let open: usize = streams.iter().map(|s| s.shards.iter().filter(|x| x.is_open()).count()).sum();
         let on_demand = streams.iter().filter(|s| s.mode == "ON_DEMAND").count();
         Ok(

@@ -61,13 +61,13 @@ impl SnsService {
             (_, Some(arn)) => arn,
             ("CreateTopic", None) => {
                 let name = input.get("Name").and_then(Value::as_str).unwrap_or_default();
-                format!("arn:aws:sns:{}:{}:{name}", ctx.region, ctx.account)
+                format!("arn:aws:sns:{}:{}:{name}", ctx.region(), ctx.account())
             }
             _ => "*".to_owned(),
         };
         let (mut owner, is_topic) = match split_arn(&resource) {
             Some((_, account, name)) => (account.to_owned(), !name.contains(':')),
-            None => (ctx.account.clone(), false),
+            None => (ctx.account().to_owned(), false),
         };
         // A subscription belongs to the account that subscribed, which may not be the
         // topic's (a queue owner subscribing to another account's topic).

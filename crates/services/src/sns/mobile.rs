@@ -142,7 +142,7 @@ impl SnsService {
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) || name.len() > 256 {
             return Err(invalid_parameter("Name"));
         }
-        let arn = format!("arn:aws:sns:{}:{}:app/{platform}/{name}", ctx.region, ctx.account);
+        let arn = format!("arn:aws:sns:{}:{}:app/{platform}/{name}", ctx.region(), ctx.account());
         let mut attributes = r.attributes.clone();
         attributes.entry("Enabled".into()).or_insert_with(|| "true".into());
         self.durable(self.topic_store().put_resource(APP, &arn, json!({"attributes": attributes}))).await?;
@@ -181,7 +181,7 @@ impl SnsService {
 
     fn list_apps(&self, ctx: &RequestContext, input: Value) -> Result<Value, AwsError> {
         let r: AppRequest = parse(input)?;
-        let prefix = format!("arn:aws:sns:{}:{}:app/", ctx.region, ctx.account);
+        let prefix = format!("arn:aws:sns:{}:{}:app/", ctx.region(), ctx.account());
         let all: Vec<Value> = self
             .topic_store()
             .list_resources(APP, &prefix)
@@ -268,7 +268,7 @@ impl SnsService {
     }
 
     fn account_key(ctx: &RequestContext) -> String {
-        format!("{}:{}", ctx.account, ctx.region)
+        format!("{}:{}", ctx.account(), ctx.region())
     }
 
     fn get_sms_attributes(&self, ctx: &RequestContext, input: Value) -> Result<Value, AwsError> {

@@ -369,7 +369,7 @@ impl SnsService {
         if req.tags.len() > MAX_TAGS {
             return Err(tag_limit_exceeded());
         }
-        let arn = format!("arn:aws:sns:{}:{}:{}", ctx.region, ctx.account, name);
+        let arn = format!("arn:aws:sns:{}:{}:{}", ctx.region(), ctx.account(), name);
         if let Some(existing) = self.topics.get_topic(&arn) {
             let same = attributes.iter().all(|(k, v)| existing.attributes.get(k) == Some(v));
             if !same {
@@ -377,7 +377,7 @@ impl SnsService {
             }
             return Ok(json!({"TopicArn": arn}));
         }
-        if self.topics.list_topics(&ctx.account, &ctx.region).len() >= MAX_TOPICS_PER_ACCOUNT {
+        if self.topics.list_topics(ctx.account(), ctx.region()).len() >= MAX_TOPICS_PER_ACCOUNT {
             return Err(AwsError::new(
                 403,
                 "TopicLimitExceededException",
@@ -390,8 +390,8 @@ impl SnsService {
         }
         let topic = TopicRecord {
             arn: arn.clone(),
-            account: ctx.account.clone(),
-            region: ctx.region.clone(),
+            account: ctx.account().to_owned(),
+            region: ctx.region().to_owned(),
             name: name.to_owned(),
             attributes,
             tags: req.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect(),
@@ -416,7 +416,7 @@ impl SnsService {
     fn list_topics(&self, ctx: &RequestContext, req: NextTokenRequest) -> Result<Value, AwsError> {
         let all: Vec<Value> = self
             .topics
-            .list_topics(&ctx.account, &ctx.region)
+            .list_topics(ctx.account(), ctx.region())
             .into_iter()
             .map(|t| json!({"TopicArn": t.arn}))
             .collect();
@@ -589,7 +589,7 @@ impl SnsService {
             topic_arn: topic.arn.clone(),
             protocol: protocol.clone(),
             endpoint: endpoint.clone(),
-            owner: ctx.account.clone(),
+            owner: ctx.account().to_owned(),
             attributes,
             confirmed,
             token: hex::encode(Sha256::digest(uuid::Uuid::new_v4().as_bytes())),
@@ -603,7 +603,7 @@ impl SnsService {
     }
 
     fn base_url(ctx: &RequestContext) -> String {
-        format!("{}://{}", ctx.scheme, ctx.host)
+        format!("{}://{}", ctx.scheme, ctx.host())
     }
 
     /// Sends a SubscriptionConfirmation or UnsubscribeConfirmation to the endpoint.
@@ -726,7 +726,7 @@ impl SnsService {
 
     fn list_subscriptions(&self, ctx: &RequestContext, req: NextTokenRequest) -> Result<Value, AwsError> {
         let all: Vec<Value> =
-            self.topics.list_subscriptions(&ctx.account, &ctx.region).iter().map(Self::subscription_json).collect();
+            self.topics.list_subscriptions(ctx.account(), ctx.region()).iter().map(Self::subscription_json).collect();
         let (items, next) = page(&all, &req.next_token)?;
         let mut out = json!({"Subscriptions": items});
         if let Some(n) = next {
@@ -942,7 +942,7 @@ impl SnsService {
             topic_arn: String::new(),
             protocol: protocol.into(),
             endpoint: endpoint.into(),
-            owner: ctx.account.clone(),
+            owner: ctx.account().to_owned(),
             attributes: Attributes::new(),
             confirmed: true,
             token: String::new(),

@@ -54,13 +54,13 @@ impl SqsService {
         Ok(match operation {
             "ListQueues" => None,
             "CreateQueue" => Some(QueueKey {
-                account: ctx.account.clone(),
-                region: ctx.region.clone(),
+                account: ctx.account().to_owned(),
+                region: ctx.region().to_owned(),
                 name: field("QueueName").unwrap_or_default(),
             }),
             "GetQueueUrl" => Some(QueueKey {
-                account: field("QueueOwnerAWSAccountId").unwrap_or_else(|| ctx.account.clone()),
-                region: ctx.region.clone(),
+                account: field("QueueOwnerAWSAccountId").unwrap_or_else(|| ctx.account().to_owned()),
+                region: ctx.region().to_owned(),
                 name: field("QueueName").unwrap_or_default(),
             }),
             "StartMessageMoveTask" | "ListMessageMoveTasks" => {
@@ -89,7 +89,7 @@ impl SqsService {
         let target = self.target(ctx, operation, input)?;
         let (resource, owner) = match &target {
             Some(key) => (key.arn(), key.account.clone()),
-            None => ("*".to_owned(), ctx.account.clone()),
+            None => ("*".to_owned(), ctx.account().to_owned()),
         };
         let policy = match &target {
             Some(key) if !OWNER_ONLY.contains(&operation) => {

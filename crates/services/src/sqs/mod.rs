@@ -325,9 +325,9 @@ impl SqsService {
         // A Query request POSTed to the queue URL names the queue by its path.
         if let Value::Object(obj) = &mut value {
             let takes_url = matches!(self.model.shape(shape), Some(sluice_wire::Shape::Structure { members, .. }) if members.iter().any(|m| m.name == "QueueUrl"));
-            let segments: Vec<&str> = ctx.path.split('/').filter(|s| !s.is_empty()).collect();
+            let segments: Vec<&str> = ctx.path().split('/').filter(|s| !s.is_empty()).collect();
             if takes_url && !obj.contains_key("QueueUrl") && segments.len() == 2 {
-                obj.insert("QueueUrl".into(), Value::String(format!("{}://{}{}", ctx.scheme, ctx.host, ctx.path)));
+                obj.insert("QueueUrl".into(), Value::String(format!("{}://{}{}", ctx.scheme, ctx.host(), ctx.path())));
             }
         }
         Ok(value)
@@ -447,15 +447,15 @@ impl SqsService {
         let mut segments = split_ascii(path, b'/').filter(|s| !s.is_empty());
         let (account, name) = match (segments.next(), segments.next(), segments.next()) {
             (Some(account), Some(name), None) => (account.to_string(), name.to_string()),
-            (Some(name), None, None) if !url.contains("://") => (ctx.account.clone(), name.to_string()),
+            (Some(name), None, None) if !url.contains("://") => (ctx.account().to_owned(), name.to_string()),
             _ => return Err(invalid_address(format!("The address {url} is not valid for this endpoint."))),
         };
-        let region = region_from_host(host).unwrap_or_else(|| ctx.region.clone());
+        let region = region_from_host(host).unwrap_or_else(|| ctx.region().to_owned());
         Ok(QueueKey { account, region, name })
     }
 
     fn queue_url(ctx: &RequestContext, key: &QueueKey) -> String {
-        format!("{}://{}/{}/{}", ctx.scheme, ctx.host, key.account, key.name)
+        format!("{}://{}/{}/{}", ctx.scheme, ctx.host(), key.account, key.name)
     }
 
     fn info(&self, key: &QueueKey) -> Result<QueueInfo, AwsError> {
@@ -485,7 +485,8 @@ impl SqsService {
                 "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length",
             ));
         }
-        let key = QueueKey { account: ctx.account.clone(), region: ctx.region.clone(), name: name.to_owned() };
+        let key =
+            QueueKey { account: ctx.account().to_owned(), region: ctx.region().to_owned(), name: name.to_owned() };
         let mut requested = attributes::validate(&req.attributes, fifo, true, &key, self)?;
         // A standard queue does not report FifoQueue at all.
         if requested.get("FifoQueue").is_some_and(|v| v == "false") {
@@ -527,8 +528,8 @@ impl SqsService {
 
     fn get_queue_url(&self, ctx: &RequestContext, req: GetQueueUrlRequest) -> Result<Value, AwsError> {
         let name = require(&req.queue_name, "QueueName")?;
-        let account = req.queue_owner_account_id.clone().unwrap_or_else(|| ctx.account.clone());
-        let key = QueueKey { account, region: ctx.region.clone(), name: name.to_owned() };
+        let account = req.queue_owner_account_id.clone().unwrap_or_else(|| ctx.account().to_owned());
+        let key = QueueKey { account, region: ctx.region().to_owned(), name: name.to_owned() };
         self.info(&key)?;
         Ok(json!({"QueueUrl": Self::queue_url(ctx, &key)}))
     }
@@ -565,7 +566,7 @@ impl SqsService {
 
     fn list_queues(&self, ctx: &RequestContext, req: ListQueuesRequest) -> Result<Value, AwsError> {
         let prefix = req.queue_name_prefix.clone().unwrap_or_default();
-        let keys = self.store.list_queues(&ctx.account, &ctx.region, &prefix);
+        let keys = self.store.list_queues(ctx.account(), ctx.region(), &prefix);
         self.paginate(ctx, keys, &req.next_token, req.max_results, "QueueUrls")
     }
 
@@ -713,7 +714,7 @@ impl SqsService {
                 body_md5: None,
                 attributes: store_attributes(attrs),
                 system_attributes: store_attributes(&system_attrs),
-                sender_id: ctx.access_key_id.clone().into(),
+                sender_id: ctx.access_key_id().to_owned().into(),
                 group_id: group.clone(),
                 dedup_id,
                 delay_s: delay.map(|d| d as u64),
