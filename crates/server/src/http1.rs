@@ -207,9 +207,15 @@ enum Head {
 
 /// Parses the head at the start of `bytes`, noting where its headers are in `places`.
 fn parse_head(bytes: &[u8], places: &mut Vec<HeaderPlace>) -> Head {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    let length = match parsed.parse(bytes) {
+    if bytes.is_empty() {
+        return Head::Partial;
+    }
+    // Left uninitialised: httparse writes the ones it parses. Zeroing 2 KiB a parse, and
+    // parsing the empty buffer each request starts from, were 250 of 34,800 instructions
+    // a SendMessage (`bench/callgrind.sh`).
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let length = match parsed.parse_with_uninit_headers(bytes, &mut headers) {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Head::Partial,
         // HTTP/2's preface, too many headers, or a malformed head: hyper answers each.
