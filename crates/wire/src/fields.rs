@@ -28,9 +28,25 @@ pub fn split_once_ascii(text: &str, separator: u8) -> Option<(&str, &str)> {
     (first.len() < text.len()).then(|| (first, &text[first.len() + 1..]))
 }
 
+/// `text.split_once("://")`: a URL's scheme and the rest. The standard library's
+/// substring search set up a searcher for each call, 330 instructions a SendMessage
+/// (`bench/callgrind.sh`), for a URL whose first colon is usually the one.
+pub fn split_scheme(text: &str) -> Option<(&str, &str)> {
+    let bytes = text.as_bytes();
+    let at = memchr::memchr_iter(b':', bytes).find(|&i| bytes[i + 1..].starts_with(b"//"))?;
+    Some((&text[..at], &text[at + 3..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_scheme_is_split_once_at_the_separator() {
+        for text in ["", ":", "://", "a://b", "h:1/x://y", "a:/b", "a:/", "x::///y", "q", "ü://ü:a//"] {
+            assert_eq!(split_scheme(text), text.split_once("://"), "{text}");
+        }
+    }
 
     #[test]
     fn fields_are_what_str_split_gives() {

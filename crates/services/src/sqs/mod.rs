@@ -440,14 +440,15 @@ impl SqsService {
 
     fn queue_key(&self, ctx: &RequestContext, url: &Option<String>) -> Result<QueueKey, AwsError> {
         let url = require(url, "QueueUrl")?;
-        let (host, path) = match url.split_once("://") {
+        let with_scheme = sluice_wire::fields::split_scheme(url);
+        let (host, path) = match with_scheme {
             Some((_, rest)) => split_once_ascii(rest, b'/').unwrap_or((rest, "")),
             None => ("", url),
         };
         let mut segments = split_ascii(path, b'/').filter(|s| !s.is_empty());
         let (account, name) = match (segments.next(), segments.next(), segments.next()) {
             (Some(account), Some(name), None) => (account.to_string(), name.to_string()),
-            (Some(name), None, None) if !url.contains("://") => (ctx.account().to_owned(), name.to_string()),
+            (Some(name), None, None) if with_scheme.is_none() => (ctx.account().to_owned(), name.to_string()),
             _ => return Err(invalid_address(format!("The address {url} is not valid for this endpoint."))),
         };
         let region = region_from_host(host).unwrap_or_else(|| ctx.region().to_owned());
