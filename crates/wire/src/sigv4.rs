@@ -279,26 +279,54 @@ pub fn canonical_request(req: &Request, sig: &Signature, payload_hash: &str) -> 
         .map(|(k, v)| (uri_encode(&k, false), uri_encode(&v, false)))
         .collect();
     pairs.sort();
-    let canonical_query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut canonical_headers = String::new();
+    // Written into one string: the pieces joined and formatted apart were a tenth of the
+    // load generator's time in sqs-cycle, which signs every send (its bodies differ).
+    let headers_len: usize = req.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = String::with_capacity(req.method.len() + canonical_uri.len() + 2 * headers_len + 96);
+    out.push_str(req.method);
+    out.push('\n');
+    out.push_str(&canonical_uri);
+    out.push('\n');
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out.push('\n');
     for name in &sig.signed_headers {
-        let values: Vec<String> = req
-            .headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect();
-        if values.is_empty() {
+        out.push_str(name);
+        out.push(':');
+        let mut values = req.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).peekable();
+        if values.peek().is_none() {
             return Err(SigError::DoesNotMatch(format!("The request does not carry the signed header {name}.")));
         }
-        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+        // Each value trimmed, its runs of whitespace one space; several joined by commas.
+        for (i, (_, value)) in values.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            for (j, word) in value.split_whitespace().enumerate() {
+                if j > 0 {
+                    out.push(' ');
+                }
+                out.push_str(word);
+            }
+        }
+        out.push('\n');
     }
-    Ok(format!(
-        "{}\n{canonical_uri}\n{}\n{canonical_headers}\n{}\n{payload_hash}",
-        req.method,
-        canonical_query.join("&"),
-        sig.signed_headers.join(";")
-    ))
+    out.push('\n');
+    for (i, name) in sig.signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
+    out.push('\n');
+    out.push_str(payload_hash);
+    Ok(out)
 }
 
 /// Removes `.` and `..` segments and repeated slashes, keeping a trailing slash.
