@@ -416,38 +416,98 @@ impl Signer {
         payload_hash: &str,
         now: i64,
     ) -> (String, String) {
+        // The canonical request and the string to sign written straight into one buffer
+        // each, rather than through a `Signature` and `canonical_request` (its copies of
+        // every header and part): the load generator signs every send whose body differs.
+        // The test suite's signature and the verifier's acceptance pin it to the
+        // verifier's canonical form.
         let amz_date = format_amz_date(now);
-        let date = amz_date[..8].to_owned();
-        let mut all: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
-        all.push(("x-amz-date".into(), amz_date.clone()));
-        let mut signed_headers: Vec<String> = all.iter().map(|(k, _)| k.clone()).collect();
-        signed_headers.sort();
-        signed_headers.dedup();
-        let sig = Signature {
-            access_key_id: self.access_key_id.clone(),
-            date: date.clone(),
-            region: self.region.clone(),
-            service: self.service.clone(),
-            amz_date: amz_date.clone(),
-            signed_headers,
-            signature: String::new(),
-            security_token: None,
-            expires_secs: None,
-        };
-        let req = Request { method, path, query: "", headers: &all, body: b"" };
-        let canonical = canonical_request(&req, &sig, payload_hash).expect("every signed header is present");
-        let scope = format!("{date}/{}/{}/aws4_request", self.region, self.service);
-        let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical.as_bytes()));
-        if self.key.as_ref().is_none_or(|(d, _)| *d != date) {
-            self.key = Some((date.clone(), signing_key(&self.secret, &date, &self.region, &self.service)));
+        let date = &amz_date[..8];
+        // Every header is signed: by lower-case name, values of one name in their order.
+        let mut all: Vec<(std::borrow::Cow<'_, str>, &str)> = headers
+            .iter()
+            .map(|(k, v)| {
+                let name = if k.bytes().any(|b| b.is_ascii_uppercase()) {
+                    std::borrow::Cow::Owned(k.to_ascii_lowercase())
+                } else {
+                    std::borrow::Cow::Borrowed(k.as_str())
+                };
+                (name, v.as_str())
+            })
+            .collect();
+        all.push((std::borrow::Cow::Borrowed("x-amz-date"), amz_date.as_str()));
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut signed = String::with_capacity(64);
+        let mut canonical =
+            String::with_capacity(256 + headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>());
+        canonical.push_str(method);
+        canonical.push('\n');
+        canonical.push_str(&uri_encode(&normalize_path(if path.is_empty() { "/" } else { path }), true));
+        canonical.push_str("\n\n");
+        for (i, (name, value)) in all.iter().enumerate() {
+            let first_of_name = i == 0 || all[i - 1].0 != *name;
+            if first_of_name {
+                if i > 0 {
+                    canonical.push('\n');
+                    signed.push(';');
+                }
+                canonical.push_str(name);
+                canonical.push(':');
+                signed.push_str(name);
+            } else {
+                canonical.push(',');
+            }
+            for (j, word) in value.split_whitespace().enumerate() {
+                if j > 0 {
+                    canonical.push(' ');
+                }
+                canonical.push_str(word);
+            }
+        }
+        canonical.push_str("\n\n");
+        canonical.push_str(&signed);
+        canonical.push('\n');
+        canonical.push_str(payload_hash);
+
+        let scope_len = date.len() + self.region.len() + self.service.len() + 15;
+        let mut string_to_sign = String::with_capacity(17 + amz_date.len() + scope_len + 66);
+        string_to_sign.push_str("AWS4-HMAC-SHA256\n");
+        string_to_sign.push_str(&amz_date);
+        string_to_sign.push('\n');
+        let scope_at = string_to_sign.len();
+        for part in [date, "/", &self.region, "/", &self.service, "/aws4_request"] {
+            string_to_sign.push_str(part);
+        }
+        let scope_end = string_to_sign.len();
+        string_to_sign.push('\n');
+        let mut hex_digest = [0u8; 64];
+        hex::encode_to_slice(Sha256::digest(canonical.as_bytes()), &mut hex_digest).expect("64 hex digits");
+        string_to_sign.push_str(std::str::from_utf8(&hex_digest).expect("hex digits"));
+
+        if self.key.as_ref().is_none_or(|(d, _)| d != date) {
+            self.key = Some((date.to_owned(), signing_key(&self.secret, date, &self.region, &self.service)));
         }
         let key = &self.key.as_ref().expect("derived above").1;
-        let signature = hex::encode(hmac(key, string_to_sign.as_bytes()));
-        let authorization = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
-            self.access_key_id,
-            sig.signed_headers.join(";")
-        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+        mac.update(string_to_sign.as_bytes());
+        let mut signature = [0u8; 64];
+        hex::encode_to_slice(mac.finalize().into_bytes(), &mut signature).expect("64 hex digits");
+
+        let scope = &string_to_sign[scope_at..scope_end];
+        let mut authorization =
+            String::with_capacity(60 + self.access_key_id.len() + scope.len() + signed.len() + signature.len());
+        for part in [
+            "AWS4-HMAC-SHA256 Credential=",
+            &self.access_key_id,
+            "/",
+            scope,
+            ", SignedHeaders=",
+            &signed,
+            ", Signature=",
+            std::str::from_utf8(&signature).expect("hex digits"),
+        ] {
+            authorization.push_str(part);
+        }
         (amz_date, authorization)
     }
 }
@@ -587,6 +647,10 @@ mod tests {
         // A body and more headers: what the signer produces, the verifier accepts.
         let mut headers = headers;
         headers.push(("X-Amz-Target".into(), "AmazonSQS.SendMessage".into()));
+        // A name twice (its values joined in order), runs of spaces, one already lower case.
+        headers.push(("x-custom".into(), "  one   two ".into()));
+        headers.push(("X-Custom".into(), "three".into()));
+        headers.push(("a-first".into(), "1".into()));
         let body = br#"{"QueueUrl":"q","MessageBody":"m"}"#;
         let (amz_date, authorization) = signer.sign("POST", "/", &headers, body, SUITE_NOW + 60);
         headers.push(("X-Amz-Date".into(), amz_date));
