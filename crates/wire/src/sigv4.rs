@@ -252,7 +252,10 @@ fn format_amz_date(epoch: i64) -> String {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    // Through a stack buffer: `hex::encode` collects one `char` at a time.
+    let mut digits = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(data), &mut digits).expect("64 hex digits");
+    String::from_utf8_lossy(&digits).into_owned()
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
