@@ -160,9 +160,9 @@ where
         let head_bytes = read.split_to(head.length).freeze();
         let body = RequestBody::Whole(read.split_to(head.content_length).freeze());
         let Some(request) = head.request_head(&places, head_bytes) else { return Outcome::Closed };
-        let response = http::handle(listener.clone(), ClientSocket::http1(fd), request, body).await;
+        let reply = http::handle(listener.clone(), ClientSocket::http1(fd), request, body).await;
         out.clear();
-        if write_response(response, &mut out, &mut stream).await.is_err() || head.close {
+        if write_response(reply, &mut out, &mut stream).await.is_err() || head.close {
             return Outcome::Closed;
         }
         if finishing.load(Ordering::Acquire) && read.is_empty() {
@@ -276,7 +276,8 @@ fn parse_head(bytes: &[u8], places: &mut Vec<HeaderPlace>) -> Head {
 /// the same write, or a streamed body chunk by chunk.
 async fn write_response<S: AsyncWrite + Unpin>(reply: Reply, out: &mut Vec<u8>, stream: &mut S) -> std::io::Result<()> {
     let response = match reply {
-        // The head `Reply::into_response` gives, as the arm below writes it.
+        // The fields `Reply::into_response` gives hyper, in the order the arm below
+        // writes a built response's.
         Reply::Json { body, content_type, id } => {
             use std::io::Write as _;
             out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: ");

@@ -306,17 +306,12 @@ pub fn canonical_request(req: &Request, sig: &Signature, payload_hash: &str) -> 
         if values.peek().is_none() {
             return Err(SigError::DoesNotMatch(format!("The request does not carry the signed header {name}.")));
         }
-        // Each value trimmed, its runs of whitespace one space; several joined by commas.
+        // Several values joined by commas.
         for (i, (_, value)) in values.enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            for (j, word) in value.split_whitespace().enumerate() {
-                if j > 0 {
-                    out.push(' ');
-                }
-                out.push_str(word);
-            }
+            push_collapsed(&mut out, value);
         }
         out.push('\n');
     }
@@ -330,6 +325,17 @@ pub fn canonical_request(req: &Request, sig: &Signature, payload_hash: &str) -> 
     out.push('\n');
     out.push_str(payload_hash);
     Ok(out)
+}
+
+/// A header value as the canonical request has it: trimmed, each run of whitespace one
+/// space.
+fn push_collapsed(out: &mut String, value: &str) {
+    for (i, word) in value.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
 }
 
 /// Removes `.` and `..` segments and repeated slashes, keeping a trailing slash.
@@ -460,12 +466,7 @@ impl Signer {
             } else {
                 canonical.push(',');
             }
-            for (j, word) in value.split_whitespace().enumerate() {
-                if j > 0 {
-                    canonical.push(' ');
-                }
-                canonical.push_str(word);
-            }
+            push_collapsed(&mut canonical, value);
         }
         canonical.push_str("\n\n");
         canonical.push_str(&signed);
