@@ -99,25 +99,25 @@ fn unknown_key() -> AwsError {
 /// Verifies the request's signature; the credential it was signed with.
 pub fn authenticate<'a>(
     credentials: &'a BTreeMap<String, Credential>,
-    parts: &RequestHead,
+    head: &RequestHead,
     body: &[u8],
     now_secs: i64,
 ) -> Result<&'a Credential, AwsError> {
-    let mut headers: Vec<(String, String)> = parts
+    let mut headers: Vec<(String, String)> = head
         .headers
         .each()
         .map(|(k, v)| (String::from_utf8_lossy(k).to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned()))
         .collect();
-    if parts.headers.get("host").is_none() {
+    if head.headers.get("host").is_none() {
         // HTTP/2 carries the host as :authority, which clients sign as `host`.
-        if let Some(authority) = parts.uri.authority() {
+        if let Some(authority) = head.uri.authority() {
             headers.push(("host".into(), authority.to_string()));
         }
     }
     let req = sigv4::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
+        method: head.method.as_str(),
+        path: head.uri.path(),
+        query: head.uri.query().unwrap_or(""),
         headers: &headers,
         body,
     };

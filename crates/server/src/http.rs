@@ -295,12 +295,12 @@ struct Route {
 async fn read_request(
     (state, scheme): ListenerState,
     client: ClientSocket,
-    parts: RequestHead,
+    head: RequestHead,
     body: RequestBody,
     id: RequestId,
 ) -> Read {
     let request_id = id.as_str();
-    if parts.method == Method::GET && parts.uri.path() == "/health" {
+    if head.method == Method::GET && head.uri.path() == "/health" {
         return Read::Answered(
             Response::builder()
                 .status(StatusCode::OK)
@@ -309,15 +309,15 @@ async fn read_request(
                 .unwrap_or_default(),
         );
     }
-    if parts.uri.path().starts_with("/_sluice/") {
+    if head.uri.path().starts_with("/_sluice/") {
         // The outbox holds message bodies: with --auth sigv4 it needs a signed request from
         // a configured credential. The signing certificate and the metrics (counts only)
         // stay open, like /health.
         if let (crate::auth::AuthMode::SigV4(credentials), true) =
-            (&state.auth, parts.uri.path() == "/_sluice/sns/outbox")
+            (&state.auth, head.uri.path() == "/_sluice/sns/outbox")
         {
             let body = read_body(body, MAX_BODY_BYTES).await.unwrap_or_default();
-            if let Err(e) = crate::auth::authenticate(credentials, &parts, &body, now_secs()) {
+            if let Err(e) = crate::auth::authenticate(credentials, &head, &body, now_secs()) {
                 return Read::Answered(plain(
                     StatusCode::from_u16(e.status).unwrap_or(StatusCode::FORBIDDEN),
                     "application/json",
@@ -325,16 +325,16 @@ async fn read_request(
                 ));
             }
             return Read::Answered(
-                Box::pin(sluice_endpoint(&state, &parts.method, parts.uri.path()))
+                Box::pin(sluice_endpoint(&state, &head.method, head.uri.path()))
                     .await
                     .unwrap_or_else(|| plain(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET or DELETE".into())),
             );
         }
-        if let Some(response) = Box::pin(sluice_endpoint(&state, &parts.method, parts.uri.path())).await {
+        if let Some(response) = Box::pin(sluice_endpoint(&state, &head.method, head.uri.path())).await {
             return Read::Answered(response);
         }
     }
-    let headers = RoutingHeaders::of(&parts.headers);
+    let headers = RoutingHeaders::of(&head.headers);
     let target = headers.target.map(str::to_owned);
     let cbor = headers.content_type.is_some_and(|c| c.starts_with("application/x-amz-cbor-1.1"));
     let protocol = match target.as_deref() {
@@ -359,7 +359,7 @@ async fn read_request(
         }
     };
 
-    let query_params = parts.uri.query().map(|q| sluice_wire::query::parse_form(q.as_bytes())).unwrap_or_default();
+    let query_params = head.uri.query().map(|q| sluice_wire::query::parse_form(q.as_bytes())).unwrap_or_default();
     let scope = headers.authorization.and_then(sluice_wire::sigv4::scope_from_authorization).or_else(|| {
         query_params
             .iter()
@@ -376,7 +376,7 @@ async fn read_request(
     let (account, caller) = match &state.auth {
         crate::auth::AuthMode::Off => (account_for(access_key, &state.default_account), None),
         crate::auth::AuthMode::SigV4(credentials) => {
-            match crate::auth::authenticate(credentials, &parts, &body, now_secs()) {
+            match crate::auth::authenticate(credentials, &head, &body, now_secs()) {
                 Ok(credential) => (credential.account_id.as_str(), Some(Arc::new(credential.caller()))),
                 Err(e) => return Read::Answered(error_response(&protocol, &e, request_id)),
             }
@@ -384,7 +384,7 @@ async fn read_request(
     };
     let authority = match headers.host {
         Some(_) => None,
-        None => parts.uri.authority().map(|a| a.to_string()),
+        None => head.uri.authority().map(|a| a.to_string()),
     };
     let ctx = RequestContext::new(ContextParts {
         account,
@@ -392,7 +392,7 @@ async fn read_request(
         host: headers.host.or(authority.as_deref()).unwrap_or("localhost:4566"),
         scheme,
         access_key_id: access_key,
-        path: parts.uri.path(),
+        path: head.uri.path(),
         trace_header: headers.trace.map(str::to_owned),
         caller,
     });
@@ -637,7 +637,7 @@ fn xml_response(text: String, request_id: &str) -> Response<Body> {
 
 /// The request id header (`x-amzn-RequestId` as AWS spells it; header names are
 /// case-insensitive and go out in lower case): a static name costs no allocation.
-const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-amzn-requestid");
+pub(crate) const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-amzn-requestid");
 
 /// The whole body, or `None` past `limit` bytes or on a failed read. A body that comes
 /// in one frame (a request's usual case) is that frame's bytes, with no copy; axum's

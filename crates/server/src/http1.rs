@@ -280,11 +280,16 @@ async fn write_response<S: AsyncWrite + Unpin>(reply: Reply, out: &mut Vec<u8>, 
         // writes a built response's.
         Reply::Json { body, content_type, id } => {
             use std::io::Write as _;
-            out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: ");
-            out.extend_from_slice(content_type.as_bytes());
-            out.extend_from_slice(b"\r\nx-amzn-requestid: ");
-            out.extend_from_slice(id.as_str().as_bytes());
-            out.extend_from_slice(b"\r\ndate: ");
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            for (name, value) in
+                [(hyper::header::CONTENT_TYPE.as_str(), content_type), (http::REQUEST_ID.as_str(), id.as_str())]
+            {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"date: ");
             http_date(out);
             // Writing into a Vec does not fail.
             let _ = write!(out, "\r\ncontent-length: {}\r\n\r\n", body.len());

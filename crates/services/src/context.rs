@@ -62,32 +62,39 @@ impl RequestContext {
         })
     }
 
+    /// The index of each text in `ends`, in the order `new` writes them.
+    const ACCOUNT: usize = 0;
+    const REGION: usize = 1;
+    const HOST: usize = 2;
+    const ACCESS_KEY_ID: usize = 3;
+    const PATH: usize = 4;
+
     fn part(&self, index: usize) -> &str {
         let start = if index == 0 { 0 } else { self.ends[index - 1] };
         &self.text[start..self.ends[index]]
     }
 
     pub fn account(&self) -> &str {
-        self.part(0)
+        self.part(Self::ACCOUNT)
     }
 
     pub fn region(&self) -> &str {
-        self.part(1)
+        self.part(Self::REGION)
     }
 
     /// `Host` header, used to build queue URLs the way the client addressed us.
     pub fn host(&self) -> &str {
-        self.part(2)
+        self.part(Self::HOST)
     }
 
     /// Access key id of the caller, reported as the SenderId system attribute.
     pub fn access_key_id(&self) -> &str {
-        self.part(3)
+        self.part(Self::ACCESS_KEY_ID)
     }
 
     /// Request path, for Query requests POSTed to a queue URL.
     pub fn path(&self) -> &str {
-        self.part(4)
+        self.part(Self::PATH)
     }
 
     /// Authorizes `action` on `resource` (owned by `owner`, with its policy if it has one)
