@@ -558,8 +558,9 @@ async fn woken(poll: tokio::task::JoinHandle<Vec<String>>) -> Vec<String> {
         .unwrap()
 }
 
-/// Sends wake one poll per message, not all: every waiting poll still gets its message,
-/// from single sends and from a batch alike.
+/// A group commit of sends wakes one poll, not all, and a poll that leaves messages
+/// visible wakes the next: every waiting poll still gets its message, from single sends
+/// and from a batch alike (a batch of ten to polls taking one each is nine hand-ons).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_waiting_poll_is_woken_by_a_message() {
     let t = TestServer::start().await;

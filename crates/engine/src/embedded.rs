@@ -61,18 +61,18 @@ impl QueueHandle {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wakes one long poll per message that became receivable, not every poll of the
-    /// queue: with 100 polls waiting, waking all of them for each message cost the server
-    /// about 1 ms per message. Enough polls wake for every message to find one; a poll
-    /// that takes several leaves the others to find nothing and wait again. A poll woken
-    /// but gone (its request dropped) passes the wake-up on (tokio's `Notified` forwards an
-    /// unconsumed `notify_one` when dropped), and a poll woken while busy re-checks the
-    /// queue before it sleeps again. Events that end the polls (queue deleted) or undo a
-    /// write still wake every poll, and so does an earlier timer (`wake_on_earlier_timer`).
-    fn wake_receivers(&self, receivable: usize) {
-        for _ in 0..receivable {
-            self.notify.notify_one();
-        }
+    /// Wakes one long poll, on a message becoming receivable outside a group commit's
+    /// hooks (which wake through [`crate::db::wake_one_poll_after_group`]). One poll, not
+    /// every poll of the queue: with 100 polls waiting, waking all of them for each
+    /// message cost the server about 1 ms per message. A poll that takes messages and
+    /// leaves some visible wakes the next (`receive_messages`), so a run of messages wakes
+    /// as many polls as it fills. A poll woken but gone (its request dropped) passes the
+    /// wake-up on (tokio's `Notified` forwards an unconsumed `notify_one` when dropped),
+    /// and a poll woken while busy re-checks the queue before it sleeps again. Events
+    /// that end the polls (queue deleted) or undo a write still wake every poll, and so
+    /// does an earlier timer (`wake_on_earlier_timer`).
+    fn wake_a_receiver(&self) {
+        self.notify.notify_one();
     }
 
     /// A sleeping poll wakes at the earliest timer (delay or visibility timeout) it saw
@@ -282,7 +282,9 @@ fn show_sent(inserted: impl IntoIterator<Item = (Arc<QueueHandle>, MsgMeta)>) {
         }
         let timer_after = st.next_event_ms();
         drop(st);
-        handle.wake_receivers(receivable);
+        if receivable > 0 {
+            crate::db::wake_one_poll_after_group(&handle.notify);
+        }
         handle.wake_on_earlier_timer(timer_before, timer_after);
     }
 }
@@ -1249,7 +1251,16 @@ impl Store for EmbeddedStore {
         st.config.redrive = redrive;
         let source_id = st.id;
         let timer_after = st.next_event_ms();
+        // A send's group commit wakes one poll however many messages it made receivable;
+        // a receive that took some (or moved them to the dead-letter queue) and leaves
+        // others visible wakes the next. A long poll is among the waiters while it
+        // receives, and a wake-up it gets itself then is passed on when it returns, or
+        // makes it look again if it took nothing.
+        let leaves_some = (!outcome.taken.is_empty() || !outcome.to_dead_letter.is_empty()) && st.has_visible();
         drop(st);
+        if leaves_some {
+            handle.wake_a_receiver();
+        }
         handle.wake_on_earlier_timer(timer_before, timer_after);
 
         let mut ops = Vec::with_capacity(outcome.taken.len());
@@ -1370,7 +1381,7 @@ impl Store for EmbeddedStore {
         // Deleting a FIFO message may unblock its group's next message; deleting from a
         // standard queue makes nothing receivable.
         if fifo {
-            handle.wake_receivers(1);
+            handle.wake_a_receiver();
         }
         // If the delete cannot be written, the message goes back into the index: otherwise
         // the client's retry would be answered "already deleted" while the row stays on
@@ -1405,7 +1416,7 @@ impl Store for EmbeddedStore {
         let timer_after = st.next_event_ms();
         drop(st);
         if timeout_s == 0 {
-            handle.wake_receivers(1);
+            handle.wake_a_receiver();
         }
         handle.wake_on_earlier_timer(timer_before, timer_after);
         // If the write fails, the message keeps the visibility it has on disk, unless

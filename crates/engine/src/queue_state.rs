@@ -401,6 +401,11 @@ impl QueueState {
         }
     }
 
+    /// Whether a message is visible now (as of the last `advance`).
+    pub fn has_visible(&self) -> bool {
+        !self.visible.is_empty()
+    }
+
     /// When the next delayed or in-flight message becomes visible.
     pub fn next_event_ms(&self) -> Option<u64> {
         self.timers.first().map(|(at, _)| *at)
