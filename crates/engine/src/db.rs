@@ -10,7 +10,7 @@ use crate::message_log::{
     encode, encode_sealing, Change, CompactionDraft, DedupRecord, Location, MessageContent, MessageLog, MessageState,
     Replayed,
 };
-use crate::queue_state::SeqMap;
+use crate::queue_state::{MsgMeta, SeqMap};
 use crate::record_log::{encode_chunk, ChunkKind, ChunkPlace, RecordChunk, RecordLog, Relocation};
 use crate::store::StoreError;
 use crate::write_queue::WriteQueue;
@@ -363,6 +363,29 @@ pub enum SqlOp {
 
 pub type CommitHook = Box<dyn FnOnce() + Send>;
 
+/// What a write does on the writer thread once it commits, before its caller is told.
+pub enum OnCommit {
+    Hook(CommitHook),
+    /// One new message to make receivable in its queue (a SendMessage's), carried in the
+    /// write itself: as a boxed hook it was an allocation made on an HTTP thread and freed
+    /// by the writer, the last of a send's to cross threads.
+    Show(Arc<dyn ShowSent>, MsgMeta),
+}
+
+impl OnCommit {
+    fn run(self) {
+        match self {
+            OnCommit::Hook(hook) => hook(),
+            OnCommit::Show(queue, meta) => queue.show(meta),
+        }
+    }
+}
+
+/// A queue, as the writer sees it: where a committed message becomes receivable.
+pub trait ShowSent: Send + Sync {
+    fn show(self: Arc<Self>, meta: MsgMeta);
+}
+
 /// What a write's caller is told: whether it committed, and the write's ops, handed back
 /// so that they are freed on the caller's thread. Freed on the writer, a message's body
 /// went back to the heap arena of the thread that allocated it, under that arena's lock:
@@ -426,7 +449,7 @@ pub struct WriteItem {
     pub ops: Vec<SqlOp>,
     /// Runs on the writer thread after the commit, before the caller is told:
     /// this is where new messages become visible in the in-memory indexes.
-    pub on_commit: Option<CommitHook>,
+    pub on_commit: Option<OnCommit>,
     /// Runs on the writer thread when the commit fails: undoes in-memory changes made
     /// ahead of the commit (such as FIFO deduplication entries).
     pub on_failure: Option<CommitHook>,
@@ -610,9 +633,9 @@ impl Database {
         let failed = committed.clone();
         self.submit(WriteItem {
             ops,
-            on_commit: Some(Box::new(move || {
+            on_commit: Some(OnCommit::Hook(Box::new(move || {
                 let _ = committed.send(true);
-            })),
+            }))),
             on_failure: Some(Box::new(move || {
                 let _ = failed.send(false);
             })),
@@ -916,9 +939,10 @@ fn finish(
     let result = result.map(|_| ());
     let mut routed = Routed::default();
     for item in batch {
-        let hook = if result.is_ok() { item.on_commit } else { item.on_failure };
-        if let Some(hook) = hook {
-            hook();
+        match (result.is_ok(), item.on_commit, item.on_failure) {
+            (true, Some(on_commit), _) => on_commit.run(),
+            (false, _, Some(undo)) => undo(),
+            _ => {}
         }
         if let Some(done) = item.done {
             let ack = Ack { done, answer: (result.clone(), item.ops) };

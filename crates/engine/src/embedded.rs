@@ -3,7 +3,9 @@
 
 use crate::at_rest::{Sealer, StoredText};
 use crate::clock::Clock;
-use crate::db::{internal, CommitHook, CompactionRequest, Database, MessageRow, MoveTaskRow, SqlOp, WriteItem};
+use crate::db::{
+    internal, CommitHook, CompactionRequest, Database, MessageRow, MoveTaskRow, OnCommit, ShowSent, SqlOp, WriteItem,
+};
 use crate::limits::*;
 use crate::message_log::{DedupRecord, IndexSource, LiveMessage, Location, MessageContent, MessageState, Replayed};
 use crate::queue_state::{DedupEntry, MsgMeta, MsgState, PendingIndexes, QueueState, SeqMap};
@@ -223,7 +225,7 @@ impl SendWrite {
     /// The write's ops, ending with the highest sequence number it hands out (its last
     /// new message's: numbers are taken in order), and the hooks that show its messages
     /// once it commits or give its deduplication entries back if it fails.
-    fn into_parts(self) -> (Vec<SqlOp>, CommitHook, Option<CommitHook>) {
+    fn into_parts(self) -> (Vec<SqlOp>, OnCommit, Option<CommitHook>) {
         let SendWrite { mut ops, mut inserted, taken_dedup, .. } = self;
         if let Some((_, last)) = inserted.last() {
             ops.push(SqlOp::RaiseLastSeq { seq: last.seq });
@@ -238,19 +240,22 @@ impl SendWrite {
                 }
             }) as CommitHook
         });
-        let on_commit: CommitHook = if inserted.len() == 1 {
-            // A SendMessage's one entry moves into the hook, and its vector is freed here,
-            // on the thread that made it: freed by the writer after the hook, it never came
-            // back to this thread's cache. The HTTP threads' allocations past glibc's
-            // thread cache in sqs-send fell from about one a message to 0.4 (a `perf
-            // probe` on `_int_malloc`); the hook's box still crosses.
-            let one = inserted.pop();
-            drop(inserted);
-            Box::new(move || show_sent(one))
-        } else {
-            Box::new(move || show_sent(inserted))
+        let on_commit = match inserted.len() {
+            // A SendMessage's one message goes in the write, and its vector is freed here,
+            // on the thread that made it.
+            1 => {
+                let (queue, meta) = inserted.pop().expect("one message");
+                OnCommit::Show(queue, meta)
+            }
+            _ => OnCommit::Hook(Box::new(move || show_sent(inserted))),
         };
         (ops, on_commit, on_failure)
+    }
+}
+
+impl ShowSent for QueueHandle {
+    fn show(self: Arc<Self>, meta: MsgMeta) {
+        show_sent([(self, meta)]);
     }
 }
 
@@ -587,7 +592,7 @@ impl EmbeddedStore {
         ops: Vec<SqlOp>,
         on_commit: Option<CommitHook>,
     ) -> Result<Durable<T>, StoreError> {
-        self.submit(value, ops, on_commit, None)
+        self.submit(value, ops, on_commit.map(OnCommit::Hook), None)
     }
 
     /// One step of record log compaction (the server's worker runs it every second, after
@@ -765,7 +770,7 @@ impl EmbeddedStore {
         on_commit: Option<CommitHook>,
         on_failure: CommitHook,
     ) -> Result<Durable<T>, StoreError> {
-        self.submit(value, ops, on_commit, Some(on_failure))
+        self.submit(value, ops, on_commit.map(OnCommit::Hook), Some(on_failure))
     }
 
     /// Hands a write to the writer thread; `value` is answered once it is durable.
@@ -773,7 +778,7 @@ impl EmbeddedStore {
         &self,
         value: T,
         ops: Vec<SqlOp>,
-        on_commit: Option<CommitHook>,
+        on_commit: Option<OnCommit>,
         on_failure: Option<CommitHook>,
     ) -> Result<Durable<T>, StoreError> {
         let (tx, rx) = oneshot::channel();
@@ -788,6 +793,12 @@ impl EmbeddedStore {
             tags: state.tags.clone(),
             created_ms: state.created_ms,
             modified_ms: state.modified_ms,
+            limits: Self::send_limits_of(state),
+        }
+    }
+
+    fn send_limits_of(state: &QueueState) -> SendLimits {
+        SendLimits {
             fifo: state.config.fifo,
             content_based_dedup: state.config.content_based_dedup,
             max_message_size: state.config.max_message_size,
@@ -1054,6 +1065,10 @@ impl Store for EmbeddedStore {
 
     fn get_queue(&self, key: &QueueKey) -> Result<QueueInfo, StoreError> {
         Ok(Self::info(&self.handle(key)?.lock()))
+    }
+
+    fn send_limits(&self, key: &QueueKey) -> Result<SendLimits, StoreError> {
+        Ok(Self::send_limits_of(&self.handle(key)?.lock()))
     }
 
     fn list_queues(&self, account: &str, region: &str, prefix: &str) -> Vec<QueueKey> {

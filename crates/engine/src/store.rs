@@ -51,8 +51,15 @@ pub struct QueueInfo {
     pub tags: Arc<Tags>,
     pub created_ms: u64,
     pub modified_ms: u64,
-    /// What every send reads of `attributes`, parsed when they were set rather than
-    /// looked up by name (and MaximumMessageSize parsed) on each message.
+    pub limits: SendLimits,
+}
+
+/// What every send reads of a queue's attributes, parsed when they were set rather than
+/// looked up by name (and MaximumMessageSize parsed) on each message. Sends ask for these
+/// alone ([`Store::send_limits`]): a whole [`QueueInfo`] is three `Arc`s shared by every
+/// thread, each counted up and down by both cores on every send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLimits {
     pub fifo: bool,
     pub content_based_dedup: bool,
     pub max_message_size: u64,
@@ -227,6 +234,7 @@ pub trait Store: Send + Sync {
         tags: Tags,
     ) -> Result<Durable<(QueueInfo, bool)>, StoreError>;
     fn get_queue(&self, key: &QueueKey) -> Result<QueueInfo, StoreError>;
+    fn send_limits(&self, key: &QueueKey) -> Result<SendLimits, StoreError>;
     fn list_queues(&self, account: &str, region: &str, prefix: &str) -> Vec<QueueKey>;
     fn delete_queue(&self, key: &QueueKey) -> Result<Durable<()>, StoreError>;
     /// Replaces the named attributes (others are kept).

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use sluice_engine::{
-    Attributes, Clock, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, SendOutcome, Store,
+    Attributes, Clock, NewMessage, QueueInfo, QueueKey, ReceiveParams, ReceivedMessage, SendLimits, SendOutcome, Store,
 };
 use sluice_wire::fields::{split_ascii, split_once_ascii};
 use sluice_wire::{AwsError, Model};
@@ -502,7 +502,7 @@ impl SqsService {
                     return Err(queue_already_exists(k));
                 }
             }
-            if !fifo && info.fifo {
+            if !fifo && info.limits.fifo {
                 return Err(queue_already_exists("FifoQueue"));
             }
             Ok(())
@@ -613,7 +613,7 @@ impl SqsService {
     ) -> Result<Value, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
         let info = self.info(&key)?;
-        let fifo = info.fifo;
+        let fifo = info.limits.fifo;
         let attrs = req.attributes.unwrap_or_default();
         let validated = attributes::validate(&attrs, fifo, false, &key, self)?;
         let map = |e| from_store(e, &key.name, "");
@@ -635,7 +635,7 @@ impl SqsService {
     fn prepare(
         &self,
         ctx: &RequestContext,
-        info: &QueueInfo,
+        limits: SendLimits,
         body: Option<String>,
         delay: Option<i64>,
         attrs: &MessageAttributeMap,
@@ -643,7 +643,7 @@ impl SqsService {
         group: &Option<String>,
         dedup: &Option<String>,
     ) -> Result<PreparedMessage, AwsError> {
-        let fifo = info.fifo;
+        let fifo = limits.fifo;
         let Some(body) = body else { return Err(missing_parameter("MessageBody")) };
         validate_body(&body)?;
         if let Some(d) = delay {
@@ -674,7 +674,7 @@ impl SqsService {
             );
         }
         let size = body.len() + attrs_size;
-        let max = info.max_message_size;
+        let max = limits.max_message_size;
         if size as u64 > max {
             return Err(invalid_parameter_value(format!(
                 "One or more parameters are invalid. Reason: Message must be shorter than {max} bytes."
@@ -698,7 +698,7 @@ impl SqsService {
                 ))
             }
             None if fifo => {
-                if info.content_based_dedup {
+                if limits.content_based_dedup {
                     // Content-based deduplication: SHA-256 of the body only.
                     Some(hex::encode(Sha256::digest(body.as_bytes())))
                 } else {
@@ -741,10 +741,10 @@ impl SqsService {
 
     async fn send_message(&self, ctx: &RequestContext, req: SendMessageRequest) -> Result<SendReply, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
-        let info = self.info(&key)?;
+        let limits = self.store.send_limits(&key).map_err(|e| from_store(e, &key.name, ""))?;
         let prepared = self.prepare(
             ctx,
-            &info,
+            limits,
             req.message_body,
             req.delay_seconds,
             &req.message_attributes,
@@ -765,7 +765,7 @@ impl SqsService {
         req: SendMessageBatchRequest,
     ) -> Result<SendBatchReply, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
-        let info = self.info(&key)?;
+        let limits = self.store.send_limits(&key).map_err(|e| from_store(e, &key.name, ""))?;
         check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "SendMessageBatchRequestEntry")?;
         let mut failed = Vec::new();
         let mut messages = Vec::with_capacity(req.entries.len());
@@ -776,7 +776,7 @@ impl SqsService {
             let body_len = e.message_body.as_ref().map(String::len).unwrap_or(0);
             match self.prepare(
                 ctx,
-                &info,
+                limits,
                 e.message_body,
                 e.delay_seconds,
                 &e.message_attributes,
@@ -844,7 +844,7 @@ impl SqsService {
         if !(0..=MAX_WAIT_SECONDS).contains(&wait) {
             return Err(invalid_value_reason("WaitTimeSeconds", wait, "Must be >= 0 and <= 20, if provided."));
         }
-        let fifo = info.fifo;
+        let fifo = info.limits.fifo;
         if !fifo && wait == 0 {
             let counts = self.store.queue_counts(&key).map_err(|e| from_store(e, &key.name, ""))?;
             if counts.in_flight >= MAX_IN_FLIGHT_STANDARD {
