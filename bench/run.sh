@@ -53,6 +53,9 @@ ceiling() { # label
 best_of_last() { # n: the highest requests/s among the last n results
     tail -"$1" "$results" | python3 -c 'import json,sys; print(max(int(json.loads(l)["requests_per_s"]) for l in sys.stdin))'
 }
+connections_of_best() { # n: the connections of the row best_of_last n names
+    tail -"$1" "$results" | python3 -c 'import json,sys; print(max((json.loads(l) for l in sys.stdin), key=lambda r: r["requests_per_s"])["connections"])'
+}
 ceiling "nginx ceiling"
 ceiling_before=$(best_of_last 2)
 # sqs-send's peak between two ceilings: this machine's speed drifts by 10-25% within
@@ -65,6 +68,7 @@ measure sqs-send "64 connections, fresh server, between two ceilings" "$endpoint
 start_server
 measure sqs-send "256 connections, fresh server, between two ceilings" "$endpoint" --connections 256 --duration "$seconds"
 peak=$(best_of_last 2)
+peak_connections=$(connections_of_best 2)
 stop_server
 ceiling "nginx ceiling again"
 ceiling_after=$(best_of_last 2)
@@ -72,11 +76,16 @@ permille=$(( peak * 4000 / (ceiling_before + ceiling_after) ))
 echo "sqs-send peak $peak against nginx ceilings $ceiling_before and $ceiling_after:" \
     "$(( permille / 10 )).$(( permille % 10 ))% of half their mean"
 
-# Latency at half the peak just measured, paced (no coordinated omission) over 64
-# connections on a fresh server, for three times as long as the other rows: its p99 is
-# set by a few stalls of 20-100 ms (the machine's kdamond taking a core, see
-# bench/README), and a 10-second run holds two or three of them, so one run's p99
-# ranged 2.8-12.7 ms with the same binary.
+# Latency at half the peak just measured, paced (no coordinated omission) on a fresh
+# server, for three times as long as the other rows: its p99 is set by a few stalls of
+# 20-100 ms (the machine's kdamond taking a core, see bench/README), and a 10-second
+# run holds two or three of them, so one run's p99 ranged 2.8-12.7 ms with the same
+# binary. The target's row paces over the connections the peak was measured with (the
+# same clients at half the rate); over 64 as well, as before 2026-11-25: with fewer
+# connections a stall holds up more of the schedule (20-second runs at 44,500/s, three
+# each alternating: p99 3.6-5.0 ms over 64, 2.6-4.5 over 128, 2.6-3.3 over 256).
+start_server
+measure sqs-send "at half the peak rate ($((peak / 2))/s), $peak_connections connections as the peak, $((seconds * 3)) s" "$endpoint" --connections "$peak_connections" --duration $((seconds * 3)) --rate $((peak / 2))
 start_server
 measure sqs-send "at half the peak rate ($((peak / 2))/s), 64 connections, $((seconds * 3)) s" "$endpoint" --connections 64 --duration $((seconds * 3)) --rate $((peak / 2))
 start_server
