@@ -593,6 +593,42 @@ async fn every_waiting_poll_is_woken_by_a_message() {
     t.stop().await;
 }
 
+/// A long poll whose try only moves messages to the dead-letter queue, while others are
+/// visible behind them, looks again at once (its own receive wakes it) and gets the next
+/// message, rather than sleeping to the end of its 20 seconds with a message visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_that_moves_messages_to_the_dead_letter_queue_gets_the_next() {
+    let t = TestServer::start().await;
+    let c = &t.client;
+    let dlq_url = c.create_queue().queue_name("spent").send().await.unwrap().queue_url.unwrap();
+    let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:spent","maxReceiveCount":"1"}"#;
+    let src_url = c
+        .create_queue()
+        .queue_name("work")
+        .attributes(QueueAttributeName::RedrivePolicy, policy)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for body in ["spent 1", "spent 2"] {
+        c.send_message().queue_url(&src_url).message_body(body).send().await.unwrap();
+    }
+    // Received once each, so that their next receive moves them, and visible again in
+    // 2 s; "fresh" becomes visible a moment after them.
+    let first = c.receive_message().queue_url(&src_url).max_number_of_messages(2).visibility_timeout(2).send().await;
+    assert_eq!(first.unwrap().messages().len(), 2);
+    c.send_message().queue_url(&src_url).message_body("fresh").delay_seconds(2).send().await.unwrap();
+    // The poll sleeps until the timeouts end, then takes one message a try: "spent 1"
+    // and "spent 2" go to the dead-letter queue, and "fresh" comes back.
+    assert_eq!(woken(spawn_poll(c, &src_url)).await, ["fresh"]);
+    let moved = c.receive_message().queue_url(&dlq_url).max_number_of_messages(10).send().await.unwrap();
+    let mut moved: Vec<_> = moved.messages().iter().filter_map(|m| m.body()).collect();
+    moved.sort();
+    assert_eq!(moved, ["spent 1", "spent 2"]);
+    t.stop().await;
+}
+
 /// A message (its body the queue's name) received with a 60-second visibility timeout, a
 /// poll waiting on its queue, then the message's timeout changed to `timeout_s`: the
 /// queue's URL, and what the poll returned once woken.

@@ -260,7 +260,7 @@ impl ShowSent for QueueHandle {
 }
 
 /// Makes messages just written receivable, one lock per run of one queue's messages,
-/// and wakes the queue's waiting receives.
+/// and has one of the queue's waiting receives woken once the group commit ends.
 fn show_sent(inserted: impl IntoIterator<Item = (Arc<QueueHandle>, MsgMeta)>) {
     let mut rest = inserted.into_iter().peekable();
     while let Some((handle, first)) = rest.next() {

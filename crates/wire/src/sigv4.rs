@@ -279,7 +279,6 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec
 
 /// The canonical request for `sig` over `req` with the given payload hash.
 pub fn canonical_request(req: &Request, sig: &Signature, payload_hash: &str) -> Result<String, SigError> {
-    let path = if req.path.is_empty() { "/" } else { req.path };
     let mut pairs: Vec<(String, String)> = query_pairs(req.query)
         .into_iter()
         .filter(|(k, _)| !(sig.expires_secs.is_some() && k == "X-Amz-Signature"))
@@ -294,13 +293,14 @@ pub fn canonical_request(req: &Request, sig: &Signature, payload_hash: &str) -> 
         let values = req.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
         (name.as_str(), values)
     });
-    Ok(canonical_text(req.method, path, &pairs, groups, payload_hash).0)
+    Ok(canonical_text(req.method, req.path, &pairs, groups, payload_hash).0)
 }
 
 /// The canonical request, written into one string (its pieces joined and formatted apart
 /// were a tenth of the load generator's time in sqs-cycle, which signs every send), and
 /// the signed-header list it names. `headers` are the signed headers in the order listed,
-/// each name (in lower case) with its values in the order they came.
+/// each name (in lower case) with its values in the order they came; an empty `path` is
+/// `/`.
 fn canonical_text<'a, V>(
     method: &str,
     path: &str,
@@ -315,6 +315,7 @@ where
     let mut signed = String::with_capacity(64);
     out.push_str(method);
     out.push('\n');
+    let path = if path.is_empty() { "/" } else { path };
     out.push_str(&uri_encode(&normalize_path(path), true));
     out.push('\n');
     for (i, (k, v)) in query.iter().enumerate() {
@@ -347,6 +348,11 @@ where
     out.push('\n');
     out.push_str(payload_hash);
     (out, signed)
+}
+
+/// The credential scope a signature is made for: `date/region/service/aws4_request`.
+fn credential_scope(date: &str, region: &str, service: &str) -> String {
+    format!("{date}/{region}/{service}/aws4_request")
 }
 
 /// What is signed: the algorithm, the time, the credential scope and the canonical
@@ -397,7 +403,7 @@ pub fn expected_signature(
     payload_hash: &str,
 ) -> Result<String, SigError> {
     let canonical = canonical_request(req, sig, payload_hash)?;
-    let scope = format!("{}/{}/{}/aws4_request", sig.date, sig.region, sig.service);
+    let scope = credential_scope(&sig.date, &sig.region, &sig.service);
     let key = signing_key(secret, &sig.date, &sig.region, &sig.service);
     Ok(hex_of(&hmac(&key, string_to_sign(&sig.amz_date, &scope, &canonical).as_bytes())))
 }
@@ -472,9 +478,8 @@ impl Signer {
         all.sort_by(|a, b| a.0.cmp(&b.0));
         let groups =
             all.chunk_by(|a, b| a.0 == b.0).map(|one_name| (&*one_name[0].0, one_name.iter().map(|(_, v)| *v)));
-        let path = if path.is_empty() { "/" } else { path };
         let (canonical, signed) = canonical_text(method, path, &[], groups, payload_hash);
-        let scope = format!("{date}/{}/{}/aws4_request", self.region, self.service);
+        let scope = credential_scope(date, &self.region, &self.service);
         if self.key.as_ref().is_none_or(|(d, _)| d != date) {
             self.key = Some((date.to_owned(), signing_key(&self.secret, date, &self.region, &self.service)));
         }

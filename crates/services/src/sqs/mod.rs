@@ -463,6 +463,10 @@ impl SqsService {
         self.store.get_queue(key).map_err(|e| from_store(e, &key.name, ""))
     }
 
+    fn send_limits(&self, key: &QueueKey) -> Result<SendLimits, AwsError> {
+        self.store.send_limits(key).map_err(|e| from_store(e, &key.name, ""))
+    }
+
     fn key_from_arn(arn: &str, param: &str) -> Result<QueueKey, AwsError> {
         QueueKey::from_arn(arn).ok_or_else(|| {
             invalid_parameter_value(format!(
@@ -741,7 +745,7 @@ impl SqsService {
 
     async fn send_message(&self, ctx: &RequestContext, req: SendMessageRequest) -> Result<SendReply, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
-        let limits = self.store.send_limits(&key).map_err(|e| from_store(e, &key.name, ""))?;
+        let limits = self.send_limits(&key)?;
         let prepared = self.prepare(
             ctx,
             limits,
@@ -765,7 +769,7 @@ impl SqsService {
         req: SendMessageBatchRequest,
     ) -> Result<SendBatchReply, AwsError> {
         let key = self.queue_key(ctx, &req.queue_url)?;
-        let limits = self.store.send_limits(&key).map_err(|e| from_store(e, &key.name, ""))?;
+        let limits = self.send_limits(&key)?;
         check_batch(req.entries.iter().map(|e| e.id.as_deref()), req.entries.len(), "SendMessageBatchRequestEntry")?;
         let mut failed = Vec::new();
         let mut messages = Vec::with_capacity(req.entries.len());
