@@ -433,22 +433,22 @@ async fn long_poll_returns_when_a_message_arrives() {
     t.stop().await;
 }
 
+/// Queue `source` whose messages go to queue `dead_letter` on their second receive
+/// (maxReceiveCount 1): their URLs.
+async fn queue_with_dead_letter_queue(c: &Client, source: &str, dead_letter: &str) -> (String, String) {
+    let dlq_url = c.create_queue().queue_name(dead_letter).send().await.unwrap().queue_url.unwrap();
+    let dlq_arn = format!("arn:aws:sqs:us-east-1:000000000000:{dead_letter}");
+    let policy = format!("{{\"deadLetterTargetArn\":\"{dlq_arn}\",\"maxReceiveCount\":\"1\"}}");
+    let src = c.create_queue().queue_name(source).attributes(QueueAttributeName::RedrivePolicy, policy).send().await;
+    (src.unwrap().queue_url.unwrap(), dlq_url)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letter_queue_and_move_tasks() {
     let t = TestServer::start().await;
     let c = &t.client;
-    let dlq_url = c.create_queue().queue_name("dlq").send().await.unwrap().queue_url.unwrap();
+    let (src_url, dlq_url) = queue_with_dead_letter_queue(c, "src", "dlq").await;
     let dlq_arn = "arn:aws:sqs:us-east-1:000000000000:dlq";
-    let policy = format!("{{\"deadLetterTargetArn\":\"{dlq_arn}\",\"maxReceiveCount\":\"1\"}}");
-    let src_url = c
-        .create_queue()
-        .queue_name("src")
-        .attributes(QueueAttributeName::RedrivePolicy, policy)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
     let sources = c.list_dead_letter_source_queues().queue_url(&dlq_url).send().await.unwrap();
     assert_eq!(sources.queue_urls(), std::slice::from_ref(&src_url));
 
@@ -600,17 +600,7 @@ async fn every_waiting_poll_is_woken_by_a_message() {
 async fn a_poll_that_moves_messages_to_the_dead_letter_queue_gets_the_next() {
     let t = TestServer::start().await;
     let c = &t.client;
-    let dlq_url = c.create_queue().queue_name("spent").send().await.unwrap().queue_url.unwrap();
-    let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:spent","maxReceiveCount":"1"}"#;
-    let src_url = c
-        .create_queue()
-        .queue_name("work")
-        .attributes(QueueAttributeName::RedrivePolicy, policy)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let (src_url, dlq_url) = queue_with_dead_letter_queue(c, "work", "spent").await;
     for body in ["spent 1", "spent 2"] {
         c.send_message().queue_url(&src_url).message_body(body).send().await.unwrap();
     }
